@@ -1,0 +1,5 @@
+import sys
+
+from tedloc.cli import main
+
+sys.exit(main())

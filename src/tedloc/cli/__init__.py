@@ -1,0 +1,65 @@
+"""The ``tedloc`` command line: one entry point, thin over the library.
+
+Each subcommand lives in its own module and registers itself with :func:`command`; the
+library does the work. Errors of user input (:class:`~tedloc.errors.TedlocError`) are
+printed as one clear message with exit status 2, never as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from tedloc import __version__
+from tedloc.errors import TedlocError
+
+__all__ = ["main", "command"]
+
+Configure = Callable[[argparse.ArgumentParser], None]
+_COMMANDS: dict[str, tuple[str, Configure]] = {}
+
+
+def command(name: str, help: str) -> Callable[[Configure], Configure]:
+    """Register ``configure(parser)`` as the subcommand ``name``; it sets ``func`` via ``set_defaults``."""
+
+    def register(configure: Configure) -> Configure:
+        if name in _COMMANDS:
+            raise ValueError(f"command {name!r} registered twice")
+        _COMMANDS[name] = (help, configure)
+        return configure
+
+    return register
+
+
+def _load_commands() -> None:
+    from tedloc.cli import data, demo  # noqa: F401  (modules register their commands on import)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_commands()
+    parser = argparse.ArgumentParser(
+        prog="tedloc", description="Weakly supervised object localization: data, training, evaluation.")
+    parser.add_argument("--version", action="version", version=f"tedloc {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (help_text, configure) in _COMMANDS.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except TedlocError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

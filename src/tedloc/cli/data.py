@@ -1,0 +1,122 @@
+"""``tedloc data ...``: make, import and check dataset directories."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tedloc.cli import command
+from tedloc.data import (
+    SyntheticConfig,
+    check_dataset,
+    convert_tinyimagenet,
+    download_tinyimagenet,
+    import_wsol,
+    load_dataset,
+    make_synthetic,
+)
+from tedloc.data.wsol_import import WSOL_DATASETS
+
+
+def summarize(root: str | Path) -> str:
+    """A few lines describing a dataset directory: classes and per-split counts."""
+    ds = load_dataset(root)
+    lines = [f"{ds.name}: {ds.num_classes} classes ({', '.join(ds.class_names[:4])}"
+             f"{', ...' if ds.num_classes > 4 else ''})"]
+    for name, split in ds.splits.items():
+        extra = f", {split.num_masks} masks" if split.has_masks else ""
+        lines.append(f"  {name:<5} {len(split):>7,} images, {split.num_boxes:>7,} boxes{extra}")
+    return "\n".join(lines)
+
+
+def _tinyimagenet(args: argparse.Namespace) -> int:
+    out = convert_tinyimagenet(args.src, args.out, val_per_class=args.val_per_class, workers=args.workers)
+    print(f"wrote {out}\n{summarize(out)}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    out = download_tinyimagenet(args.out, val_per_class=args.val_per_class)
+    print(f"wrote {out}\n{summarize(out)}")
+    return 0
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    cfg = SyntheticConfig(classes=args.classes, train=args.train, val=args.val, test=args.test, size=args.size,
+                          seed=args.seed)
+    out = make_synthetic(args.out, cfg, force=args.force)
+    print(f"wrote {out}\n{summarize(out)}")
+    return 0
+
+
+def _import_wsol(args: argparse.Namespace) -> int:
+    out, skipped = import_wsol(args.metadata_root, args.dataset, args.out, images=args.images, masks=args.masks)
+    for split, why in skipped.items():
+        print(f"skipped split {split}: {why}", file=sys.stderr)
+    print(f"wrote {out}\n{summarize(out)}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    report = check_dataset(args.dir, images=not args.metadata_only, workers=args.workers)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(f"{report.root}: {report.classes} classes")
+        for name, counts in report.splits.items():
+            print(f"  {name:<5} {counts['images']:>7,} images, {counts['boxes']:>7,} boxes, {counts['masks']:>7,} masks")
+        for w in report.warnings[:50]:
+            print(f"warning: {w}")
+        if len(report.warnings) > 50:
+            print(f"... and {len(report.warnings) - 50} more warnings (see --json)")
+        for p in report.problems:
+            print(f"problem: {p}")
+        print("ok" if report.ok else f"{len(report.problems)} problems")
+    return 0 if report.ok else 1
+
+
+@command("data", help="make, import and check datasets")
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="<data command>", required=True)
+
+    p = sub.add_parser("tinyimagenet", help="convert an extracted Tiny ImageNet into a dataset directory")
+    p.add_argument("--src", required=True, help="extracted tiny-imagenet-200 folder (images are referenced)")
+    p.add_argument("--out", required=True, help="dataset directory to write")
+    p.add_argument("--val-per-class", type=int, default=10, help="train images per class held out as val")
+    p.add_argument("--workers", type=int, default=4, help="threads reading image headers")
+    p.set_defaults(func=_tinyimagenet)
+
+    p = sub.add_parser("download", help="download a dataset (needs network access) and convert it")
+    dl = p.add_subparsers(dest="download_what", metavar="<dataset>", required=True)
+    q = dl.add_parser("tinyimagenet", help="the official Tiny ImageNet archive, MD5-checked")
+    q.add_argument("--out", required=True, help="dataset directory (the archive goes to OUT/source)")
+    q.add_argument("--val-per-class", type=int, default=10)
+    q.set_defaults(func=_download)
+
+    p = sub.add_parser("synthetic", help="generate the built-in synthetic benchmark")
+    d = SyntheticConfig()
+    p.add_argument("--out", required=True, help="dataset directory to write")
+    p.add_argument("--classes", type=int, default=d.classes)
+    p.add_argument("--train", type=int, default=d.train, help="train images")
+    p.add_argument("--val", type=int, default=d.val, help="val images")
+    p.add_argument("--test", type=int, default=d.test, help="test images")
+    p.add_argument("--size", type=int, default=d.size, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--force", action="store_true", help="replace an existing directory")
+    p.set_defaults(func=_synthetic)
+
+    p = sub.add_parser("import-wsol", help="import wsolevaluation metadata (CUB, ILSVRC, OpenImages)")
+    p.add_argument("--metadata-root", required=True, help="folder holding <dataset>/<split>/ metadata folders")
+    p.add_argument("--dataset", required=True, choices=sorted(WSOL_DATASETS))
+    p.add_argument("--images", help="image root the ids are relative to (omit for metadata-only)")
+    p.add_argument("--masks", help="mask root the mask paths are relative to (OpenImages)")
+    p.add_argument("--out", required=True, help="dataset directory to write")
+    p.set_defaults(func=_import_wsol)
+
+    p = sub.add_parser("check", help="report every problem of a dataset directory")
+    p.add_argument("dir", help="dataset directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object (classes, splits, problems)")
+    p.add_argument("--metadata-only", action="store_true", help="do not decode images and masks")
+    p.add_argument("--workers", type=int, default=2, help="processes decoding images")
+    p.set_defaults(func=_check)

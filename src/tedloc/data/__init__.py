@@ -1,0 +1,17 @@
+"""Datasets: the on-disk format, converters, the synthetic benchmark, images and transforms."""
+from tedloc.data.check import CheckReport, check_dataset
+from tedloc.data.dataset import SPLIT_NAMES, Split, WSOLDataset
+from tedloc.data.images import load_image
+from tedloc.data.synthetic import SyntheticConfig, make_synthetic
+from tedloc.data.tinyimagenet import convert_tinyimagenet, download_tinyimagenet
+from tedloc.data.torch_dataset import WSOLImageDataset
+from tedloc.data.transforms import EvalTransform, TrainTransform, View
+from tedloc.data.wsol_format import load_dataset, read_split_metadata, save_dataset, write_split_metadata
+from tedloc.data.wsol_import import import_wsol
+
+__all__ = [
+    "SPLIT_NAMES", "Split", "WSOLDataset", "load_dataset", "save_dataset", "read_split_metadata",
+    "write_split_metadata", "import_wsol", "convert_tinyimagenet", "download_tinyimagenet", "SyntheticConfig",
+    "make_synthetic", "check_dataset", "CheckReport", "load_image", "TrainTransform", "EvalTransform", "View",
+    "WSOLImageDataset",
+]

@@ -1,0 +1,56 @@
+"""A torch ``Dataset`` over a :class:`~tedloc.data.dataset.Split`, with reproducible random views."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tedloc.data.dataset import Split
+from tedloc.data.images import load_image
+from tedloc.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, to_normalized_tensor
+
+__all__ = ["WSOLImageDataset"]
+
+
+class WSOLImageDataset(Dataset):
+    """Images of a split as normalised tensors plus label, index and the applied view.
+
+    The random view of sample ``i`` in epoch ``e`` depends only on ``(seed, e, i)``, so results do
+    not depend on the number of workers, and an interrupted run that resumes at epoch ``e``
+    sees exactly the views it would have seen.
+
+    Args:
+        split: the split to read.
+        transform: :class:`TrainTransform` or :class:`EvalTransform`.
+        seed: base seed of the random views.
+        mean, std: normalisation (ImageNet's by default).
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        transform: TrainTransform | EvalTransform,
+        seed: int = 0,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ):
+        if split.image_root is None:
+            raise FileNotFoundError(f"split {split.name!r} has no images (metadata-only dataset)")
+        self.split = split
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        self.mean, self.std = mean, std
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> dict:
+        image = load_image(self.split.image_path(i))
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        view = self.transform.view(image.size, rng)
+        x = to_normalized_tensor(view.image(image), self.mean, self.std)
+        return {"image": x, "label": int(self.split.labels[i]), "index": i, "view": view.to_tensor()}

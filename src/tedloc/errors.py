@@ -1,0 +1,69 @@
+"""Errors shown to users as one clear line, never as a traceback from deep inside."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from os import PathLike
+
+__all__ = ["TedlocError", "DataError", "Problem"]
+
+
+class TedlocError(Exception):
+    """Base class of the errors the CLI prints without a traceback."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in user input: where it is and what is wrong."""
+
+    message: str
+    path: str | None = None
+    line: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = str(self.path)
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class DataError(TedlocError):
+    """Bad input data, naming the file, the line and the field.
+
+    Args:
+        message: what is wrong, in words a user can act on.
+        path: the file concerned.
+        line: 1-based line number in that file.
+        field: the field (column) concerned.
+        problems: further problems of the same input, shown after the first.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        path: str | PathLike | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        problems: list[Problem] | None = None,
+    ):
+        self.problem = Problem(message, None if path is None else str(path), line, field)
+        self.problems = [self.problem] + list(problems or [])
+        super().__init__(str(self))
+
+    @classmethod
+    def from_problems(cls, problems: list[Problem], limit: int = 20) -> "DataError":
+        first, rest = problems[0], problems[1:]
+        err = cls(first.message, first.path, first.line, first.field, problems=rest)
+        err.limit = limit
+        return err
+
+    def __str__(self) -> str:
+        limit = getattr(self, "limit", 20)
+        lines = [str(p) for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"... and {len(self.problems) - limit} more problems (run `tedloc data check`)")
+        return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""Progress bars for long offline loops (tqdm on a terminal, silent otherwise)."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterable, TypeVar
+
+from tqdm.auto import tqdm
+
+__all__ = ["progress"]
+
+T = TypeVar("T")
+
+
+def _enabled() -> bool:
+    forced = os.environ.get("TEDLOC_PROGRESS")
+    if forced is not None:
+        return forced not in ("0", "", "false", "no")
+    return sys.stderr.isatty()
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it") -> Iterable[T]:
+    """Wrap ``iterable`` in a progress bar when stderr is a terminal (or ``TEDLOC_PROGRESS=1``)."""
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not _enabled(), dynamic_ncols=True,
+                leave=False)
