@@ -25,7 +25,7 @@ def summarize(root: str | Path) -> str:
     lines = [f"{ds.name}: {ds.num_classes} classes ({', '.join(ds.class_names[:4])}"
              f"{', ...' if ds.num_classes > 4 else ''})"]
     for name, split in ds.splits.items():
-        extra = f", {split.num_masks} masks" if split.has_masks else ""
+        extra = f", {split.num_masks:,} masks" if split.has_masks else ""
         lines.append(f"  {name:<5} {len(split):>7,} images, {split.num_boxes:>7,} boxes{extra}")
     return "\n".join(lines)
 

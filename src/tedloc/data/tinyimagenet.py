@@ -117,6 +117,7 @@ def convert_tinyimagenet(
             seen[name] = k
     label_of = {w: k for k, w in enumerate(wnids)}
 
+    origin: dict[tuple[str, tuple], tuple[Path, int]] = {}  # (image id, box) -> (file, line)
     train_rows: list[tuple[str, int, list]] = []
     val_rows: list[tuple[str, int, list]] = []
     for wnid in progress(wnids, desc="train boxes", unit="class"):
@@ -136,6 +137,7 @@ def convert_tinyimagenet(
                 box = _parse_box(parts[1:], box_file, number, problems)
                 if box is not None:
                     boxes[parts[0]].append(box)
+                    origin[(f"train/{wnid}/images/{parts[0]}", box)] = (box_file, number)
         if val_per_class >= len(files):
             raise DataError(f"--val-per-class {val_per_class} leaves no training image for {wnid} "
                             f"({len(files)} images)", images_dir)
@@ -153,6 +155,7 @@ def convert_tinyimagenet(
         box = _parse_box(parts[2:], ann, number, problems)
         if box is not None:
             test_rows.append((f"val/images/{parts[0]}", label_of[parts[1]], [box]))
+            origin[(f"val/images/{parts[0]}", box)] = (ann, number)
 
     if problems:
         raise DataError.from_problems(problems)
@@ -164,7 +167,9 @@ def convert_tinyimagenet(
         for (image_id, _, bs), (w, h) in zip(rows, sizes):
             for box in bs:
                 if box[2] > w - 1 or box[3] > h - 1:
-                    problems.append(Problem(f"box {box} lies outside the {w}x{h} image {image_id}"))
+                    path, number = origin[(image_id, box)]
+                    problems.append(Problem(f"box {box} lies outside the {w}x{h} image {image_id} "
+                                            f"(inclusive coordinates)", str(path), number))
         splits[name] = Split(name, ids, [r[1] for r in rows], sizes, [r[2] for r in rows])
     if problems:
         raise DataError.from_problems(problems)

@@ -1,0 +1,88 @@
+"""`tedloc data check` and the CLI: all problems at once, clear errors, no tracebacks."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tedloc.cli import build_parser, main
+from tedloc.data import check_dataset
+
+
+@pytest.fixture()
+def broken(synthetic_small, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(synthetic_small, root)
+    ids = (root / "metadata" / "train" / "image_ids.txt").read_text().splitlines()
+    (root / "images" / ids[0]).unlink()  # missing
+    (root / "images" / ids[1]).write_bytes(b"garbage")  # unreadable
+    Image.new("RGB", (30, 30)).save(root / "images" / ids[2])  # wrong size
+    loc = root / "metadata" / "val" / "localization.txt"
+    lines = loc.read_text().splitlines()
+    first = lines[0].split(",")
+    lines[0] = ",".join(first[:1] + ["40", "1", "2", "3"])  # x1 < x0
+    loc.write_text("\n".join(lines) + "\n")
+    return root, ids
+
+
+def test_check_reports_everything_at_once(broken):
+    root, ids = broken
+    report = check_dataset(root, workers=1)
+    text = "\n".join(report.problems)
+    assert not report.ok and len(report.problems) == 4
+    assert f"{ids[0]}: image file not found" in text
+    assert f"{ids[1]}: cannot read image" in text
+    assert "image is 30x30 but image_sizes.txt says 48x48" in text
+    assert "val/localization.txt:1: box (40, 1, 2, 3) has x1 < x0" in text
+
+
+def test_check_json_cli(broken, capsys):
+    root, _ = broken
+    assert main(["data", "check", str(root), "--json", "--workers", "2"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == 4 and len(report["problems"]) == 4
+    assert report["splits"]["train"] == {"images": 24, "boxes": 24, "masks": 24}
+    assert report["splits"]["val"]["boxes"] == 7
+
+
+def test_check_clean_dataset(synthetic_small, capsys):
+    assert main(["data", "check", str(synthetic_small)]) == 0
+    assert capsys.readouterr().out.strip().endswith("ok")
+
+
+def test_every_subcommand_has_help():
+    parser = build_parser()
+    for argv in (["--help"], ["data", "--help"], ["data", "tinyimagenet", "--help"], ["data", "synthetic", "--help"],
+                 ["data", "import-wsol", "--help"], ["data", "check", "--help"],
+                 ["data", "download", "tinyimagenet", "--help"], ["demo", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(argv)
+        assert e.value.code == 0
+
+
+def test_bad_input_is_one_line_not_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tedloc", "data", "check", str(tmp_path / "missing")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert str(tmp_path / "missing") in proc.stderr
+
+
+def test_synthetic_cli(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["data", "synthetic", "--out", str(out), "--classes", "3", "--train", "6", "--val", "3",
+                 "--test", "3", "--size", "32"]) == 0
+    assert "3 classes" in capsys.readouterr().out
+
+
+def test_import_wsol_cli_with_masks(wsol_metadata, tmp_path, capsys):
+    masks = wsol_metadata.parent / "test_data" / "test_masks"
+    out = tmp_path / "oi"
+    assert main(["data", "import-wsol", "--metadata-root", str(wsol_metadata), "--dataset", "OpenImages",
+                 "--masks", str(masks), "--out", str(out)]) == 0
+    text = capsys.readouterr()
+    assert "skipped split train" in text.err and "3,854 masks" in text.out
