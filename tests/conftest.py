@@ -18,7 +18,10 @@ def shared_data() -> Path:
 
 
 def require(path: Path) -> Path:
+    """Skip when the shared data is absent, except in CI, where its absence is a failure."""
     if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{path} is missing in CI (set TEDLOC_SHARED_DATA)")
         pytest.skip(f"{path} is not available on this machine")
     return path
 
