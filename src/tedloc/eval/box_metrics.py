@@ -1,0 +1,166 @@
+"""Box metrics as sums over images: MaxBoxAcc (V1), MaxBoxAccV2, mIoU, Top-1/Top-5 Loc, error analysis.
+
+Every quantity is a count or a sum per CAM threshold, so accumulators of several processes add
+up exactly (:meth:`BoxAccumulator.merge`), and nothing per image is kept in memory.
+
+Definitions (the reference's for MaxBoxAcc and MaxBoxAccV2, ours for the rest; see docs/EVALUATION.md):
+
+- **MaxBoxAcc** (V1, CVPR 2020): one box per map, the largest contour; accuracy at IoU >= 0.5,
+  maximised over thresholds. ``MaxBoxAccV1@d`` for the other IoU thresholds.
+- **MaxBoxAcc@d** and **MaxBoxAccV2**: every contour is a candidate box (an image is correct if
+  any of them reaches IoU >= d/100 with any GT box); V2 is the mean over d in {30, 50, 70},
+  each d with its own best threshold.
+- The **operating threshold** is the one maximising MaxBoxAcc (V1 at IoU 50; the lowest on
+  ties) in oracle mode, or the given one. At it, with the single box: **GT-known Loc** (IoU >= 0.5
+  with any GT box), **Top-1 Loc** (and top-1 class correct), **Top-5 Loc** (and the true class
+  in the top 5), **mIoU** (mean best IoU), and the **error analysis** of the failures.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tedloc.eval.boxes import box_iou, box_overlaps, boxes_at_cut
+
+__all__ = ["BoxAccumulator", "ImageBoxStats", "image_box_stats", "ERROR_KINDS"]
+
+ERROR_KINDS = ("MIns", "LPE", "LME", "other")
+
+
+@dataclass
+class ImageBoxStats:
+    """Per-threshold results of one image: best IoUs and the error kind of the single box."""
+
+    v1_iou: np.ndarray  # (T,) best IoU of the largest-contour box with any GT box
+    v2_iou: np.ndarray  # (T,) best IoU of any contour box with any GT box
+    error_kind: np.ndarray  # (T,) index into ERROR_KINDS of the single box (meaningful where IoU < 0.5)
+
+
+def _error_kind(inter: np.ndarray, area_pred: np.ndarray, area_gt: np.ndarray) -> int:
+    """Kind of a failed single box (rows: GT boxes). MIns > LPE > LME > other, in that priority."""
+    iog = inter / area_gt
+    iop = inter / area_pred
+    if len(inter) > 1 and int((iog > 0.3).sum()) >= 2:
+        return 0
+    if iop.max() > 0.5:
+        return 1
+    if iog.max() > 0.7:
+        return 2
+    return 3
+
+
+def image_box_stats(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray) -> ImageBoxStats:
+    """Best IoUs at every cut of one quantised map; each distinct cut is searched once."""
+    uniq, inverse = np.unique(cuts, return_inverse=True)
+    v1 = np.empty(len(uniq))
+    v2 = np.empty(len(uniq))
+    kind = np.empty(len(uniq), dtype=np.int64)
+    for j, cut in enumerate(uniq):
+        boxes, best = boxes_at_cut(u8, int(cut))
+        iou = box_iou(boxes, gt_boxes)
+        v2[j] = iou.max()
+        v1[j] = iou[best].max()
+        inter, area_p, area_g = box_overlaps(boxes[best:best + 1], gt_boxes)
+        kind[j] = _error_kind(inter[0], area_p[0], area_g[0])
+    return ImageBoxStats(v1[inverse], v2[inverse], kind[inverse])
+
+
+@dataclass
+class BoxAccumulator:
+    """Sums over images of the per-threshold box results.
+
+    Args:
+        num_thresholds: number of CAM thresholds (columns).
+        iou_thresholds: IoU thresholds in percent (default 30, 50, 70).
+    """
+
+    num_thresholds: int
+    iou_thresholds: tuple[int, ...] = (30, 50, 70)
+    count: int = 0
+    v1_correct: np.ndarray = field(default=None)
+    v2_correct: np.ndarray = field(default=None)
+    iou_sum: np.ndarray = field(default=None)
+    top1_loc: np.ndarray = field(default=None)
+    top5_loc: np.ndarray = field(default=None)
+    errors: np.ndarray = field(default=None)
+    cls_count: int = 0
+    cls_top1: int = 0
+    cls_top5: int = 0
+
+    def __post_init__(self) -> None:
+        if 50 not in self.iou_thresholds:
+            raise ValueError("iou_thresholds must include 50 (MaxBoxAcc is defined at IoU 0.5)")
+        t, d = self.num_thresholds, len(self.iou_thresholds)
+        z = np.zeros
+        self.v1_correct = z((d, t), np.int64) if self.v1_correct is None else self.v1_correct
+        self.v2_correct = z((d, t), np.int64) if self.v2_correct is None else self.v2_correct
+        self.iou_sum = z(t, np.float64) if self.iou_sum is None else self.iou_sum
+        self.top1_loc = z(t, np.int64) if self.top1_loc is None else self.top1_loc
+        self.top5_loc = z(t, np.int64) if self.top5_loc is None else self.top5_loc
+        self.errors = z((len(ERROR_KINDS), t), np.int64) if self.errors is None else self.errors
+
+    def add(self, stats: ImageBoxStats, top1: bool | None = None, top5: bool | None = None) -> None:
+        """Add one image; ``top1``/``top5`` say whether its class prediction was right (None: unknown)."""
+        deltas = np.asarray(self.iou_thresholds, dtype=np.float64)[:, None] / 100.0
+        self.v1_correct += stats.v1_iou[None, :] >= deltas
+        self.v2_correct += stats.v2_iou[None, :] >= deltas
+        self.iou_sum += stats.v1_iou
+        known = stats.v1_iou >= 0.5
+        failed = ~known
+        np.add.at(self.errors, (stats.error_kind[failed], np.flatnonzero(failed)), 1)
+        self.count += 1
+        if top1 is not None:
+            self.cls_count += 1
+            self.cls_top1 += bool(top1)
+            self.cls_top5 += bool(top5)
+            if top1:
+                self.top1_loc += known
+            if top5:
+                self.top5_loc += known
+
+    def merge(self, other: "BoxAccumulator") -> None:
+        """Add another accumulator's sums (e.g. from another process)."""
+        for name in ("v1_correct", "v2_correct", "iou_sum", "top1_loc", "top5_loc", "errors"):
+            getattr(self, name).__iadd__(getattr(other, name))
+        for name in ("count", "cls_count", "cls_top1", "cls_top5"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def compute(self, thresholds: np.ndarray, operating_index: int | None = None) -> dict:
+        """Metrics in percent; ``operating_index`` fixes the threshold (default: the oracle one)."""
+        if self.count == 0:
+            raise ValueError("no score map was accumulated")
+        n = float(self.count)
+        d50 = self.iou_thresholds.index(50)
+        acc_v1 = self.v1_correct * 100.0 / n
+        acc_v2 = self.v2_correct * 100.0 / n
+        k = int(np.argmax(acc_v1[d50])) if operating_index is None else int(operating_index)
+        out: dict = {
+            "MaxBoxAcc": float(acc_v1[d50].max()) if operating_index is None else float(acc_v1[d50, k]),
+            "MaxBoxAccV2": float(np.average([acc_v2[i].max() for i in range(len(self.iou_thresholds))])),
+        }
+        for i, d in enumerate(self.iou_thresholds):
+            out[f"MaxBoxAcc@{d}"] = float(acc_v2[i].max())
+            out[f"MaxBoxAccV1@{d}"] = float(acc_v1[i].max())
+            out[f"threshold@{d}"] = float(thresholds[int(np.argmax(acc_v2[i]))])
+        out["threshold"] = float(thresholds[k])
+        out["GTKnownLoc"] = float(acc_v1[d50, k])
+        out["mIoU"] = float(self.iou_sum[k] * 100.0 / n)
+        failures = self.errors[:, k]
+        for j, kind in enumerate(ERROR_KINDS):
+            out[f"error/{kind}"] = float(failures[j] * 100.0 / n)
+        if self.cls_count:
+            if self.cls_count != self.count:
+                raise ValueError(f"class scores were given for {self.cls_count} of {self.count} images; "
+                                 f"give them for all or none")
+            out["CL@1"] = self.cls_top1 * 100.0 / n
+            out["CL@5"] = self.cls_top5 * 100.0 / n
+            out["Top1Loc"] = float(self.top1_loc[k] * 100.0 / n)
+            out["Top5Loc"] = float(self.top5_loc[k] * 100.0 / n)
+        out["curves"] = {
+            "thresholds": [float(t) for t in thresholds],
+            **{f"BoxAccV1@{d}": acc_v1[i].tolist() for i, d in enumerate(self.iou_thresholds)},
+            **{f"BoxAcc@{d}": acc_v2[i].tolist() for i, d in enumerate(self.iou_thresholds)},
+            "mIoU": (self.iou_sum * 100.0 / n).tolist(),
+        }
+        return out

@@ -1,0 +1,80 @@
+"""Boxes for the WSOL evaluation: GT rescaling, IoU, and boxes from thresholded score maps.
+
+Conventions of wsolevaluation, kept exactly:
+
+- GT boxes are rescaled to the map's size by ``int(x * map_w / image_w)`` (float multiply,
+  then divide, then truncate), each coordinate separately.
+- A foreground pixel at cut ``c`` is ``u8 > c`` with ``u8 = floor(255 * s)``; the cut of
+  threshold ``t`` is ``int(t * max(u8))``.
+- Regions are OpenCV contours (``RETR_TREE``: outer borders *and* hole borders, 8-connected
+  foreground). A contour's box is ``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` from
+  ``cv2.boundingRect``: an exclusive right/bottom end clipped to the map, later scored as
+  inclusive. No contour gives the box ``(0, 0, 0, 0)``.
+- Single-box mode keeps the contour of largest ``cv2.contourArea`` (first in OpenCV's order on
+  ties); multi-box mode keeps all of them.
+- IoU treats boxes as inclusive: ``(x1 - x0 + 1) * (y1 - y0 + 1)``.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["rescale_boxes", "box_iou", "box_overlaps", "boxes_at_cut", "cuts_for_thresholds", "EMPTY_BOX"]
+
+EMPTY_BOX = (0, 0, 0, 0)
+
+
+def rescale_boxes(boxes: np.ndarray, image_size: tuple[int, int], map_size: tuple[int, int]) -> np.ndarray:
+    """Rescale inclusive boxes from the image ``(width, height)`` to the map ``(width, height)``."""
+    w, h = (float(v) for v in image_size)
+    mw, mh = (float(v) for v in map_size)
+    out = []
+    for x0, y0, x1, y1 in np.asarray(boxes).reshape(-1, 4).tolist():
+        out.append((int(float(x0) * mw / w), int(float(y0) * mh / h), int(float(x1) * mw / w), int(float(y1) * mh / h)))
+    return np.array(out, dtype=np.int64).reshape(-1, 4)
+
+
+def box_overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection, area of ``a`` and area of ``b`` for all pairs (inclusive boxes), int64 (A, B)."""
+    a = np.asarray(a, dtype=np.int64).reshape(-1, 1, 4)
+    b = np.asarray(b, dtype=np.int64).reshape(1, -1, 4)
+    iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
+    ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    inter = iw * ih
+    return inter, np.broadcast_to(area_a, inter.shape), np.broadcast_to(area_b, inter.shape)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of all pairs of inclusive boxes, float64 (A, B); a non-positive union gives 0."""
+    inter, area_a, area_b = box_overlaps(a, b)
+    union = area_a + area_b - inter
+    safe = np.where(union > 0, union, 1)
+    return np.where(union > 0, inter / safe, 0.0)
+
+
+def cuts_for_thresholds(u8: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Integer cuts ``int(t * max(u8))`` of each threshold (float64 product, truncated)."""
+    return (np.asarray(thresholds, dtype=np.float64) * float(u8.max())).astype(np.int64)
+
+
+def boxes_at_cut(u8: np.ndarray, cut: int) -> tuple[np.ndarray, int]:
+    """All contour boxes of ``u8 > cut`` (``(n, 4)`` int64) and the index of the largest contour.
+
+    With no foreground the result is ``[(0, 0, 0, 0)]`` and index 0, as in the reference.
+    """
+    height, width = u8.shape
+    mask = (u8 > cut).astype(np.uint8)
+    contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if len(contours) == 0:
+        return np.array([EMPTY_BOX], dtype=np.int64), 0
+    boxes = np.empty((len(contours), 4), dtype=np.int64)
+    best, best_area = 0, -1.0
+    for i, contour in enumerate(contours):
+        x, y, w, h = cv2.boundingRect(contour)
+        boxes[i] = (x, y, min(x + w, width - 1), min(y + h, height - 1))
+        area = cv2.contourArea(contour)
+        if area > best_area:  # strict: the first contour wins ties, like max()
+            best, best_area = i, area
+    return boxes, best

@@ -1,0 +1,150 @@
+"""The WSOL evaluator: ``accumulate(image_id, score_map, class_scores)`` in any loop, then ``compute()``.
+
+Threshold modes (how a map becomes a box):
+
+- ``oracle`` (wsolevaluation): every threshold of ``np.arange(0, 1, interval)``; the best one on
+  the evaluated split is reported (it uses the split's GT boxes: an upper bound).
+- ``fixed``: one given threshold ``tau`` (e.g. estimated on another split), applied to every map.
+- ``otsu``: each map's own Otsu threshold on its 8-bit quantisation (no threshold to choose).
+
+PxAP does not depend on the mode: it always integrates over the threshold list.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from tedloc.data.dataset import Split
+from tedloc.errors import DataError
+from tedloc.eval.box_metrics import BoxAccumulator, image_box_stats
+from tedloc.eval.boxes import cuts_for_thresholds, rescale_boxes
+from tedloc.eval.mask_metrics import MaskAccumulator, load_gt_mask
+from tedloc.eval.scoremaps import ScoreMapError, threshold_list, to_uint8, validate_scoremap
+
+__all__ = ["WSOLEvaluator", "THRESHOLD_MODES", "topk_correct"]
+
+
+def _otsu_cut(u8: np.ndarray) -> np.ndarray:
+    if u8.min() == u8.max():
+        return np.array([int(u8.max())], dtype=np.int64)  # constant map: no foreground
+    level, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return np.array([int(level)], dtype=np.int64)
+
+
+# mode -> (thresholds reported, function u8 -> cuts)
+THRESHOLD_MODES: dict[str, Callable] = {
+    "oracle": lambda interval, tau: (threshold_list(interval), None),
+    "fixed": lambda interval, tau: (np.array([float(tau)]), None),
+    "otsu": lambda interval, tau: (np.array([np.nan]), _otsu_cut),
+}
+
+
+def topk_correct(class_scores: np.ndarray, label: int, k: int) -> bool:
+    """True if fewer than ``k`` classes score strictly higher than ``label`` (ties count as correct)."""
+    scores = np.asarray(class_scores, dtype=np.float64).reshape(-1)
+    if not 0 <= label < len(scores):
+        raise ValueError(f"label {label} outside the {len(scores)} class scores")
+    return int((scores > scores[label]).sum()) < k
+
+
+class WSOLEvaluator:
+    """Accumulates box and mask metrics over the score maps of a split.
+
+    Args:
+        split: the evaluated split (GT boxes, sizes, masks, labels).
+        interval: CAM threshold interval (``np.arange(0, 1, interval)``), default 0.01.
+        mode: ``oracle``, ``fixed`` or ``otsu`` (see the module docstring).
+        tau: the threshold of ``fixed`` mode.
+        iou_thresholds: IoU thresholds in percent.
+        masks: evaluate PxAP; default: when the split has masks.
+        boxes: evaluate boxes; default: when the split has boxes.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        interval: float = 0.01,
+        mode: str = "oracle",
+        tau: float | None = None,
+        iou_thresholds: tuple[int, ...] = (30, 50, 70),
+        masks: bool | None = None,
+        boxes: bool | None = None,
+    ):
+        if mode not in THRESHOLD_MODES:
+            raise ValueError(f"unknown threshold mode {mode!r}; choose from {', '.join(THRESHOLD_MODES)}")
+        if mode == "fixed" and (tau is None or not 0 <= tau < 1):
+            raise ValueError("fixed mode needs a threshold tau in [0, 1)")
+        self.split = split
+        self.mode = mode
+        self.interval = interval
+        self.thresholds, self._cut_fn = THRESHOLD_MODES[mode](interval, tau)
+        self.boxes = split.has_boxes if boxes is None else boxes
+        self.masks = split.has_masks if masks is None else masks
+        if not self.boxes and not self.masks:
+            raise DataError(f"split {split.name!r} has neither boxes nor masks to evaluate against")
+        self.box_acc = BoxAccumulator(len(self.thresholds), tuple(iou_thresholds)) if self.boxes else None
+        self.mask_acc = MaskAccumulator(threshold_list(interval)) if self.masks else None
+        self._seen: set[int] = set()
+        self._cls_seen = 0
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def _cuts(self, u8: np.ndarray) -> np.ndarray:
+        return cuts_for_thresholds(u8, self.thresholds) if self._cut_fn is None else self._cut_fn(u8)
+
+    def accumulate(self, image_id: str, score_map: np.ndarray, class_scores: np.ndarray | None = None) -> None:
+        """Add the score map (H, W) in [0, 1] of ``image_id``; ``class_scores`` (K,) enable Top-k Loc."""
+        try:
+            i = self.split.index_of(image_id)
+        except KeyError:
+            raise ScoreMapError(f"score map for unknown image id {image_id!r} (not in split "
+                                f"{self.split.name!r})") from None
+        if i in self._seen:
+            raise ScoreMapError(f"score map for {image_id!r} accumulated twice")
+        s = validate_scoremap(score_map, image_id)
+        top1 = top5 = None
+        if class_scores is not None:
+            label = int(self.split.labels[i])
+            top1, top5 = topk_correct(class_scores, label, 1), topk_correct(class_scores, label, 5)
+        if self.box_acc is not None:
+            gt = self.split.boxes[i]
+            if len(gt) == 0:
+                raise DataError(f"image {image_id!r} has no GT box; box metrics need one per image")
+            size = tuple(int(v) for v in self.split.sizes[i])
+            if size[0] <= 0:
+                raise DataError(f"image {image_id!r} has no size in image_sizes.txt; boxes cannot be rescaled")
+            gt_map = rescale_boxes(gt, size, (s.shape[1], s.shape[0]))
+            u8 = to_uint8(s)
+            self.box_acc.add(image_box_stats(u8, self._cuts(u8), gt_map), top1, top5)
+        if self.mask_acc is not None:
+            mask_paths, ignore_path = self.split.mask_files(i)
+            if not mask_paths:
+                raise DataError(f"image {image_id!r} has no GT mask; PxAP needs one per image")
+            self.mask_acc.add(s, load_gt_mask(mask_paths, ignore_path, (s.shape[1], s.shape[0])))
+        self._seen.add(i)
+
+    def missing(self) -> list[str]:
+        """Image ids of the split not accumulated yet."""
+        return [image_id for j, image_id in enumerate(self.split.image_ids) if j not in self._seen]
+
+    def compute(self) -> dict:
+        """All metrics (percent), the operating threshold and the per-threshold curves."""
+        out: dict = {"images": len(self._seen), "mode": self.mode, "interval": self.interval}
+        curves = {}
+        if self.box_acc is not None:
+            box = self.box_acc.compute(self.thresholds)
+            curves.update(box.pop("curves"))
+            if self.mode == "otsu":
+                for key in [k for k in box if k.startswith("threshold")]:
+                    box[key] = "otsu"
+                curves["thresholds"] = ["otsu"]
+            out.update(box)
+        if self.mask_acc is not None:
+            mask = self.mask_acc.compute()
+            curves["pxap"] = mask.pop("curves")
+            out.update(mask)
+        out["curves"] = curves
+        return out

@@ -1,0 +1,58 @@
+"""Score a folder of saved score maps: ``<maps>/<image_id>.npy`` (+ optional ``<image_id>.scores.npy``)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tedloc.data.dataset import Split
+from tedloc.eval.evaluator import WSOLEvaluator
+from tedloc.eval.scoremaps import ScoreMapError
+from tedloc.utils.progress import progress
+
+__all__ = ["evaluate_map_folder", "map_path"]
+
+
+def map_path(maps: Path, image_id: str, suffix: str = ".npy") -> Path:
+    """Where the map of ``image_id`` lives: the full id, extension included, plus ``.npy``."""
+    return maps / f"{image_id}{suffix}"
+
+
+def _load(path: Path, image_id: str, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ScoreMapError(f"missing {what} for {image_id!r}: {path}") from None
+    except (ValueError, OSError) as e:
+        raise ScoreMapError(f"cannot read {what} {path}: {e}") from None
+
+
+def evaluate_map_folder(split: Split, maps: str | os.PathLike, **evaluator_kwargs) -> dict:
+    """Evaluate every image of ``split`` from its ``.npy`` map in ``maps``.
+
+    Rules: every image of the split needs a map (a missing one is an error naming it); class
+    scores are used when ``<id>.scores.npy`` exists for every image, and a partial set is an
+    error; a ``.npy`` file in the folder for an image that is not in the split is an error
+    (it usually means the maps belong to another split).
+    """
+    maps = Path(maps)
+    if not maps.is_dir():
+        raise ScoreMapError(f"score map folder not found: {maps}")
+    evaluator = WSOLEvaluator(split, **evaluator_kwargs)
+    score_files = [map_path(maps, i, ".scores.npy").exists() for i in split.image_ids]
+    with_scores = all(score_files)
+    if any(score_files) and not with_scores:
+        first = split.image_ids[score_files.index(False)]
+        raise ScoreMapError(f"class scores exist for {sum(score_files)} of {len(split)} images "
+                            f"(missing e.g. {map_path(maps, first, '.scores.npy')}); give all or none")
+    known = {f"{i}.npy" for i in split.image_ids} | {f"{i}.scores.npy" for i in split.image_ids}
+    for path in maps.rglob("*.npy"):
+        rel = path.relative_to(maps).as_posix()
+        if rel not in known:
+            raise ScoreMapError(f"{path}: a map for an image that is not in split {split.name!r}")
+    for image_id in progress(split.image_ids, desc="evaluating maps", unit="map"):
+        score_map = _load(map_path(maps, image_id), image_id, "score map")
+        scores = _load(map_path(maps, image_id, ".scores.npy"), image_id, "class scores") if with_scores else None
+        evaluator.accumulate(image_id, score_map, scores)
+    return evaluator.compute()

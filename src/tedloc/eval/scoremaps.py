@@ -1,0 +1,76 @@
+"""Score maps as the WSOL evaluation expects them: thresholds, normalisation, validity.
+
+Rules of wsolevaluation (Choe et al. 2020) kept bit-exact:
+
+- thresholds are ``np.arange(0, 1, interval)`` in float64 (100 values at 0.01, 1000 at 0.001);
+- a raw CAM becomes a score map by ``cv2.resize(..., INTER_CUBIC)`` in float64, then a
+  per-image min-max to [0, 1]; a constant map, or one with NaN, becomes all zeros;
+- score maps are evaluated in float64 (float32 maps are upcast first, as the reference does).
+
+Where the reference would silently skew numbers we raise instead: a map with NaN or inf, a
+map outside [0, 1], or a map that is not 2-D is a :class:`ScoreMapError` naming the image.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from tedloc.errors import TedlocError
+
+__all__ = ["ScoreMapError", "threshold_list", "normalize_scoremap", "validate_scoremap", "to_uint8"]
+
+
+class ScoreMapError(TedlocError):
+    """A score map that cannot be evaluated (wrong shape, NaN/inf, values outside [0, 1])."""
+
+
+def threshold_list(interval: float = 0.01) -> np.ndarray:
+    """The CAM thresholds of wsolevaluation: ``np.arange(0, 1, interval)`` (float64, 1.0 excluded)."""
+    if not 0 < interval < 1:
+        raise ValueError(f"threshold interval must be in (0, 1), got {interval}")
+    return np.arange(0, 1, interval, dtype=np.float64)
+
+
+def normalize_scoremap(cam: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Raw CAM -> score map: bicubic resize to ``size`` = (width, height) in float64, then min-max.
+
+    NaN anywhere, or a constant map, gives all zeros (the reference's rule).
+    """
+    cam = np.asarray(cam, dtype=np.float64)
+    if cam.ndim != 2:
+        raise ScoreMapError(f"a CAM must be 2-D, got shape {cam.shape}")
+    if size is not None and (cam.shape[1], cam.shape[0]) != tuple(size):
+        cam = cv2.resize(cam, tuple(int(s) for s in size), interpolation=cv2.INTER_CUBIC)
+    if np.isnan(cam).any():
+        return np.zeros_like(cam)
+    lo, hi = cam.min(), cam.max()
+    if lo == hi:
+        return np.zeros_like(cam)
+    cam = cam - lo
+    return cam / cam.max()
+
+
+def validate_scoremap(score_map: np.ndarray, image_id: str = "", shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Return ``score_map`` as float64 after checking it is 2-D, finite and within [0, 1]."""
+    where = f" for {image_id}" if image_id else ""
+    arr = np.asarray(score_map)
+    if arr.ndim != 2:
+        raise ScoreMapError(f"score map{where} must be 2-D (H, W), got shape {arr.shape}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ScoreMapError(f"score map{where} has shape {arr.shape}, expected {tuple(shape)}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ScoreMapError(f"score map{where} must be float (values in [0, 1]), got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if not np.isfinite(arr).all():
+        raise ScoreMapError(f"score map{where} contains NaN or inf; normalise raw CAMs with "
+                            f"normalize_scoremap(), which maps NaN maps to zeros as the reference does")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ScoreMapError(f"score map{where} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]; "
+                            f"normalise it with normalize_scoremap()")
+    return arr
+
+
+def to_uint8(score_map: np.ndarray) -> np.ndarray:
+    """``floor(255 * s)`` as uint8, the quantisation used for boxes (255 only where s == 1)."""
+    return (score_map * 255).astype(np.uint8)
