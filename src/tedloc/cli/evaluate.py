@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from tedloc.cli import command
 from tedloc.data import load_dataset
@@ -23,7 +24,8 @@ def format_metrics(metrics: dict) -> str:
 
 def _evaluate_maps(args: argparse.Namespace) -> int:
     split = load_dataset(args.data, splits=[args.split])[args.split]
-    metrics = evaluate_map_folder(split, args.maps, interval=args.interval, mode=args.mode, tau=args.tau)
+    metrics = evaluate_map_folder(split, args.maps, workers=args.workers, interval=args.interval, mode=args.mode,
+                                  tau=args.tau)
     print(f"{args.split}: {metrics['images']} maps, threshold mode {args.mode}")
     print(format_metrics(metrics))
     if args.json:
@@ -42,4 +44,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="oracle: best threshold on this split; fixed: --tau; otsu: per map")
     parser.add_argument("--tau", type=float, help="threshold of --mode fixed")
     parser.add_argument("--json", help="write the metrics (and curves) as JSON here")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes (results are identical for any number)")
     parser.set_defaults(func=_evaluate_maps)

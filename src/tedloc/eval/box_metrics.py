@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tedloc.eval.boxes import box_iou, box_overlaps, boxes_at_cut
+from tedloc.eval.boxes import box_overlaps, boxes_at_cuts
 
 __all__ = ["BoxAccumulator", "ImageBoxStats", "image_box_stats", "ERROR_KINDS"]
 
@@ -37,32 +37,26 @@ class ImageBoxStats:
     error_kind: np.ndarray  # (T,) index into ERROR_KINDS of the single box (meaningful where IoU < 0.5)
 
 
-def _error_kind(inter: np.ndarray, area_pred: np.ndarray, area_gt: np.ndarray) -> int:
-    """Kind of a failed single box (rows: GT boxes). MIns > LPE > LME > other, in that priority."""
+def _error_kinds(inter: np.ndarray, area_pred: np.ndarray, area_gt: np.ndarray) -> np.ndarray:
+    """Kind of each failed single box (rows: boxes, columns: GT boxes); MIns > LPE > LME > other."""
     iog = inter / area_gt
     iop = inter / area_pred
-    if len(inter) > 1 and int((iog > 0.3).sum()) >= 2:
-        return 0
-    if iop.max() > 0.5:
-        return 1
-    if iog.max() > 0.7:
-        return 2
-    return 3
+    kind = np.full(len(inter), 3, dtype=np.int64)
+    kind[iog.max(1) > 0.7] = 2
+    kind[iop.max(1) > 0.5] = 1
+    if inter.shape[1] > 1:
+        kind[(iog > 0.3).sum(1) >= 2] = 0
+    return kind
 
 
-def image_box_stats(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray) -> ImageBoxStats:
-    """Best IoUs at every cut of one quantised map; each distinct cut is searched once."""
+def image_box_stats(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, backend: str | None = None) -> ImageBoxStats:
+    """Best IoUs at every cut of one quantised map; each distinct cut is evaluated once."""
     uniq, inverse = np.unique(cuts, return_inverse=True)
-    v1 = np.empty(len(uniq))
-    v2 = np.empty(len(uniq))
-    kind = np.empty(len(uniq), dtype=np.int64)
-    for j, cut in enumerate(uniq):
-        boxes, best = boxes_at_cut(u8, int(cut))
-        iou = box_iou(boxes, gt_boxes)
-        v2[j] = iou.max()
-        v1[j] = iou[best].max()
-        inter, area_p, area_g = box_overlaps(boxes[best:best + 1], gt_boxes)
-        kind[j] = _error_kind(inter[0], area_p[0], area_g[0])
+    single, v2 = boxes_at_cuts(u8, uniq, gt_boxes, backend)
+    inter, area_p, area_g = box_overlaps(single, gt_boxes)
+    union = area_p + area_g - inter
+    v1 = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0).max(1)
+    kind = _error_kinds(inter, area_p, area_g)
     return ImageBoxStats(v1[inverse], v2[inverse], kind[inverse])
 
 

@@ -16,10 +16,20 @@ Conventions of wsolevaluation, kept exactly:
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
 
-__all__ = ["rescale_boxes", "box_iou", "box_overlaps", "boxes_at_cut", "cuts_for_thresholds", "EMPTY_BOX"]
+try:  # the C kernel is optional: without a compiler the contour search below is used
+    from tedloc.eval._boxkernel import box_kernel as _box_kernel
+except ImportError:  # pragma: no cover - depends on the build
+    _box_kernel = None
+
+__all__ = [
+    "rescale_boxes", "box_iou", "box_overlaps", "boxes_at_cut", "cuts_for_thresholds", "boxes_at_cuts",
+    "BOX_BACKENDS", "default_backend", "EMPTY_BOX",
+]
 
 EMPTY_BOX = (0, 0, 0, 0)
 
@@ -78,3 +88,52 @@ def boxes_at_cut(u8: np.ndarray, cut: int) -> tuple[np.ndarray, int]:
         if area > best_area:  # strict: the first contour wins ties, like max()
             best, best_area = i, area
     return boxes, best
+
+
+def _boxes_at_cuts_contours(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reference algorithm: one contour search per distinct cut."""
+    v1 = np.empty((len(cuts), 4), dtype=np.int64)
+    v2 = np.empty(len(cuts))
+    for j, cut in enumerate(cuts):
+        boxes, best = boxes_at_cut(u8, int(cut))
+        v1[j] = boxes[best]
+        v2[j] = box_iou(boxes, gt_boxes).max()
+    return v1, v2
+
+
+def _boxes_at_cuts_unionfind(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All cuts at once with two union-find passes (C kernel); equal to the contour search."""
+    levels = np.ascontiguousarray(u8, dtype=np.uint8)
+    cuts = np.ascontiguousarray(cuts, dtype=np.int64)
+    gt = np.ascontiguousarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
+    v2 = np.empty(len(cuts), dtype=np.float64)
+    v1 = np.empty((len(cuts), 4), dtype=np.int64)
+    undecided = np.empty(len(cuts), dtype=np.int64)
+    _box_kernel(levels, levels.shape[0], levels.shape[1], cuts, gt, v2, v1, undecided)
+    for j in np.flatnonzero(undecided):  # several components while holes exist: search contours
+        boxes, best = boxes_at_cut(u8, int(cuts[j]))
+        v1[j] = boxes[best]
+    return v1, v2
+
+
+# name -> fn(u8, ascending distinct cuts, GT boxes) -> (single box per cut, best multi-box IoU per cut)
+BOX_BACKENDS: dict[str, Callable] = {"contours": _boxes_at_cuts_contours}
+if _box_kernel is not None:
+    BOX_BACKENDS["unionfind"] = _boxes_at_cuts_unionfind
+
+
+def default_backend() -> str:
+    """``unionfind`` when the C kernel is built, else ``contours``."""
+    return "unionfind" if "unionfind" in BOX_BACKENDS else "contours"
+
+
+def boxes_at_cuts(
+    u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, backend: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Single-contour box and best multi-contour IoU at each of the ascending distinct ``cuts``."""
+    name = backend or default_backend()
+    try:
+        fn = BOX_BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown box backend {name!r}; available: {', '.join(BOX_BACKENDS)}") from None
+    return fn(u8, cuts, gt_boxes)

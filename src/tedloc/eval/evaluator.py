@@ -60,6 +60,8 @@ class WSOLEvaluator:
         iou_thresholds: IoU thresholds in percent.
         masks: evaluate PxAP; default: when the split has masks.
         boxes: evaluate boxes; default: when the split has boxes.
+        backend: box extraction backend (``unionfind``, the C kernel, or ``contours``, OpenCV's
+            contour search per threshold); both give identical results.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class WSOLEvaluator:
         iou_thresholds: tuple[int, ...] = (30, 50, 70),
         masks: bool | None = None,
         boxes: bool | None = None,
+        backend: str | None = None,
     ):
         if mode not in THRESHOLD_MODES:
             raise ValueError(f"unknown threshold mode {mode!r}; choose from {', '.join(THRESHOLD_MODES)}")
@@ -78,6 +81,7 @@ class WSOLEvaluator:
             raise ValueError("fixed mode needs a threshold tau in [0, 1)")
         self.split = split
         self.mode = mode
+        self.backend = backend
         self.interval = interval
         self.thresholds, self._cut_fn = THRESHOLD_MODES[mode](interval, tau)
         self.boxes = split.has_boxes if boxes is None else boxes
@@ -118,13 +122,35 @@ class WSOLEvaluator:
                 raise DataError(f"image {image_id!r} has no size in image_sizes.txt; boxes cannot be rescaled")
             gt_map = rescale_boxes(gt, size, (s.shape[1], s.shape[0]))
             u8 = to_uint8(s)
-            self.box_acc.add(image_box_stats(u8, self._cuts(u8), gt_map), top1, top5)
+            self.box_acc.add(image_box_stats(u8, self._cuts(u8), gt_map, self.backend), top1, top5)
         if self.mask_acc is not None:
             mask_paths, ignore_path = self.split.mask_files(i)
             if not mask_paths:
                 raise DataError(f"image {image_id!r} has no GT mask; PxAP needs one per image")
             self.mask_acc.add(s, load_gt_mask(mask_paths, ignore_path, (s.shape[1], s.shape[0])))
         self._seen.add(i)
+
+    def state(self) -> dict:
+        """The additive sums (picklable, without the split): send them between processes."""
+        return {"box": self.box_acc, "mask": self.mask_acc, "seen": set(self._seen),
+                "thresholds": self.thresholds, "num_images": len(self.split)}
+
+    def merge(self, other: "WSOLEvaluator | dict") -> None:
+        """Add the sums of another evaluator (or its :meth:`state`) of the same split and settings."""
+        state = other.state() if isinstance(other, WSOLEvaluator) else other
+        if state["num_images"] != len(self.split):
+            raise ValueError("cannot merge evaluators of different splits")
+        if not np.array_equal(state["thresholds"], self.thresholds, equal_nan=True):
+            raise ValueError("cannot merge evaluators with different thresholds")
+        overlap = self._seen & state["seen"]
+        if overlap:
+            raise ScoreMapError(f"{len(overlap)} images were accumulated twice, e.g. "
+                                f"{self.split.image_ids[min(overlap)]!r}")
+        if self.box_acc is not None:
+            self.box_acc.merge(state["box"])
+        if self.mask_acc is not None:
+            self.mask_acc.merge(state["mask"])
+        self._seen |= state["seen"]
 
     def missing(self) -> list[str]:
         """Image ids of the split not accumulated yet."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +29,35 @@ def _load(path: Path, image_id: str, what: str) -> np.ndarray:
         raise ScoreMapError(f"cannot read {what} {path}: {e}") from None
 
 
-def evaluate_map_folder(split: Split, maps: str | os.PathLike, **evaluator_kwargs) -> dict:
+_WORKER: dict = {}
+
+
+def _init_worker(split: Split, maps: Path, with_scores: bool, kwargs: dict) -> None:
+    _WORKER.update(split=split, maps=maps, with_scores=with_scores, kwargs=kwargs)
+
+
+def _evaluate_shard(ids: list[str]) -> dict:
+    split, maps, with_scores = _WORKER["split"], _WORKER["maps"], _WORKER["with_scores"]
+    evaluator = WSOLEvaluator(split, **_WORKER["kwargs"])
+    for image_id in ids:
+        score_map = _load(map_path(maps, image_id), image_id, "score map")
+        scores = _load(map_path(maps, image_id, ".scores.npy"), image_id, "class scores") if with_scores else None
+        evaluator.accumulate(image_id, score_map, scores)
+    return evaluator.state()
+
+
+def evaluate_map_folder(split: Split, maps: str | os.PathLike, workers: int = 1, **evaluator_kwargs) -> dict:
     """Evaluate every image of ``split`` from its ``.npy`` map in ``maps``.
 
     Rules: every image of the split needs a map (a missing one is an error naming it); class
     scores are used when ``<id>.scores.npy`` exists for every image, and a partial set is an
     error; a ``.npy`` file in the folder for an image that is not in the split is an error
-    (it usually means the maps belong to another split).
+    (it usually means the maps belong to another split). With ``workers > 1`` shards of the
+    split are evaluated in parallel processes and their sums added: the result is identical.
     """
     maps = Path(maps)
     if not maps.is_dir():
         raise ScoreMapError(f"score map folder not found: {maps}")
-    evaluator = WSOLEvaluator(split, **evaluator_kwargs)
     score_files = [map_path(maps, i, ".scores.npy").exists() for i in split.image_ids]
     with_scores = all(score_files)
     if any(score_files) and not with_scores:
@@ -51,8 +69,17 @@ def evaluate_map_folder(split: Split, maps: str | os.PathLike, **evaluator_kwarg
         rel = path.relative_to(maps).as_posix()
         if rel not in known:
             raise ScoreMapError(f"{path}: a map for an image that is not in split {split.name!r}")
-    for image_id in progress(split.image_ids, desc="evaluating maps", unit="map"):
-        score_map = _load(map_path(maps, image_id), image_id, "score map")
-        scores = _load(map_path(maps, image_id, ".scores.npy"), image_id, "class scores") if with_scores else None
-        evaluator.accumulate(image_id, score_map, scores)
+    ids = list(split.image_ids)
+    evaluator = WSOLEvaluator(split, **evaluator_kwargs)
+    chunks = [ids[k:k + 256] for k in range(0, len(ids), 256)]
+    if workers <= 1 or len(chunks) < 2:
+        _init_worker(split, maps, with_scores, evaluator_kwargs)
+        for chunk in progress(chunks, desc="evaluating maps", unit="chunk"):
+            evaluator.merge(_evaluate_shard(chunk))
+        return evaluator.compute()
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                             initargs=(split, maps, with_scores, evaluator_kwargs)) as pool:
+        for state in progress(pool.map(_evaluate_shard, chunks), desc="evaluating maps", total=len(chunks),
+                              unit="chunk"):
+            evaluator.merge(state)
     return evaluator.compute()

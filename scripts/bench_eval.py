@@ -1,0 +1,136 @@
+"""Benchmark tedloc's box evaluation against the reference wsolevaluation code, side by side.
+
+    python scripts/bench_eval.py --maps 5000 --interval 0.01 --reference /path/to/wsolevaluation
+
+Makes ``--maps`` CAM-like score maps (random low-resolution fields, ReLU, bicubic to 224x224,
+min-max: the reference's own normalisation) for the first images of the ILSVRC test metadata
+(their real sizes and GT boxes), saves them as ``<id>.npy`` and evaluates them:
+
+- tedloc: ``evaluate_map_folder`` with 1 process and with ``--workers`` processes (all metrics:
+  MaxBoxAcc, MaxBoxAccV2, mIoU, ... in one pass);
+- the reference (when ``--reference`` points to a checkout of clovaai/wsolevaluation):
+  ``BoxEvaluator(multi_contour_eval=True)`` (MaxBoxAccV2) and ``multi_contour_eval=False``
+  (MaxBoxAcc), each map loaded the same way; numbers must be equal, times are compared.
+
+The reference needs two small shims on current numpy (``np.float``) and without ``munch``;
+nothing of it is copied into tedloc.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tedloc.data import Split, read_split_metadata
+from tedloc.data.wsol_format import write_split_metadata
+from tedloc.eval import evaluate_map_folder, normalize_scoremap
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_METADATA = REPO.parent / "shared" / "data" / "wsolevaluation" / "metadata" / "ILSVRC" / "test"
+
+
+def make_split(n: int, metadata: Path) -> Split:
+    if metadata.exists():
+        split, problems = read_split_metadata(metadata, "test", 1000)
+        assert not problems
+        return split.subset(range(n))
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(200, 600, (n, 2))
+    boxes = []
+    for w, h in sizes:
+        x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
+        boxes.append([[x0, y0, rng.integers(x0, w), rng.integers(y0, h)]])
+    return Split("test", [f"img/{i:06d}.jpg" for i in range(n)], np.zeros(n, int), sizes, boxes)
+
+
+def make_maps(split: Split, folder: Path, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for image_id in split.image_ids:
+        path = folder / f"{image_id}.npy"
+        if path.exists():
+            continue
+        k = int(rng.choice([7, 14, 28]))
+        cam = np.maximum(rng.normal(size=(k, k)) + cv2.GaussianBlur(rng.normal(size=(k, k)) * 3, (0, 0), k / 7), 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, normalize_scoremap(cam, (224, 224)))
+
+
+def load_reference(path: Path):
+    np.float = float  # removed from numpy; the reference uses it as float64
+
+    class Munch(dict):
+        __getattr__ = dict.__getitem__
+        __setattr__ = dict.__setitem__
+
+    sys.modules.setdefault("munch", types.SimpleNamespace(Munch=Munch))
+    sys.path.insert(0, str(path))
+    import evaluation  # noqa: E402  (the reference module)
+
+    return evaluation
+
+
+def run_reference(ref, split: Split, maps: Path, interval: float, multi: bool) -> tuple[list, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        write_split_metadata(split, tmp)
+        evaluator = ref.BoxEvaluator(
+            metadata=ref.configure_metadata(tmp), dataset_name="ILSVRC", split="test",
+            cam_threshold_list=list(np.arange(0, 1, interval)), iou_threshold_list=[30, 50, 70],
+            mask_root="", multi_contour_eval=multi)
+        start = time.perf_counter()
+        for image_id in split.image_ids:
+            evaluator.accumulate(np.load(maps / f"{image_id}.npy"), image_id)
+        result = evaluator.compute()
+        return [float(v) for v in result], time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--maps", type=int, default=5000)
+    parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--reference", type=Path, help="checkout of clovaai/wsolevaluation")
+    parser.add_argument("--metadata", type=Path, default=DEFAULT_METADATA)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "tedloc_bench_maps")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    split = make_split(args.maps, args.metadata)
+    make_maps(split, args.cache)
+    report: dict = {"maps": len(split), "interval": args.interval, "cpu_count": os.cpu_count()}
+
+    start = time.perf_counter()
+    ours = evaluate_map_folder(split, args.cache, workers=1, interval=args.interval)
+    report["tedloc_1proc_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ours_w = evaluate_map_folder(split, args.cache, workers=args.workers, interval=args.interval)
+    report[f"tedloc_{args.workers}proc_s"] = time.perf_counter() - start
+    keys = ["MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70", "mIoU"]
+    assert all(ours[k] == ours_w[k] for k in keys), "parallel evaluation must be identical"
+    report["tedloc"] = {k: ours[k] for k in keys}
+
+    if args.reference:
+        ref = load_reference(args.reference)
+        v2, t2 = run_reference(ref, split, args.cache, args.interval, multi=True)
+        v1, t1 = run_reference(ref, split, args.cache, args.interval, multi=False)
+        report["reference_v2_s"], report["reference_v1_s"] = t2, t1
+        report["reference"] = {"MaxBoxAcc": v1[1], "MaxBoxAccV2": float(np.average(v2)),
+                               "MaxBoxAcc@30": v2[0], "MaxBoxAcc@50": v2[1], "MaxBoxAcc@70": v2[2]}
+        report["equal"] = all(report["reference"][k] == ours[k] for k in report["reference"])
+        report["speedup_v2_1proc"] = t2 / report["tedloc_1proc_s"]
+        report[f"speedup_v2_{args.workers}proc"] = t2 / report[f"tedloc_{args.workers}proc_s"]
+    print(json.dumps(report, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return 0 if report.get("equal", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
