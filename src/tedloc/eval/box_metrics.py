@@ -26,6 +26,10 @@ from tedloc.eval.boxes import box_overlaps, boxes_at_cuts
 __all__ = ["BoxAccumulator", "ImageBoxStats", "image_box_stats", "ERROR_KINDS"]
 
 ERROR_KINDS = ("MIns", "LPE", "LME", "other")
+# IoU sums are kept in fixed point (integers), so that sums over shards and processes are exact and
+# independent of the order of the images; the resolution (2**-40 per image) is far below any
+# reported digit.
+_IOU_SCALE = float(2 ** 40)
 
 
 @dataclass
@@ -89,7 +93,7 @@ class BoxAccumulator:
         z = np.zeros
         self.v1_correct = z((d, t), np.int64) if self.v1_correct is None else self.v1_correct
         self.v2_correct = z((d, t), np.int64) if self.v2_correct is None else self.v2_correct
-        self.iou_sum = z(t, np.float64) if self.iou_sum is None else self.iou_sum
+        self.iou_sum = z(t, np.int64) if self.iou_sum is None else self.iou_sum
         self.top1_loc = z(t, np.int64) if self.top1_loc is None else self.top1_loc
         self.top5_loc = z(t, np.int64) if self.top5_loc is None else self.top5_loc
         self.errors = z((len(ERROR_KINDS), t), np.int64) if self.errors is None else self.errors
@@ -99,7 +103,7 @@ class BoxAccumulator:
         deltas = np.asarray(self.iou_thresholds, dtype=np.float64)[:, None] / 100.0
         self.v1_correct += stats.v1_iou[None, :] >= deltas
         self.v2_correct += stats.v2_iou[None, :] >= deltas
-        self.iou_sum += stats.v1_iou
+        self.iou_sum += np.rint(stats.v1_iou * _IOU_SCALE).astype(np.int64)
         known = stats.v1_iou >= 0.5
         failed = ~known
         np.add.at(self.errors, (stats.error_kind[failed], np.flatnonzero(failed)), 1)
@@ -139,7 +143,7 @@ class BoxAccumulator:
             out[f"threshold@{d}"] = float(thresholds[int(np.argmax(acc_v2[i]))])
         out["threshold"] = float(thresholds[k])
         out["GTKnownLoc"] = float(acc_v1[d50, k])
-        out["mIoU"] = float(self.iou_sum[k] * 100.0 / n)
+        out["mIoU"] = float(self.iou_sum[k] / _IOU_SCALE * 100.0 / n)
         failures = self.errors[:, k]
         for j, kind in enumerate(ERROR_KINDS):
             out[f"error/{kind}"] = float(failures[j] * 100.0 / n)
@@ -155,6 +159,6 @@ class BoxAccumulator:
             "thresholds": [float(t) for t in thresholds],
             **{f"BoxAccV1@{d}": acc_v1[i].tolist() for i, d in enumerate(self.iou_thresholds)},
             **{f"BoxAcc@{d}": acc_v2[i].tolist() for i, d in enumerate(self.iou_thresholds)},
-            "mIoU": (self.iou_sum * 100.0 / n).tolist(),
+            "mIoU": (self.iou_sum / _IOU_SCALE * 100.0 / n).tolist(),
         }
         return out

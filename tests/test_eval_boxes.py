@@ -1,0 +1,248 @@
+"""Box metrics: hand-computed fixtures (exact), and the union-find kernel against the contour search."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from tedloc.data import Split
+from tedloc.eval import WSOLEvaluator, normalize_scoremap, threshold_list
+from tedloc.eval.boxes import BOX_BACKENDS, box_iou, boxes_at_cut, boxes_at_cuts, rescale_boxes
+from tedloc.eval.scoremaps import ScoreMapError
+
+BACKENDS = sorted(BOX_BACKENDS)
+
+
+def _split(gts, size=(10, 10), labels=None):
+    n = len(gts)
+    return Split("test", [f"im{i}" for i in range(n)], labels or [0] * n, [size] * n, gts)
+
+
+def _square(shape, y0, y1, x0, x1, value=1.0):
+    m = np.zeros(shape)
+    m[y0:y1 + 1, x0:x1 + 1] = value
+    return m
+
+
+def test_threshold_list_is_numpy_arange():
+    t = threshold_list(0.01)
+    assert len(t) == 100 and t[0] == 0.0 and t[-1] == np.arange(0, 1, 0.01)[-1] and 1.0 not in t
+    assert len(threshold_list(0.001)) == 1000
+    assert np.array_equal(threshold_list(0.001), np.arange(0, 1, 0.001))
+
+
+def test_iou_is_inclusive():
+    assert box_iou([[0, 0, 0, 0]], [[0, 0, 0, 0]])[0, 0] == 1.0
+    assert box_iou([[0, 0, 0, 0]], [[0, 0, 9, 9]])[0, 0] == 0.01
+    assert box_iou([[2, 2, 6, 6]], [[2, 2, 5, 5]])[0, 0] == 16 / 25
+
+
+def test_gt_rescale_multiplies_then_divides():
+    # int(x * 224.0 / W): the reference's order of operations
+    assert rescale_boxes([[0, 0, 499, 374]], (500, 375), (224, 224)).tolist() == [[0, 0, 223, 223]]
+    x = 137
+    assert rescale_boxes([[x, 0, x, 0]], (333, 10), (224, 224))[0, 0] == int(x * 224.0 / 333)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_box_rules_on_single_maps(backend):
+    u8 = (_square((10, 10), 2, 5, 2, 5) * 255).astype(np.uint8)
+    boxes, best = boxes_at_cut(u8, 0)
+    assert boxes.tolist() == [[2, 2, 6, 6]] and best == 0  # exclusive right/bottom end
+    full = np.full((10, 10), 127, np.uint8)
+    assert boxes_at_cut(full, 0)[0].tolist() == [[0, 0, 9, 9]]  # clipped to W-1, H-1
+    assert boxes_at_cut(np.zeros((10, 10), np.uint8), 0)[0].tolist() == [[0, 0, 0, 0]]  # no contour
+    single = np.zeros((10, 10), np.uint8)
+    single[5, 5] = 255
+    assert boxes_at_cut(single, 0)[0].tolist() == [[5, 5, 6, 6]]
+    v1, v2 = boxes_at_cuts(u8, np.array([0, 100]), np.array([[2, 2, 5, 5]]), backend)
+    assert v1.tolist() == [[2, 2, 6, 6]] * 2 and v2.tolist() == [16 / 25] * 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hole_contours_count_in_multi_box_mode(backend):
+    ring = _square((10, 10), 1, 8, 1, 8)
+    ring[4:6, 4:6] = 0
+    u8 = (ring * 255).astype(np.uint8)
+    gt = np.array([[3, 3, 6, 6]])
+    v1, v2 = boxes_at_cuts(u8, np.array([0]), gt, backend)
+    assert v1.tolist() == [[1, 1, 9, 9]]  # the outer border is the largest contour
+    assert v2[0] == 16 / 25  # the hole's border box (3, 3, 7, 7) matches best
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_equal_areas_pick_the_last_region_in_raster_order(backend):
+    m = _square((10, 10), 0, 2, 0, 2) + _square((10, 10), 6, 8, 6, 8)
+    v1, _ = boxes_at_cuts((m * 255).astype(np.uint8), np.array([0]), np.array([[6, 6, 8, 8]]), backend)
+    assert v1.tolist() == [[6, 6, 9, 9]]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hand_computed_accumulation(backend):
+    a = _square((10, 10), 2, 5, 2, 5)  # IoU 16/25 at every threshold
+    b = np.full((10, 10), 0.5)  # full box: IoU 16/100
+    c = _square((12, 12), 0, 2, 0, 2, 0.5) + _square((12, 12), 6, 11, 6, 11, 1.0)
+    split = Split("test", ["a", "b", "c"], [0, 1, 2], [(10, 10), (10, 10), (12, 12)],
+                  [[[2, 2, 5, 5]], [[2, 2, 5, 5]], [[0, 0, 2, 2]]])
+    ev = WSOLEvaluator(split, interval=0.01, backend=backend)
+    for image_id, m in zip("abc", (a, b, c)):
+        ev.accumulate(image_id, m)
+    r = ev.compute()
+    # c: the largest contour is the 6x6 square (IoU 0 with the GT); the small one (IoU 9/16) counts
+    # only in multi-box mode, and only while 127 > int(t * 255), i.e. for t <= 0.49 (50 thresholds)
+    assert r["MaxBoxAcc"] == 1 * 100.0 / 3
+    assert r["MaxBoxAcc@30"] == r["MaxBoxAcc@50"] == 2 * 100.0 / 3
+    assert r["MaxBoxAcc@70"] == 0.0
+    assert r["MaxBoxAccV2"] == np.average([2 * 100.0 / 3, 2 * 100.0 / 3, 0.0])
+    assert r["threshold"] == 0.0 and r["threshold@50"] == 0.0  # ties: the lowest threshold
+    curve = np.array(r["curves"]["BoxAcc@50"])
+    assert (curve[:50] == 2 * 100.0 / 3).all() and (curve[50:] == 1 * 100.0 / 3).all()
+    assert abs(r["mIoU"] - 100.0 * (16 / 25 + 16 / 100 + 0.0) / 3) < 1e-9
+    assert r["GTKnownLoc"] == r["MaxBoxAcc"]
+
+
+def test_several_gt_boxes_take_the_best():
+    m = _square((10, 10), 2, 5, 2, 5)
+    split = Split("test", ["a"], [0], [(10, 10)], [[[7, 7, 9, 9], [2, 2, 5, 5]]])
+    ev = WSOLEvaluator(split)
+    ev.accumulate("a", m)
+    assert ev.compute()["MaxBoxAcc"] == 100.0
+
+
+def test_maps_of_any_size_rescale_gt_boxes():
+    # a 64x64 map of a 500x375 image: GT (100, 75, 299, 224) -> (12, 12, 38, 38)
+    split = Split("test", ["a"], [0], [(500, 375)], [[[100, 75, 299, 224]]])
+    m = _square((64, 64), 12, 37, 12, 37)
+    ev = WSOLEvaluator(split)
+    ev.accumulate("a", m)
+    r = ev.compute()
+    assert abs(r["mIoU"] - 100.0 * (27 * 27) / (27 * 27)) < 1e-9
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_unionfind_equals_contour_search_on_random_maps(seed):
+    if "unionfind" not in BOX_BACKENDS:
+        pytest.skip("C kernel not built")
+    rng = np.random.default_rng(seed)
+    for trial in range(300):
+        h, w = (int(v) for v in rng.integers(1, 48, 2))
+        kind = trial % 4
+        if kind == 0:
+            s = rng.random((h, w))
+        elif kind == 1:
+            s = normalize_scoremap(rng.random((int(rng.integers(2, 7)), int(rng.integers(2, 7)))), (w, h))
+        elif kind == 2:
+            s = (rng.random((h, w)) < 0.5) * rng.choice([0.3, 1.0])
+        else:
+            s = np.zeros((h, w))
+            for _ in range(int(rng.integers(1, 5))):
+                y0, x0 = rng.integers(0, h), rng.integers(0, w)
+                s[y0:y0 + rng.integers(1, h + 1), x0:x0 + rng.integers(1, w + 1)] += rng.random()
+            s /= max(s.max(), 1e-9)
+        u8 = (s * 255).astype(np.uint8)
+        cuts = np.unique((threshold_list(float(rng.choice([0.01, 0.001, 0.05]))) * u8.max()).astype(np.int64))
+        g = int(rng.integers(1, 4))
+        x0, y0 = rng.integers(0, w, g), rng.integers(0, h, g)
+        gt = np.stack([x0, y0, np.minimum(w - 1, x0 + rng.integers(0, w, g)),
+                       np.minimum(h - 1, y0 + rng.integers(0, h, g))], 1)
+        a1, a2 = boxes_at_cuts(u8, cuts, gt, "contours")
+        b1, b2 = boxes_at_cuts(u8, cuts, gt, "unionfind")
+        assert np.array_equal(a1, b1) and np.array_equal(a2, b2), (seed, trial)
+
+
+def test_cam_like_maps_at_224_both_backends_agree_on_all_metrics():
+    rng = np.random.default_rng(5)
+    n = 12
+    split = Split("test", [f"{i}" for i in range(n)], [0] * n, [(448, 336)] * n,
+                  [[[int(rng.integers(0, 200)), int(rng.integers(0, 150)), int(rng.integers(220, 447)),
+                     int(rng.integers(170, 335))]] for _ in range(n)])
+    maps = [normalize_scoremap(np.maximum(rng.normal(size=(14, 14)), 0), (224, 224)) for _ in range(n)]
+    results = []
+    for backend in BACKENDS:
+        ev = WSOLEvaluator(split, interval=0.001, backend=backend)
+        for i, m in enumerate(maps):
+            ev.accumulate(str(i), m)
+        results.append(ev.compute())
+    for r in results[1:]:
+        assert r == results[0]
+
+
+def test_threshold_modes():
+    m = np.zeros((10, 10))
+    m[2:6, 2:6] = 0.6
+    m[3:5, 3:5] = 1.0
+    split = _split([[[2, 2, 5, 5]]])
+    fixed = WSOLEvaluator(split, mode="fixed", tau=0.7)  # cut int(0.7*255)=178: only the 2x2 core
+    fixed.accumulate("im0", m)
+    r = fixed.compute()
+    assert r["threshold"] == 0.7 and abs(r["mIoU"] - 100 * 9 / 16) < 1e-9
+    otsu = WSOLEvaluator(split, mode="otsu")
+    otsu.accumulate("im0", m)
+    r = otsu.compute()
+    assert r["threshold"] == "otsu" and r["MaxBoxAcc"] == 100.0
+    with pytest.raises(ValueError, match="tau"):
+        WSOLEvaluator(split, mode="fixed")
+
+
+def test_top_k_localization():
+    m = _square((10, 10), 2, 5, 2, 5)
+    split = Split("test", ["a", "b", "c"], [0, 1, 2], [(10, 10)] * 3, [[[2, 2, 5, 5]]] * 3)
+    ev = WSOLEvaluator(split)
+    scores = np.array([[9, 1, 0, 0, 0, 0, 0], [9, 1, 0, 0, 0, 0, 0], [9, 8, 7, 6, 5, 4, 3]], float)
+    for image_id, s in zip("abc", scores):
+        ev.accumulate(image_id, m, s)
+    r = ev.compute()
+    assert r["CL@1"] == 100.0 / 3 and r["CL@5"] == 100.0
+    assert r["Top1Loc"] == 100.0 / 3 and r["Top5Loc"] == 100.0 and r["GTKnownLoc"] == 100.0
+
+
+def test_error_analysis_kinds():
+    split = Split("test", ["part", "more", "multi"], [0] * 3, [(20, 20)] * 3,
+                  [[[0, 0, 19, 19]], [[8, 8, 10, 10]], [[0, 0, 4, 4], [10, 10, 14, 14]]])
+    ev = WSOLEvaluator(split, mode="fixed", tau=0.5)
+    ev.accumulate("part", _square((20, 20), 5, 9, 5, 9))  # inside the object: IoP 1
+    ev.accumulate("more", _square((20, 20), 2, 16, 2, 16))  # around it: the GT is inside
+    ev.accumulate("multi", _square((20, 20), 0, 14, 0, 14))  # covers both instances
+    r = ev.compute()
+    assert r["error/LPE"] == r["error/LME"] == r["error/MIns"] == 100.0 / 3 and r["error/other"] == 0.0
+
+
+def test_bad_maps_are_refused():
+    split = _split([[[2, 2, 5, 5]]])
+    ev = WSOLEvaluator(split)
+    for bad, msg in ((np.full((10, 10), np.nan), "NaN"), (np.full((10, 10), 1.5), "outside"),
+                     (np.zeros((2, 10, 10)), "2-D"), (np.zeros((10, 10), np.int64), "float")):
+        with pytest.raises(ScoreMapError, match=msg):
+            ev.accumulate("im0", bad)
+    with pytest.raises(ScoreMapError, match="unknown image id"):
+        ev.accumulate("nope", np.zeros((10, 10)))
+    ev.accumulate("im0", np.zeros((10, 10)))
+    with pytest.raises(ScoreMapError, match="twice"):
+        ev.accumulate("im0", np.zeros((10, 10)))
+
+
+def test_normalize_scoremap_rules():
+    assert not normalize_scoremap(np.full((3, 3), 2.0)).any()
+    nan = np.ones((3, 3))
+    nan[0, 0] = np.nan
+    assert not normalize_scoremap(nan).any()
+    cam = np.arange(4.0).reshape(2, 2)
+    out = normalize_scoremap(cam, (8, 8))
+    ref = cv2.resize(cam, (8, 8), interpolation=cv2.INTER_CUBIC)
+    assert np.array_equal(out, (ref - ref.min()) / (ref - ref.min()).max())
+
+
+def test_merge_is_exact():
+    rng = np.random.default_rng(0)
+    n = 10
+    split = Split("test", [str(i) for i in range(n)], [0] * n, [(32, 32)] * n, [[[4, 4, 20, 24]]] * n)
+    maps = [normalize_scoremap(rng.random((4, 4)), (32, 32)) for _ in range(n)]
+    whole = WSOLEvaluator(split)
+    parts = [WSOLEvaluator(split), WSOLEvaluator(split)]
+    for i, m in enumerate(maps):
+        whole.accumulate(str(i), m)
+        parts[i % 2].accumulate(str(i), m)
+    parts[0].merge(parts[1].state())
+    assert parts[0].compute() == whole.compute()
+    with pytest.raises(ScoreMapError, match="twice"):
+        parts[0].merge(parts[1])
