@@ -66,6 +66,7 @@ typedef struct {
     Py_ssize_t *amb_range; /* per cut j: [2j, 2j+1) records of the other components, if ambiguous */
     Buffer amb_comps;      /* x0, y0, x1, y1, q2 of every component at ambiguous cuts */
     Buffer hole_boxes;     /* x0, y0, x1, y1 of the holes of the cut being resolved */
+    Py_ssize_t *band_start, *band_next;
 } Workspace;
 
 static __thread Workspace ws;
@@ -109,6 +110,10 @@ static int workspace_reserve(Py_ssize_t n_padded, Py_ssize_t n_cells, Py_ssize_t
         free(ws.need);
         free(ws.amb);
         free(ws.amb_range);
+        free(ws.band_start);
+        free(ws.band_next);
+        ws.band_start = (Py_ssize_t *)malloc(sizeof(Py_ssize_t) * (d + 2));
+        ws.band_next = (Py_ssize_t *)malloc(sizeof(Py_ssize_t) * (d + 2));
         ws.comp_best = (double *)malloc(sizeof(double) * d);
         ws.cover = (double *)malloc(sizeof(double) * d);
         ws.holes = (int32_t *)malloc(sizeof(int32_t) * d);
@@ -117,7 +122,7 @@ static int workspace_reserve(Py_ssize_t n_padded, Py_ssize_t n_cells, Py_ssize_t
         ws.amb = (uint8_t *)malloc(d);
         ws.amb_range = (Py_ssize_t *)malloc(sizeof(Py_ssize_t) * 2 * d);
         ws.cap_cuts = d;
-        if (!ws.comp_best || !ws.cover || !ws.holes || !ws.pick_q2 || !ws.need || !ws.amb || !ws.amb_range) {
+        if (!ws.comp_best || !ws.cover || !ws.holes || !ws.pick_q2 || !ws.need || !ws.amb || !ws.amb_range || !ws.band_start || !ws.band_next) {
             ws.cap_cuts = 0;
             return -1;
         }
@@ -263,17 +268,24 @@ static PyObject *box_kernel(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     int32_t *order = ws.order;
     uint8_t *cells = ws.cells;
-    Py_ssize_t start[257] = {0};
-    /* counting sort by level, ascending; packed (y << 16 | x) */
-    for (Py_ssize_t p = 0; p < N; p++) start[lv[p] + 1]++;
-    for (int l = 0; l < 256; l++) start[l + 1] += start[l];
-    {
-        Py_ssize_t next[256];
-        memcpy(next, start, sizeof(next));
-        for (int32_t y = 0, p = 0; y < H; y++)
-            for (int32_t x = 0; x < W; x++, p++) order[next[lv[p]]++] = (y << 16) | x;
+    /* Pixels between two consecutive cuts change sides together, so they are sorted by "band":
+     * band(l) = number of cuts below level l (foreground at cut j iff band > j), and in raster
+     * order within a band (a counting sort, stable), which keeps the passes local. */
+    int32_t band[256];
+    for (int l = 0, k = 0; l < 256; l++) {
+        while (k < D && cuts[k] < l) k++;
+        band[l] = k;
     }
-#define STOP(c) ((c) < 0 ? 0 : ((c) >= 255 ? N : start[(c) + 1])) /* first index of a level above c */
+    Py_ssize_t *start = ws.band_start; /* band b occupies order[start[b] .. start[b + 1]) */
+    memset(start, 0, sizeof(Py_ssize_t) * (D + 2));
+    for (Py_ssize_t p = 0; p < N; p++) start[band[lv[p]] + 1]++;
+    for (Py_ssize_t b = 0; b <= D; b++) start[b + 1] += start[b];
+    {
+        Py_ssize_t *next = ws.band_next;
+        memcpy(next, start, sizeof(Py_ssize_t) * (D + 1));
+        for (int32_t y = 0, p = 0; y < H; y++)
+            for (int32_t x = 0; x < W; x++, p++) order[next[band[lv[p]]]++] = (y << 16) | x;
+    }
 
     /* ---- pass 1: components; foreground at cut c is {level > c} ---- */
     Forest f1 = {ws.parent1, ws.reg1, ws.active1, ws.pos1, 0};
@@ -281,10 +293,8 @@ static PyObject *box_kernel(PyObject *self, PyObject *args) {
     memset(cells, 0, (size_t)(H + 1) * CW);
     ws.amb_comps.used = 0;
     int32_t euler4 = 0, w = (int32_t)W, wp = (int32_t)WP;
-    Py_ssize_t idx = N - 1;
     for (Py_ssize_t j = D - 1; j >= 0; j--) {
-        const Py_ssize_t stop = STOP(cuts[j]);
-        for (; idx >= stop; idx--) {
+        for (Py_ssize_t idx = start[j + 1]; idx < start[j + 2]; idx++) { /* newly foreground at cut j */
             const int32_t y = order[idx] >> 16, x = order[idx] & 0xffff;
             const int32_t p = y * w + x, pp = (y + 1) * wp + x + 1;
             const int32_t *par = f1.parent;
@@ -402,10 +412,8 @@ static PyObject *box_kernel(PyObject *self, PyObject *args) {
         f2.pos[0] = -1;
         for (Py_ssize_t x = 0; x < WP; x++) f2.parent[x] = f2.parent[NP - 1 - x] = 0;
         for (Py_ssize_t y = 0; y < H + 2; y++) f2.parent[y * WP] = f2.parent[y * WP + WP - 1] = 0;
-        Py_ssize_t i2 = 0;
         for (Py_ssize_t j = 0; j <= last_needed; j++) {
-            const Py_ssize_t stop = STOP(cuts[j]);
-            for (; i2 < stop; i2++) {
+            for (Py_ssize_t i2 = start[j]; i2 < start[j + 1]; i2++) { /* newly background at cut j */
                 const int32_t y = order[i2] >> 16, x = order[i2] & 0xffff;
                 const int32_t p = y * w + x, pp = (y + 1) * wp + x + 1;
                 const int32_t *par = f2.parent;
@@ -450,7 +458,6 @@ static PyObject *box_kernel(PyObject *self, PyObject *args) {
             }
         }
     }
-#undef STOP
     Py_END_ALLOW_THREADS
     (void)oom; /* out of memory for bookkeeping only sends cuts to the caller's exact search */
     result = Py_None;
