@@ -63,6 +63,30 @@ def make_maps(split: Split, folder: Path, seed: int = 0) -> None:
         np.save(path, normalize_scoremap(cam, (224, 224)))
 
 
+def stream(n: int, metadata: Path, interval: float) -> dict:
+    """Evaluate ``n`` maps made on the fly (never stored): time and peak memory of the accumulator."""
+    import resource
+
+    from tedloc.eval import WSOLEvaluator
+
+    split = make_split(n, metadata)
+    rng = np.random.default_rng(0)
+    evaluator = WSOLEvaluator(split, interval=interval)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    for k, image_id in enumerate(split.image_ids):
+        cam = np.maximum(rng.normal(size=(14, 14)), 0)
+        evaluator.accumulate(image_id, normalize_scoremap(cam, (224, 224)))
+        if k == 999:
+            rss1k = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = evaluator.compute()
+    return {"stream_maps": n, "interval": interval, "seconds": seconds, "ms_per_map": seconds / n * 1000,
+            "peak_rss_mb_before": rss0 / 1024, "peak_rss_mb_after_1000": rss1k / 1024 if n >= 1000 else None,
+            "peak_rss_mb_end": rss / 1024, "MaxBoxAccV2": result["MaxBoxAccV2"]}
+
+
 def load_reference(path: Path):
     np.float = float  # removed from numpy; the reference uses it as float64
 
@@ -91,6 +115,33 @@ def run_reference(ref, split: Split, maps: Path, interval: float, multi: bool) -
         return [float(v) for v in result], time.perf_counter() - start
 
 
+def end_to_end(ref, split: Split, maps: Path, interval: float, workers: int) -> dict:
+    """Both command-line paths as users run them: the reference's ``evaluate_wsol`` (MaxBoxAccV2
+    settings: multi-contour, multi-IoU) and ``tedloc evaluate-maps``, from the same .npy files."""
+    import subprocess
+
+    from tedloc.data import WSOLDataset, save_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_split_metadata(split, tmp / "metadata" / "ILSVRC" / "test")
+        start = time.perf_counter()
+        theirs = ref.evaluate_wsol(scoremap_root=str(maps), metadata_root=str(tmp / "metadata"), mask_root=str(tmp),
+                                   dataset_name="ILSVRC", split="test", multi_contour_eval=True, multi_iou_eval=True,
+                                   iou_threshold_list=[30, 50, 70], cam_curve_interval=interval)
+        t_ref = time.perf_counter() - start
+        root = save_dataset(WSOLDataset("ILSVRC", [f"class_{k}" for k in range(1000)], {"test": split}),
+                            tmp / "ds", image_root=None)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "tedloc", "evaluate-maps", "--data", str(root), "--split", "test",
+                        "--maps", str(maps), "--interval", str(interval), "--workers", str(workers),
+                        "--json", str(tmp / "m.json")], check=True, capture_output=True)
+        t_ours = time.perf_counter() - start
+        ours = json.loads((tmp / "m.json").read_text())["MaxBoxAccV2"]
+    return {"cli_reference_s": t_ref, "cli_tedloc_s": t_ours, "cli_speedup": t_ref / t_ours,
+            "cli_equal": float(theirs) == ours}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--maps", type=int, default=5000)
@@ -98,11 +149,20 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--reference", type=Path, help="checkout of clovaai/wsolevaluation")
     parser.add_argument("--metadata", type=Path, default=DEFAULT_METADATA)
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "tedloc_bench_maps")
+    parser.add_argument("--cache", type=Path, help="folder for the generated maps (default: a temp folder per --maps)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--cli", action="store_true", help="also time both command-line paths end to end")
+    parser.add_argument("--stream", type=int, help="instead: evaluate this many maps made on the fly (memory check)")
     args = parser.parse_args()
+    if args.stream:
+        report = stream(args.stream, args.metadata, args.interval)
+        print(json.dumps(report, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+        return 0
 
     split = make_split(args.maps, args.metadata)
+    args.cache = args.cache or Path(tempfile.gettempdir()) / f"tedloc_bench_maps_{args.maps}"
     make_maps(split, args.cache)
     report: dict = {"maps": len(split), "interval": args.interval, "cpu_count": os.cpu_count()}
 
@@ -124,6 +184,8 @@ def main() -> int:
         report["reference"] = {"MaxBoxAcc": v1[1], "MaxBoxAccV2": float(np.average(v2)),
                                "MaxBoxAcc@30": v2[0], "MaxBoxAcc@50": v2[1], "MaxBoxAcc@70": v2[2]}
         report["equal"] = all(report["reference"][k] == ours[k] for k in report["reference"])
+        if args.cli:
+            report.update(end_to_end(ref, split, args.cache, args.interval, args.workers))
         report["speedup_v2_1proc"] = t2 / report["tedloc_1proc_s"]
         report[f"speedup_v2_{args.workers}proc"] = t2 / report[f"tedloc_{args.workers}proc_s"]
     print(json.dumps(report, indent=1))

@@ -246,3 +246,10 @@ def test_merge_is_exact():
     assert parts[0].compute() == whole.compute()
     with pytest.raises(ScoreMapError, match="twice"):
         parts[0].merge(parts[1])
+
+
+def test_c_kernel_is_built_in_ci():
+    import os
+
+    if os.environ.get("CI") == "true":
+        assert "unionfind" in BOX_BACKENDS, "the C box kernel did not build; see setup.py"

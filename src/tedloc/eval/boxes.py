@@ -90,6 +90,21 @@ def boxes_at_cut(u8: np.ndarray, cut: int) -> tuple[np.ndarray, int]:
     return boxes, best
 
 
+def largest_contour_box(u8: np.ndarray, cut: int) -> np.ndarray:
+    """The single-box rule alone: the box of the outer contour of largest area (first on ties).
+
+    Hole contours and contours inside holes are never the largest (they lie inside their outer
+    contour), so ``RETR_EXTERNAL`` finds the same box as ``RETR_TREE`` with less work.
+    """
+    height, width = u8.shape
+    contours = cv2.findContours((u8 > cut).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if len(contours) == 0:
+        return np.array(EMPTY_BOX, dtype=np.int64)
+    areas = [cv2.contourArea(c) for c in contours]
+    x, y, w, h = cv2.boundingRect(contours[int(np.argmax(areas))])  # argmax: the first maximum
+    return np.array((x, y, min(x + w, width - 1), min(y + h, height - 1)), dtype=np.int64)
+
+
 def _boxes_at_cuts_contours(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reference algorithm: one contour search per distinct cut."""
     v1 = np.empty((len(cuts), 4), dtype=np.int64)
@@ -110,9 +125,8 @@ def _boxes_at_cuts_unionfind(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndar
     v1 = np.empty((len(cuts), 4), dtype=np.int64)
     undecided = np.empty(len(cuts), dtype=np.int64)
     _box_kernel(levels, levels.shape[0], levels.shape[1], cuts, gt, v2, v1, undecided)
-    for j in np.flatnonzero(undecided):  # several components while holes exist: search contours
-        boxes, best = boxes_at_cut(u8, int(cuts[j]))
-        v1[j] = boxes[best]
+    for j in np.flatnonzero(undecided):  # holes left the largest contour uncertain: search contours
+        v1[j] = largest_contour_box(u8, int(cuts[j]))
     return v1, v2
 
 
