@@ -1,0 +1,4 @@
+"""Pseudo-labels from localization maps: Otsu split, FG/BG candidate pools, balanced sampling."""
+from tedloc.pseudo.sampling import PseudoLabels, PseudoLabelSampler, SamplerConfig, candidate_pools, otsu_levels
+
+__all__ = ["SamplerConfig", "PseudoLabels", "PseudoLabelSampler", "candidate_pools", "otsu_levels"]
