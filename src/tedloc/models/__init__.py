@@ -1,0 +1,5 @@
+"""Models: frozen timm encoders (any name, local weights), tedloc's small CNNs."""
+from tedloc.models.cnn import TinyResNet
+from tedloc.models.encoders import EncoderInfo, FrozenEncoder, create_encoder
+
+__all__ = ["FrozenEncoder", "create_encoder", "EncoderInfo", "TinyResNet"]
