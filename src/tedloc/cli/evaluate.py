@@ -47,3 +47,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes (results are identical for any number)")
     parser.set_defaults(func=_evaluate_maps)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from tedloc.eval.localizer_eval import evaluate_localizer
+    from tedloc.methods import load_localizer
+
+    localizer = load_localizer(args.run)
+    dataset = load_dataset(args.data, splits=[args.split])
+    if dataset.class_names != localizer.class_names:
+        print(f"error: {args.data} has other classes than the run was trained on", flush=True)
+        return 2
+    metrics = evaluate_localizer(localizer, dataset[args.split], batch_size=args.batch_size, workers=args.workers,
+                                 interval=args.interval, mode=args.mode, tau=args.tau)
+    print(f"{args.run} on {args.split}: {metrics['images']} images, threshold mode {args.mode}")
+    print(format_metrics(metrics))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(metrics, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+@command("evaluate", help="evaluate a trained run (CAM baseline, TeD-Loc, ...) on a split")
+def configure_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run folder")
+    parser.add_argument("--data", required=True, help="dataset directory (same classes as the run)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--mode", choices=list(THRESHOLD_MODES), default="oracle")
+    parser.add_argument("--tau", type=float)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--json", help="write the metrics as JSON here")
+    parser.set_defaults(func=_evaluate)

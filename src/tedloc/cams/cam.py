@@ -1,0 +1,42 @@
+"""Class activation maps (Zhou et al. 2016) of a classifier whose head is pooling + linear.
+
+``cam[b] = mean_c W[y_b, c] * F[b, c]`` over the last feature map F: the channel *mean*, no bias,
+no ReLU, exactly as wsolevaluation computes CAMs (the scale does not matter after min-max).
+Works for any timm CNN classifier (and tedloc's small CNNs): ``forward_features`` gives F,
+``get_classifier()`` gives the linear layer W.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from tedloc.errors import TedlocError
+
+__all__ = ["class_activation_maps", "cam_and_logits"]
+
+
+def _linear_head(model: nn.Module) -> nn.Linear:
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(head, nn.Linear):
+        return head
+    raise TedlocError(f"{type(model).__name__}: CAM needs a classifier whose head is global pooling + nn.Linear "
+                      f"(found {type(head).__name__}); use Grad-CAM for other heads")
+
+
+@torch.no_grad()
+def cam_and_logits(model: nn.Module, images: torch.Tensor, classes: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CAMs (B, h, w) for ``classes`` or the predicted classes, logits (B, K)) in one forward pass."""
+    features = model.forward_features(images)
+    if features.ndim != 4:
+        raise TedlocError(f"CAM needs a (B, C, h, w) feature map, got {tuple(features.shape)}")
+    logits = model.forward_head(features)
+    weights = _linear_head(model).weight  # K x C
+    target = logits.argmax(dim=1) if classes is None else classes.to(logits.device).long()
+    cams = torch.einsum("bc,bchw->bhw", weights[target], features) / features.shape[1]
+    return cams, logits
+
+
+def class_activation_maps(model: nn.Module, images: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+    """CAMs (B, h, w) at feature resolution for ``classes`` (default: the predicted classes)."""
+    return cam_and_logits(model, images, classes)[0]

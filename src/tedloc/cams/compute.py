@@ -1,0 +1,64 @@
+"""Compute the pseudo-label maps of a split once, into a :class:`~tedloc.cams.cache.MapCache`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from tedloc.cams.cache import MapCache
+from tedloc.data.wsol_format import load_dataset
+from tedloc.errors import TedlocError
+from tedloc.utils.progress import progress
+
+__all__ = ["compute_map_cache", "normalize_maps"]
+
+
+def normalize_maps(maps: torch.Tensor) -> np.ndarray:
+    """Per-map min-max to [0, 1]; constant or non-finite maps become all zeros (no pseudo-label)."""
+    m = maps.double().reshape(maps.shape[0], -1)
+    finite = torch.isfinite(m).all(dim=1)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    lo, hi = m.min(dim=1, keepdim=True).values, m.max(dim=1, keepdim=True).values
+    ok = finite & (hi > lo).squeeze(1)
+    out = (m - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    out[~ok] = 0
+    return out.reshape(maps.shape).float().numpy()
+
+
+def compute_map_cache(run: str | os.PathLike, data: str | os.PathLike, split: str, out: str | os.PathLike,
+                      classes: str = "true", batch_size: int = 64, workers: int = 0) -> MapCache:
+    """CAMs of every image of ``split`` (of the true class, or ``classes="pred"``) at the eval view.
+
+    Re-running reuses a complete cache; an interrupted one resumes with the missing rows.
+    """
+    from tedloc.data import EvalTransform, WSOLImageDataset
+    from tedloc.methods import load_localizer
+
+    if classes not in ("true", "pred"):
+        raise TedlocError("classes must be 'true' or 'pred'")
+    localizer = load_localizer(run)
+    if not hasattr(localizer, "cams"):
+        raise TedlocError(f"{run}: this kind of run cannot produce class-conditional maps")
+    dataset_dir = load_dataset(data, splits=[split])
+    if dataset_dir.class_names != localizer.class_names:
+        raise TedlocError(f"{data} has other classes than the run {run} was trained on")
+    target = dataset_dir[split]
+    dataset = WSOLImageDataset(target, EvalTransform(localizer.input_size), mean=localizer.mean, std=localizer.std)
+    with torch.no_grad():
+        probe = localizer.cams(dataset[0]["image"][None], torch.zeros(1, dtype=torch.long))
+    size = tuple(int(s) for s in probe.shape[-2:])
+    source = {"run": str(Path(run).resolve()), "method": "cam", "classes": classes, "input_size": localizer.input_size,
+              "view": "eval"}
+    cache = MapCache(out, target.image_ids, size, source)
+    missing = cache.missing()
+    if len(missing) == 0:
+        return cache
+    loader = DataLoader(Subset(dataset, missing.tolist()), batch_size=batch_size, shuffle=False, num_workers=workers)
+    for batch in progress(loader, desc=f"maps of {split}", unit="batch"):
+        labels = batch["label"] if classes == "true" else None
+        maps = localizer.cams(batch["image"], labels)
+        cache.write(batch["index"].numpy(), normalize_maps(maps))
+    return cache

@@ -1,0 +1,29 @@
+"""``tedloc cams``: compute a split's pseudo-label maps once and cache them on disk."""
+from __future__ import annotations
+
+import argparse
+
+from tedloc.cli import command
+
+
+def _cams(args: argparse.Namespace) -> int:
+    from tedloc.cams.compute import compute_map_cache
+
+    cache = compute_map_cache(args.run, args.data, args.split, args.out, classes=args.classes,
+                              batch_size=args.batch_size, workers=args.workers)
+    print(f"{args.out}: {len(cache)} maps of {cache.size[0]}x{cache.size[1]} (float16), source {cache.source['method']}"
+          f" ({cache.source['classes']} classes)")
+    return 0
+
+
+@command("cams", help="compute and cache the CAM pseudo-label maps of a split (resumable)")
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="a classifier run (tedloc pretrain)")
+    parser.add_argument("--data", required=True, help="dataset directory")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--out", required=True, help="cache folder")
+    parser.add_argument("--classes", choices=("true", "pred"), default="true",
+                        help="CAM of the true class (pseudo-labels) or of the predicted one")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.set_defaults(func=_cams)

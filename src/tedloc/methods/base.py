@@ -1,0 +1,61 @@
+"""The interface every WSOL method offers downstream: images in, class scores and maps out.
+
+Evaluation, prediction and the realistic protocol only see a :class:`Localizer`; a run folder
+says which kind made it (``RUN/model.json``: ``kind``), and :func:`load_localizer` finds the
+loader registered for that kind. A new method plugs in by registering its loader.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+
+from tedloc.errors import TedlocError
+
+__all__ = ["Localizer", "register_localizer", "load_localizer", "list_localizers"]
+
+
+class Localizer(Protocol):
+    class_names: list[str]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class scores (B, K), localization maps (B, h, w)) for normalised images (B, 3, S, S)."""
+        ...
+
+
+_LOADERS: dict[str, Callable[[Path, dict], Localizer]] = {}
+
+
+def register_localizer(kind: str):
+    def register(loader):
+        if kind in _LOADERS:
+            raise ValueError(f"localizer kind {kind!r} registered twice")
+        _LOADERS[kind] = loader
+        return loader
+
+    return register
+
+
+def list_localizers() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def load_localizer(run: str | os.PathLike) -> Localizer:
+    """The localizer of a run folder (its ``model.json`` and ``model.safetensors``)."""
+    import tedloc.methods.cam  # noqa: F401  (registers the built-in kinds)
+
+    run = Path(run)
+    meta_path = run / "model.json"
+    if not meta_path.is_file():
+        raise TedlocError(f"{run}: no model.json (not a finished tedloc run; train it first)")
+    meta = json.loads(meta_path.read_text())
+    kind = meta.get("kind")
+    if kind not in _LOADERS:
+        raise TedlocError(f"{meta_path}: unknown run kind {kind!r}; known: {', '.join(list_localizers())}")
+    return _LOADERS[kind](run, meta)

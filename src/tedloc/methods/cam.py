@@ -1,0 +1,44 @@
+"""The CAM baseline (Zhou et al. 2016) as a WSOL method: class = the classifier's prediction,
+map = the CAM of the predicted class. Its runs are made by ``tedloc pretrain`` (kind ``classifier``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tedloc.cams.cam import cam_and_logits
+from tedloc.engine.checkpoint import load_checkpoint
+from tedloc.engine.pretrain import build_classifier
+from tedloc.methods.base import register_localizer
+
+__all__ = ["CAMLocalizer"]
+
+
+class CAMLocalizer:
+    """A trained classifier used as a localizer through its class activation maps."""
+
+    def __init__(self, model: torch.nn.Module, class_names: list[str], input_size: int,
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+        self.model = model.eval()
+        self.class_names = class_names
+        self.input_size = input_size
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cams, logits = cam_and_logits(self.model, images)
+        return logits.softmax(dim=1), cams
+
+    @torch.no_grad()
+    def cams(self, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        """CAMs for the given classes (the true ones for pseudo-labels), or the predicted ones."""
+        return cam_and_logits(self.model, images, classes)[0]
+
+
+@register_localizer("classifier")
+def _load(run: Path, meta: dict) -> CAMLocalizer:
+    state, _, _ = load_checkpoint(run / "model")
+    model = build_classifier(meta["arch"], meta["num_classes"])
+    model.load_state_dict(state)
+    pre = meta["preprocessing"]
+    return CAMLocalizer(model, meta["class_names"], pre["input_size"], pre["mean"], pre["std"])

@@ -1,0 +1,88 @@
+"""CAM maps, the resumable map cache, and `tedloc evaluate` of the CAM baseline."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tedloc.cams import MapCache, class_activation_maps
+from tedloc.cams.compute import compute_map_cache, normalize_maps
+from tedloc.cli import main
+from tedloc.engine import PretrainConfig, pretrain
+from tedloc.errors import TedlocError
+from tedloc.methods import load_localizer
+
+
+@pytest.fixture(scope="module")
+def cam_run(synthetic_small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "cam"
+    pretrain(synthetic_small, out, PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=1, batch_size=8,
+                                                  workers=0))
+    return out
+
+
+def test_cam_is_the_channel_mean_of_weighted_features():
+    import timm
+
+    import tedloc.models.cnn  # noqa: F401
+
+    torch.manual_seed(0)
+    model = timm.create_model("tedloc_resnet_tiny", num_classes=5).eval()
+    x = torch.randn(2, 3, 48, 48)
+    cams = class_activation_maps(model, x, torch.tensor([1, 3]))
+    feats = model.forward_features(x)
+    w = model.get_classifier().weight
+    assert torch.allclose(cams[0], (w[1][:, None, None] * feats[0]).mean(0), atol=1e-6)
+    assert torch.allclose(cams[1], (w[3][:, None, None] * feats[1]).mean(0), atol=1e-6)
+    # CAM pooled over space is the logit without bias (up to the 1/C factor)
+    logits = model(x)
+    b = model.get_classifier().bias
+    assert torch.allclose(cams[0].mean() * feats.shape[1] + b[1], logits[0, 1], atol=1e-4)
+
+
+def test_normalize_maps_rules():
+    maps = torch.stack([torch.arange(4.0).reshape(2, 2), torch.full((2, 2), 7.0), torch.tensor([[1.0, float("nan")],
+                                                                                                [0.0, 2.0]])])
+    out = normalize_maps(maps)
+    assert np.allclose(out[0], [[0, 1 / 3], [2 / 3, 1]]) and not out[1].any() and not out[2].any()
+
+
+def test_cache_is_made_once_reused_and_resumed(cam_run, synthetic_small, tmp_path):
+    cache = compute_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", batch_size=5)
+    assert cache.complete and len(cache) == 24 and cache.size == (6, 6)
+    first = cache.get(np.arange(24)).clone()
+    assert first.dtype == torch.float32 and 0 <= first.min() and first.max() <= 1
+    stamp = (tmp_path / "cache" / "done.npy").stat().st_mtime_ns
+    again = compute_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache")
+    assert (tmp_path / "cache" / "done.npy").stat().st_mtime_ns == stamp and again.complete
+    # an interrupted run: rows 10.. never finished (garbage in the file, not marked done)
+    partial = MapCache(tmp_path / "cache")
+    partial.maps[10:] = 0
+    partial.maps.flush()
+    partial.done[10:] = False
+    partial._write_done(partial.done)
+    with pytest.raises(TedlocError, match="not computed"):
+        partial.get([12])
+    resumed = compute_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache")
+    assert resumed.complete and torch.allclose(resumed.get(np.arange(24)), first)
+    with pytest.raises(TedlocError, match="another source"):
+        compute_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", classes="pred")
+    with pytest.raises(TedlocError, match="other images"):
+        compute_map_cache(cam_run, synthetic_small, "val", tmp_path / "cache")
+
+
+def test_evaluate_command_reports_the_cam_baseline(cam_run, synthetic_small, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--run", str(cam_run), "--data", str(synthetic_small), "--split", "test",
+                 "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    for key in ("MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70", "PxAP", "mIoU",
+                "threshold", "CL@1", "CL@5", "Top1Loc", "Top5Loc", "GTKnownLoc"):
+        assert key in m, key
+    assert m["Top1Loc"] <= m["GTKnownLoc"] and m["Top1Loc"] <= m["CL@1"] and m["images"] == 8
+    localizer = load_localizer(cam_run)
+    scores, maps = localizer.predict(torch.zeros(2, 3, 48, 48))
+    assert scores.shape == (2, 4) and maps.shape == (2, 6, 6)
+    assert torch.allclose(scores.sum(1), torch.ones(2))
