@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml setup.py src/tedloc/eval/_boxkernel.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# grad-cam without its opencv-python-headless requirement: tedloc's OpenCV (contrib) serves it
+	$(BIN)/python -m pip install --quiet --no-deps "grad-cam>=1.5"
 	$(BIN)/python -m tedloc.utils.env_check
 	touch $(STAMP)
 

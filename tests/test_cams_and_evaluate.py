@@ -86,3 +86,17 @@ def test_evaluate_command_reports_the_cam_baseline(cam_run, synthetic_small, tmp
     scores, maps = localizer.predict(torch.zeros(2, 3, 48, 48))
     assert scores.shape == (2, 4) and maps.shape == (2, 6, 6)
     assert torch.allclose(scores.sum(1), torch.ones(2))
+
+
+def test_gradcam_cache_and_opencv_environment(cam_run, synthetic_small, tmp_path):
+    pytest.importorskip("pytorch_grad_cam")
+    import cv2
+
+    from tedloc.utils.env_check import installed_cv2_distributions
+
+    assert hasattr(cv2, "ximgproc")  # Selective Search needs the contrib build
+    assert installed_cv2_distributions() == ["opencv-contrib-python-headless"]
+    cache = compute_map_cache(cam_run, synthetic_small, "val", tmp_path / "gc", method="gradcam", size=12)
+    assert cache.complete and cache.size == (12, 12) and cache.source["method"] == "gradcam"
+    maps = cache.get(np.arange(len(cache)))
+    assert maps.max() <= 1 and (maps.amax(dim=(1, 2)) > 0.99).sum() >= len(cache) - 1

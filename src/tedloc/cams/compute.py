@@ -13,7 +13,24 @@ from tedloc.data.wsol_format import load_dataset
 from tedloc.errors import TedlocError
 from tedloc.utils.progress import progress
 
-__all__ = ["compute_map_cache", "normalize_maps"]
+__all__ = ["compute_map_cache", "normalize_maps", "MAP_SOURCES"]
+
+
+def _cam(localizer, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+    return localizer.cams(images, classes)
+
+
+def _gradcam(localizer, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+    from tedloc.cams.gradcam import grad_cams
+
+    if classes is None:
+        with torch.no_grad():
+            classes = localizer.model(images).argmax(dim=1)
+    return grad_cams(localizer.model, images, classes)
+
+
+# name -> fn(localizer, normalised images, classes or None for the predicted ones) -> maps (B, h, w)
+MAP_SOURCES = {"cam": _cam, "gradcam": _gradcam}
 
 
 def normalize_maps(maps: torch.Tensor) -> np.ndarray:
@@ -29,16 +46,22 @@ def normalize_maps(maps: torch.Tensor) -> np.ndarray:
 
 
 def compute_map_cache(run: str | os.PathLike, data: str | os.PathLike, split: str, out: str | os.PathLike,
-                      classes: str = "true", batch_size: int = 64, workers: int = 0) -> MapCache:
-    """CAMs of every image of ``split`` (of the true class, or ``classes="pred"``) at the eval view.
+                      classes: str = "true", method: str = "cam", size: int | None = None, batch_size: int = 64,
+                      workers: int = 0) -> MapCache:
+    """Maps of every image of ``split`` (for the true class, or ``classes="pred"``) at the eval view.
 
-    Re-running reuses a complete cache; an interrupted one resumes with the missing rows.
+    ``method``: ``cam`` (stored at the feature resolution unless ``size`` is given) or ``gradcam``
+    (stored at ``size``, default a quarter of the input size). Re-running reuses a complete
+    cache; an interrupted one resumes with the missing rows.
     """
     from tedloc.data import EvalTransform, WSOLImageDataset
     from tedloc.methods import load_localizer
 
     if classes not in ("true", "pred"):
         raise TedlocError("classes must be 'true' or 'pred'")
+    if method not in MAP_SOURCES:
+        raise TedlocError(f"unknown map method {method!r}; choose from {', '.join(MAP_SOURCES)}")
+    source_fn = MAP_SOURCES[method]
     localizer = load_localizer(run)
     if not hasattr(localizer, "cams"):
         raise TedlocError(f"{run}: this kind of run cannot produce class-conditional maps")
@@ -47,18 +70,25 @@ def compute_map_cache(run: str | os.PathLike, data: str | os.PathLike, split: st
         raise TedlocError(f"{data} has other classes than the run {run} was trained on")
     target = dataset_dir[split]
     dataset = WSOLImageDataset(target, EvalTransform(localizer.input_size), mean=localizer.mean, std=localizer.std)
-    with torch.no_grad():
-        probe = localizer.cams(dataset[0]["image"][None], torch.zeros(1, dtype=torch.long))
-    size = tuple(int(s) for s in probe.shape[-2:])
-    source = {"run": str(Path(run).resolve()), "method": "cam", "classes": classes, "input_size": localizer.input_size,
-              "view": "eval"}
-    cache = MapCache(out, target.image_ids, size, source)
+    if size is None and method == "gradcam":
+        size = max(1, localizer.input_size // 4)
+    if size is None:
+        with torch.no_grad():
+            probe = localizer.cams(dataset[0]["image"][None], torch.zeros(1, dtype=torch.long))
+        shape = tuple(int(s) for s in probe.shape[-2:])
+    else:
+        shape = (int(size), int(size))
+    source = {"run": str(Path(run).resolve()), "method": method, "classes": classes,
+              "input_size": localizer.input_size, "view": "eval"}
+    cache = MapCache(out, target.image_ids, shape, source)
     missing = cache.missing()
     if len(missing) == 0:
         return cache
     loader = DataLoader(Subset(dataset, missing.tolist()), batch_size=batch_size, shuffle=False, num_workers=workers)
     for batch in progress(loader, desc=f"maps of {split}", unit="batch"):
         labels = batch["label"] if classes == "true" else None
-        maps = localizer.cams(batch["image"], labels)
+        maps = source_fn(localizer, batch["image"], labels).float()
+        if tuple(maps.shape[-2:]) != shape:
+            maps = torch.nn.functional.interpolate(maps[:, None], size=shape, mode="bilinear", align_corners=False)[:, 0]
         cache.write(batch["index"].numpy(), normalize_maps(maps))
     return cache

@@ -9,14 +9,14 @@ from tedloc.cli import command
 def _cams(args: argparse.Namespace) -> int:
     from tedloc.cams.compute import compute_map_cache
 
-    cache = compute_map_cache(args.run, args.data, args.split, args.out, classes=args.classes,
-                              batch_size=args.batch_size, workers=args.workers)
+    cache = compute_map_cache(args.run, args.data, args.split, args.out, classes=args.classes, method=args.method,
+                              size=args.size, batch_size=args.batch_size, workers=args.workers)
     print(f"{args.out}: {len(cache)} maps of {cache.size[0]}x{cache.size[1]} (float16), source {cache.source['method']}"
           f" ({cache.source['classes']} classes)")
     return 0
 
 
-@command("cams", help="compute and cache the CAM pseudo-label maps of a split (resumable)")
+@command("cams", help="compute and cache the CAM / Grad-CAM pseudo-label maps of a split (resumable)")
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="a classifier run (tedloc pretrain)")
     parser.add_argument("--data", required=True, help="dataset directory")
@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="cache folder")
     parser.add_argument("--classes", choices=("true", "pred"), default="true",
                         help="CAM of the true class (pseudo-labels) or of the predicted one")
+    parser.add_argument("--method", choices=("cam", "gradcam"), default="cam",
+                        help="CAM of the classifier, or Grad-CAM (grad-cam package) on its last feature layer")
+    parser.add_argument("--size", type=int, help="stored map side (default: CAM feature resolution; Grad-CAM: input/4)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0)
     parser.set_defaults(func=_cams)
