@@ -91,3 +91,19 @@ def test_config_validation():
         SamplerConfig(k=0)
     with pytest.raises(ValueError):
         SamplerConfig(fg_pool=0)
+
+
+def test_maps_follow_the_crop_and_flip_onto_the_grid():
+    from tedloc.data.transforms import View
+    from tedloc.pseudo import maps_on_grid
+
+    m = torch.zeros(8, 8)
+    m[:, :2] = 1.0  # the left quarter of the image is hot
+    plain = View((100, 100), (64, 64), (0, 0, 64, 64), False).to_tensor()
+    flipped = View((100, 100), (64, 64), (0, 0, 64, 64), True).to_tensor()
+    out = maps_on_grid(torch.stack([m, m]), torch.stack([plain, flipped]), (16, 16))
+    assert out.shape == (2, 16, 16)
+    assert out[0, :, :3].min() > 0.9 and out[0, :, 8:].max() < 1e-6  # left stays left
+    assert out[1, :, -3:].min() > 0.9 and out[1, :, :8].max() < 1e-6  # flipped: right
+    cropped = View((100, 100), (80, 80), (40, 0, 40, 80), False).to_tensor()  # the right half only
+    assert maps_on_grid(m[None], cropped[None], (8, 8)).max() < 1e-6
