@@ -1,0 +1,135 @@
+"""TeD-Loc (paper eqs. 1-5): frozen encoder E, trainable decoder D and patch classifier g, frozen text anchors.
+
+- E: any :class:`~tedloc.models.encoders.FrozenEncoder`; patch embeddings (B, C, h, w).
+- D: ``len(decoder_channels)`` stages of [nearest x2, (conv3x3-BN-ReLU) x2], then a linear 1x1
+  conv to d (no ReLU: the embeddings are signed): z_p on a grid of (h, w) * 2**stages.
+- g: a 1x1 conv d -> 2 with softmax; its FG probability over the grid is the map M.
+- Anchors t_k (K, d): QR-orthogonalised text embeddings, a frozen buffer stored with the model.
+- Class logits of any embedding v: l_k(v) = <v, t_k> (``logit="dot"``, the paper's raw dot product),
+  or ``scale * cos(v, t_k)`` (``logit="cosine"``).
+- Global embedding h = sum_p a_p z_p, a_p = p_fg(z_p) / (sum_j p_fg(z_j) + 1e-6); class scores
+  softmax_k l_k(h). A second map: <z_p, t_c> for a class c (the paper's Table 4).
+
+Losses (means over sampled locations and the batch; each term can be switched off):
+L_KD = CE(l(z_p), y) over sampled FG locations; P_CL = CE(g(z_p), FG/BG) over sampled FG and
+BG locations; I_CL = CE(l(h), y); L = l1 L_KD + l2 P_CL + l3 I_CL.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["TeDLocHead", "TeDLoc", "TeDLocLosses", "tedloc_losses", "class_logits", "weighted_pool"]
+
+
+def class_logits(v: torch.Tensor, anchors: torch.Tensor, kind: str = "dot", scale: float = 1.0) -> torch.Tensor:
+    """Logits of embeddings ``v`` (..., d) against the anchors (K, d): (..., K)."""
+    if kind == "dot":
+        return v @ anchors.T
+    if kind == "cosine":
+        return scale * F.normalize(v, dim=-1) @ F.normalize(anchors, dim=-1).T
+    raise ValueError(f"unknown logit kind {kind!r} (dot, cosine)")
+
+
+def weighted_pool(z: torch.Tensor, fg: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """h = sum_p a_p z_p with a_p = fg_p / (sum_j fg_j + eps); z (B, d, H, W), fg (B, H, W) -> (B, d)."""
+    weights = fg.flatten(1)
+    weights = weights / (weights.sum(dim=1, keepdim=True) + eps)
+    return torch.einsum("bp,bdp->bd", weights, z.flatten(2))
+
+
+class TeDLocHead(nn.Module):
+    """The trainable part: decoder D (upsampling to the output grid) and patch classifier g."""
+
+    def __init__(self, in_channels: int, embed_dim: int, decoder_channels: tuple[int, ...] = (256, 128)):
+        super().__init__()
+        stages, cin = [], in_channels
+        for c in decoder_channels:
+            stages.append(nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(cin, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)))
+            cin = c
+        self.decoder = nn.Sequential(*stages, nn.Conv2d(cin, embed_dim, 1))  # linear: signed embeddings
+        self.g = nn.Conv2d(embed_dim, 2, 1)
+        self.upsampling = 2 ** len(decoder_channels)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z (B, d, H, W), g logits (B, 2, H, W)); channel 1 of g is foreground."""
+        z = self.decoder(features)
+        return z, self.g(z)
+
+
+class TeDLoc(nn.Module):
+    """Encoder + head + frozen anchors; ``forward`` gives everything training and inference need."""
+
+    def __init__(self, encoder: nn.Module, anchors: torch.Tensor, decoder_channels: tuple[int, ...] = (256, 128),
+                 logit: str = "dot", logit_scale: float = 1.0):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("anchors", anchors.detach().float().clone())
+        self.head = TeDLocHead(encoder.info.channels, anchors.shape[1], decoder_channels)
+        self.logit, self.logit_scale = logit, logit_scale
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+    def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        z, g = self.head(features)
+        fg = g.softmax(dim=1)[:, 1]
+        h = weighted_pool(z, fg)
+        return {"z": z, "g": g, "fg": fg, "h": h,
+                "logits": class_logits(h, self.anchors, self.logit, self.logit_scale)}
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_head(self.forward_features(images))
+
+    def class_map(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """The second map <z_p, t_c> (B, H, W) for one class per image (logit of class c at each location)."""
+        t = self.anchors[classes]  # B x d
+        if self.logit == "cosine":
+            return self.logit_scale * torch.einsum("bd,bdhw->bhw", F.normalize(t, dim=1), F.normalize(z, dim=1))
+        return torch.einsum("bd,bdhw->bhw", t, z)
+
+
+@dataclass(frozen=True)
+class TeDLocLosses:
+    """Loss weights; a weight of 0 switches a term off (the paper's Table 2 ablation)."""
+
+    kd: float = 1.0
+    pcl: float = 1.0
+    icl: float = 1.0
+
+
+def _gather_locations(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W), index (B, k) flat locations -> (B, k, C)."""
+    flat = x.flatten(2)  # B x C x P
+    return torch.gather(flat, 2, index[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+
+
+def tedloc_losses(model: TeDLoc, out: dict[str, torch.Tensor], labels: torch.Tensor, pseudo,
+                  weights: TeDLocLosses = TeDLocLosses()) -> dict[str, torch.Tensor]:
+    """The three losses and their weighted sum for a batch; ``pseudo`` is a :class:`~tedloc.pseudo.PseudoLabels`
+    on the output grid. Terms with no valid sample in the batch are 0 (and add no gradient)."""
+    valid = pseudo.valid
+    n_valid = valid.sum()
+    zero = out["h"].sum() * 0.0
+    losses = {"kd": zero, "pcl": zero, "icl": zero}
+    if weights.kd and n_valid > 0:
+        z_fg = _gather_locations(out["z"], pseudo.fg)  # B x k x d
+        logits = class_logits(z_fg, model.anchors, model.logit, model.logit_scale)  # B x k x K
+        target = labels[:, None].expand_as(pseudo.fg)
+        losses["kd"] = F.cross_entropy(logits[valid], target[valid])
+    if weights.pcl and n_valid > 0:
+        g_fg = _gather_locations(out["g"], pseudo.fg)[valid]
+        g_bg = _gather_locations(out["g"], pseudo.bg)[valid]
+        g_all = torch.cat([g_fg, g_bg])
+        target = torch.cat([torch.ones(len(g_fg), dtype=torch.long), torch.zeros(len(g_bg), dtype=torch.long)])
+        losses["pcl"] = F.cross_entropy(g_all, target.to(g_all.device))
+    if weights.icl:
+        losses["icl"] = F.cross_entropy(out["logits"], labels)
+    losses["total"] = weights.kd * losses["kd"] + weights.pcl * losses["pcl"] + weights.icl * losses["icl"]
+    return losses
