@@ -48,7 +48,8 @@ def list_localizers() -> list[str]:
 
 def load_localizer(run: str | os.PathLike) -> Localizer:
     """The localizer of a run folder (its ``model.json`` and ``model.safetensors``)."""
-    import tedloc.methods.cam  # noqa: F401  (registers the built-in kinds)
+    import tedloc.methods.cam  # noqa: F401  (register the built-in kinds)
+    import tedloc.methods.tedloc  # noqa: F401
 
     run = Path(run)
     meta_path = run / "model.json"

@@ -1,0 +1,50 @@
+"""TeD-Loc as a localizer: class = argmax <h, t_k>, map = g's foreground probability (or <z_p, t_c>).
+Runs of kind ``tedloc`` hold the whole model (encoder, decoder, g, anchors) in ``model.safetensors``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tedloc.engine.checkpoint import load_checkpoint
+from tedloc.methods.base import register_localizer
+
+__all__ = ["TeDLocLocalizer"]
+
+
+class TeDLocLocalizer:
+    """TeD-Loc at inference: class = argmax <h, t_k>, map = g's foreground probability (or <z_p, t_c>)."""
+
+    def __init__(self, model: TeDLoc, class_names: list[str], input_size: int, map_kind: str = "g",
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+        if map_kind not in ("g", "class"):
+            raise ValueError("map_kind must be 'g' or 'class'")
+        self.model = model.eval()
+        self.class_names = class_names
+        self.input_size = input_size
+        self.map_kind = map_kind
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(images)
+        scores = out["logits"].softmax(dim=1)
+        if self.map_kind == "g":
+            return scores, out["fg"]
+        return scores, self.model.class_map(out["z"], scores.argmax(dim=1))
+
+
+
+@register_localizer("tedloc")
+def _load(run: Path, meta: dict) -> TeDLocLocalizer:
+    from tedloc.engine.tedloc_train import TeDLocTrainConfig
+    from tedloc.models.encoders import create_encoder
+    from tedloc.models.tedloc import TeDLoc
+
+    state, _, _ = load_checkpoint(run / "model")
+    config = TeDLocTrainConfig.from_dict(meta["config"])
+    encoder = create_encoder(config.encoder, img_size=config.input_size)  # weights come from the run
+    model = TeDLoc(encoder, state["anchors"], tuple(config.decoder_channels), config.logit, config.logit_scale)
+    model.load_state_dict(state)
+    pre = meta["preprocessing"]
+    return TeDLocLocalizer(model, meta["class_names"], pre["input_size"], "g", pre["mean"], pre["std"])
