@@ -33,7 +33,7 @@ def command(name: str, help: str) -> Callable[[Configure], Configure]:
 
 
 def _load_commands() -> None:
-    from tedloc.cli import anchors, baseline, cams, data, demo, evaluate, pretrain  # noqa: F401  (modules register their commands on import)
+    from tedloc.cli import anchors, baseline, cams, data, demo, evaluate, pretrain, train  # noqa: F401  (modules register their commands on import)
 
 
 def build_parser() -> argparse.ArgumentParser:
