@@ -22,16 +22,21 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def report(metrics: dict, title: str, json_path: str | None) -> int:
+    """Print the table under ``title`` and write the metrics as JSON if asked."""
+    print(title)
+    print(format_metrics(metrics))
+    if json_path:
+        atomic_write_text(json_path, json.dumps(metrics, indent=1) + "\n")
+        print(f"wrote {json_path}")
+    return 0
+
+
 def _evaluate_maps(args: argparse.Namespace) -> int:
     split = load_dataset(args.data, splits=[args.split])[args.split]
     metrics = evaluate_map_folder(split, args.maps, workers=args.workers, interval=args.interval, mode=args.mode,
                                   tau=args.tau)
-    print(f"{args.split}: {metrics['images']} maps, threshold mode {args.mode}")
-    print(format_metrics(metrics))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(metrics, indent=1) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+    return report(metrics, f"{args.split}: {metrics['images']} maps, threshold mode {args.mode}", args.json)
 
 
 @command("evaluate-maps", help="score a folder of <image_id>.npy score maps (MaxBoxAcc, MaxBoxAccV2, PxAP, ...)")
@@ -60,12 +65,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     metrics = evaluate_localizer(localizer, dataset[args.split], batch_size=args.batch_size, workers=args.workers,
                                  interval=args.interval, mode=args.mode, tau=args.tau)
-    print(f"{args.run} on {args.split}: {metrics['images']} images, threshold mode {args.mode}")
-    print(format_metrics(metrics))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(metrics, indent=1) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+    return report(metrics, f"{args.run} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
+                  args.json)
 
 
 @command("evaluate", help="evaluate a trained run (CAM baseline, TeD-Loc, ...) on a split")

@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 import torch
 
 from tedloc.errors import TedlocError
+from tedloc.utils.registry import Registry
 
 __all__ = ["Localizer", "register_localizer", "load_localizer", "list_localizers"]
 
@@ -29,21 +30,16 @@ class Localizer(Protocol):
         ...
 
 
-_LOADERS: dict[str, Callable[[Path, dict], Localizer]] = {}
+_LOADERS: Registry[Callable[[Path, dict], Localizer]] = Registry("run kind")
 
 
 def register_localizer(kind: str):
-    def register(loader):
-        if kind in _LOADERS:
-            raise ValueError(f"localizer kind {kind!r} registered twice")
-        _LOADERS[kind] = loader
-        return loader
-
-    return register
+    """Register ``loader(run folder, model.json) -> Localizer`` for runs of ``kind``."""
+    return _LOADERS.register(kind)
 
 
 def list_localizers() -> list[str]:
-    return sorted(_LOADERS)
+    return _LOADERS.names()
 
 
 def load_localizer(run: str | os.PathLike) -> Localizer:
@@ -56,7 +52,4 @@ def load_localizer(run: str | os.PathLike) -> Localizer:
     if not meta_path.is_file():
         raise TedlocError(f"{run}: no model.json (not a finished tedloc run; train it first)")
     meta = json.loads(meta_path.read_text())
-    kind = meta.get("kind")
-    if kind not in _LOADERS:
-        raise TedlocError(f"{meta_path}: unknown run kind {kind!r}; known: {', '.join(list_localizers())}")
-    return _LOADERS[kind](run, meta)
+    return _LOADERS.get(meta.get("kind"))(run, meta)

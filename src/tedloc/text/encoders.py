@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from tedloc.errors import TedlocError
+from tedloc.utils.registry import Registry
 
 __all__ = ["TextEncoder", "create_text_encoder", "register_text_backend", "list_text_backends", "DEFAULT_TEXT_ENCODER"]
 
@@ -35,23 +36,16 @@ class TextEncoder(Protocol):
     def __call__(self, texts: list[str]) -> np.ndarray: ...
 
 
-_BACKENDS: dict[str, Callable[[str, str], TextEncoder]] = {}
+_BACKENDS: Registry[Callable[[str, str], TextEncoder]] = Registry("text backend")
 
 
 def register_text_backend(name: str):
     """Register ``factory(model, device) -> TextEncoder`` under ``name``."""
-
-    def register(factory):
-        if name in _BACKENDS:
-            raise ValueError(f"text backend {name!r} registered twice")
-        _BACKENDS[name] = factory
-        return factory
-
-    return register
+    return _BACKENDS.register(name)
 
 
 def list_text_backends() -> list[str]:
-    return sorted(_BACKENDS)
+    return _BACKENDS.names()
 
 
 def create_text_encoder(spec: str = DEFAULT_TEXT_ENCODER, device: str = "cpu") -> TextEncoder:
@@ -60,9 +54,7 @@ def create_text_encoder(spec: str = DEFAULT_TEXT_ENCODER, device: str = "cpu") -
     if not sep or not model:
         raise TedlocError(f"text encoder spec {spec!r} must look like <backend>:<model>, "
                           f"backends: {', '.join(list_text_backends())}")
-    if backend not in _BACKENDS:
-        raise TedlocError(f"unknown text backend {backend!r} in {spec!r}; available: {', '.join(list_text_backends())}")
-    encoder = _BACKENDS[backend](model, device)
+    encoder = _BACKENDS.get(backend)(model, device)
     encoder.spec = spec
     return encoder
 

@@ -1,0 +1,39 @@
+"""A name -> factory registry with a decorator and an error that lists the choices."""
+from __future__ import annotations
+
+from typing import Callable, Generic, TypeVar
+
+from tedloc.errors import TedlocError
+
+__all__ = ["Registry"]
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """``@registry.register("name")`` records a factory; ``registry.get("name")`` finds it."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def add(item: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.what} {name!r} registered twice")
+            self._items[name] = item
+            return item
+
+        return add
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise TedlocError(f"unknown {self.what} {name!r}; available: {', '.join(self.names())}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
