@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Subset
 from tedloc.cams.cache import MapCache
 from tedloc.data.wsol_format import load_dataset
 from tedloc.errors import TedlocError
+from tedloc.utils.maps import minmax_rows
 from tedloc.utils.progress import progress
 
 __all__ = ["compute_map_cache", "normalize_maps", "MAP_SOURCES"]
@@ -35,12 +36,7 @@ MAP_SOURCES = {"cam": _cam, "gradcam": _gradcam}
 
 def normalize_maps(maps: torch.Tensor) -> np.ndarray:
     """Per-map min-max to [0, 1]; constant or non-finite maps become all zeros (no pseudo-label)."""
-    m = maps.double().reshape(maps.shape[0], -1)
-    finite = torch.isfinite(m).all(dim=1)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    lo, hi = m.min(dim=1, keepdim=True).values, m.max(dim=1, keepdim=True).values
-    ok = finite & (hi > lo).squeeze(1)
-    out = (m - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    out, ok = minmax_rows(maps)
     out[~ok] = 0
     return out.reshape(maps.shape).float().numpy()
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tedloc.eval.boxes import box_overlaps, boxes_at_cuts
+from tedloc.eval.boxes import box_overlaps, boxes_at_cuts, iou_from_overlaps
 
 __all__ = ["BoxAccumulator", "ImageBoxStats", "image_box_stats", "ERROR_KINDS"]
 
@@ -58,8 +58,7 @@ def image_box_stats(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, back
     uniq, inverse = np.unique(cuts, return_inverse=True)
     single, v2 = boxes_at_cuts(u8, uniq, gt_boxes, backend)
     inter, area_p, area_g = box_overlaps(single, gt_boxes)
-    union = area_p + area_g - inter
-    v1 = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0).max(1)
+    v1 = iou_from_overlaps(inter, area_p, area_g).max(1)
     kind = _error_kinds(inter, area_p, area_g)
     return ImageBoxStats(v1[inverse], v2[inverse], kind[inverse])
 

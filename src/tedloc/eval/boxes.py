@@ -27,7 +27,8 @@ except ImportError:  # pragma: no cover - depends on the build
     _box_kernel = None
 
 __all__ = [
-    "rescale_boxes", "box_iou", "box_overlaps", "boxes_at_cut", "cuts_for_thresholds", "boxes_at_cuts",
+    "rescale_boxes", "box_iou", "box_overlaps", "iou_from_overlaps", "boxes_at_cut", "cuts_for_thresholds",
+    "boxes_at_cuts",
     "BOX_BACKENDS", "default_backend", "EMPTY_BOX",
 ]
 
@@ -56,12 +57,15 @@ def box_overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return inter, np.broadcast_to(area_a, inter.shape), np.broadcast_to(area_b, inter.shape)
 
 
+def iou_from_overlaps(inter: np.ndarray, area_a: np.ndarray, area_b: np.ndarray) -> np.ndarray:
+    """IoU from :func:`box_overlaps`' output, float64; a non-positive union gives 0."""
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of all pairs of inclusive boxes, float64 (A, B); a non-positive union gives 0."""
-    inter, area_a, area_b = box_overlaps(a, b)
-    union = area_a + area_b - inter
-    safe = np.where(union > 0, union, 1)
-    return np.where(union > 0, inter / safe, 0.0)
+    return iou_from_overlaps(*box_overlaps(a, b))
 
 
 def cuts_for_thresholds(u8: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

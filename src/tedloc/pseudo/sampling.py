@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tedloc.utils.maps import minmax_rows
+
 __all__ = ["SamplerConfig", "PseudoLabels", "PseudoLabelSampler", "otsu_levels", "candidate_pools"]
 
 
@@ -65,12 +67,7 @@ class PseudoLabels:
 
 def _quantize(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """256-level quantisation of each (min-max normalised) map and the rows that can be ranked."""
-    flat = maps.reshape(maps.shape[0], -1).double()
-    finite = torch.isfinite(flat).all(dim=1)
-    safe = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat))
-    lo, hi = safe.min(dim=1, keepdim=True).values, safe.max(dim=1, keepdim=True).values
-    ok = finite & (hi > lo).squeeze(1)
-    norm = (safe - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    norm, ok = minmax_rows(maps)
     return (norm * 255).floor().clamp_(0, 255).long(), ok
 
 
