@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tedloc.errors import TedlocError
-from tedloc.utils.io import atomic_write, atomic_write_text
+from tedloc.utils.io import atomic_write_text
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "optimizer_tensors", "restore_optimizer"]
 

@@ -18,13 +18,10 @@ as an uninterrupted one: shuffling and augmentation depend only on (seed, epoch,
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -33,8 +30,8 @@ from torch.utils.data import DataLoader
 
 from tedloc.data import EvalTransform, TrainTransform, WSOLImageDataset, load_dataset
 from tedloc.engine.checkpoint import latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
+from tedloc.engine.run_folder import claim_run_folder, set_step_lr, write_history
 from tedloc.errors import TedlocError
-from tedloc.utils.io import atomic_write_text
 from tedloc.utils.progress import progress
 
 __all__ = ["PretrainConfig", "pretrain", "build_classifier", "evaluate_classifier"]
@@ -61,11 +58,6 @@ class PretrainConfig:
     workers: int = 2
     pretrained: bool = False
     encoder_weights: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PretrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weights: str | None = None,
@@ -126,12 +118,7 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
                 "class_names": dataset.class_names, "kind": "classifier",
                 "preprocessing": {"input_size": config.input_size, "mean": [0.485, 0.456, 0.406],
                                   "std": [0.229, 0.224, 0.225]}}
-    config_path = out / "config.json"
-    if config_path.exists():
-        previous = json.loads(config_path.read_text())
-        if previous.get("config") != resolved["config"] or previous.get("class_names") != dataset.class_names:
-            raise TedlocError(f"{out} holds a run with another configuration; choose another --out")
-    atomic_write_text(config_path, json.dumps(resolved, indent=1) + "\n")
+    claim_run_folder(out, resolved)
 
     torch.manual_seed(config.seed)
     model = build_classifier(config.arch, dataset.num_classes, config.pretrained, config.encoder_weights)
@@ -152,9 +139,7 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     val_loader = _loader(WSOLImageDataset(val_split, EvalTransform(config.input_size)), config.batch_size,
                          config.workers, shuffle=False)
     for epoch in range(start_epoch, config.epochs):
-        lr = config.lr * config.lr_gamma ** (epoch // config.lr_step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_step_lr(optimizer, config.lr, config.lr_gamma, config.lr_step, epoch)
         train_ds.set_epoch(epoch)
         loader = _loader(train_ds, config.batch_size, config.workers, shuffle=True, seed=config.seed * 100003 + epoch)
         model.train()
@@ -182,11 +167,7 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
         meta = {"epoch": epoch, "history": history, "config": asdict(config), "arch": config.arch,
                 "num_classes": dataset.num_classes}
         save_checkpoint(out / "checkpoints" / f"epoch_{epoch + 1:03d}", model, meta, optimizer)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(row))
-        writer.writeheader()
-        writer.writerows(history)
-        atomic_write_text(out / "metrics.csv", buf.getvalue())
+        write_history(out, history)
     final = {"epoch": config.epochs - 1, "history": history, "config": asdict(config), "arch": config.arch,
              "num_classes": dataset.num_classes, "class_names": dataset.class_names, "kind": "classifier",
              "preprocessing": resolved["preprocessing"]}

@@ -10,9 +10,6 @@ anchors, class names and operating threshold, so inference needs nothing else.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import time
@@ -23,15 +20,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from tedloc.cams.cache import MapCache
-from tedloc.data import EvalTransform, TrainTransform, WSOLImageDataset, load_dataset
+from tedloc.data import TrainTransform, WSOLImageDataset, load_dataset
 from tedloc.engine.checkpoint import latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
+from tedloc.engine.run_folder import claim_run_folder, set_step_lr, write_history
 from tedloc.errors import TedlocError
 from tedloc.methods.tedloc import TeDLocLocalizer
 from tedloc.models.encoders import create_encoder
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_losses
 from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, maps_on_grid
 from tedloc.text import TextAnchors
-from tedloc.utils.io import atomic_write_text
 from tedloc.utils.progress import progress
 
 __all__ = ["TeDLocTrainConfig", "train_tedloc", "build_tedloc"]
@@ -118,11 +115,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
         raise TedlocError(f"{cams}: the map cache is incomplete; finish it with `tedloc cams`")
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "anchors": str(Path(anchors_path).resolve()),
                 "cams": str(Path(cams).resolve()), "class_names": dataset.class_names, "kind": "tedloc"}
-    config_path = out / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()).get("config") != json.loads(
-            json.dumps(resolved["config"])):
-        raise TedlocError(f"{out} holds a run with another configuration; choose another --out")
-    atomic_write_text(config_path, json.dumps(resolved, indent=1) + "\n")
+    claim_run_folder(out, resolved)
 
     torch.manual_seed(config.seed)
     model = build_tedloc(config, anchors)
@@ -141,9 +134,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     train_ds = WSOLImageDataset(train_split, TrainTransform(config.input_size, config.resize_size), seed=config.seed)
     localizer = TeDLocLocalizer(model, dataset.class_names, config.input_size)
     for epoch in range(start, config.epochs):
-        lr = config.lr * config.lr_gamma ** (epoch // config.lr_step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_step_lr(optimizer, config.lr, config.lr_gamma, config.lr_step, epoch)
         train_ds.set_epoch(epoch)
         loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, num_workers=config.workers,
                             generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
@@ -176,11 +167,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
                      row["val_CL@1"] or 0, row["val_MaxBoxAcc"] or 0, row["seconds"])
         meta = {"epoch": epoch, "history": history, "config": asdict(config)}
         save_checkpoint(out / "checkpoints" / f"epoch_{epoch + 1:03d}", model.head, meta, optimizer)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(row))
-        writer.writeheader()
-        writer.writerows(history)
-        atomic_write_text(out / "metrics.csv", buf.getvalue())
+        write_history(out, history)
     key = {"loc": "val_MaxBoxAcc", "cls": "val_CL@1", "last": "epoch"}[config.selection]
     best = max(range(len(history)), key=lambda i: (history[i][key] or 0, -i if key != "epoch" else i))
     state, _, _ = load_checkpoint(out / "checkpoints" / f"epoch_{best + 1:03d}")

@@ -3,11 +3,15 @@ Runs of kind ``tedloc`` hold the whole model (encoder, decoder, g, anchors) in `
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.methods.base import register_localizer
+
+if TYPE_CHECKING:
+    from tedloc.models.tedloc import TeDLoc
 
 __all__ = ["TeDLocLocalizer"]
 
