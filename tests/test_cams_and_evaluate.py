@@ -12,7 +12,7 @@ from tedloc.cams.compute import compute_map_cache, normalize_maps
 from tedloc.cli import main
 from tedloc.engine import PretrainConfig, pretrain
 from tedloc.errors import TedlocError
-from tedloc.methods import load_localizer
+from tedloc.methods import load_model
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_evaluate_command_reports_the_cam_baseline(cam_run, synthetic_small, tmp
                 "threshold", "CL@1", "CL@5", "Top1Loc", "Top5Loc", "GTKnownLoc"):
         assert key in m, key
     assert m["Top1Loc"] <= m["GTKnownLoc"] and m["Top1Loc"] <= m["CL@1"] and m["images"] == 8
-    localizer = load_localizer(cam_run)
+    localizer = load_model(cam_run)
     scores, maps = localizer.predict(torch.zeros(2, 3, 48, 48))
     assert scores.shape == (2, 4) and maps.shape == (2, 6, 6)
     assert torch.allclose(scores.sum(1), torch.ones(2))

@@ -11,7 +11,7 @@ from tedloc.cams.compute import compute_map_cache
 from tedloc.engine import PretrainConfig, load_checkpoint, pretrain
 from tedloc.engine.tedloc_train import TeDLocTrainConfig, train_tedloc
 from tedloc.errors import TedlocError
-from tedloc.methods import load_localizer
+from tedloc.methods import load_model
 from tedloc.text import build_anchors
 
 
@@ -47,7 +47,7 @@ def test_train_resume_and_localizer(inputs, synthetic_small, tmp_path):
     # the encoder is the pretrained CNN's backbone, and stays frozen
     cnn, _, _ = load_checkpoint(root / "cnn" / "model")
     assert torch.equal(a["encoder.model.stem.0.weight"], cnn["stem.0.weight"])
-    localizer = load_localizer(tmp_path / "full")
+    localizer = load_model(tmp_path / "full")
     scores, maps = localizer.predict(torch.zeros(2, 3, 48, 48))
     assert scores.shape == (2, 4) and maps.shape == (2, 24, 24) and (maps >= 0).all() and (maps <= 1).all()
 
@@ -59,3 +59,112 @@ def test_refuses_mismatched_inputs(inputs, synthetic_small, tmp_path):
     compute_map_cache(root / "cnn", synthetic_small, "val", tmp_path / "val_cache")
     with pytest.raises(TedlocError, match="other images"):
         train_tedloc(synthetic_small, tmp_path / "y", root / "anchors.safetensors", tmp_path / "val_cache", cfg)
+
+
+def test_feature_cache_builds_once_resumes_and_refuses_other_encoders(inputs, synthetic_small, tmp_path):
+    from tedloc.data import TrainTransform, load_dataset
+    from tedloc.data.images import load_image
+    from tedloc.data.transforms import View, to_normalized_tensor
+    from tedloc.engine.feature_cache import CachedFeatureDataset, FeatureCache, build_feature_cache
+    from tedloc.engine.tedloc_train import _encoder_from_run
+    from tedloc.models import create_encoder
+
+    root, cfg = inputs
+    split = load_dataset(synthetic_small)["train"]
+    encoder = _encoder_from_run(root / "cnn", "tedloc_resnet_tiny", 48)
+    transform = TrainTransform(48)
+    cache = build_feature_cache(encoder, split, transform, tmp_path / "f", num_views=2, batch_size=8)
+    assert cache.complete and cache.features.shape == (len(split), 2, encoder.info.channels, 6, 6)
+    # a stored feature is E of the stored view of the image (float16)
+    view = View.from_tensor(torch.from_numpy(np.array(cache.views[5, 1])))
+    image = to_normalized_tensor(view.image(load_image(split.image_path(5))))
+    with torch.no_grad():
+        expected = encoder(image[None])[0].numpy()
+    assert np.allclose(cache.features[5, 1].astype(np.float32), expected, atol=2e-3 * max(1, np.abs(expected).max()))
+    assert not np.array_equal(cache.views[5, 0], cache.views[5, 1]) or True  # views may coincide by chance
+    # an interrupted build resumes with the missing rows only, to the same values
+    before = np.array(cache.features)
+    cache.done[3:9] = False
+    cache.features[3:9] = 0
+    cache._write_done(cache.done)
+    again = build_feature_cache(encoder, split, transform, tmp_path / "f", num_views=2, batch_size=8)
+    assert again.complete and np.array_equal(np.array(again.features), before)
+    with pytest.raises(TedlocError, match="another setting.*encoder_sha1"):
+        build_feature_cache(create_encoder("tedloc_resnet_tiny", img_size=48), split, transform, tmp_path / "f", 2)
+    ds = CachedFeatureDataset(FeatureCache(tmp_path / "f"), split.labels, seed=0)
+    item = ds[2]
+    assert item["features"].dtype == torch.float32 and item["label"] == int(split.labels[2])
+
+
+def test_training_from_the_feature_cache_resumes_exactly(inputs, synthetic_small, tmp_path):
+    root, cfg = inputs
+    cached = TeDLocTrainConfig(**{**cfg.__dict__, "feature_cache": str(tmp_path / "features")})
+    full = train_tedloc(synthetic_small, tmp_path / "full", root / "anchors.safetensors", root / "cache", cached)
+    assert len(full) == 2 and (tmp_path / "features" / "done.npy").exists()
+    one = TeDLocTrainConfig(**{**cached.__dict__, "epochs": 1})
+    train_tedloc(synthetic_small, tmp_path / "part", root / "anchors.safetensors", root / "cache", one)
+    conf = json.loads((tmp_path / "part" / "config.json").read_text())
+    conf["config"]["epochs"] = 2
+    (tmp_path / "part" / "config.json").write_text(json.dumps(conf))
+    train_tedloc(synthetic_small, tmp_path / "part", root / "anchors.safetensors", root / "cache", cached)
+    a, _, _ = load_checkpoint(tmp_path / "full" / "model")
+    b, _, _ = load_checkpoint(tmp_path / "part" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def trained_run(inputs, synthetic_small, tmp_path_factory):
+    root, cfg = inputs
+    run = tmp_path_factory.mktemp("run") / "tedloc"
+    train_tedloc(synthetic_small, run, root / "anchors.safetensors", root / "cache", cfg)
+    return run
+
+
+def test_prediction_needs_no_label(trained_run, synthetic_small):
+    from PIL import Image
+
+    from tedloc.data import load_dataset
+    from tedloc.inference import Localizer
+
+    split = load_dataset(synthetic_small)["test"]
+    localizer = Localizer.from_run(trained_run)
+    meta = json.loads((trained_run / "model.json").read_text())
+    assert localizer.threshold == meta["threshold"]
+    paths = [split.image_path(i) for i in range(3)]
+    preds = localizer(paths + [Image.open(paths[0])])
+    assert len(preds) == 4
+    for p in preds:
+        w, h = p.size
+        assert p.map.shape == (h, w) and 0 <= p.map.min() and p.map.max() <= 1
+        x0, y0, x1, y1 = p.box
+        assert 0 <= x0 <= x1 < w and 0 <= y0 <= y1 < h
+        scores = [s for _, _, s in p.top_classes]
+        assert len(scores) == 4 and scores == sorted(scores, reverse=True)  # 4 classes: top-5 is all of them
+        assert abs(p.scores.sum() - 1) < 1e-5 and p.top_classes[0][1] == p.label
+    assert preds[0].box == preds[3].box and np.array_equal(preds[0].scores, preds[3].scores)  # file == PIL image
+    otsu = Localizer.from_run(trained_run, threshold="otsu", map_kind="class")(paths[0])[0]
+    assert otsu.threshold == "otsu"
+    with pytest.raises(TedlocError, match="not offered"):
+        Localizer.from_run(trained_run, map_kind="nope")
+    with pytest.raises(TedlocError, match="no such image"):
+        localizer(["/nonexistent.png"])
+
+
+def test_predict_and_evaluate_commands(trained_run, synthetic_small, tmp_path, capsys):
+    from tedloc.cli import main
+    from tedloc.data import load_dataset
+
+    split = load_dataset(synthetic_small)["test"]
+    images = [str(split.image_path(i)) for i in range(2)]
+    assert main(["predict", "--run", str(trained_run), *images, "--out", str(tmp_path / "pred")]) == 0
+    stem = split.image_path(0).stem
+    record = json.loads((tmp_path / "pred" / f"{stem}.json").read_text())
+    assert len(record["top_classes"]) == 4 and len(record["box"]) == 4
+    assert np.load(tmp_path / "pred" / record["map"]).shape == (48, 48)
+    assert (tmp_path / "pred" / record["overlay"]).stat().st_size > 0
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--run", str(trained_run), "--data", str(synthetic_small), "--split", "test",
+                 "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["map"] == "g" and "MaxBoxAcc" in metrics["maps"]["class"] and "CL@1" in metrics
+    assert main(["predict", "--run", str(trained_run), images[0], "--threshold", "2"]) == 2

@@ -51,14 +51,14 @@ def compute_map_cache(run: str | os.PathLike, data: str | os.PathLike, split: st
     cache; an interrupted one resumes with the missing rows.
     """
     from tedloc.data import EvalTransform, WSOLImageDataset
-    from tedloc.methods import load_localizer
+    from tedloc.methods import load_model
 
     if classes not in ("true", "pred"):
         raise TedlocError("classes must be 'true' or 'pred'")
     if method not in MAP_SOURCES:
         raise TedlocError(f"unknown map method {method!r}; choose from {', '.join(MAP_SOURCES)}")
     source_fn = MAP_SOURCES[method]
-    localizer = load_localizer(run)
+    localizer = load_model(run)
     if not hasattr(localizer, "cams"):
         raise TedlocError(f"{run}: this kind of run cannot produce class-conditional maps")
     dataset_dir = load_dataset(data, splits=[split])

@@ -33,7 +33,9 @@ def command(name: str, help: str) -> Callable[[Configure], Configure]:
 
 
 def _load_commands() -> None:
-    from tedloc.cli import anchors, baseline, cams, data, demo, evaluate, pretrain, train  # noqa: F401  (modules register their commands on import)
+    # modules register their commands on import
+    from tedloc.cli import (anchors, baseline, bench, cams, data, demo, evaluate, predict,  # noqa: F401
+                            pretrain, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import os
 
 from tedloc.cli import command
 from tedloc.data import load_dataset
+from tedloc.errors import TedlocError
 from tedloc.eval import THRESHOLD_MODES, evaluate_map_folder
 from tedloc.utils.io import atomic_write_text
 
@@ -23,9 +24,12 @@ def format_metrics(metrics: dict) -> str:
 
 
 def report(metrics: dict, title: str, json_path: str | None) -> int:
-    """Print the table under ``title`` and write the metrics as JSON if asked."""
+    """Print the table under ``title`` (and one per extra map) and write the metrics as JSON if asked."""
     print(title)
     print(format_metrics(metrics))
+    for kind, other in metrics.get("maps", {}).items():
+        print(f"\nmap {kind!r}:")
+        print(format_metrics(other))
     if json_path:
         atomic_write_text(json_path, json.dumps(metrics, indent=1) + "\n")
         print(f"wrote {json_path}")
@@ -56,17 +60,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from tedloc.eval.localizer_eval import evaluate_localizer
-    from tedloc.methods import load_localizer
+    from tedloc.methods import load_model
 
-    localizer = load_localizer(args.run)
+    from tedloc.engine.checkpoint import update_run_metadata
+
+    localizer = load_model(args.run)
+    if args.map is not None:
+        kinds = getattr(localizer, "map_kinds", ("default",))
+        if args.map not in kinds:
+            raise TedlocError(f"{args.run}: map {args.map!r} not offered; choose from {', '.join(kinds)}")
+        localizer.map_kind = args.map
+    if args.save_threshold and args.mode != "oracle":
+        raise TedlocError("--save-threshold stores the best threshold of --mode oracle")
     dataset = load_dataset(args.data, splits=[args.split])
     if dataset.class_names != localizer.class_names:
-        print(f"error: {args.data} has other classes than the run was trained on", flush=True)
-        return 2
+        raise TedlocError(f"{args.data} has other classes than the run {args.run} was trained on")
     metrics = evaluate_localizer(localizer, dataset[args.split], batch_size=args.batch_size, workers=args.workers,
-                                 interval=args.interval, mode=args.mode, tau=args.tau)
-    return report(metrics, f"{args.run} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
+                                 all_maps=True, interval=args.interval, mode=args.mode, tau=args.tau)
+    code = report(metrics, f"{args.run} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
                   args.json)
+    if args.save_threshold:
+        update_run_metadata(args.run, threshold=metrics["threshold"],
+                            threshold_source={"split": args.split, "data": str(args.data), "criterion": "MaxBoxAcc"})
+        print(f"stored threshold {metrics['threshold']} in {args.run}/model.json")
+    return code
 
 
 @command("evaluate", help="evaluate a trained run (CAM baseline, TeD-Loc, ...) on a split")
@@ -79,5 +96,9 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tau", type=float)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g or class); all are "
+                        "scored, this one is reported first")
+    parser.add_argument("--save-threshold", action="store_true",
+                        help="store the best threshold found on this split in the run (used by `tedloc predict`)")
     parser.add_argument("--json", help="write the metrics as JSON here")
     parser.set_defaults(func=_evaluate)

@@ -14,7 +14,8 @@ def _train(args: argparse.Namespace) -> int:
         pretrained=args.pretrained, input_size=args.input_size, decoder_channels=tuple(args.decoder_channels),
         logit=args.logit, logit_scale=args.logit_scale, lambdas=tuple(args.lambdas), k=args.k, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, lr_step=args.lr_step,
-        selection=args.selection, seed=args.seed, workers=args.workers)
+        selection=args.selection, seed=args.seed, workers=args.workers, feature_cache=args.feature_cache,
+        cache_views=args.cache_views)
     history = train_tedloc(args.data, args.out, args.anchors, args.cams, cfg, resume=not args.restart)
     last = history[-1]
     print(f"{args.out}: {len(history)} epochs; last val CL@1 {last['val_CL@1']:.2f}, MaxBoxAcc {last['val_MaxBoxAcc']:.2f}")
@@ -48,6 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-step", type=int, default=d.lr_step)
     parser.add_argument("--selection", choices=("loc", "cls", "last"), default=d.selection,
                         help="model selection: best val MaxBoxAcc (GT boxes), best val CL, or the last epoch")
+    parser.add_argument("--feature-cache", help="folder for E's features of fixed training views: computed once, "
+                        "then every epoch trains the decoder only (shared by runs of the same encoder)")
+    parser.add_argument("--cache-views", type=int, default=d.cache_views, help="training views per image in the cache")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--workers", type=int, default=d.workers)
     parser.add_argument("--restart", action="store_true", help="ignore existing checkpoints")

@@ -105,6 +105,18 @@ def _loader(dataset, batch_size: int, workers: int, shuffle: bool, seed: int = 0
                       persistent_workers=False, drop_last=False)
 
 
+def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig) -> float | None:
+    """The CAM threshold with the best val MaxBoxAcc (GT boxes), stored for `tedloc predict`; None without boxes."""
+    from tedloc.eval.localizer_eval import evaluate_localizer
+    from tedloc.methods.cam import CAMLocalizer
+
+    val = dataset["val"]
+    if not val.has_boxes:
+        return None
+    localizer = CAMLocalizer(model, dataset.class_names, config.input_size)
+    return evaluate_localizer(localizer, val, batch_size=config.batch_size, masks=False)["threshold"]
+
+
 def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainConfig = PretrainConfig(),
              resume: bool = True) -> list[dict]:
     """Train (or resume) a classifier run; returns the per-epoch metrics."""
@@ -170,6 +182,6 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
         write_history(out, history)
     final = {"epoch": config.epochs - 1, "history": history, "config": asdict(config), "arch": config.arch,
              "num_classes": dataset.num_classes, "class_names": dataset.class_names, "kind": "classifier",
-             "preprocessing": resolved["preprocessing"]}
+             "preprocessing": resolved["preprocessing"], "threshold": _val_threshold(model, dataset, config)}
     save_checkpoint(out / "model", model, final)
     return history

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from tedloc.cams.cache import MapCache
 from tedloc.data import TrainTransform, WSOLImageDataset, load_dataset
 from tedloc.engine.checkpoint import latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
+from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
 from tedloc.engine.run_folder import claim_run_folder, set_step_lr, write_history
 from tedloc.errors import TedlocError
 from tedloc.methods.tedloc import TeDLocLocalizer
@@ -60,6 +61,8 @@ class TeDLocTrainConfig:
     weight_decay: float = 1e-4
     lr_step: int = 4
     lr_gamma: float = 0.1
+    feature_cache: str | None = None  # folder of E's features per view (built on first use, then reused)
+    cache_views: int = 2  # fixed training views per image in the feature cache
     selection: str = "loc"
     interval: float = 0.01
     seed: int = 0
@@ -131,8 +134,15 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
         model.head.load_state_dict(state)
         restore_optimizer(optimizer, tensors, meta["optimizer"])
         history, start = meta["history"], meta["epoch"] + 1
-    train_ds = WSOLImageDataset(train_split, TrainTransform(config.input_size, config.resize_size), seed=config.seed)
-    localizer = TeDLocLocalizer(model, dataset.class_names, config.input_size)
+    info = model.encoder.info
+    transform = TrainTransform(config.input_size, config.resize_size)
+    if config.feature_cache:
+        features = build_feature_cache(model.encoder, train_split, transform, config.feature_cache, config.cache_views,
+                                       config.seed, config.batch_size, config.workers)
+        train_ds = CachedFeatureDataset(features, train_split.labels, seed=config.seed)
+    else:
+        train_ds = WSOLImageDataset(train_split, transform, seed=config.seed, mean=info.mean, std=info.std)
+    localizer = TeDLocLocalizer(model, dataset.class_names, config.input_size, mean=info.mean, std=info.std)
     for epoch in range(start, config.epochs):
         lr = set_step_lr(optimizer, config.lr, config.lr_gamma, config.lr_step, epoch)
         train_ds.set_epoch(epoch)
@@ -144,7 +154,10 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
         sums = {"kd": 0.0, "pcl": 0.0, "icl": 0.0, "total": 0.0}
         steps = empty = 0
         for batch in progress(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch"):
-            out_ = model(batch["image"])
+            if "features" in batch:
+                out_ = model.forward_head(batch["features"])
+            else:
+                out_ = model(batch["image"])
             grid = tuple(out_["fg"].shape[-2:])
             maps = maps_on_grid(cache.get(batch["index"].numpy()), batch["view"], grid)
             pseudo = sampler(maps, generator)

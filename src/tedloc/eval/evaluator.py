@@ -26,7 +26,8 @@ from tedloc.eval.scoremaps import ScoreMapError, threshold_list, to_uint8, valid
 __all__ = ["WSOLEvaluator", "THRESHOLD_MODES", "topk_correct"]
 
 
-def _otsu_cut(u8: np.ndarray) -> np.ndarray:
+def otsu_cut(u8: np.ndarray) -> np.ndarray:
+    """The per-map Otsu cut of an 8-bit map (as a one-element array of cuts)."""
     if u8.min() == u8.max():
         return np.array([int(u8.max())], dtype=np.int64)  # constant map: no foreground
     level, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -37,7 +38,7 @@ def _otsu_cut(u8: np.ndarray) -> np.ndarray:
 THRESHOLD_MODES: dict[str, Callable] = {
     "oracle": lambda interval, tau: (threshold_list(interval), None),
     "fixed": lambda interval, tau: (np.array([float(tau)]), None),
-    "otsu": lambda interval, tau: (np.array([np.nan]), _otsu_cut),
+    "otsu": lambda interval, tau: (np.array([np.nan]), otsu_cut),
 }
 
 

@@ -1,4 +1,4 @@
-"""Evaluate a :class:`~tedloc.methods.Localizer` on a split: maps at the input size, as wsolevaluation."""
+"""Evaluate a :class:`~tedloc.methods.LocalizationModel` on a split: maps at the input size, as wsolevaluation."""
 from __future__ import annotations
 
 import torch
@@ -12,20 +12,43 @@ from tedloc.utils.progress import progress
 __all__ = ["evaluate_localizer"]
 
 
-def evaluate_localizer(localizer, split: Split, batch_size: int = 64, workers: int = 0, **evaluator_kwargs) -> dict:
+def evaluate_localizer(localizer, split: Split, batch_size: int = 64, workers: int = 0, all_maps: bool = False,
+                       **evaluator_kwargs) -> dict:
     """Metrics of ``localizer`` on ``split``: each map is resized (bicubic) to the input size and
-    min-max normalised, then scored against the split's GT (boxes rescaled to the input size)."""
+    min-max normalised, then scored against the split's GT (boxes rescaled to the input size).
+
+    With ``all_maps``, a method that offers several maps (``predict_maps``, e.g. TeD-Loc's g and
+    <z_p, t_c>) has each scored in the same pass: the main map's metrics at the top level, the
+    others under ``maps`` -> kind (without curves).
+    """
     from tedloc.data import EvalTransform, WSOLImageDataset
 
     dataset = WSOLImageDataset(split, EvalTransform(localizer.input_size), mean=localizer.mean, std=localizer.std)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    evaluator = WSOLEvaluator(split, **evaluator_kwargs)
+    main = getattr(localizer, "map_kind", "default")
+    kinds = [main]
+    if all_maps and hasattr(localizer, "predict_maps"):
+        kinds += [k for k in localizer.map_kinds if k != main]
+    evaluators = {kind: WSOLEvaluator(split, **evaluator_kwargs) for kind in kinds}
     size = (localizer.input_size, localizer.input_size)
     for batch in progress(loader, desc=f"evaluating {split.name}", unit="batch"):
         with torch.no_grad():
-            scores, maps = localizer.predict(batch["image"])
+            if len(kinds) > 1:
+                scores, maps = localizer.predict_maps(batch["image"], tuple(kinds))
+            else:
+                scores, main_maps = localizer.predict(batch["image"])
+                maps = {main: main_maps}
         scores = scores.double().cpu().numpy()
-        maps = maps.double().cpu().numpy()
+        maps = {kind: m.double().cpu().numpy() for kind, m in maps.items()}
         for j, i in enumerate(batch["index"].tolist()):
-            evaluator.accumulate(split.image_ids[i], normalize_scoremap(maps[j], size), scores[j])
-    return evaluator.compute()
+            for kind, evaluator in evaluators.items():
+                evaluator.accumulate(split.image_ids[i], normalize_scoremap(maps[kind][j], size), scores[j])
+    metrics = evaluators[main].compute()
+    if len(kinds) > 1:
+        metrics["map"] = main
+        metrics["maps"] = {}
+        for kind in kinds[1:]:
+            other = evaluators[kind].compute()
+            other.pop("curves", None)
+            metrics["maps"][kind] = other
+    return metrics

@@ -1,4 +1,4 @@
-"""WSOL methods behind one interface (:class:`Localizer`): the CAM baseline, TeD-Loc, ..."""
-from tedloc.methods.base import Localizer, list_localizers, load_localizer, register_localizer
+"""WSOL methods behind one interface (:class:`LocalizationModel`): the CAM baseline, TeD-Loc, ..."""
+from tedloc.methods.base import LocalizationModel, list_models, load_model, register_model
 
-__all__ = ["Localizer", "load_localizer", "register_localizer", "list_localizers"]
+__all__ = ["LocalizationModel", "load_model", "register_model", "list_models"]

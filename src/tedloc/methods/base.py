@@ -1,7 +1,7 @@
 """The interface every WSOL method offers downstream: images in, class scores and maps out.
 
-Evaluation, prediction and the realistic protocol only see a :class:`Localizer`; a run folder
-says which kind made it (``RUN/model.json``: ``kind``), and :func:`load_localizer` finds the
+Evaluation, prediction and the realistic protocol only see a :class:`LocalizationModel`; a run folder
+says which kind made it (``RUN/model.json``: ``kind``), and :func:`load_model` finds the
 loader registered for that kind. A new method plugs in by registering its loader.
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ import torch
 from tedloc.errors import TedlocError
 from tedloc.utils.registry import Registry
 
-__all__ = ["Localizer", "register_localizer", "load_localizer", "list_localizers"]
+__all__ = ["LocalizationModel", "register_model", "load_model", "list_models"]
 
 
-class Localizer(Protocol):
+class LocalizationModel(Protocol):
     class_names: list[str]
     input_size: int
     mean: tuple[float, float, float]
@@ -30,19 +30,19 @@ class Localizer(Protocol):
         ...
 
 
-_LOADERS: Registry[Callable[[Path, dict], Localizer]] = Registry("run kind")
+_LOADERS: Registry[Callable[[Path, dict], LocalizationModel]] = Registry("run kind")
 
 
-def register_localizer(kind: str):
-    """Register ``loader(run folder, model.json) -> Localizer`` for runs of ``kind``."""
+def register_model(kind: str):
+    """Register ``loader(run folder, model.json) -> LocalizationModel`` for runs of ``kind``."""
     return _LOADERS.register(kind)
 
 
-def list_localizers() -> list[str]:
+def list_models() -> list[str]:
     return _LOADERS.names()
 
 
-def load_localizer(run: str | os.PathLike) -> Localizer:
+def load_model(run: str | os.PathLike) -> LocalizationModel:
     """The localizer of a run folder (its ``model.json`` and ``model.safetensors``)."""
     import tedloc.methods.cam  # noqa: F401  (register the built-in kinds)
     import tedloc.methods.tedloc  # noqa: F401

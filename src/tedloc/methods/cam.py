@@ -9,7 +9,7 @@ import torch
 from tedloc.cams.cam import cam_and_logits
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.pretrain import build_classifier
-from tedloc.methods.base import register_localizer
+from tedloc.methods.base import register_model
 
 __all__ = ["CAMLocalizer"]
 
@@ -35,7 +35,7 @@ class CAMLocalizer:
         return cam_and_logits(self.model, images, classes)[0]
 
 
-@register_localizer("classifier")
+@register_model("classifier")
 def _load(run: Path, meta: dict) -> CAMLocalizer:
     state, _, _ = load_checkpoint(run / "model")
     model = build_classifier(meta["arch"], meta["num_classes"])

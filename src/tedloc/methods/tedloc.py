@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tedloc.engine.checkpoint import load_checkpoint
-from tedloc.methods.base import register_localizer
+from tedloc.methods.base import register_model
 
 if TYPE_CHECKING:
     from tedloc.models.tedloc import TeDLoc
@@ -19,9 +19,11 @@ __all__ = ["TeDLocLocalizer"]
 class TeDLocLocalizer:
     """TeD-Loc at inference: class = argmax <h, t_k>, map = g's foreground probability (or <z_p, t_c>)."""
 
+    map_kinds = ("g", "class")
+
     def __init__(self, model: TeDLoc, class_names: list[str], input_size: int, map_kind: str = "g",
                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
-        if map_kind not in ("g", "class"):
+        if map_kind not in self.map_kinds:
             raise ValueError("map_kind must be 'g' or 'class'")
         self.model = model.eval()
         self.class_names = class_names
@@ -31,15 +33,21 @@ class TeDLocLocalizer:
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores, maps = self.predict_maps(images, (self.map_kind,))
+        return scores, maps[self.map_kind]
+
+    @torch.no_grad()
+    def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...] = map_kinds
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Class probabilities and several maps from one forward pass; ``class`` uses the predicted class."""
         out = self.model(images)
         scores = out["logits"].softmax(dim=1)
-        if self.map_kind == "g":
-            return scores, out["fg"]
-        return scores, self.model.class_map(out["z"], scores.argmax(dim=1))
+        maps = {"g": lambda: out["fg"], "class": lambda: self.model.class_map(out["u"], scores.argmax(dim=1))}
+        return scores, {kind: maps[kind]() for kind in kinds}
 
 
 
-@register_localizer("tedloc")
+@register_model("tedloc")
 def _load(run: Path, meta: dict) -> TeDLocLocalizer:
     from tedloc.engine.tedloc_train import TeDLocTrainConfig
     from tedloc.models.encoders import create_encoder

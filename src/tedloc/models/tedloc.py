@@ -1,9 +1,9 @@
 """TeD-Loc (paper eqs. 1-5): frozen encoder E, trainable decoder D and patch classifier g, frozen text anchors.
 
 - E: any :class:`~tedloc.models.encoders.FrozenEncoder`; patch embeddings (B, C, h, w).
-- D: ``len(decoder_channels)`` stages of [nearest x2, (conv3x3-BN-ReLU) x2], then a linear 1x1
-  conv to d (no ReLU: the embeddings are signed): z_p on a grid of (h, w) * 2**stages.
-- g: a 1x1 conv d -> 2 with softmax; its FG probability over the grid is the map M.
+- D: ``len(decoder_channels)`` stages of [nearest x2, (conv3x3-BN-ReLU) x2], then a linear
+  projection P to d (no ReLU: the embeddings are signed): z_p on a grid of (h, w) * 2**stages.
+- g: a linear d -> 2 with softmax; its FG probability over the grid is the map M.
 - Anchors t_k (K, d): QR-orthogonalised text embeddings, a frozen buffer stored with the model.
 - Class logits of any embedding v: l_k(v) = <v, t_k> (``logit="dot"``, the paper's raw dot product),
   or ``scale * cos(v, t_k)`` (``logit="cosine"``).
@@ -34,33 +34,59 @@ def class_logits(v: torch.Tensor, anchors: torch.Tensor, kind: str = "dot", scal
     raise ValueError(f"unknown logit kind {kind!r} (dot, cosine)")
 
 
-def weighted_pool(z: torch.Tensor, fg: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+POOL_EPS = 1e-6
+
+
+def weighted_pool(z: torch.Tensor, fg: torch.Tensor, eps: float = POOL_EPS) -> torch.Tensor:
     """h = sum_p a_p z_p with a_p = fg_p / (sum_j fg_j + eps); z (B, d, H, W), fg (B, H, W) -> (B, d)."""
     weights = fg.flatten(1)
     weights = weights / (weights.sum(dim=1, keepdim=True) + eps)
     return torch.einsum("bp,bdp->bd", weights, z.flatten(2))
 
 
+class Upsample2x(nn.Module):
+    """Nearest-neighbour x2 upsampling as a broadcast and a reshape: the same values as
+    ``nn.Upsample(scale_factor=2, mode="nearest")``, 3-4x faster on CPU (forward and backward)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+
+
 class TeDLocHead(nn.Module):
-    """The trainable part: decoder D (upsampling to the output grid) and patch classifier g."""
+    """The trainable part: decoder D (upsampling to the output grid) and patch classifier g.
+
+    D ends with a linear 1x1 projection P to the anchor dimension d, z_p = P(u_p), and g is linear
+    in z_p too. Everything downstream of z is linear in it (g's logits, h, <z_p, t_k>), so the
+    head keeps the c-channel decoder features u (c << d) and applies P only where a z is needed:
+    g(z_p) = (G P) u_p, h = P(sum_p a_p u_p), KD on the sampled locations. Same model, same
+    gradients, without materialising a (B, d, H, W) tensor (d = 384-1024 for text anchors).
+    """
 
     def __init__(self, in_channels: int, embed_dim: int, decoder_channels: tuple[int, ...] = (256, 128)):
         super().__init__()
         stages, cin = [], in_channels
         for c in decoder_channels:
             stages.append(nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="nearest"),
+                Upsample2x(),
                 nn.Conv2d(cin, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
                 nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)))
             cin = c
-        self.decoder = nn.Sequential(*stages, nn.Conv2d(cin, embed_dim, 1))  # linear: signed embeddings
-        self.g = nn.Conv2d(embed_dim, 2, 1)
+        self.decoder = nn.Sequential(*stages)
+        self.project = nn.Linear(cin, embed_dim)  # P: linear, the embeddings are signed
+        self.g = nn.Linear(embed_dim, 2)
         self.upsampling = 2 ** len(decoder_channels)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z (B, d, H, W), g logits (B, 2, H, W)); channel 1 of g is foreground."""
-        z = self.decoder(features)
-        return z, self.g(z)
+        """(u (B, c, H, W), g logits (B, 2, H, W)); channel 1 of g is foreground."""
+        u = self.decoder(features)
+        weight = self.g.weight @ self.project.weight  # 2 x c
+        bias = self.g.weight @ self.project.bias + self.g.bias
+        return u, torch.einsum("oc,bchw->bohw", weight, u) + bias[None, :, None, None]
+
+    def embed(self, u: torch.Tensor) -> torch.Tensor:
+        """z = P(u) for decoder features u (..., c) -> (..., d)."""
+        return self.project(u)
 
 
 class TeDLoc(nn.Module):
@@ -78,21 +104,31 @@ class TeDLoc(nn.Module):
         return self.encoder(images)
 
     def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        z, g = self.head(features)
+        """u: decoder features (B, c, H, W); g: patch logits; fg: the map; h: global embedding; logits."""
+        u, g = self.head(features)
         fg = g.softmax(dim=1)[:, 1]
-        h = weighted_pool(z, fg)
-        return {"z": z, "g": g, "fg": fg, "h": h,
+        # h = sum_p a_p P(u_p) = P_w (sum_p a_p u_p) + P_b sum_p a_p
+        mass = fg.flatten(1).sum(dim=1, keepdim=True)
+        h = weighted_pool(u, fg) @ self.head.project.weight.T + (mass / (mass + POOL_EPS)) * self.head.project.bias
+        return {"u": u, "g": g, "fg": fg, "h": h,
                 "logits": class_logits(h, self.anchors, self.logit, self.logit_scale)}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.forward_head(self.forward_features(images))
 
-    def class_map(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    def embeddings(self, u: torch.Tensor) -> torch.Tensor:
+        """The patch embeddings z (B, d, H, W) of decoder features u (B, c, H, W)."""
+        return self.head.embed(u.movedim(1, -1)).movedim(-1, 1)
+
+    def class_map(self, u: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """The second map <z_p, t_c> (B, H, W) for one class per image (logit of class c at each location)."""
         t = self.anchors[classes]  # B x d
         if self.logit == "cosine":
+            z = self.embeddings(u)
             return self.logit_scale * torch.einsum("bd,bdhw->bhw", F.normalize(t, dim=1), F.normalize(z, dim=1))
-        return torch.einsum("bd,bdhw->bhw", t, z)
+        # <P u_p, t> = <u_p, P_w^T t> + <P_b, t>
+        return (torch.einsum("bd,dc,bchw->bhw", t, self.head.project.weight, u)
+                + (t @ self.head.project.bias)[:, None, None])
 
 
 @dataclass(frozen=True)
@@ -119,7 +155,7 @@ def tedloc_losses(model: TeDLoc, out: dict[str, torch.Tensor], labels: torch.Ten
     zero = out["h"].sum() * 0.0
     losses = {"kd": zero, "pcl": zero, "icl": zero}
     if weights.kd and n_valid > 0:
-        z_fg = _gather_locations(out["z"], pseudo.fg)  # B x k x d
+        z_fg = model.head.embed(_gather_locations(out["u"], pseudo.fg))  # B x k x d
         logits = class_logits(z_fg, model.anchors, model.logit, model.logit_scale)  # B x k x K
         target = labels[:, None].expand_as(pseudo.fg)
         losses["kd"] = F.cross_entropy(logits[valid], target[valid])

@@ -1,0 +1,173 @@
+"""Features of a frozen encoder, computed once per image view and memory-mapped.
+
+E is frozen in TeD-Loc, so its output for a given view of an image never changes. A feature
+cache fixes ``num_views`` random training views per image (drawn by the training transform
+from ``(seed, view, image)``), computes E once for each, and stores::
+
+    CACHE/features.npy  (N, V, C, h, w) float16, memory-mapped
+    CACHE/views.npy     (N, V, 9) int64: the geometry of each view (``View.to_tensor``)
+    CACHE/done.npy      (N,) bool: images whose views are written
+    CACHE/index.json    image ids, encoder (name + SHA-1 of its weights), transform, seed, shape
+
+Each epoch then draws one of the V cached views per image, so epochs after the building pass
+cost only the decoder. The price is augmentation: V fixed crops/flips per image instead of a
+fresh one every epoch (documented in docs/TEDLOC.md). Building is resumable (rows are flushed
+before ``done.npy`` is updated); a cache made by another encoder, transform or split is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from tedloc.data.dataset import Split
+from tedloc.data.images import load_image
+from tedloc.data.transforms import TrainTransform, to_normalized_tensor
+from tedloc.errors import TedlocError
+from tedloc.utils.io import atomic_write, atomic_write_text
+from tedloc.utils.progress import progress
+
+__all__ = ["FeatureCache", "build_feature_cache", "CachedFeatureDataset", "encoder_fingerprint"]
+
+_VIEW_STREAM = 0x5EED  # keeps the cached views' random stream apart from the per-epoch one
+
+
+def encoder_fingerprint(encoder: torch.nn.Module) -> str:
+    """SHA-1 of an encoder's weights and buffers (names, shapes, values)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Open an existing cache (``index`` given: create it if missing, refuse it if it differs)."""
+
+    def __init__(self, root: str | os.PathLike, index: dict | None = None):
+        self.root = Path(root)
+        path = self.root / "index.json"
+        if path.exists():
+            stored = json.loads(path.read_text())
+            if index is not None and stored != index:
+                diff = sorted(k for k in set(stored) | set(index) if stored.get(k) != index.get(k))
+                raise TedlocError(f"{self.root}: a feature cache of another setting ({', '.join(diff)} differ); "
+                                  f"use another folder or delete it")
+            index = stored
+        elif index is None:
+            raise TedlocError(f"no feature cache at {self.root}")
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            n, v = len(index["image_ids"]), index["num_views"]
+            for name, dtype, shape in (("features", np.float16, (n, v, *index["feature_shape"])),
+                                       ("views", np.int64, (n, v, 9))):
+                arr = np.lib.format.open_memmap(self.root / f"{name}.npy.partial", mode="w+", dtype=dtype, shape=shape)
+                del arr
+                os.replace(self.root / f"{name}.npy.partial", self.root / f"{name}.npy")
+            self._write_done(np.zeros(n, dtype=bool))
+            atomic_write_text(path, json.dumps(index) + "\n")
+        self.index = index
+        self.image_ids: list[str] = index["image_ids"]
+        self.num_views: int = index["num_views"]
+        self.features = np.load(self.root / "features.npy", mmap_mode="r+")
+        self.views = np.load(self.root / "views.npy", mmap_mode="r+")
+        self.done = np.load(self.root / "done.npy")
+
+    def _write_done(self, done: np.ndarray) -> None:
+        with atomic_write(self.root / "done.npy", "wb") as f:
+            np.save(f, done)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+    def write(self, rows: np.ndarray, features: np.ndarray, views: np.ndarray) -> None:
+        self.features[rows] = features.astype(np.float16)
+        self.views[rows] = views
+        self.features.flush()
+        self.views.flush()
+        self.done[rows] = True
+        self._write_done(self.done)
+
+
+class _ViewsDataset(Dataset):
+    """All V cached views of image i: images (V, 3, S, S) and view tensors (V, 9)."""
+
+    def __init__(self, split: Split, transform: TrainTransform, num_views: int, seed: int, mean, std):
+        self.split, self.transform, self.num_views, self.seed = split, transform, num_views, seed
+        self.mean, self.std = mean, std
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> dict:
+        image = load_image(self.split.image_path(i))
+        images, views = [], []
+        for v in range(self.num_views):
+            view = self.transform.view(image.size, np.random.default_rng([self.seed, _VIEW_STREAM, v, i]))
+            images.append(to_normalized_tensor(view.image(image), self.mean, self.std))
+            views.append(view.to_tensor())
+        return {"images": torch.stack(images), "views": torch.stack(views), "index": i}
+
+
+def build_feature_cache(encoder, split: Split, transform: TrainTransform, root: str | os.PathLike,
+                        num_views: int = 2, seed: int = 0, batch_size: int = 64, workers: int = 0) -> FeatureCache:
+    """Compute (or finish, or reuse) the feature cache of ``encoder`` over the views of ``split``."""
+    if num_views < 1:
+        raise TedlocError("a feature cache needs at least one view per image")
+    info = encoder.info
+    size = transform.input_size
+    with torch.no_grad():
+        shape = tuple(int(s) for s in encoder(torch.zeros(1, 3, size, size)).shape[1:])
+    index = {"image_ids": list(split.image_ids), "split": split.name, "num_views": int(num_views), "seed": int(seed),
+             "encoder": info.name, "encoder_sha1": encoder_fingerprint(encoder), "transform": asdict(transform),
+             "feature_shape": list(shape), "mean": list(info.mean), "std": list(info.std), "dtype": "float16"}
+    cache = FeatureCache(root, index)
+    missing = np.flatnonzero(~cache.done)
+    if len(missing) == 0:
+        return cache
+    dataset = _ViewsDataset(split, transform, num_views, seed, info.mean, info.std)
+    per_batch = max(1, batch_size // num_views)
+    loader = DataLoader(Subset(dataset, missing.tolist()), batch_size=per_batch, shuffle=False, num_workers=workers)
+    encoder.eval()
+    for batch in progress(loader, desc=f"features of {split.name}", unit="batch"):
+        images = batch["images"]
+        with torch.no_grad():
+            feats = encoder(images.flatten(0, 1)).float()
+        cache.write(batch["index"].numpy(), feats.reshape(len(images), num_views, *shape).numpy(),
+                    batch["views"].numpy())
+    return cache
+
+
+class CachedFeatureDataset(Dataset):
+    """Training samples from a complete cache: one of the V views per image, drawn from (seed, epoch, i).
+
+    Returns ``features`` (C, h, w) float32, ``label``, ``index`` and ``view`` like
+    :class:`~tedloc.data.WSOLImageDataset` returns ``image``.
+    """
+
+    def __init__(self, cache: FeatureCache, labels: np.ndarray, seed: int = 0):
+        if not cache.complete:
+            raise TedlocError(f"{cache.root}: the feature cache is incomplete")
+        self.cache, self.labels, self.seed, self.epoch = cache, np.asarray(labels), seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int) -> dict:
+        v = int(np.random.default_rng([self.seed, self.epoch, i]).integers(self.cache.num_views))
+        return {"features": torch.from_numpy(self.cache.features[i, v].astype(np.float32)),
+                "label": int(self.labels[i]), "index": i, "view": torch.from_numpy(np.array(self.cache.views[i, v]))}

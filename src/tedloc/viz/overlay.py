@@ -1,0 +1,42 @@
+"""A localization map over its image, with the predicted box (and the GT boxes when known)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+__all__ = ["render_overlay"]
+
+_PRED = (255, 255, 255)  # RGB
+_GT = (0, 255, 0)
+
+
+def render_overlay(image: Image.Image, score_map: np.ndarray, box=None, gt_boxes=None, caption: str = "",
+                   alpha: float = 0.5, min_side: int = 256) -> Image.Image:
+    """Blend a [0, 1] map (any size; resized to the image) as a jet heat map over ``image``.
+
+    ``box``/``gt_boxes`` are inclusive ``(x0, y0, x1, y1)`` in image pixels (predicted: white,
+    GT: green). Small images are enlarged (nearest) to ``min_side`` so boxes and text stay legible.
+    """
+    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    m = np.asarray(score_map, dtype=np.float32)
+    if m.shape != (h, w):
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap(np.clip(m * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    out = (rgb * (1 - alpha) + heat * alpha).astype(np.uint8)
+    scale = max(1, int(np.ceil(min_side / max(1, min(h, w)))))
+    if scale > 1:
+        out = cv2.resize(out, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    out = np.ascontiguousarray(out)
+    thick = max(1, round(min(out.shape[:2]) / 150))
+    for boxes, color in ((gt_boxes, _GT), ([box] if box is not None else None, _PRED)):
+        for b in boxes if boxes is not None else []:
+            x0, y0, x1, y1 = (int(v) for v in b)
+            cv2.rectangle(out, (x0 * scale, y0 * scale), ((x1 + 1) * scale - 1, (y1 + 1) * scale - 1), color, thick)
+    if caption:
+        font_scale = max(0.4, min(out.shape[:2]) / 500)
+        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        cv2.rectangle(out, (0, 0), (min(out.shape[1] - 1, tw + 6), th + base + 6), (0, 0, 0), -1)
+        cv2.putText(out, caption, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return Image.fromarray(out)

@@ -1,0 +1,46 @@
+"""The pipeline behind `tedloc demo` / `tedloc bench`: every step runs, results and report are written,
+and a second call reuses everything instead of training again."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tedloc.engine import PretrainConfig
+from tedloc.engine.tedloc_train import TeDLocTrainConfig
+from tedloc.recipes import VARIANTS, Recipe, run_recipe
+from tedloc.recipes.presets import PRESETS, get_preset
+
+
+def test_pipeline_runs_and_resumes(synthetic_small, tmp_path):
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    recipe = Recipe(
+        pretrain=PretrainConfig(input_size=48, epochs=1, batch_size=8, workers=0),
+        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1),
+        variants=("tedloc", "tedloc_no_orth", "tedloc_kd"), text_encoder=f"file:{tmp_path / 'emb.npy'}", overlays=2)
+    out = tmp_path / "out"
+    logs: list[str] = []
+    results = run_recipe(synthetic_small, out, recipe, log=logs.append)
+    assert list(results) == ["centered_box", "cam", "tedloc", "tedloc_no_orth", "tedloc_kd"]
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    for method in ("cam", "tedloc"):
+        assert {"CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "mIoU"} <= set(results[method])
+    assert "class" in results["tedloc"]["maps"] and "curves" not in results["tedloc"]
+    report = (out / "report.md").read_text()
+    assert "| tedloc_kd | class |" in report and "report/test_00000.png" in report
+    assert (out / "report" / "test_00000.png").exists()
+    no_orth = json.loads((out / "runs" / "tedloc_no_orth" / "model.json").read_text())
+    assert no_orth["anchors"]["orthogonalized"] is False
+    assert json.loads((out / "runs" / "tedloc_kd" / "model.json").read_text())["config"]["lambdas"] == [1, 0, 0]
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")}
+    assert run_recipe(synthetic_small, out, recipe, log=logs.append) == results
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")} == stamps
+
+
+def test_presets_are_well_formed():
+    for name in PRESETS.names():
+        recipe = get_preset(name)
+        assert all(v in VARIANTS for v in recipe.variants) and recipe.tedloc.epochs >= 1
+    with pytest.raises(Exception, match="unknown"):
+        get_preset("nope")
