@@ -168,3 +168,32 @@ def test_predict_and_evaluate_commands(trained_run, synthetic_small, tmp_path, c
     metrics = json.loads(out.read_text())
     assert metrics["map"] == "g" and "MaxBoxAcc" in metrics["maps"]["class"] and "CL@1" in metrics
     assert main(["predict", "--run", str(trained_run), images[0], "--threshold", "2"]) == 2
+
+
+def test_history_goes_to_tensorboard_when_installed(tmp_path, monkeypatch):
+    from tedloc.engine import run_folder
+
+    written = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_scalar(self, tag, value, global_step):
+            written.append((self.log_dir, tag, value, global_step))
+
+    history = [{"epoch": 1, "loss": 2.0, "val_CL@1": 10.0, "note": "x"},
+               {"epoch": 2, "loss": 1.5, "val_CL@1": 12.0, "note": "y"}]
+    monkeypatch.setattr(run_folder, "tensorboard_writer_factory", lambda: FakeWriter)
+    run_folder.write_history(tmp_path, history)
+    assert written == [(str(tmp_path / "tensorboard"), "loss", 1.5, 2), (str(tmp_path / "tensorboard"), "val_CL_at_1", 12.0, 2)]
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == "epoch,loss,val_CL@1,note"
+    monkeypatch.setattr(run_folder, "tensorboard_writer_factory", lambda: None)  # not installed: CSV only
+    run_folder.write_history(tmp_path, history[:1])
+    assert len(written) == 2

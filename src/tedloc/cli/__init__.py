@@ -35,7 +35,7 @@ def command(name: str, help: str) -> Callable[[Configure], Configure]:
 def _load_commands() -> None:
     # modules register their commands on import
     from tedloc.cli import (anchors, baseline, bench, cams, data, demo, evaluate, predict,  # noqa: F401
-                            pretrain, train)
+                            pretrain, protocol, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

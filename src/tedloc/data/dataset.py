@@ -127,6 +127,13 @@ class Split:
             mask_root=self.mask_root,
         )
 
+    def with_boxes(self, boxes: list[np.ndarray]) -> "Split":
+        """A copy whose boxes are replaced (pseudo-boxes, noisy boxes), one array (n_i, 4) per image."""
+        if len(boxes) != len(self):
+            raise ValueError(f"split {self.name!r}: {len(boxes)} box arrays for {len(self)} images")
+        return Split(self.name, list(self.image_ids), self.labels.copy(), self.sizes.copy(), list(boxes),
+                     list(self.mask_paths), list(self.ignore_paths), self.image_root, self.mask_root)
+
     def equals(self, other: "Split") -> bool:
         """Content equality (ids, labels, sizes, boxes, masks); roots are not compared."""
         return (

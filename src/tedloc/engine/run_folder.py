@@ -11,7 +11,7 @@ import torch
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
 
-__all__ = ["claim_run_folder", "set_step_lr", "write_history"]
+__all__ = ["claim_run_folder", "set_step_lr", "write_history", "tensorboard_writer_factory"]
 
 
 def claim_run_folder(out: Path, resolved: dict) -> None:
@@ -33,10 +33,27 @@ def set_step_lr(optimizer: torch.optim.Optimizer, lr: float, gamma: float, step:
     return value
 
 
-def write_history(out: Path, history: list[dict]) -> None:
-    """``out/metrics.csv``, one row per epoch, rewritten atomically."""
+def tensorboard_writer_factory():
+    """``SummaryWriter`` when TensorBoard is installed, else None (logging to it is optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter
+
+
+def write_history(out: Path, history: list[dict], tensorboard: bool = True) -> None:
+    """``out/metrics.csv``, one row per epoch, rewritten atomically; the last row also goes to
+    TensorBoard (``out/tensorboard``) when it is installed."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(history[-1]))
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(out / "metrics.csv", buf.getvalue())
+    factory = tensorboard_writer_factory() if tensorboard else None
+    if factory is not None:
+        row = history[-1]
+        with factory(log_dir=str(out / "tensorboard")) as tb:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    tb.add_scalar(key.replace("@", "_at_"), value, global_step=int(row["epoch"]))

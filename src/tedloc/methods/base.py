@@ -34,7 +34,8 @@ _LOADERS: Registry[Callable[[Path, dict], LocalizationModel]] = Registry("run ki
 
 
 def register_model(kind: str):
-    """Register ``loader(run folder, model.json) -> LocalizationModel`` for runs of ``kind``."""
+    """Register ``loader(run folder, model.json, checkpoint stem or None) -> LocalizationModel`` for runs
+    of ``kind``; with a checkpoint (``RUN/checkpoints/epoch_NNN``), its weights replace the trained ones."""
     return _LOADERS.register(kind)
 
 
@@ -42,8 +43,9 @@ def list_models() -> list[str]:
     return _LOADERS.names()
 
 
-def load_model(run: str | os.PathLike) -> LocalizationModel:
-    """The localizer of a run folder (its ``model.json`` and ``model.safetensors``)."""
+def load_model(run: str | os.PathLike, epoch: int | None = None) -> LocalizationModel:
+    """The localizer of a run folder (its ``model.json`` and ``model.safetensors``); with ``epoch``,
+    the weights of that epoch's checkpoint (model selection over epochs)."""
     import tedloc.methods.cam  # noqa: F401  (register the built-in kinds)
     import tedloc.methods.tedloc  # noqa: F401
 
@@ -52,4 +54,9 @@ def load_model(run: str | os.PathLike) -> LocalizationModel:
     if not meta_path.is_file():
         raise TedlocError(f"{run}: no model.json (not a finished tedloc run; train it first)")
     meta = json.loads(meta_path.read_text())
-    return _LOADERS.get(meta.get("kind"))(run, meta)
+    checkpoint = None
+    if epoch is not None:
+        checkpoint = run / "checkpoints" / f"epoch_{int(epoch):03d}"
+        if not checkpoint.with_suffix(".safetensors").is_file():
+            raise TedlocError(f"{run}: no checkpoint of epoch {epoch}")
+    return _LOADERS.get(meta.get("kind"))(run, meta, checkpoint)

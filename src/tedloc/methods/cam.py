@@ -36,8 +36,8 @@ class CAMLocalizer:
 
 
 @register_model("classifier")
-def _load(run: Path, meta: dict) -> CAMLocalizer:
-    state, _, _ = load_checkpoint(run / "model")
+def _load(run: Path, meta: dict, checkpoint: Path | None = None) -> CAMLocalizer:
+    state, _, _ = load_checkpoint(checkpoint or run / "model")
     model = build_classifier(meta["arch"], meta["num_classes"])
     model.load_state_dict(state)
     pre = meta["preprocessing"]

@@ -48,7 +48,7 @@ class TeDLocLocalizer:
 
 
 @register_model("tedloc")
-def _load(run: Path, meta: dict) -> TeDLocLocalizer:
+def _load(run: Path, meta: dict, checkpoint: Path | None = None) -> TeDLocLocalizer:
     from tedloc.engine.tedloc_train import TeDLocTrainConfig
     from tedloc.models.encoders import create_encoder
     from tedloc.models.tedloc import TeDLoc
@@ -58,5 +58,7 @@ def _load(run: Path, meta: dict) -> TeDLocLocalizer:
     encoder = create_encoder(config.encoder, img_size=config.input_size)  # weights come from the run
     model = TeDLoc(encoder, state["anchors"], tuple(config.decoder_channels), config.logit, config.logit_scale)
     model.load_state_dict(state)
+    if checkpoint is not None:  # epoch checkpoints hold the head only (E and the anchors are frozen)
+        model.head.load_state_dict(load_checkpoint(checkpoint)[0])
     pre = meta["preprocessing"]
     return TeDLocLocalizer(model, meta["class_names"], pre["input_size"], "g", pre["mean"], pre["std"])

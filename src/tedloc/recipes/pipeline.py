@@ -214,9 +214,9 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     ortho, raw = _anchors(data, out, recipe.text_encoder)
     done("anchors", t0)
     step += 1
-    base = dataclasses.replace(recipe.tedloc, encoder=recipe.pretrain.arch, encoder_run=str(cam_run),
+    base = dataclasses.replace(recipe.tedloc, encoder=recipe.pretrain.arch, encoder_run=str(cam_run.resolve()),
                                input_size=recipe.pretrain.input_size,
-                               feature_cache=recipe.tedloc.feature_cache or str(out / "cache" / "features"))
+                               feature_cache=recipe.tedloc.feature_cache or str((out / "cache" / "features").resolve()))
     runs = {"cam": cam_run}
     for name in recipe.variants:
         variant = VARIANTS.get(name)

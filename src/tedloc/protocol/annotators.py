@@ -1,0 +1,226 @@
+"""Pseudo-box annotators: one box per validation image, made without any human box (thesis §4.3.1).
+
+- ``cam``: the true-class CAM of a pretrained classifier, Otsu, the box of the largest region.
+- ``ss``: Selective Search proposals (OpenCV ``ximgproc``, fast mode), each scored by the
+  classifier's confidence for the true class on the box content; the top 20 % by that score are
+  kept, then those containing the peak of the true-class CAM (pointing game); the most
+  confident survivor wins.
+- ``rpn``: class-agnostic proposals of torchvision's Faster R-CNN region proposal network, ranked
+  by objectness; the top 20 % are kept, then the pointing game, then the classifier's confidence.
+- ``clip``: the CAM of a CLIP model for the true class's prompt (Grad-CAM on the image-text
+  similarity, softmax over all class prompts as in CLIP-ES), Otsu, the largest region.
+
+Box content confidence: the softmax probability of the true class for the image whose outside
+of the box is blurred (a Gaussian of sigma = 1/8 of the image side; DiPS-style), so context
+is damped but the object's scale is kept. If the pointing game leaves no box, the most
+confident box of the pool is kept (the thesis does not say; documented in docs/PROTOCOL.md).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from tedloc.data.transforms import EvalTransform, to_normalized_tensor
+from tedloc.errors import TedlocError
+from tedloc.eval.scoremaps import normalize_scoremap
+from tedloc.utils.registry import Registry
+
+__all__ = ["ANNOTATORS", "create_annotator", "select_by_pointing_game", "selective_search_boxes",
+           "ClassifierTools"]
+
+
+def _box_contains(boxes: np.ndarray, point: tuple[int, int]) -> np.ndarray:
+    x, y = point
+    return (boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])
+
+
+def select_by_pointing_game(boxes: np.ndarray, rank: np.ndarray, peak: tuple[int, int],
+                            confidence: Callable[[np.ndarray], np.ndarray], fraction: float = 0.2) -> np.ndarray:
+    """The thesis' selection: top ``fraction`` of ``boxes`` by ``rank`` (higher first), those containing
+    ``peak``, then the one with the highest ``confidence(boxes)``; without survivors, the most
+    confident box of the pool."""
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    if len(boxes) == 0:
+        raise ValueError("no proposal to select from")
+    order = np.argsort(-np.asarray(rank, dtype=np.float64), kind="stable")
+    pool = boxes[order[:max(1, math.ceil(fraction * len(boxes)))]]
+    hit = pool[_box_contains(pool, peak)]
+    candidates = hit if len(hit) else pool
+    return candidates[int(np.argmax(confidence(candidates)))]
+
+
+def selective_search_boxes(image: Image.Image, mode: str = "fast", max_proposals: int = 200) -> np.ndarray:
+    """Selective Search proposals (inclusive boxes, OpenCV's order), at most ``max_proposals``."""
+    if not hasattr(cv2, "ximgproc"):
+        raise TedlocError("Selective Search needs opencv-contrib (cv2.ximgproc); see docs/INSTALL.md")
+    cv2.setNumThreads(1)
+    ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    ss.setBaseImage(np.ascontiguousarray(np.asarray(image.convert("RGB"))[..., ::-1]))
+    if mode == "fast":
+        ss.switchToSelectiveSearchFast()
+    elif mode == "quality":
+        ss.switchToSelectiveSearchQuality()
+    else:
+        raise TedlocError(f"unknown selective search mode {mode!r} (fast, quality)")
+    rects = np.asarray(ss.process(), dtype=np.int64).reshape(-1, 4)[:max_proposals]
+    return np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2] - 1, rects[:, 1] + rects[:, 3] - 1], axis=1)
+
+
+@dataclass
+class ClassifierTools:
+    """What the annotators need from a pretrained classifier run (a CAM localizer)."""
+
+    localizer: object  # has .cams(images, classes), .model, .input_size, .mean, .std
+    batch_size: int = 64
+
+    def _tensor(self, image: Image.Image) -> torch.Tensor:
+        view = EvalTransform(self.localizer.input_size).view(image.size)
+        return to_normalized_tensor(view.image(image), self.localizer.mean, self.localizer.std)
+
+    def cam(self, image: Image.Image, label: int) -> np.ndarray:
+        """The true-class CAM at the image's size, min-max normalised (the evaluation's rule)."""
+        with torch.no_grad():
+            raw = self.localizer.cams(self._tensor(image)[None], torch.tensor([label]))[0]
+        return normalize_scoremap(raw.double().numpy(), image.size)
+
+    def peak(self, image: Image.Image, label: int) -> tuple[int, int]:
+        m = self.cam(image, label)
+        y, x = np.unravel_index(int(np.argmax(m)), m.shape)
+        return int(x), int(y)
+
+    def confidence(self, image: Image.Image, label: int, boxes: np.ndarray) -> np.ndarray:
+        """Softmax probability of ``label`` for the image with the outside of each box blurred."""
+        rgb = np.asarray(image.convert("RGB"))
+        sigma = max(1.0, max(rgb.shape[:2]) / 8)
+        blurred = cv2.GaussianBlur(rgb, (0, 0), sigma)
+        out = []
+        for start in range(0, len(boxes), self.batch_size):
+            batch = []
+            for x0, y0, x1, y1 in boxes[start:start + self.batch_size]:
+                composite = blurred.copy()
+                composite[y0:y1 + 1, x0:x1 + 1] = rgb[y0:y1 + 1, x0:x1 + 1]
+                batch.append(self._tensor(Image.fromarray(composite)))
+            with torch.no_grad():
+                logits = self.localizer.model(torch.stack(batch))
+            out.append(logits.softmax(dim=1)[:, label].double().numpy())
+        return np.concatenate(out)
+
+
+class Annotator:
+    """``annotator(image, label) -> box`` (inclusive, image pixels); ``name`` and ``settings`` describe it."""
+
+    name = ""
+
+    def settings(self) -> dict:
+        return {}
+
+    def __call__(self, image: Image.Image, label: int) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class CAMAnnotator(Annotator):
+    name = "cam"
+
+    def __init__(self, tools: ClassifierTools):
+        self.tools = tools
+
+    def __call__(self, image: Image.Image, label: int) -> np.ndarray:
+        from tedloc.inference import box_from_map
+
+        return np.array(box_from_map(self.tools.cam(image, label), "otsu"), dtype=np.int64)
+
+
+class SelectiveSearchAnnotator(Annotator):
+    name = "ss"
+
+    def __init__(self, tools: ClassifierTools, mode: str = "fast", max_proposals: int = 200, fraction: float = 0.2):
+        self.tools, self.mode, self.max_proposals, self.fraction = tools, mode, max_proposals, fraction
+
+    def settings(self) -> dict:
+        return {"mode": self.mode, "max_proposals": self.max_proposals, "fraction": self.fraction}
+
+    def __call__(self, image: Image.Image, label: int) -> np.ndarray:
+        boxes = selective_search_boxes(image, self.mode, self.max_proposals)
+        if len(boxes) == 0:
+            w, h = image.size
+            return np.array([0, 0, w - 1, h - 1], dtype=np.int64)
+        conf = self.tools.confidence(image, label, boxes)
+        lookup = {tuple(b): c for b, c in zip(boxes.tolist(), conf)}
+        return select_by_pointing_game(boxes, conf, self.tools.peak(image, label),
+                                       lambda bs: np.array([lookup[tuple(b)] for b in bs.tolist()]), self.fraction)
+
+
+class RPNAnnotator(Annotator):
+    """torchvision's Faster R-CNN (ResNet-50 FPN) region proposal network, class-agnostic.
+
+    ``weights``: ``"DEFAULT"`` (COCO weights, downloaded by torchvision, needs network once), a
+    local state-dict file of the whole detector, or ``None`` for random weights (tests only).
+    """
+
+    name = "rpn"
+
+    def __init__(self, tools: ClassifierTools, weights: str | None = "DEFAULT", fraction: float = 0.2,
+                 max_proposals: int = 1000, min_size: int = 800):
+        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+        self.tools, self.fraction, self.weights = tools, fraction, weights
+        kwargs = {"weights_backbone": None, "rpn_post_nms_top_n_test": max_proposals, "min_size": min_size}
+        if weights in (None, "DEFAULT"):
+            model = fasterrcnn_resnet50_fpn(weights=weights, **kwargs)
+        else:
+            model = fasterrcnn_resnet50_fpn(weights=None, **kwargs)
+            try:
+                model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            except Exception as exc:
+                raise TedlocError(f"{weights}: not a Faster R-CNN ResNet-50 FPN state dict ({exc})") from None
+        self.model = model.eval()
+
+    def settings(self) -> dict:
+        return {"weights": self.weights, "fraction": self.fraction}
+
+    @torch.no_grad()
+    def proposals(self, image: Image.Image) -> np.ndarray:
+        """Proposals in image pixels (inclusive), by decreasing objectness."""
+        x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+        images, _ = self.model.transform([x])
+        features = self.model.backbone(images.tensors)
+        boxes = self.model.rpn(images, features)[0][0]  # sorted by objectness (NMS keeps score order)
+        rh, rw = images.image_sizes[0]
+        scale = torch.tensor([image.width / rw, image.height / rh] * 2)
+        b = (boxes * scale).round().long().numpy()
+        b[:, [0, 2]] = b[:, [0, 2]].clip(0, image.width - 1)
+        b[:, [1, 3]] = b[:, [1, 3]].clip(0, image.height - 1)
+        b[:, 2] = np.maximum(b[:, 2], b[:, 0])
+        b[:, 3] = np.maximum(b[:, 3], b[:, 1])
+        return b
+
+    def __call__(self, image: Image.Image, label: int) -> np.ndarray:
+        boxes = self.proposals(image)
+        if len(boxes) == 0:
+            w, h = image.size
+            return np.array([0, 0, w - 1, h - 1], dtype=np.int64)
+        rank = -np.arange(len(boxes), dtype=np.float64)  # objectness order
+        return select_by_pointing_game(boxes, rank, self.tools.peak(image, label),
+                                       lambda bs: self.tools.confidence(image, label, bs), self.fraction)
+
+
+ANNOTATORS: Registry[Callable[..., Annotator]] = Registry("pseudo-box annotator")
+ANNOTATORS.register("cam")(lambda tools, **kw: CAMAnnotator(tools))
+ANNOTATORS.register("ss")(lambda tools, **kw: SelectiveSearchAnnotator(tools, **kw))
+ANNOTATORS.register("rpn")(lambda tools, **kw: RPNAnnotator(tools, **kw))
+
+
+def create_annotator(name: str, classifier_run, **options) -> Annotator:
+    """An annotator using the classifier of ``classifier_run`` (a `tedloc pretrain` run) for CAMs and scores."""
+    from tedloc.methods import load_model
+
+    localizer = load_model(classifier_run)
+    if not hasattr(localizer, "cams"):
+        raise TedlocError(f"{classifier_run}: pseudo-boxes need a classifier run (tedloc pretrain), not this kind")
+    return ANNOTATORS.get(name)(ClassifierTools(localizer), **options)

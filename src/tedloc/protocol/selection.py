@@ -1,0 +1,180 @@
+"""Model selection and thresholds without GT boxes: the thesis' Table 4.2 (BT/BV x TT/VT).
+
+For every checkpoint (run x epoch) we evaluate once:
+
+- on the validation split, against each supervision set (GT boxes, each annotator's pseudo-boxes,
+  noisy GT boxes...): the per-threshold BoxAcc@50 and mIoU curves, and CL@1;
+- on the test split, against GT: the same curves, and the metrics with Otsu per image.
+
+Then, for a supervision s:
+
+- BV (best validation): the checkpoint with the best val MaxBoxAcc against s (``cls``: best val CL@1);
+- BT (best test): the checkpoint with the best test MaxBoxAcc (GT; the unrealistic reference);
+- TT (test threshold): the best threshold on the test curve (GT; the usual, optimistic practice);
+- VT (validation threshold): the threshold maximising BoxAcc@50 on val against s, applied to test.
+
+Cells report test MaxBoxAcc (BoxAcc@50 at the cell's threshold) and test mIoU at that threshold.
+``cls`` has no VT (classification gives no threshold); its row also reports Otsu per image.
+The per-checkpoint numbers are cached in ``RUN/protocol/`` (keyed by split, supervision and
+interval), so adding a supervision set or a run only evaluates what is new.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from tedloc.data.dataset import Split
+from tedloc.errors import TedlocError
+from tedloc.eval.evaluator import WSOLEvaluator
+from tedloc.eval.scoremaps import normalize_scoremap
+from tedloc.utils.io import atomic_write_text
+from tedloc.utils.progress import progress
+
+__all__ = ["Checkpoint", "evaluate_checkpoint", "select", "protocol_table", "list_checkpoints", "CELLS"]
+
+CELLS = ("BT-TT", "BT-VT", "BV-TT", "BV-VT")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    run: Path
+    epoch: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.run.name}@{self.epoch}"
+
+
+def list_checkpoints(run: str | os.PathLike) -> list[Checkpoint]:
+    """Every epoch checkpoint of a finished run, in order."""
+    run = Path(run)
+    if not (run / "model.json").is_file():
+        raise TedlocError(f"{run}: not a finished run (no model.json)")
+    epochs = sorted(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("epoch_*.safetensors"))
+    if not epochs:
+        raise TedlocError(f"{run}: no epoch checkpoints")
+    return [Checkpoint(run, e) for e in epochs]
+
+
+def _split_key(split: Split) -> str:
+    digest = hashlib.sha1()
+    for image_id, boxes in zip(split.image_ids, split.boxes):
+        digest.update(image_id.encode())
+        digest.update(np.ascontiguousarray(boxes, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _curves(metrics: dict) -> dict:
+    c = metrics["curves"]
+    out = {"acc50": c["BoxAccV1@50"], "miou": c["mIoU"], "MaxBoxAcc": metrics["MaxBoxAcc"]}
+    if "CL@1" in metrics:
+        out["CL@1"] = metrics["CL@1"]
+    return out
+
+
+def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split, interval: float = 0.01,
+                        batch_size: int = 128) -> dict:
+    """Curves of one checkpoint: ``val`` -> supervision -> curves, ``test`` -> curves + Otsu metrics.
+
+    ``splits`` maps supervision names to val splits (same images, different boxes). Cached per
+    checkpoint in ``RUN/protocol/epoch_NNN.json``; only missing entries are computed.
+    """
+    from tedloc.data import EvalTransform, WSOLImageDataset
+    from tedloc.methods import load_model
+
+    path = ckpt.run / "protocol" / f"epoch_{ckpt.epoch:03d}.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    keys = {name: f"val:{_split_key(s)}:{interval}" for name, s in splits.items()}
+    test_key = f"test:{_split_key(test)}:{interval}"
+    todo = {name: s for name, s in splits.items() if keys[name] not in cache}
+    need_test = test_key not in cache
+    if todo or need_test:
+        localizer = load_model(ckpt.run, ckpt.epoch)
+        size = (localizer.input_size, localizer.input_size)
+
+        def maps_of(split: Split):
+            ds = WSOLImageDataset(split, EvalTransform(localizer.input_size), mean=localizer.mean, std=localizer.std)
+            for batch in progress(DataLoader(ds, batch_size=batch_size), desc=f"{ckpt.name} {split.name}"):
+                with torch.no_grad():
+                    scores, maps = localizer.predict(batch["image"])
+                for j, i in enumerate(batch["index"].tolist()):
+                    yield split.image_ids[i], normalize_scoremap(maps[j].double().numpy(), size), \
+                        scores[j].double().numpy()
+
+        if todo:
+            first = next(iter(todo.values()))
+            evaluators = {name: WSOLEvaluator(s, interval=interval, masks=False) for name, s in todo.items()}
+            for image_id, m, sc in maps_of(first):
+                for ev in evaluators.values():
+                    ev.accumulate(image_id, m, sc)
+            for name, ev in evaluators.items():
+                cache[keys[name]] = _curves(ev.compute())
+        if need_test:
+            oracle = WSOLEvaluator(test, interval=interval, masks=False)
+            otsu = WSOLEvaluator(test, mode="otsu", masks=False)
+            for image_id, m, sc in maps_of(test):
+                oracle.accumulate(image_id, m, sc)
+                otsu.accumulate(image_id, m, sc)
+            o = otsu.compute()
+            cache[test_key] = {**_curves(oracle.compute()), "otsu": {k: o[k] for k in ("MaxBoxAcc", "mIoU")}}
+        atomic_write_text(path, json.dumps(cache) + "\n")
+    return {"val": {name: cache[keys[name]] for name in splits}, "test": cache[test_key]}
+
+
+def select(results: dict[Checkpoint, dict], supervision: str) -> dict:
+    """The four cells for one supervision (``cls`` or a name of the val supervision sets)."""
+    ckpts = list(results)
+
+    def test_at(c: Checkpoint, index: int | None) -> dict:
+        t = results[c]["test"]
+        k = int(np.argmax(t["acc50"])) if index is None else index
+        return {"MaxBoxAcc": float(t["acc50"][k]), "mIoU": float(t["miou"][k]), "checkpoint": c.name, "tau_index": k}
+
+    def val_tau(c: Checkpoint) -> int | None:
+        if supervision == "cls":
+            return None
+        return int(np.argmax(results[c]["val"][supervision]["acc50"]))
+
+    def val_score(c: Checkpoint) -> float:
+        if supervision == "cls":
+            val = next(iter(results[c]["val"].values()))
+            return float(val.get("CL@1", float("nan")))
+        return float(max(results[c]["val"][supervision]["acc50"]))
+
+    bt = max(ckpts, key=lambda c: (max(results[c]["test"]["acc50"]), -ckpts.index(c)))
+    bv = max(ckpts, key=lambda c: (val_score(c), -ckpts.index(c)))
+    cells = {"BT-TT": test_at(bt, None), "BV-TT": test_at(bv, None)}
+    if supervision == "cls":
+        cells["BT-VT"] = cells["BV-VT"] = None
+        cells["BV-Otsu"] = {**results[bv]["test"]["otsu"], "checkpoint": bv.name}
+    else:
+        cells["BT-VT"] = test_at(bt, val_tau(bt))
+        cells["BV-VT"] = test_at(bv, val_tau(bv))
+    return cells
+
+
+def protocol_table(results: dict[Checkpoint, dict], supervisions: list[str]) -> dict:
+    """supervision -> cells (see :func:`select`), for ``cls`` and every supervision set."""
+    return {s: select(results, s) for s in ["cls", *supervisions]}
+
+
+def format_table(table: dict, thresholds: list[float] | None = None) -> str:
+    """The thesis' layout: one row per cell, one column per supervision; MaxBoxAcc / mIoU."""
+    names = list(table)
+    lines = ["| cell | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for cell in (*CELLS, "BV-Otsu"):
+        row = []
+        for s in names:
+            v = table[s].get(cell)
+            row.append("-" if v is None else f"{v['MaxBoxAcc']:.2f} / {v['mIoU']:.2f}")
+        if cell == "BV-Otsu" and all(r == "-" for r in row):
+            continue
+        lines.append(f"| {cell} | " + " | ".join(row) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,192 @@
+"""The realistic protocol: box files and their scores, the noise generator."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tedloc.data import Split
+from tedloc.errors import DataError
+from tedloc.protocol.box_files import read_box_file, score_boxes, write_box_file
+from tedloc.protocol.noise import NOISE_LEVELS, noisy_split, perturb_boxes
+
+
+def _split() -> Split:
+    return Split("val", ["a.jpg", "b.jpg", "c.jpg"], [0, 1, 0], [[100, 50], [40, 40], [10, 10]],
+                 [[[0, 0, 49, 49]], [[10, 10, 19, 19], [0, 0, 39, 39]], [[0, 0, 9, 9]]])
+
+
+def test_box_file_round_trip_and_scores(tmp_path):
+    split = _split()
+    boxes = {"a.jpg": np.array([0, 0, 99, 49]), "b.jpg": np.array([10, 10, 19, 19]), "c.jpg": np.array([5, 0, 9, 9])}
+    write_box_file(tmp_path / "boxes.txt", boxes)
+    assert (tmp_path / "boxes.txt").read_text().splitlines()[0] == "a.jpg,0,0,99,49"
+    read = read_box_file(tmp_path / "boxes.txt", split)
+    assert all(np.array_equal(read[k], boxes[k]) for k in boxes)
+    scores = score_boxes(split, read)
+    # a: 2500 / 5000 = 0.5; b: exact match with the first GT box = 1.0; c: 50 / 100 = 0.5
+    assert scores["mIoU"] == pytest.approx(100 * 2 / 3)
+    assert scores["IoU>=30"] == 100.0 and scores["IoU>=50"] == 100.0 and scores["IoU>=70"] == pytest.approx(100 / 3)
+    # rescaled to 224 x 224 by the evaluation's rule
+    assert score_boxes(split, read, rescale=224)["images"] == 3
+
+
+def test_box_file_errors_name_file_and_line(tmp_path):
+    split = _split()
+    path = tmp_path / "bad.txt"
+    path.write_text("a.jpg,0,0,9\nb.jpg,0,0,x,9\nc.jpg,5,5,1,1\nzzz.jpg,0,0,1,1\na.jpg,0,0,1,1\na.jpg,0,0,2,2\n")
+    with pytest.raises(DataError) as e:
+        read_box_file(path, split)
+    text = str(e.value)
+    for fragment in ("bad.txt:1", "bad.txt:2", "bad.txt:3", "bad.txt:4", "bad.txt:6", "second box", "have no box"):
+        assert fragment in text
+
+
+def test_noise_generator():
+    rng = np.random.default_rng(0)
+    boxes = np.array([[20, 30, 59, 69]] * 2000)
+    sizes = np.array([[100, 120]] * 2000)
+    assert np.array_equal(perturb_boxes(boxes, sizes, 0.0, rng), boxes)
+    mean_iou = []
+    for level in NOISE_LEVELS:
+        noisy = perturb_boxes(boxes, sizes, level / 100, np.random.default_rng(level))
+        assert (noisy[:, 0] >= 0).all() and (noisy[:, 2] <= 99).all() and (noisy[:, 3] <= 119).all()
+        assert (noisy[:, 2] >= noisy[:, 0]).all() and (noisy[:, 3] >= noisy[:, 1]).all()
+        w = noisy[:, 2] - noisy[:, 0] + 1
+        # scale and aspect each change the width by at most a factor (1 +- L): (1 + L)^2 at most, plus rounding
+        assert w.max() <= 40 * (1 + level / 100) ** 2 + 1
+        from tedloc.eval.boxes import box_iou
+
+        mean_iou.append(np.mean([box_iou(n, b)[0, 0] for n, b in zip(noisy[:300], boxes[:300])]))
+    assert all(a > b for a, b in zip(mean_iou, mean_iou[1:]))  # more noise, lower IoU
+    assert mean_iou[0] > 0.85 and mean_iou[-1] < 0.6
+    split = _split()
+    a, b = noisy_split(split, 20, seed=1), noisy_split(split, 20, seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a.boxes, b.boxes)) and len(a.boxes[1]) == 2
+    assert split.boxes[0].tolist() == [[0, 0, 49, 49]]  # the original is untouched
+
+
+def test_selection_table_arithmetic():
+    from pathlib import Path
+
+    from tedloc.protocol.selection import Checkpoint, protocol_table
+
+    c1, c2 = Checkpoint(Path("r1"), 1), Checkpoint(Path("r2"), 3)
+    results = {
+        c1: {"val": {"GT": {"acc50": [10, 50, 30], "miou": [1, 2, 3], "CL@1": 70.0},
+                     "ps": {"acc50": [0, 0, 90], "miou": [0, 0, 0], "CL@1": 70.0}},
+             "test": {"acc50": [20, 40, 60], "miou": [21, 41, 61], "otsu": {"MaxBoxAcc": 33.0, "mIoU": 34.0}}},
+        c2: {"val": {"GT": {"acc50": [40, 45, 20], "miou": [0, 0, 0], "CL@1": 80.0},
+                     "ps": {"acc50": [95, 0, 0], "miou": [0, 0, 0], "CL@1": 80.0}},
+             "test": {"acc50": [70, 10, 0], "miou": [71, 11, 1], "otsu": {"MaxBoxAcc": 44.0, "mIoU": 45.0}}},
+    }
+    table = protocol_table(results, ["GT", "ps"])
+    assert table["GT"]["BT-TT"] == {"MaxBoxAcc": 70.0, "mIoU": 71.0, "checkpoint": "r2@3", "tau_index": 0}
+    assert table["GT"]["BV-TT"]["MaxBoxAcc"] == 60.0 and table["GT"]["BV-TT"]["checkpoint"] == "r1@1"
+    assert table["GT"]["BV-VT"]["MaxBoxAcc"] == 40.0 and table["GT"]["BV-VT"]["mIoU"] == 41.0  # c1 at val tau 1
+    assert table["GT"]["BT-VT"]["MaxBoxAcc"] == 10.0  # c2 at its val tau (index 1): a bad transfer
+    assert table["ps"]["BV-TT"]["checkpoint"] == "r2@3" and table["ps"]["BV-VT"]["MaxBoxAcc"] == 70.0
+    assert table["cls"]["BV-TT"]["checkpoint"] == "r2@3" and table["cls"]["BV-VT"] is None
+    assert table["cls"]["BV-Otsu"] == {"MaxBoxAcc": 44.0, "mIoU": 45.0, "checkpoint": "r2@3"}
+
+
+def test_pointing_game_selection():
+    from tedloc.protocol.annotators import select_by_pointing_game
+
+    boxes = np.array([[0, 0, 9, 9], [20, 20, 29, 29], [0, 0, 29, 29], [15, 15, 25, 25], [5, 5, 6, 6],
+                      [0, 0, 1, 1], [2, 2, 3, 3], [4, 4, 5, 5], [6, 6, 7, 7], [8, 8, 9, 9]])
+    rank = np.arange(10, 0, -1)  # boxes 0 and 1 form the top 20 %
+    conf = {tuple(b): c for b, c in zip(boxes.tolist(), [0.1, 0.2, 0.9, 0.8, 0.3, 0, 0, 0, 0, 0])}
+    confidence = lambda bs: np.array([conf[tuple(b)] for b in bs.tolist()])  # noqa: E731
+    # the peak is in box 1 only (of the pool): box 1 wins although box 2 is more confident (outside the pool)
+    assert select_by_pointing_game(boxes, rank, (25, 25), confidence).tolist() == [20, 20, 29, 29]
+    # with a larger pool, boxes 1, 2 and 3 contain the peak: the most confident, box 2, wins
+    assert select_by_pointing_game(boxes, rank, (22, 22), confidence, fraction=0.4).tolist() == [0, 0, 29, 29]
+    # no box of the pool contains the peak: the most confident of the pool
+    assert select_by_pointing_game(boxes, rank, (50, 50), confidence).tolist() == [20, 20, 29, 29]
+
+
+@pytest.fixture(scope="module")
+def classifier_run(synthetic_small, tmp_path_factory):
+    from tedloc.engine import PretrainConfig, pretrain
+
+    run = tmp_path_factory.mktemp("protocol") / "cnn"
+    pretrain(synthetic_small, run, PretrainConfig(input_size=48, epochs=2, batch_size=8, workers=0))
+    return run
+
+
+def _valid(box, size):
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return 0 <= x0 <= x1 < size[0] and 0 <= y0 <= y1 < size[1]
+
+
+def test_annotators_give_valid_boxes_from_their_proposals(classifier_run, synthetic_small):
+    from tedloc.data import load_dataset
+    from tedloc.data.images import load_image
+    from tedloc.protocol.annotators import create_annotator, selective_search_boxes
+
+    split = load_dataset(synthetic_small)["val"]
+    image, label = load_image(split.image_path(0)), int(split.labels[0])
+    assert _valid(create_annotator("cam", classifier_run)(image, label), image.size)
+    ss = create_annotator("ss", classifier_run, max_proposals=50)
+    box = ss(image, label)
+    assert _valid(box, image.size)
+    assert any(np.array_equal(box, p) for p in selective_search_boxes(image, "fast", 50))
+    rpn = create_annotator("rpn", classifier_run, weights=None, min_size=64, max_proposals=50)  # random weights
+    proposals = rpn.proposals(image)
+    assert len(proposals) > 0 and all(_valid(p, image.size) for p in proposals)
+    box = rpn(image, label)
+    assert any(np.array_equal(box, p) for p in proposals)
+
+
+def test_clip_maps_with_random_weights(synthetic_small):
+    pytest.importorskip("open_clip")
+    from tedloc.cams.clip_cam import CLIPCAM
+    from tedloc.data import load_dataset
+    from tedloc.data.images import load_image
+
+    dataset = load_dataset(synthetic_small)
+    clip = CLIPCAM("open_clip:ViT-B-32@random", dataset.class_names)
+    image = load_image(dataset["val"].image_path(0))
+    m = clip(image, 1)
+    assert m.shape == (image.size[1], image.size[0]) and 0 <= m.min() and m.max() <= 1
+    assert clip.raw_map(image, 1).shape == (7, 7)
+
+
+def test_make_pseudo_boxes_resumes_and_scores(classifier_run, synthetic_small, tmp_path):
+    from tedloc.data import load_dataset
+    from tedloc.protocol.make_boxes import make_pseudo_boxes
+
+    split = load_dataset(synthetic_small)["val"]
+    out = tmp_path / "cam.txt"
+    (tmp_path / "cam.txt.partial").write_text(f"{split.image_ids[0]},1,2,3,4\n{split.image_ids[1]},1,2")  # cut short
+    summary = make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, out)
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(split) and lines[0] == f"{split.image_ids[0]},1,2,3,4"  # the finished line is kept
+    assert not (tmp_path / "cam.txt.partial").exists()
+    assert 0 <= summary["score"]["mIoU"] <= 100 and summary["images"] == len(split)
+    assert make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, out) == summary
+    with pytest.raises(Exception, match="other settings"):
+        make_pseudo_boxes(synthetic_small, "val", "ss", classifier_run, out)
+
+
+def test_protocol_table_and_noise_study_commands(classifier_run, synthetic_small, tmp_path, capsys):
+    import json
+
+    from tedloc.cli import main
+
+    boxes = tmp_path / "cam.txt"
+    assert main(["pseudo-boxes", "--data", str(synthetic_small), "--method", "cam", "--run", str(classifier_run),
+                 "--out", str(boxes)]) == 0
+    assert main(["pseudo-boxes", "score", "--data", str(synthetic_small), "--boxes", str(boxes), "--json"]) == 0
+    score = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert score["images"] == 8
+    table_json = tmp_path / "table.json"
+    assert main(["protocol-table", "--runs", str(classifier_run), "--data", str(synthetic_small),
+                 "--pseudo-boxes", f"cam={boxes}", "--json", str(table_json), "--csv", str(tmp_path / "t.csv")]) == 0
+    table = json.loads(table_json.read_text())
+    assert set(table) == {"cls", "GT", "cam"}
+    assert table["GT"]["BT-TT"]["MaxBoxAcc"] >= table["GT"]["BV-TT"]["MaxBoxAcc"]  # BT is the best test score
+    assert table["GT"]["BT-TT"]["MaxBoxAcc"] >= table["cam"]["BV-VT"]["MaxBoxAcc"]
+    assert (classifier_run / "protocol" / "epoch_001.json").exists()
+    assert main(["noise-study", "--runs", str(classifier_run), "--data", str(synthetic_small)]) == 0
+    assert "| noise50 |" in capsys.readouterr().out
