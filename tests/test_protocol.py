@@ -190,3 +190,23 @@ def test_protocol_table_and_noise_study_commands(classifier_run, synthetic_small
     assert (classifier_run / "protocol" / "epoch_001.json").exists()
     assert main(["noise-study", "--runs", str(classifier_run), "--data", str(synthetic_small)]) == 0
     assert "| noise50 |" in capsys.readouterr().out
+
+
+def test_sweep_is_resumable(classifier_run, synthetic_small, tmp_path):
+    pytest.importorskip("optuna")
+    from tedloc.cli import main
+    from tedloc.protocol.make_boxes import make_pseudo_boxes
+
+    boxes = tmp_path / "cam.txt"
+    make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, boxes)
+    common = ["sweep", "--method", "cam", "--data", str(synthetic_small), "--pseudo-boxes", str(boxes),
+              "--out", str(tmp_path / "sweep"), "--epochs", "1", "--batch-size", "8", "--input-size", "48",
+              "--workers", "0"]
+    assert main([*common, "--trials", "1"]) == 0
+    assert main([*common, "--trials", "2"]) == 0  # continues the study: one more trial
+    import optuna
+
+    study = optuna.load_study(study_name="tedloc-cam", storage=f"sqlite:///{tmp_path / 'sweep' / 'study.db'}")
+    assert [t.number for t in study.trials] == [0, 1] and all(0 <= t.value <= 100 for t in study.trials)
+    assert set(study.trials[0].params) == {"lr", "weight_decay", "lr_gamma", "lr_step"}
+    assert (tmp_path / "sweep" / "trial_0001" / "model.json").exists()

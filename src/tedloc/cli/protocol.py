@@ -5,6 +5,7 @@ import argparse
 import csv
 import io
 import json
+from pathlib import Path
 
 from tedloc.cli import command
 from tedloc.errors import TedlocError
@@ -149,3 +150,54 @@ def configure_noise_study(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
     parser.set_defaults(func=_noise_study)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from tedloc.protocol.sweep import run_sweep
+
+    inputs = None
+    if args.method == "cam":
+        from tedloc.engine.pretrain import PretrainConfig
+
+        base = PretrainConfig(arch=args.arch, input_size=args.input_size, epochs=args.epochs,
+                              batch_size=args.batch_size, workers=args.workers)
+    else:
+        from tedloc.engine.tedloc_train import TeDLocTrainConfig
+
+        if not (args.anchors and args.cams and args.encoder_run):
+            raise TedlocError("--method tedloc needs --anchors, --cams and --encoder-run")
+        base = TeDLocTrainConfig(encoder=args.arch, encoder_run=str(Path(args.encoder_run).resolve()),
+                                 input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size,
+                                 workers=args.workers, decoder_channels=tuple(args.decoder_channels),
+                                 feature_cache=args.feature_cache)
+        inputs = {"anchors": args.anchors, "cams": args.cams}
+    study = run_sweep(args.method, args.data, args.out, args.pseudo_boxes, args.trials, base, args.storage,
+                      tuple(args.step_range), args.seed, inputs, args.interval)
+    best = study.best_trial
+    print(f"{len(study.trials)} trials; best val MaxBoxAcc vs pseudo-boxes {best.value:.2f} "
+          f"({best.user_attrs.get('run')}, epoch {best.user_attrs.get('best_epoch')}): {best.params}")
+    return 0
+
+
+@command("sweep", help="hyper-parameter search scored by val pseudo-boxes, never GT boxes (Optuna, resumable)")
+def configure_sweep(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=("cam", "tedloc"), required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--pseudo-boxes", required=True, help="val pseudo-box file (tedloc pseudo-boxes)")
+    parser.add_argument("--out", required=True, help="folder of the trials' runs (and study.db)")
+    parser.add_argument("--trials", type=int, default=20, help="finished trials wanted in the study")
+    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
+    parser.add_argument("--step-range", type=int, nargs=2, default=[2, 9], metavar=("LOW", "HIGH"))
+    parser.add_argument("--arch", default="tedloc_resnet_tiny", help="classifier (cam) or encoder (tedloc)")
+    parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--anchors", help="tedloc: anchor file")
+    parser.add_argument("--cams", help="tedloc: map cache of the train split")
+    parser.add_argument("--encoder-run", help="tedloc: the pretrain run whose backbone is E")
+    parser.add_argument("--decoder-channels", type=int, nargs="+", default=[32])
+    parser.add_argument("--feature-cache", help="tedloc: shared feature cache folder (recommended)")
+    parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=_sweep)
