@@ -134,6 +134,7 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
 
     torch.manual_seed(config.seed)
     model = build_classifier(config.arch, dataset.num_classes, config.pretrained, config.encoder_weights)
+    model = model.to(memory_format=torch.channels_last)  # ~30 % faster convolutions on CPU (BENCHMARKS.md)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
     history: list[dict] = []
@@ -159,7 +160,7 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
         seen = correct = 0
         total = 0.0
         for batch in progress(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch"):
-            logits = model(batch["image"])
+            logits = model(batch["image"].contiguous(memory_format=torch.channels_last))
             loss = F.cross_entropy(logits, batch["label"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

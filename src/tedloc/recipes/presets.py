@@ -40,8 +40,8 @@ def _tin_quick() -> Recipe:
 @PRESETS.register("tinyimagenet-full")
 def _tin_full() -> Recipe:
     return Recipe(
-        pretrain=PretrainConfig(epochs=10, lr_step=4, workers=1),
-        tedloc=TeDLocTrainConfig(decoder_channels=(32,), epochs=5, lr_step=4, batch_size=128, cache_views=2,
+        pretrain=PretrainConfig(epochs=8, lr_step=3, workers=1),
+        tedloc=TeDLocTrainConfig(decoder_channels=(32,), epochs=6, lr_step=4, batch_size=128, cache_views=2,
                                  workers=0),
         variants=ALL_VARIANTS, overlays=6)
 
