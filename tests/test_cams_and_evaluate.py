@@ -62,7 +62,7 @@ def test_cache_is_made_once_reused_and_resumed(cam_run, synthetic_small, tmp_pat
     partial.maps[10:] = 0
     partial.maps.flush()
     partial.done[10:] = False
-    partial._write_done(partial.done)
+    partial.done_rows.save()
     with pytest.raises(TedlocError, match="not computed"):
         partial.get([12])
     resumed = compute_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache")

@@ -30,16 +30,22 @@ def inputs(synthetic_small, tmp_path_factory):
     return root, cfg
 
 
-def test_train_resume_and_localizer(inputs, synthetic_small, tmp_path):
-    root, cfg = inputs
-    full = train_tedloc(synthetic_small, tmp_path / "full", root / "anchors.safetensors", root / "cache", cfg)
-    assert len(full) == 2 and all(np.isfinite(r["loss_total"]) for r in full)
+def _train_whole_and_interrupted(data, root, cfg, tmp_path) -> list[dict]:
+    """Train ``cfg`` (2 epochs) in one go into tmp_path/full, and as 1 epoch then resumed into tmp_path/part."""
+    full = train_tedloc(data, tmp_path / "full", root / "anchors.safetensors", root / "cache", cfg)
     one = TeDLocTrainConfig(**{**cfg.__dict__, "epochs": 1})
-    train_tedloc(synthetic_small, tmp_path / "part", root / "anchors.safetensors", root / "cache", one)
+    train_tedloc(data, tmp_path / "part", root / "anchors.safetensors", root / "cache", one)
     conf = json.loads((tmp_path / "part" / "config.json").read_text())
     conf["config"]["epochs"] = 2
     (tmp_path / "part" / "config.json").write_text(json.dumps(conf))
-    train_tedloc(synthetic_small, tmp_path / "part", root / "anchors.safetensors", root / "cache", cfg)
+    train_tedloc(data, tmp_path / "part", root / "anchors.safetensors", root / "cache", cfg)
+    return full
+
+
+def test_train_resume_and_localizer(inputs, synthetic_small, tmp_path):
+    root, cfg = inputs
+    full = _train_whole_and_interrupted(synthetic_small, root, cfg, tmp_path)
+    assert len(full) == 2 and all(np.isfinite(r["loss_total"]) for r in full)
     a, _, meta = load_checkpoint(tmp_path / "full" / "model")
     b, _, _ = load_checkpoint(tmp_path / "part" / "model")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -86,7 +92,7 @@ def test_feature_cache_builds_once_resumes_and_refuses_other_encoders(inputs, sy
     before = np.array(cache.features)
     cache.done[3:9] = False
     cache.features[3:9] = 0
-    cache._write_done(cache.done)
+    cache.done_rows.save()
     again = build_feature_cache(encoder, split, transform, tmp_path / "f", num_views=2, batch_size=8)
     assert again.complete and np.array_equal(np.array(again.features), before)
     with pytest.raises(TedlocError, match="another setting.*encoder_sha1"):
@@ -99,14 +105,8 @@ def test_feature_cache_builds_once_resumes_and_refuses_other_encoders(inputs, sy
 def test_training_from_the_feature_cache_resumes_exactly(inputs, synthetic_small, tmp_path):
     root, cfg = inputs
     cached = TeDLocTrainConfig(**{**cfg.__dict__, "feature_cache": str(tmp_path / "features")})
-    full = train_tedloc(synthetic_small, tmp_path / "full", root / "anchors.safetensors", root / "cache", cached)
+    full = _train_whole_and_interrupted(synthetic_small, root, cached, tmp_path)
     assert len(full) == 2 and (tmp_path / "features" / "done.npy").exists()
-    one = TeDLocTrainConfig(**{**cached.__dict__, "epochs": 1})
-    train_tedloc(synthetic_small, tmp_path / "part", root / "anchors.safetensors", root / "cache", one)
-    conf = json.loads((tmp_path / "part" / "config.json").read_text())
-    conf["config"]["epochs"] = 2
-    (tmp_path / "part" / "config.json").write_text(json.dumps(conf))
-    train_tedloc(synthetic_small, tmp_path / "part", root / "anchors.safetensors", root / "cache", cached)
     a, _, _ = load_checkpoint(tmp_path / "full" / "model")
     b, _, _ = load_checkpoint(tmp_path / "part" / "model")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from tedloc.errors import TedlocError
-from tedloc.utils.io import atomic_write, atomic_write_text
+from tedloc.utils.io import atomic_write_text
+from tedloc.utils.row_files import DoneRows, create_npy
 
 __all__ = ["MapCache"]
 
@@ -48,11 +49,8 @@ class MapCache:
                 raise TedlocError(f"no map cache at {self.root}")
             index = {"image_ids": list(image_ids), "size": list(size), "source": source or {}, "dtype": "float16"}
             self.root.mkdir(parents=True, exist_ok=True)
-            maps = np.lib.format.open_memmap(self.root / "maps.npy.partial", mode="w+", dtype=np.float16,
-                                             shape=(len(image_ids), *size))
-            del maps
-            os.replace(self.root / "maps.npy.partial", self.root / "maps.npy")
-            self._write_done(np.zeros(len(image_ids), dtype=bool))
+            create_npy(self.root / "maps.npy", np.float16, (len(image_ids), *size))
+            DoneRows(self.root / "done.npy", len(image_ids))
             atomic_write_text(index_path, json.dumps(index) + "\n")
         self.index = index
         self.image_ids: list[str] = index["image_ids"]
@@ -60,21 +58,18 @@ class MapCache:
         self.source = index["source"]
         self._row = {image_id: i for i, image_id in enumerate(self.image_ids)}
         self.maps = np.load(self.root / "maps.npy", mmap_mode="r+")
-        self.done = np.load(self.root / "done.npy")
-
-    def _write_done(self, done: np.ndarray) -> None:
-        with atomic_write(self.root / "done.npy", "wb") as f:
-            np.save(f, done)
+        self.done_rows = DoneRows(self.root / "done.npy")
+        self.done = self.done_rows.flags
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
     @property
     def complete(self) -> bool:
-        return bool(self.done.all())
+        return self.done_rows.complete
 
     def missing(self) -> np.ndarray:
-        return np.flatnonzero(~self.done)
+        return self.done_rows.missing()
 
     def write(self, rows: np.ndarray, maps: np.ndarray) -> None:
         """Store normalised maps for ``rows``, flush them, then mark them done."""
@@ -83,8 +78,7 @@ class MapCache:
             raise ValueError(f"maps of shape {maps.shape[1:]} for a cache of {self.size}")
         self.maps[rows] = maps.astype(np.float16)
         self.maps.flush()
-        self.done[rows] = True
-        self._write_done(self.done)
+        self.done_rows.mark(rows)
 
     def row(self, image_id: str) -> int:
         return self._row[image_id]

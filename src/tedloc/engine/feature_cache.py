@@ -30,8 +30,9 @@ from tedloc.data.dataset import Split
 from tedloc.data.images import load_image
 from tedloc.data.transforms import TrainTransform, to_normalized_tensor
 from tedloc.errors import TedlocError
-from tedloc.utils.io import atomic_write, atomic_write_text
+from tedloc.utils.io import atomic_write_text
 from tedloc.utils.progress import progress
+from tedloc.utils.row_files import DoneRows, create_npy
 
 __all__ = ["FeatureCache", "build_feature_cache", "CachedFeatureDataset", "encoder_fingerprint"]
 
@@ -66,38 +67,34 @@ class FeatureCache:
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             n, v = len(index["image_ids"]), index["num_views"]
-            for name, dtype, shape in (("features", np.float16, (n, v, *index["feature_shape"])),
-                                       ("views", np.int64, (n, v, 9))):
-                arr = np.lib.format.open_memmap(self.root / f"{name}.npy.partial", mode="w+", dtype=dtype, shape=shape)
-                del arr
-                os.replace(self.root / f"{name}.npy.partial", self.root / f"{name}.npy")
-            self._write_done(np.zeros(n, dtype=bool))
+            create_npy(self.root / "features.npy", np.float16, (n, v, *index["feature_shape"]))
+            create_npy(self.root / "views.npy", np.int64, (n, v, 9))
+            DoneRows(self.root / "done.npy", n)
             atomic_write_text(path, json.dumps(index) + "\n")
         self.index = index
         self.image_ids: list[str] = index["image_ids"]
         self.num_views: int = index["num_views"]
         self.features = np.load(self.root / "features.npy", mmap_mode="r+")
         self.views = np.load(self.root / "views.npy", mmap_mode="r+")
-        self.done = np.load(self.root / "done.npy")
-
-    def _write_done(self, done: np.ndarray) -> None:
-        with atomic_write(self.root / "done.npy", "wb") as f:
-            np.save(f, done)
+        self.done_rows = DoneRows(self.root / "done.npy")
+        self.done = self.done_rows.flags
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
     @property
     def complete(self) -> bool:
-        return bool(self.done.all())
+        return self.done_rows.complete
+
+    def missing(self) -> np.ndarray:
+        return self.done_rows.missing()
 
     def write(self, rows: np.ndarray, features: np.ndarray, views: np.ndarray) -> None:
         self.features[rows] = features.astype(np.float16)
         self.views[rows] = views
         self.features.flush()
         self.views.flush()
-        self.done[rows] = True
-        self._write_done(self.done)
+        self.done_rows.mark(rows)
 
 
 class _ViewsDataset(Dataset):
@@ -133,7 +130,7 @@ def build_feature_cache(encoder, split: Split, transform: TrainTransform, root: 
              "encoder": info.name, "encoder_sha1": encoder_fingerprint(encoder), "transform": asdict(transform),
              "feature_shape": list(shape), "mean": list(info.mean), "std": list(info.std), "dtype": "float16"}
     cache = FeatureCache(root, index)
-    missing = np.flatnonzero(~cache.done)
+    missing = cache.missing()
     if len(missing) == 0:
         return cache
     dataset = _ViewsDataset(split, transform, num_views, seed, info.mean, info.std)

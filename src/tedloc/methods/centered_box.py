@@ -11,7 +11,7 @@ import numpy as np
 from tedloc.data.dataset import Split
 from tedloc.eval.evaluator import WSOLEvaluator
 
-__all__ = ["centered_box_map", "centered_box_baseline"]
+__all__ = ["centered_box_map", "centered_box_metrics", "centered_box_baseline"]
 
 
 def centered_box_map(size: int, fraction: float) -> np.ndarray:
@@ -23,15 +23,20 @@ def centered_box_map(size: int, fraction: float) -> np.ndarray:
     return m
 
 
+def centered_box_metrics(split: Split, size: int, fraction: float) -> dict:
+    """Metrics of the centered box of side ``fraction`` (maps of ``size`` x ``size``) on ``split``."""
+    evaluator = WSOLEvaluator(split, interval=0.5)  # a binary map gives the same box at every threshold
+    m = centered_box_map(size, fraction)
+    for image_id in split.image_ids:
+        evaluator.accumulate(image_id, m)
+    return evaluator.compute()
+
+
 def centered_box_baseline(split: Split, size: int = 224, fractions=np.arange(0.3, 1.0001, 0.05)) -> tuple[float, dict]:
     """(best fraction, its metrics) over ``fractions``; maps of ``size`` x ``size`` (the input size)."""
     best = None
     for f in fractions:
-        evaluator = WSOLEvaluator(split, interval=0.5)  # a binary map gives the same box at every threshold
-        m = centered_box_map(size, float(f))
-        for image_id in split.image_ids:
-            evaluator.accumulate(image_id, m)
-        metrics = evaluator.compute()
+        metrics = centered_box_metrics(split, size, float(f))
         key = (metrics["MaxBoxAcc"], metrics["mIoU"])  # ties in accuracy: the better fitting box
         if best is None or key > (best[1]["MaxBoxAcc"], best[1]["mIoU"]):
             best = (float(f), metrics)

@@ -27,15 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
 from tedloc.data.dataset import Split
 from tedloc.errors import TedlocError
 from tedloc.eval.evaluator import WSOLEvaluator
-from tedloc.eval.scoremaps import normalize_scoremap
+from tedloc.eval.localizer_eval import iter_score_maps
 from tedloc.utils.io import atomic_write_text
-from tedloc.utils.progress import progress
 
 __all__ = ["Checkpoint", "evaluate_checkpoint", "select", "protocol_table", "list_checkpoints", "CELLS"]
 
@@ -86,7 +83,6 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
     ``splits`` maps supervision names to val splits (same images, different boxes). Cached per
     checkpoint in ``RUN/protocol/epoch_NNN.json``; only missing entries are computed.
     """
-    from tedloc.data import EvalTransform, WSOLImageDataset
     from tedloc.methods import load_model
 
     path = ckpt.run / "protocol" / f"epoch_{ckpt.epoch:03d}.json"
@@ -97,16 +93,10 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
     need_test = test_key not in cache
     if todo or need_test:
         localizer = load_model(ckpt.run, ckpt.epoch)
-        size = (localizer.input_size, localizer.input_size)
 
         def maps_of(split: Split):
-            ds = WSOLImageDataset(split, EvalTransform(localizer.input_size), mean=localizer.mean, std=localizer.std)
-            for batch in progress(DataLoader(ds, batch_size=batch_size), desc=f"{ckpt.name} {split.name}"):
-                with torch.no_grad():
-                    scores, maps = localizer.predict(batch["image"])
-                for j, i in enumerate(batch["index"].tolist()):
-                    yield split.image_ids[i], normalize_scoremap(maps[j].double().numpy(), size), \
-                        scores[j].double().numpy()
+            for image_id, maps, scores in iter_score_maps(localizer, split, batch_size=batch_size):
+                yield image_id, next(iter(maps.values())), scores
 
         if todo:
             first = next(iter(todo.values()))

@@ -105,19 +105,14 @@ def _evaluate(run: Path, data: Path, out: Path, batch_size: int) -> dict:
 def _centered_box(data: Path, out: Path, size: int) -> dict:
     """The centered box with its side chosen on val (best MaxBoxAcc there), scored on test."""
     from tedloc.data import load_dataset
-    from tedloc.eval.evaluator import WSOLEvaluator
-    from tedloc.methods.centered_box import centered_box_baseline, centered_box_map
+    from tedloc.methods.centered_box import centered_box_baseline, centered_box_metrics
 
     path = out / "eval" / "centered_box.json"
     if path.exists():
         return json.loads(path.read_text())
     dataset = load_dataset(data, splits=["val", "test"])
     fraction, _ = centered_box_baseline(dataset["val"], size)
-    evaluator = WSOLEvaluator(dataset["test"], interval=0.5)
-    m = centered_box_map(size, fraction)
-    for image_id in dataset["test"].image_ids:
-        evaluator.accumulate(image_id, m)
-    metrics = evaluator.compute()
+    metrics = centered_box_metrics(dataset["test"], size, fraction)
     metrics["box_fraction"] = fraction
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
