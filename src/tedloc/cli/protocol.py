@@ -169,7 +169,7 @@ def _sweep(args: argparse.Namespace) -> int:
         base = TeDLocTrainConfig(encoder=args.arch, encoder_run=str(Path(args.encoder_run).resolve()),
                                  input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size,
                                  workers=args.workers, decoder_channels=tuple(args.decoder_channels),
-                                 feature_cache=args.feature_cache)
+                                 feature_cache=args.feature_cache, cache_views=args.cache_views)
         inputs = {"anchors": args.anchors, "cams": args.cams}
     study = run_sweep(args.method, args.data, args.out, args.pseudo_boxes, args.trials, base, args.storage,
                       tuple(args.step_range), args.seed, inputs, args.interval)
@@ -198,6 +198,7 @@ def configure_sweep(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-run", help="tedloc: the pretrain run whose backbone is E")
     parser.add_argument("--decoder-channels", type=int, nargs="+", default=[32])
     parser.add_argument("--feature-cache", help="tedloc: shared feature cache folder (recommended)")
+    parser.add_argument("--cache-views", type=int, default=2, help="tedloc: training views per image in the cache")
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=_sweep)

@@ -37,7 +37,7 @@ class ImageBoxStats:
     """Per-threshold results of one image: best IoUs and the error kind of the single box."""
 
     v1_iou: np.ndarray  # (T,) best IoU of the largest-contour box with any GT box
-    v2_iou: np.ndarray  # (T,) best IoU of any contour box with any GT box
+    v2_iou: np.ndarray  # (T,) best IoU of any contour box with any GT box, exact as far as the IoU thresholds tell
     error_kind: np.ndarray  # (T,) index into ERROR_KINDS of the single box (meaningful where IoU < 0.5)
 
 
@@ -53,14 +53,20 @@ def _error_kinds(inter: np.ndarray, area_pred: np.ndarray, area_gt: np.ndarray) 
     return kind
 
 
-def image_box_stats(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, backend: str | None = None) -> ImageBoxStats:
-    """Best IoUs at every cut of one quantised map; each distinct cut is evaluated once."""
-    uniq, inverse = np.unique(cuts, return_inverse=True)
-    single, v2 = boxes_at_cuts(u8, uniq, gt_boxes, backend)
+def image_box_stats(
+    u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, backend: str | None = None,
+    iou_thresholds: tuple[int, ...] = (30, 50, 70),
+) -> ImageBoxStats:
+    """Best IoUs at every (non-decreasing) cut of one quantised map."""
+    single, v2 = boxes_at_cuts(u8, cuts, gt_boxes, backend, iou_deltas(iou_thresholds))
     inter, area_p, area_g = box_overlaps(single, gt_boxes)
     v1 = iou_from_overlaps(inter, area_p, area_g).max(1)
-    kind = _error_kinds(inter, area_p, area_g)
-    return ImageBoxStats(v1[inverse], v2[inverse], kind[inverse])
+    return ImageBoxStats(v1, v2, _error_kinds(inter, area_p, area_g))
+
+
+def iou_deltas(iou_thresholds: tuple[int, ...]) -> np.ndarray:
+    """IoU thresholds in percent as the fractions every IoU is compared with."""
+    return np.asarray(iou_thresholds, dtype=np.float64) / 100.0
 
 
 @dataclass
@@ -99,7 +105,7 @@ class BoxAccumulator:
 
     def add(self, stats: ImageBoxStats, top1: bool | None = None, top5: bool | None = None) -> None:
         """Add one image; ``top1``/``top5`` say whether its class prediction was right (None: unknown)."""
-        deltas = np.asarray(self.iou_thresholds, dtype=np.float64)[:, None] / 100.0
+        deltas = iou_deltas(self.iou_thresholds)[:, None]
         self.v1_correct += stats.v1_iou[None, :] >= deltas
         self.v2_correct += stats.v2_iou[None, :] >= deltas
         self.iou_sum += np.rint(stats.v1_iou * _IOU_SCALE).astype(np.int64)

@@ -109,35 +109,43 @@ def largest_contour_box(u8: np.ndarray, cut: int) -> np.ndarray:
     return np.array((x, y, min(x + w, width - 1), min(y + h, height - 1)), dtype=np.int64)
 
 
-def _boxes_at_cuts_contours(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reference algorithm: one contour search per distinct cut."""
-    v1 = np.empty((len(cuts), 4), dtype=np.int64)
-    v2 = np.empty(len(cuts))
-    for j, cut in enumerate(cuts):
+def _boxes_at_cuts_contours(
+    u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, deltas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference algorithm: one contour search per distinct cut (exact best IoUs)."""
+    uniq, inverse = np.unique(cuts, return_inverse=True)
+    v1 = np.empty((len(uniq), 4), dtype=np.int64)
+    v2 = np.empty(len(uniq))
+    for j, cut in enumerate(uniq):
         boxes, best = boxes_at_cut(u8, int(cut))
         v1[j] = boxes[best]
         v2[j] = box_iou(boxes, gt_boxes).max()
-    return v1, v2
+    return v1[inverse], v2[inverse]
 
 
-def _boxes_at_cuts_unionfind(u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All cuts at once with two union-find passes (C kernel); equal to the contour search."""
+def _boxes_at_cuts_kernel(
+    u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, deltas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """All cuts at once in the C kernel (runs and union-find); the same results as the contour search."""
     levels = np.ascontiguousarray(u8, dtype=np.uint8)
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
     gt = np.ascontiguousarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
     v2 = np.empty(len(cuts), dtype=np.float64)
     v1 = np.empty((len(cuts), 4), dtype=np.int64)
     undecided = np.empty(len(cuts), dtype=np.int64)
-    _box_kernel(levels, levels.shape[0], levels.shape[1], cuts, gt, v2, v1, undecided)
-    for j in np.flatnonzero(undecided):  # holes left the largest contour uncertain: search contours
-        v1[j] = largest_contour_box(u8, int(cuts[j]))
+    _box_kernel(levels, levels.shape[0], levels.shape[1], cuts, gt, np.ascontiguousarray(deltas, dtype=np.float64),
+                v2, v1, undecided)
+    if undecided.any():  # holes left the largest contour uncertain: search contours at those cuts
+        for cut in np.unique(cuts[undecided != 0]):
+            v1[cuts == cut] = largest_contour_box(u8, int(cut))
     return v1, v2
 
 
-# name -> fn(u8, ascending distinct cuts, GT boxes) -> (single box per cut, best multi-box IoU per cut)
+# name -> fn(u8, non-decreasing cuts, GT boxes, ascending IoU thresholds) -> (single box per cut, best multi-box IoU
+# per cut: exact, or, for the kernel, a value on the same side of every IoU threshold as the exact one)
 BOX_BACKENDS: dict[str, Callable] = {"contours": _boxes_at_cuts_contours}
 if _box_kernel is not None:
-    BOX_BACKENDS["unionfind"] = _boxes_at_cuts_unionfind
+    BOX_BACKENDS["unionfind"] = _boxes_at_cuts_kernel
 
 
 def default_backend() -> str:
@@ -146,12 +154,24 @@ def default_backend() -> str:
 
 
 def boxes_at_cuts(
-    u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, backend: str | None = None
+    u8: np.ndarray,
+    cuts: np.ndarray,
+    gt_boxes: np.ndarray,
+    backend: str | None = None,
+    deltas: tuple[float, ...] = (0.3, 0.5, 0.7),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Single-contour box and best multi-contour IoU at each of the ascending distinct ``cuts``."""
+    """Single-contour box and best multi-contour IoU at each of the non-decreasing ``cuts``.
+
+    The multi-contour IoU is only ever compared with the IoU thresholds ``deltas``: backends may
+    skip hole contours that cannot change any of those comparisons (the value is then a lower
+    bound on the same side of every threshold as the exact one).
+    """
     name = backend or default_backend()
     try:
         fn = BOX_BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown box backend {name!r}; available: {', '.join(BOX_BACKENDS)}") from None
-    return fn(u8, cuts, gt_boxes)
+    cuts = np.asarray(cuts, dtype=np.int64)
+    if len(cuts) > 1 and (np.diff(cuts) < 0).any():
+        raise ValueError("cuts must be non-decreasing")
+    return fn(u8, cuts, gt_boxes, np.unique(np.asarray(deltas, dtype=np.float64)))

@@ -123,7 +123,8 @@ class WSOLEvaluator:
                 raise DataError(f"image {image_id!r} has no size in image_sizes.txt; boxes cannot be rescaled")
             gt_map = rescale_boxes(gt, size, (s.shape[1], s.shape[0]))
             u8 = to_uint8(s)
-            self.box_acc.add(image_box_stats(u8, self._cuts(u8), gt_map, self.backend), top1, top5)
+            stats = image_box_stats(u8, self._cuts(u8), gt_map, self.backend, self.box_acc.iou_thresholds)
+            self.box_acc.add(stats, top1, top5)
         if self.mask_acc is not None:
             mask_paths, ignore_path = self.split.mask_files(i)
             if not mask_paths:
