@@ -258,3 +258,21 @@ def test_c_kernel_is_built_in_ci():
 
     if os.environ.get("CI") == "true":
         assert "unionfind" in BOX_BACKENDS, "the C box kernel did not build; see setup.py"
+
+
+def test_float32_maps_quantise_as_in_float64():
+    # the reference multiplies float32 maps in float32; validate_scoremap keeps them float32. Every
+    # float32 whose product with 255 could round across an integer lies within a few hundred ulps of
+    # some k / 255: check all of those both ways.
+    from tedloc.eval.scoremaps import to_uint8, validate_scoremap
+
+    values = []
+    for k in range(256):
+        centre = np.float32(k / 255)
+        ulps = np.arange(-1000, 1001, dtype=np.int64)
+        values.append((centre.view(np.int32) + ulps).astype(np.int32).view(np.float32))
+    s = np.concatenate(values)
+    s = s[np.isfinite(s) & (s >= 0) & (s <= 1)].reshape(1, -1)
+    kept = validate_scoremap(s)
+    assert kept.dtype == np.float32
+    assert np.array_equal(to_uint8(kept), to_uint8(s.astype(np.float64)))

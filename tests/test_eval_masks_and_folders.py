@@ -138,3 +138,22 @@ def test_evaluator_needs_ground_truth():
     split = Split("train", ["a"], [0], [(8, 8)], [[]])
     with pytest.raises(Exception, match="neither boxes nor masks"):
         WSOLEvaluator(split)
+
+
+def test_read_npy_equals_np_load(tmp_path):
+    from tedloc.utils.io import read_npy
+
+    arrays = [np.random.default_rng(0).random((9, 7)).astype(np.float32), np.arange(12.0).reshape(3, 4),
+              np.asfortranarray(np.arange(6.0).reshape(2, 3)), np.arange(5, dtype=">i2"), np.zeros((0, 3)), np.float64(2.5)]
+    for i, a in enumerate(arrays * 2):  # the second round reads cached headers
+        path = tmp_path / f"{i % len(arrays)}.npy"
+        np.save(path, a)
+        b = read_npy(path)
+        assert b.dtype == a.dtype and b.shape == np.shape(a) and np.array_equal(b, a) and b.flags.writeable
+    path = tmp_path / "cut.npy"
+    path.write_bytes((tmp_path / "0.npy").read_bytes()[:-8])
+    with pytest.raises(ValueError, match="data bytes"):
+        read_npy(path)
+    np.save(tmp_path / "obj.npy", np.array([{}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError):
+        read_npy(tmp_path / "obj.npy")

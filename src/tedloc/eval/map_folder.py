@@ -10,6 +10,7 @@ import numpy as np
 from tedloc.data.dataset import Split
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.scoremaps import ScoreMapError
+from tedloc.utils.io import read_npy
 from tedloc.utils.progress import progress
 
 __all__ = ["evaluate_map_folder", "map_path"]
@@ -22,7 +23,7 @@ def map_path(maps: Path, image_id: str, suffix: str = ".npy") -> Path:
 
 def _load(path: Path, image_id: str, what: str) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return read_npy(path)
     except FileNotFoundError:
         raise ScoreMapError(f"missing {what} for {image_id!r}: {path}") from None
     except (ValueError, OSError) as e:

@@ -51,7 +51,12 @@ def normalize_scoremap(cam: np.ndarray, size: tuple[int, int] | None = None) -> 
 
 
 def validate_scoremap(score_map: np.ndarray, image_id: str = "", shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Return ``score_map`` as float64 after checking it is 2-D, finite and within [0, 1]."""
+    """Return ``score_map`` (float32 kept, other floats as float64) after checking it is 2-D, finite and in [0, 1].
+
+    float32 maps stay float32, as the reference uses them: quantising ``s * 255`` in float32 or
+    float64 gives the same bytes for every float32 ``s`` in [0, 1] (checked exhaustively around
+    every ``k / 255`` in the tests), and the PxAP bins compare in float64 either way.
+    """
     where = f" for {image_id}" if image_id else ""
     arr = np.asarray(score_map)
     if arr.ndim != 2:
@@ -60,7 +65,8 @@ def validate_scoremap(score_map: np.ndarray, image_id: str = "", shape: tuple[in
         raise ScoreMapError(f"score map{where} has shape {arr.shape}, expected {tuple(shape)}")
     if not np.issubdtype(arr.dtype, np.floating):
         raise ScoreMapError(f"score map{where} must be float (values in [0, 1]), got dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float64, copy=False)
     if not np.isfinite(arr).all():
         raise ScoreMapError(f"score map{where} contains NaN or inf; normalise raw CAMs with "
                             f"normalize_scoremap(), which maps NaN maps to zeros as the reference does")
