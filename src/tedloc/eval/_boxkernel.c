@@ -164,23 +164,29 @@ static inline double box_scores(const int64_t *gt, Py_ssize_t n_gt, int64_t x0, 
     return best;
 }
 
-/* The bits of one row at a cut: pixel x is foreground iff level > cut (cut in [0, 254]). */
+/* The bits of one row at a cut: pixel x is foreground iff level > cut (cut in [0, 254]). SSE2
+ * compares 16 pixels at a time; elsewhere 8 at a time in a 64-bit word: per byte, the low 7 bits
+ * are compared by a subtraction that cannot borrow across bytes, the top bit decides the rest. */
 static inline void threshold_row(const uint8_t *row, int32_t W, int32_t cut, uint64_t *out) {
     const int32_t nw = (W + 63) / 64;
     int32_t x = 0;
+    for (int32_t k = 0; k < nw; k++) out[k] = 0;
 #ifdef __SSE2__
     const __m128i flip = _mm_set1_epi8((char)0x80), c = _mm_set1_epi8((char)(cut ^ 0x80));
-    for (int32_t k = 0; k < nw; k++) {
-        uint64_t word = 0;
-        for (int32_t b = 0; b < 64 && x + 16 <= W; b += 16, x += 16) { /* unsigned v > cut, as signed */
-            const __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + x)), flip);
-            word |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(v, c)) << b;
-        }
-        out[k] = word;
-        if (x + 16 > W) break;
+    for (; x + 16 <= W; x += 16) { /* unsigned v > cut, as signed */
+        const __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + x)), flip);
+        out[x >> 6] |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(v, c)) << (x & 63);
     }
 #else
-    for (int32_t k = 0; k < nw; k++) out[k] = 0;
+    const uint64_t high = 0x8080808080808080ull, low = 0x7f7f7f7f7f7f7f7full;
+    const uint64_t c1 = 0x0101010101010101ull * (uint64_t)((cut & 0x7f) + 1);
+    for (; x + 8 <= W; x += 8) {
+        uint64_t v;
+        memcpy(&v, row + x, 8);
+        const uint64_t lo_gt = ((v & low) | high) - c1; /* top bit of each byte: low 7 bits > cut's */
+        const uint64_t gt = (cut & 0x80 ? v & lo_gt : v | lo_gt) & high;
+        out[x >> 6] |= (((gt >> 7) * 0x0102040810204080ull) >> 56) << (x & 63); /* byte i -> bit i */
+    }
 #endif
     for (; x < W; x++) out[x >> 6] |= (uint64_t)(row[x] > cut) << (x & 63);
 }

@@ -106,12 +106,11 @@ class BoxAccumulator:
     def add(self, stats: ImageBoxStats, top1: bool | None = None, top5: bool | None = None) -> None:
         """Add one image; ``top1``/``top5`` say whether its class prediction was right (None: unknown)."""
         deltas = iou_deltas(self.iou_thresholds)[:, None]
-        self.v1_correct += stats.v1_iou[None, :] >= deltas
-        self.v2_correct += stats.v2_iou[None, :] >= deltas
+        self.v1_correct += stats.v1_iou >= deltas
+        self.v2_correct += stats.v2_iou >= deltas
         self.iou_sum += np.rint(stats.v1_iou * _IOU_SCALE).astype(np.int64)
         known = stats.v1_iou >= 0.5
-        failed = ~known
-        np.add.at(self.errors, (stats.error_kind[failed], np.flatnonzero(failed)), 1)
+        self.errors[stats.error_kind, np.arange(len(known))] += ~known  # one kind per threshold: no repeats
         self.count += 1
         if top1 is not None:
             self.cls_count += 1

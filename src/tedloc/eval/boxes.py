@@ -46,20 +46,21 @@ def rescale_boxes(boxes: np.ndarray, image_size: tuple[int, int], map_size: tupl
 
 
 def box_overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Intersection, area of ``a`` and area of ``b`` for all pairs (inclusive boxes), int64 (A, B)."""
+    """Intersection (A, B), area of ``a`` (A, 1) and area of ``b`` (1, B) of all pairs of inclusive boxes, int64."""
     a = np.asarray(a, dtype=np.int64).reshape(-1, 1, 4)
     b = np.asarray(b, dtype=np.int64).reshape(1, -1, 4)
     iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
     ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
     area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
     area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    inter = iw * ih
-    return inter, np.broadcast_to(area_a, inter.shape), np.broadcast_to(area_b, inter.shape)
+    return iw * ih, area_a, area_b
 
 
 def iou_from_overlaps(inter: np.ndarray, area_a: np.ndarray, area_b: np.ndarray) -> np.ndarray:
     """IoU from :func:`box_overlaps`' output, float64; a non-positive union gives 0."""
     union = area_a + area_b - inter
+    if (union > 0).all():
+        return inter / union
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 

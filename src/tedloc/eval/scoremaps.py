@@ -67,10 +67,10 @@ def validate_scoremap(score_map: np.ndarray, image_id: str = "", shape: tuple[in
         raise ScoreMapError(f"score map{where} must be float (values in [0, 1]), got dtype {arr.dtype}")
     if arr.dtype != np.float32:
         arr = arr.astype(np.float64, copy=False)
-    if not np.isfinite(arr).all():
+    lo, hi = float(arr.min()), float(arr.max())  # NaN and inf show in the extremes
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ScoreMapError(f"score map{where} contains NaN or inf; normalise raw CAMs with "
                             f"normalize_scoremap(), which maps NaN maps to zeros as the reference does")
-    lo, hi = float(arr.min()), float(arr.max())
     if lo < 0.0 or hi > 1.0:
         raise ScoreMapError(f"score map{where} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]; "
                             f"normalise it with normalize_scoremap()")
