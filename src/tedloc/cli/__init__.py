@@ -38,20 +38,28 @@ def _load_commands() -> None:
                             pretrain, protocol, train)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only the subcommand it names is configured (some configurations
+    read defaults from modules that import torch, which costs seconds)."""
     _load_commands()
+    wanted = None
+    if argv is not None:
+        wanted = next((a for a in argv if not a.startswith("-")), "")
     parser = argparse.ArgumentParser(
         prog="tedloc", description="Weakly supervised object localization: data, training, evaluation.")
     parser.add_argument("--version", action="version", version=f"tedloc {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, (help_text, configure) in _COMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text))
+        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        if wanted is None or name == wanted:
+            configure(subparser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     if not getattr(args, "func", None):
