@@ -276,3 +276,13 @@ def test_float32_maps_quantise_as_in_float64():
     kept = validate_scoremap(s)
     assert kept.dtype == np.float32
     assert np.array_equal(to_uint8(kept), to_uint8(s.astype(np.float64)))
+
+
+def test_nan_class_scores_are_never_correct():
+    from tedloc.eval.evaluator import topk_correct
+
+    nan = np.full(10, np.nan)
+    assert not topk_correct(nan, 3, 1) and not topk_correct(nan, 3, 5)
+    s = np.arange(10.0)
+    s[0] = np.nan  # a NaN elsewhere ranks below the true class
+    assert topk_correct(s, 9, 1) and not topk_correct(s, 3, 5) and topk_correct(s, 5, 5)

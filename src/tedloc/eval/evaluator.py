@@ -43,10 +43,15 @@ THRESHOLD_MODES: dict[str, Callable] = {
 
 
 def topk_correct(class_scores: np.ndarray, label: int, k: int) -> bool:
-    """True if fewer than ``k`` classes score strictly higher than ``label`` (ties count as correct)."""
+    """True if fewer than ``k`` classes score strictly higher than ``label`` (ties count as correct).
+
+    A NaN score (a diverged model) ranks below everything: a NaN true-class score is never correct.
+    """
     scores = np.asarray(class_scores, dtype=np.float64).reshape(-1)
     if not 0 <= label < len(scores):
         raise ValueError(f"label {label} outside the {len(scores)} class scores")
+    if np.isnan(scores[label]):
+        return False
     return int((scores > scores[label]).sum()) < k
 
 

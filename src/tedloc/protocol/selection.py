@@ -60,6 +60,11 @@ def list_checkpoints(run: str | os.PathLike) -> list[Checkpoint]:
     return [Checkpoint(run, e) for e in epochs]
 
 
+# part of every cache key: bump it when a change of the evaluation changes its numbers
+# (2: NaN class scores no longer count as correct)
+_CACHE_VERSION = 2
+
+
 def _split_key(split: Split) -> str:
     digest = hashlib.sha1()
     for image_id, boxes in zip(split.image_ids, split.boxes):
@@ -87,8 +92,8 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
 
     path = ckpt.run / "protocol" / f"epoch_{ckpt.epoch:03d}.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
-    keys = {name: f"val:{_split_key(s)}:{interval}" for name, s in splits.items()}
-    test_key = f"test:{_split_key(test)}:{interval}"
+    keys = {name: f"val:{_split_key(s)}:{interval}:v{_CACHE_VERSION}" for name, s in splits.items()}
+    test_key = f"test:{_split_key(test)}:{interval}:v{_CACHE_VERSION}"
     todo = {name: s for name, s in splits.items() if keys[name] not in cache}
     need_test = test_key not in cache
     if todo or need_test:
