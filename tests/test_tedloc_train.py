@@ -197,3 +197,27 @@ def test_history_goes_to_tensorboard_when_installed(tmp_path, monkeypatch):
     monkeypatch.setattr(run_folder, "tensorboard_writer_factory", lambda: None)  # not installed: CSV only
     run_folder.write_history(tmp_path, history[:1])
     assert len(written) == 2
+
+
+def test_sweep_runs_tedloc_trials_scored_by_pseudo_boxes(inputs, synthetic_small, tmp_path):
+    pytest.importorskip("optuna")
+    import optuna
+
+    from tedloc.cli import main
+    from tedloc.protocol.make_boxes import make_pseudo_boxes
+
+    root, _ = inputs
+    boxes = tmp_path / "cam.txt"
+    make_pseudo_boxes(synthetic_small, "val", "cam", root / "cnn", boxes)
+    assert main(["sweep", "--method", "tedloc", "--data", str(synthetic_small), "--pseudo-boxes", str(boxes),
+                 "--out", str(tmp_path / "sweep"), "--trials", "1", "--epochs", "1", "--batch-size", "8",
+                 "--input-size", "48", "--decoder-channels", "8", "--anchors", str(root / "anchors.safetensors"),
+                 "--cams", str(root / "cache"), "--encoder-run", str(root / "cnn"),
+                 "--feature-cache", str(tmp_path / "features"), "--cache-views", "1", "--workers", "0"]) == 0
+    study = optuna.load_study(study_name="tedloc-tedloc", storage=f"sqlite:///{tmp_path / 'sweep' / 'study.db'}")
+    (trial,) = study.trials
+    assert 0 <= trial.value <= 100 and set(trial.params) == {"lr", "weight_decay", "lr_gamma", "lr_step"}
+    meta = json.loads((tmp_path / "sweep" / "trial_0000" / "model.json").read_text())
+    assert meta["kind"] == "tedloc"
+    config = json.loads((tmp_path / "sweep" / "trial_0000" / "config.json").read_text())["config"]
+    assert config["lr"] == pytest.approx(trial.params["lr"]) and config["cache_views"] == 1
