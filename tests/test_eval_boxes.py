@@ -286,3 +286,39 @@ def test_nan_class_scores_are_never_correct():
     s = np.arange(10.0)
     s[0] = np.nan  # a NaN elsewhere ranks below the true class
     assert topk_correct(s, 9, 1) and not topk_correct(s, 3, 5) and topk_correct(s, 5, 5)
+
+
+@pytest.mark.skipif("unionfind" not in BOX_BACKENDS, reason="C kernel not built")
+def test_kernel_sees_every_column_of_wide_maps():
+    # widths around the 16-pixel compares and the 64-bit words (a stale word once hid columns >= 64)
+    for w in [*range(1, 80), 127, 128, 129, 191, 200, 223, 224, 225, 300]:
+        for x in sorted({0, 15, 16, 63, 64, 65, w // 2, w - 1}):
+            if x >= w:
+                continue
+            u8 = np.zeros((3, w), np.uint8)
+            u8[1, x] = 200
+            v1, _ = boxes_at_cuts(u8, np.array([100]), np.array([[0, 0, 0, 0]]), "unionfind")
+            assert v1.tolist() == [[x, 1, min(x + 1, w - 1), 2]], (w, x)
+
+
+@pytest.mark.skipif("unionfind" not in BOX_BACKENDS, reason="C kernel not built")
+def test_unionfind_equals_contour_search_on_large_random_maps():
+    rng = np.random.default_rng(11)
+    for trial in range(24):
+        h, w = (int(v) for v in rng.integers(50, 260, 2))
+        if trial % 2:
+            s = normalize_scoremap(np.maximum(rng.normal(size=(int(rng.integers(3, 30)),) * 2), 0), (w, h))
+        else:
+            s = np.zeros((h, w))
+            for _ in range(int(rng.integers(1, 8))):
+                y0, x0 = rng.integers(0, h), rng.integers(0, w)
+                s[y0:y0 + rng.integers(1, h + 1), x0:x0 + rng.integers(1, w + 1)] += rng.random()
+            s /= max(s.max(), 1e-9)
+        u8 = (s * 255).astype(np.uint8)
+        cuts = (threshold_list(0.01) * u8.max()).astype(np.int64)
+        gt = np.array([[int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2)), w - 1 - int(rng.integers(0, w // 2)),
+                        h - 1 - int(rng.integers(0, h // 2))]])
+        a1, a2 = boxes_at_cuts(u8, cuts, gt, "contours")
+        b1, b2 = boxes_at_cuts(u8, cuts, gt, "unionfind")
+        d = np.array([0.3, 0.5, 0.7])
+        assert np.array_equal(a1, b1) and np.array_equal(a2[:, None] >= d, b2[:, None] >= d), (trial, h, w)
