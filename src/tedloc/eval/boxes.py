@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 EMPTY_BOX = (0, 0, 0, 0)
+_KERNEL_MAX_SIDE = 32767  # the C kernel's limit on map height and width; larger maps use OpenCV
 
 
 def rescale_boxes(boxes: np.ndarray, image_size: tuple[int, int], map_size: tuple[int, int]) -> np.ndarray:
@@ -128,6 +129,8 @@ def _boxes_at_cuts_kernel(
     u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, deltas: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """All cuts at once in the C kernel (runs and union-find); the same results as the contour search."""
+    if max(u8.shape) > _KERNEL_MAX_SIDE:
+        return _boxes_at_cuts_contours(u8, cuts, gt_boxes, deltas)
     levels = np.ascontiguousarray(u8, dtype=np.uint8)
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
     gt = np.ascontiguousarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
