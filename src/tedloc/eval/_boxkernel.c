@@ -58,7 +58,7 @@ typedef struct {
 
 typedef struct {
     int32_t x0, y0, x1, y1; /* pixel bounding box (inclusive) */
-    int32_t q2;             /* 2Q (foreground) */
+    int32_t q2;             /* 2Q (foreground); at most 2(H - 1)(W - 1) < 2^31 for sides <= 32767 */
     int32_t runs, pairs;    /* runs and adjacent run pairs (foreground); touch (background) in runs */
 } Set;
 
