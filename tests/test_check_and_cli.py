@@ -86,3 +86,26 @@ def test_import_wsol_cli_with_masks(wsol_metadata, tmp_path, capsys):
                  "--masks", str(masks), "--out", str(out)]) == 0
     text = capsys.readouterr()
     assert "skipped split train" in text.err and "3,854 masks" in text.out
+
+
+def test_training_commands_expose_every_config_field():
+    import dataclasses
+
+    from tedloc.cli.config_args import config_from_args
+    from tedloc.engine.pretrain import PretrainConfig
+    from tedloc.engine.tedloc_train import TeDLocTrainConfig
+
+    for name, cls, required in (("train", TeDLocTrainConfig, ["--data", "d", "--anchors", "a", "--cams", "c", "--out", "o"]),
+                                ("pretrain", PretrainConfig, ["--data", "d", "--out", "o"])):
+        parser = build_parser([name])
+        args = parser.parse_args([name, *required])
+        assert config_from_args(cls, args) == cls()  # the defaults round-trip, tuples included
+        assert {f.name for f in dataclasses.fields(cls)} <= set(vars(args))
+    args = build_parser(["train"]).parse_args(
+        ["train", "--data", "d", "--anchors", "a", "--cams", "c", "--out", "o", "--lr-gamma", "0.5",
+         "--decoder-channels", "16", "8", "--lambdas", "1", "0", "2", "--pretrained", "--resize-size", "80"])
+    cfg = config_from_args(TeDLocTrainConfig, args)
+    assert (cfg.lr_gamma, cfg.decoder_channels, cfg.lambdas, cfg.pretrained, cfg.resize_size) == \
+        (0.5, (16, 8), (1.0, 0.0, 2.0), True, 80)
+    args = build_parser(["pretrain"]).parse_args(["pretrain", "--data", "d", "--out", "o", "--no-nesterov"])
+    assert config_from_args(PretrainConfig, args).nesterov is False

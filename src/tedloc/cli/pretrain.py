@@ -4,18 +4,13 @@ from __future__ import annotations
 import argparse
 
 from tedloc.cli import command
+from tedloc.cli.config_args import add_config_arguments, config_from_args
 
 
 def _pretrain(args: argparse.Namespace) -> int:
     from tedloc.engine import PretrainConfig, pretrain
 
-    d = PretrainConfig()
-    cfg = PretrainConfig(
-        arch=args.arch, input_size=args.input_size, resize_size=args.resize_size, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, momentum=d.momentum, nesterov=d.nesterov,
-        weight_decay=args.weight_decay, lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed,
-        workers=args.workers, pretrained=args.pretrained, encoder_weights=args.encoder_weights)
-    history = pretrain(args.data, args.out, cfg, resume=not args.restart)
+    history = pretrain(args.data, args.out, config_from_args(PretrainConfig, args), resume=not args.restart)
     last = history[-1]
     print(f"{args.out}: {len(history)} epochs, val top-1 {last['val_top1']:.2f}, top-5 {last['val_top5']:.2f}")
     return 0
@@ -25,21 +20,16 @@ def _pretrain(args: argparse.Namespace) -> int:
 def configure(parser: argparse.ArgumentParser) -> None:
     from tedloc.engine.pretrain import PretrainConfig
 
-    d = PretrainConfig()
     parser.add_argument("--data", required=True, help="dataset directory")
-    parser.add_argument("--arch", default=d.arch, help="timm name (tedloc_resnet_tiny, resnet18, vit_tiny_patch16_224, ...)")
     parser.add_argument("--out", required=True, help="run folder (resumed if it exists)")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    parser.add_argument("--lr-step", type=int, default=d.lr_step, help="decay the LR every N epochs")
-    parser.add_argument("--lr-gamma", type=float, default=d.lr_gamma)
-    parser.add_argument("--input-size", type=int, default=d.input_size)
-    parser.add_argument("--resize-size", type=int, help="train resize before the random crop (default 256/224 of input)")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
-    parser.add_argument("--pretrained", action="store_true", help="start from timm's weights (network or cache)")
-    parser.add_argument("--encoder-weights", help="start from a local weight file (no download)")
     parser.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
+    add_config_arguments(
+        parser, PretrainConfig,
+        arch={"help": "timm name (tedloc_resnet_tiny, resnet18, vit_tiny_patch16_224, ...)"},
+        resize_size={"help": "train resize before the random crop (default 256/224 of the input size)"},
+        lr_step={"help": "decay the LR every N epochs"},
+        workers={"help": "data loader processes"},
+        pretrained={"help": "start from timm's weights (network or cache)"},
+        encoder_weights={"help": "start from a local weight file (no download)"},
+    )
     parser.set_defaults(func=_pretrain)
