@@ -30,15 +30,15 @@
  *     a component with holes covers enough of a GT box to reach the smallest delta the component
  *     boxes miss;
  *   - or a component with holes might be larger than the one with the largest hole-free area
- *     (rare): its area is bounded with the boxes of the holes inside its box.
+ *     (rare): its area is bounded with the boxes of the holes inside its box, and where that does
+ *     not decide, the areas of the candidates' outer contours are computed exactly (the gaps
+ *     between a component's own runs that are not connected to the outside are filled).
  *
  * Outputs per distinct cut j (cuts ascending):
  *   v2[j]     the best IoU of any contour box with any GT box, as far as the deltas tell: exact
  *             where holes were searched or cannot matter, else the best component box's IoU,
  *             which then lies on the same side of every delta as the exact value;
- *   v1box[j]  box of the largest contour (single-contour rule);
- *   flag[j]   1 when the area bounds cannot decide the largest contour (rare): the caller runs the
- *             contour search for that cut.
+ *   v1box[j]  box of the largest contour (single-contour rule).
  * Boxes follow the reference: (x, y, min(x + w, W - 1), min(y + h, H - 1)); IoU is inclusive.
  */
 #define PY_SSIZE_T_CLEAN
@@ -66,15 +66,18 @@ typedef struct {
 typedef struct {
     Py_ssize_t cap_runs, cap_words;
     int32_t row_max[1 << 15]; /* highest level of each row */
+    int32_t row_first[1 << 15], row_last[1 << 15]; /* a component's first run start / last run end per row */
     uint64_t *bits;
     Run *fg, *bg;
     int32_t *fg_row, *bg_row; /* first run of each row (H + 1 entries) */
-    int32_t *parent;
+    int32_t *parent, *comp; /* comp: a foreground run's component, kept while the labels are reused */
     Set *set;
+    Run *seg;       /* a component's rows with its holes filled */
+    int32_t *seg_row;
     int32_t *holes;   /* hole boxes of the cut being resolved: x0, y0, x1, y1 */
-    int32_t *others;  /* components with holes at an ambiguous cut: x0, y0, x1, y1, q2 */
+    int32_t *others;  /* components with holes at an ambiguous cut: x0, y0, x1, y1, q2, root */
     /* per distinct cut (at most MAX_CUTS: cuts are clamped to [-1, 255]) */
-    int64_t cuts[MAX_CUTS], box[4 * MAX_CUTS], flag[MAX_CUTS];
+    int64_t cuts[MAX_CUTS], box[4 * MAX_CUTS];
     double v2[MAX_CUTS];
 } Workspace;
 
@@ -91,6 +94,7 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
     if (runs > ws.cap_runs || H + 1 > ws.cap_runs) {
         const Py_ssize_t cap = runs > H + 1 ? runs : H + 1;
         free(ws.fg), free(ws.bg), free(ws.fg_row), free(ws.bg_row), free(ws.parent), free(ws.set);
+        free(ws.comp), free(ws.seg), free(ws.seg_row);
         free(ws.holes), free(ws.others);
         ws.fg = (Run *)malloc(sizeof(Run) * cap);
         ws.bg = (Run *)malloc(sizeof(Run) * cap);
@@ -98,10 +102,14 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
         ws.bg_row = (int32_t *)malloc(sizeof(int32_t) * (cap + 1));
         ws.parent = (int32_t *)malloc(sizeof(int32_t) * cap);
         ws.set = (Set *)malloc(sizeof(Set) * cap);
+        ws.comp = (int32_t *)malloc(sizeof(int32_t) * cap);
+        ws.seg = (Run *)malloc(sizeof(Run) * cap);
+        ws.seg_row = (int32_t *)malloc(sizeof(int32_t) * (cap + 1));
         ws.holes = (int32_t *)malloc(sizeof(int32_t) * 4 * cap);
-        ws.others = (int32_t *)malloc(sizeof(int32_t) * 5 * cap);
+        ws.others = (int32_t *)malloc(sizeof(int32_t) * 6 * cap);
         ws.cap_runs = cap;
-        if (!ws.fg || !ws.bg || !ws.fg_row || !ws.bg_row || !ws.parent || !ws.set || !ws.holes || !ws.others) {
+        if (!ws.fg || !ws.bg || !ws.fg_row || !ws.bg_row || !ws.parent || !ws.set || !ws.holes || !ws.others ||
+            !ws.comp || !ws.seg || !ws.seg_row) {
             ws.cap_runs = 0;
             return -1;
         }
@@ -296,10 +304,95 @@ static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t H,
     return n;
 }
 
+/* Twice the area of the outer contour of component c (rows y0..y1): Q of c with every region it
+ * encloses filled. Only c is foreground here: the gaps between c's runs in a row are the
+ * background that may be enclosed; a gap is outside when it is 4-connected (through gaps of the
+ * rows above and below) to the first or last row, or to the part of a neighbouring row left of c's
+ * first run or right of its last one. */
+static int64_t filled_q2(const Run *fg, const int32_t *fg_row, const int32_t *comp, int32_t c, int32_t y0, int32_t y1,
+                         Run *gap, int32_t *gap_row, int32_t *parent, Set *set, Run *seg, int32_t *seg_row) {
+    int32_t *first = ws.row_first, *last = ws.row_last;
+    int32_t n = 0;
+    for (int32_t y = y0; y <= y1; y++) {
+        gap_row[y - y0] = n;
+        first[y] = -1;
+        for (int32_t i = fg_row[y]; i < fg_row[y + 1]; i++) {
+            if (comp[i] != c) continue;
+            if (first[y] < 0) {
+                first[y] = fg[i].s;
+            } else {
+                gap[n].s = last[y] + 1, gap[n].e = fg[i].s - 1, gap[n].y = y;
+                parent[n] = n;
+                set[n].runs = y == y0 || y == y1; /* touches the outside */
+                n++;
+            }
+            last[y] = fg[i].e;
+        }
+    }
+    gap_row[y1 - y0 + 1] = n;
+    for (int32_t y = y0; y <= y1; y++)
+        for (int32_t g = gap_row[y - y0]; g < gap_row[y - y0 + 1]; g++) /* open to a neighbour row's outer part */
+            for (int32_t d = -1; d <= 1; d += 2)
+                if (y + d >= y0 && y + d <= y1 && (gap[g].s < first[y + d] || gap[g].e > last[y + d])) set[g].runs = 1;
+    for (int32_t y = y0 + 1; y <= y1; y++) { /* join gaps of consecutive rows sharing a column */
+        int32_t a = gap_row[y - 1 - y0], b = gap_row[y - y0];
+        const int32_t a_end = gap_row[y - y0], b_end = gap_row[y - y0 + 1];
+        while (a < a_end && b < b_end) {
+            if (gap[a].e < gap[b].s) {
+                a++;
+            } else if (gap[b].e < gap[a].s) {
+                b++;
+            } else {
+                const int32_t ra = find_root(parent, a), rb = find_root(parent, b);
+                if (ra != rb) {
+                    const int32_t touch = set[ra].runs | set[rb].runs;
+                    const int32_t r = ra < rb ? ra : rb;
+                    parent[ra == r ? rb : ra] = r;
+                    set[r].runs = touch;
+                }
+                if (gap[a].e < gap[b].e) a++;
+                else b++;
+            }
+        }
+    }
+    /* the filled rows: c's runs joined across enclosed gaps */
+    int32_t m = 0;
+    for (int32_t y = y0; y <= y1; y++) {
+        seg_row[y - y0] = m;
+        seg[m].s = first[y];
+        for (int32_t g = gap_row[y - y0]; g < gap_row[y - y0 + 1]; g++)
+            if (set[find_root(parent, g)].runs) { /* an outside gap ends a segment */
+                seg[m].e = gap[g].s - 1;
+                seg[++m].s = gap[g].e + 1;
+            }
+        seg[m++].e = last[y];
+    }
+    seg_row[y1 - y0 + 1] = m;
+    int64_t q2 = 0;
+    for (int32_t y = y0 + 1; y <= y1; y++) { /* 2Q from the adjacent segment pairs, as for runs */
+        int32_t a = seg_row[y - 1 - y0], b = seg_row[y - y0];
+        const int32_t a_end = seg_row[y - y0], b_end = seg_row[y - y0 + 1];
+        while (a < a_end && b < b_end) {
+            const Run *p = &seg[a], *q = &seg[b];
+            if (p->e + 1 < q->s) {
+                a++;
+            } else if (q->e + 1 < p->s) {
+                b++;
+            } else {
+                const int32_t l = p->s > q->s ? p->s : q->s, h = p->e < q->e ? p->e : q->e;
+                q2 += h >= l ? 2 * (h - l) + (p->s != q->s) + (p->e != q->e) : 0;
+                if (p->e < q->e) a++;
+                else b++;
+            }
+        }
+    }
+    return q2;
+}
+
 /* The boxes at the D strictly ascending cuts (see the top of the file). */
 static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const int64_t *cuts, Py_ssize_t D,
                           const int64_t *gt, Py_ssize_t G, const double *deltas, Py_ssize_t ND, double *v2,
-                          int64_t *v1box, int64_t *flag) {
+                          int64_t *v1box) {
     const int32_t h = (int32_t)H, w = (int32_t)W, nw = (w + 63) / 64;
     /* pixels above each level, and the highest level of each row */
     Py_ssize_t above[257] = {0}; /* above[l + 1]: pixels with level > l, for l in [-1, 255] */
@@ -327,10 +420,8 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
         if (j < D - 1 && above[cut + 1] == above[cuts[j + 1] + 1]) { /* nothing new at this cut */
             memcpy(box, box + 4, 4 * sizeof(int64_t));
             v2[j] = v2[j + 1];
-            flag[j] = flag[j + 1];
             continue;
         }
-        flag[j] = 0;
         int32_t y_lo = 0, y_hi = h - 1; /* rows holding foreground */
         while (y_lo < h && ws.row_max[y_lo] <= cut) y_lo++;
         while (y_hi >= y_lo && ws.row_max[y_hi] <= cut) y_hi--;
@@ -362,7 +453,8 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
             if (pick < 0 || r->q2 >= set[pick].q2) pick = i; /* equal areas: the later first pixel */
         }
         const Set *pr = &set[pick];
-        const int32_t pick_q2 = pr->q2; /* the labels are reused for the background below */
+        /* the labels are reused for the background below */
+        const int32_t pick_q2 = pr->q2, pick_holed = pr->pairs >= pr->runs, pick_y0 = pr->y0, pick_y1 = pr->y1;
         box[0] = pr->x0;
         box[1] = pr->y0;
         box[2] = pr->x1 + 1 > w - 1 ? w - 1 : pr->x1 + 1;
@@ -375,14 +467,16 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
             const Set *r = &set[i];
             if (parent[i] != i || i == pick || r->pairs < r->runs) continue;
             if (2 * (int64_t)(r->x1 - r->x0) * (r->y1 - r->y0) < pick_q2) continue;
-            int32_t *rec = ws.others + 5 * n_others++;
-            rec[0] = r->x0, rec[1] = r->y0, rec[2] = r->x1, rec[3] = r->y1, rec[4] = r->q2;
+            int32_t *rec = ws.others + 6 * n_others++;
+            rec[0] = r->x0, rec[1] = r->y0, rec[2] = r->x1, rec[3] = r->y1, rec[4] = r->q2, rec[5] = i;
         }
         Py_ssize_t k = 0;
         while (k < ND && best >= deltas[k]) k++;
         const int holes_matter = k < ND && holed_cover >= deltas[k];
         if (!n_others && !holes_matter) continue;
 
+        if (n_others) /* the components of the runs, for exact areas below */
+            for (int32_t i = 0; i < n_fg; i++) ws.comp[i] = find_root(parent, i);
         /* the holes of this cut */
         const int32_t n_bg = label_background(fg, ws.fg_row, h, w, ws.bg, ws.bg_row, parent, set);
         int32_t n_holes = 0;
@@ -395,24 +489,41 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
             int32_t *hb = ws.holes + 4 * n_holes++;
             hb[0] = r->x0, hb[1] = r->y0, hb[2] = r->x1, hb[3] = r->y1;
         }
-        /* Area(Y) = Q(filled Y) <= Q(Y) + the cells any hole inside Y's box can touch */
-        for (int32_t a = 0; a < n_others && !flag[j]; a++) {
-            const int32_t *y = ws.others + 5 * a;
+        /* Area(Y) = Q(filled Y) <= Q(Y) + the cells any hole inside Y's box can touch; components
+         * this bound cannot rule out get their exact area, and so does the pick */
+        int64_t best_q2 = -1;
+        int32_t best_root = pick;
+        for (int32_t a = 0; a < n_others; a++) {
+            const int32_t *y = ws.others + 6 * a;
             int64_t bound = y[4];
             for (int32_t b = 0; b < n_holes; b++) {
                 const int32_t *hb = ws.holes + 4 * b;
                 if (hb[0] > y[0] && hb[2] < y[2] && hb[1] > y[1] && hb[3] < y[3])
                     bound += 2 * (int64_t)(hb[2] - hb[0] + 2) * (hb[3] - hb[1] + 2);
             }
-            if (bound >= pick_q2) flag[j] = 1;
+            if (bound < pick_q2) continue;
+            if (best_q2 < 0)
+                best_q2 = pick_holed ? filled_q2(fg, ws.fg_row, ws.comp, pick, pick_y0, pick_y1, ws.bg, ws.bg_row,
+                                                 parent, set, ws.seg, ws.seg_row)
+                                     : pick_q2;
+            const int64_t area = filled_q2(fg, ws.fg_row, ws.comp, y[5], y[1], y[3], ws.bg, ws.bg_row, parent, set,
+                                           ws.seg, ws.seg_row);
+            if (area > best_q2 || (area == best_q2 && y[5] > best_root)) { /* equal areas: the later first pixel */
+                best_q2 = area;
+                best_root = y[5];
+                box[0] = y[0];
+                box[1] = y[1];
+                box[2] = y[2] + 1 > w - 1 ? w - 1 : y[2] + 1;
+                box[3] = y[3] + 1 > h - 1 ? h - 1 : y[3] + 1;
+            }
         }
     }
 }
 
 static PyObject *box_kernel(PyObject *self, PyObject *args) {
-    Py_buffer mapb, cutb, gtb, deltab, v2b, boxb, flagb;
+    Py_buffer mapb, cutb, gtb, deltab, v2b, boxb;
     Py_ssize_t H, W;
-    if (!PyArg_ParseTuple(args, "y*nny*y*y*w*w*w*", &mapb, &H, &W, &cutb, &gtb, &deltab, &v2b, &boxb, &flagb))
+    if (!PyArg_ParseTuple(args, "y*nny*y*y*w*w*", &mapb, &H, &W, &cutb, &gtb, &deltab, &v2b, &boxb))
         return NULL;
     PyObject *result = NULL;
     const Py_ssize_t T = cutb.len / (Py_ssize_t)sizeof(int64_t);
@@ -423,7 +534,7 @@ static PyObject *box_kernel(PyObject *self, PyObject *args) {
 
     if (H <= 0 || W <= 0 || mapb.len != H * W || T <= 0 || G <= 0 || ND <= 0 ||
         v2b.len != T * (Py_ssize_t)sizeof(double) || boxb.len != 4 * T * (Py_ssize_t)sizeof(int64_t) ||
-        flagb.len != T * (Py_ssize_t)sizeof(int64_t) || H > 32767 || W > 32767) {
+        H > 32767 || W > 32767) {
         PyErr_SetString(PyExc_ValueError, "box_kernel: inconsistent buffer sizes (or a side over 32767)");
         goto done;
     }
@@ -450,14 +561,13 @@ static PyObject *box_kernel(PyObject *self, PyObject *args) {
         if (D == 0 || ws.cuts[D - 1] != c) ws.cuts[D++] = c;
     }
     boxes_at_cuts((const uint8_t *)mapb.buf, H, W, ws.cuts, D, (const int64_t *)gtb.buf, G, deltas, ND, ws.v2,
-                  ws.box, ws.flag);
+                  ws.box);
     double *v2 = (double *)v2b.buf;
-    int64_t *box = (int64_t *)boxb.buf, *flag = (int64_t *)flagb.buf;
+    int64_t *box = (int64_t *)boxb.buf;
     for (Py_ssize_t t = 0, j = 0; t < T; t++) {
         const int64_t c = cuts[t] < -1 ? -1 : (cuts[t] > 255 ? 255 : cuts[t]);
         while (ws.cuts[j] != c) j++;
         v2[t] = ws.v2[j];
-        flag[t] = ws.flag[j];
         memcpy(box + 4 * t, ws.box + 4 * j, 4 * sizeof(int64_t));
     }
     Py_END_ALLOW_THREADS
@@ -471,13 +581,12 @@ done:
     PyBuffer_Release(&deltab);
     PyBuffer_Release(&v2b);
     PyBuffer_Release(&boxb);
-    PyBuffer_Release(&flagb);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"box_kernel", box_kernel, METH_VARARGS,
-     "box_kernel(levels, H, W, cuts, gt, deltas, out_v2, out_v1box, out_flag): boxes at every cut (see the source)."},
+     "box_kernel(levels, H, W, cuts, gt, deltas, out_v2, out_v1box): boxes at every cut (see the source)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_boxkernel",

@@ -136,12 +136,8 @@ def _boxes_at_cuts_kernel(
     gt = np.ascontiguousarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
     v2 = np.empty(len(cuts), dtype=np.float64)
     v1 = np.empty((len(cuts), 4), dtype=np.int64)
-    undecided = np.empty(len(cuts), dtype=np.int64)
     _box_kernel(levels, levels.shape[0], levels.shape[1], cuts, gt, np.ascontiguousarray(deltas, dtype=np.float64),
-                v2, v1, undecided)
-    if undecided.any():  # holes left the largest contour uncertain: search contours at those cuts
-        for cut in np.unique(cuts[undecided != 0]):
-            v1[cuts == cut] = largest_contour_box(u8, int(cut))
+                v2, v1)
     return v1, v2
 
 
