@@ -120,6 +120,25 @@ def test_maps_of_any_size_rescale_gt_boxes():
     assert abs(r["mIoU"] - 100.0 * (27 * 27) / (27 * 27)) < 1e-9
 
 
+def _stacked_rectangles(rng, h: int, w: int, max_count: int) -> np.ndarray:
+    """A score map of 1..max_count - 1 random rectangles of random heights, summed, max 1."""
+    s = np.zeros((h, w))
+    for _ in range(int(rng.integers(1, max_count))):
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        s[y0:y0 + rng.integers(1, h + 1), x0:x0 + rng.integers(1, w + 1)] += rng.random()
+    return s / max(s.max(), 1e-9)
+
+
+def _assert_backends_agree(u8, cuts, gt, deltas=(0.3, 0.5, 0.7), where=None) -> None:
+    """Same single boxes; multi-contour IoUs on the same side of every threshold, the kernel's never
+    above the exact one (it skips hole boxes that cannot change a comparison)."""
+    a1, a2 = boxes_at_cuts(u8, cuts, gt, "contours", deltas)
+    b1, b2 = boxes_at_cuts(u8, cuts, gt, "unionfind", deltas)
+    d = np.asarray(deltas)
+    assert np.array_equal(a1, b1), where
+    assert np.array_equal(a2[:, None] >= d, b2[:, None] >= d) and (b2 <= a2).all(), where
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_unionfind_equals_contour_search_on_random_maps(seed):
     if "unionfind" not in BOX_BACKENDS:
@@ -135,24 +154,14 @@ def test_unionfind_equals_contour_search_on_random_maps(seed):
         elif kind == 2:
             s = (rng.random((h, w)) < 0.5) * rng.choice([0.3, 1.0])
         else:
-            s = np.zeros((h, w))
-            for _ in range(int(rng.integers(1, 5))):
-                y0, x0 = rng.integers(0, h), rng.integers(0, w)
-                s[y0:y0 + rng.integers(1, h + 1), x0:x0 + rng.integers(1, w + 1)] += rng.random()
-            s /= max(s.max(), 1e-9)
+            s = _stacked_rectangles(rng, h, w, 5)
         u8 = (s * 255).astype(np.uint8)
         cuts = np.unique((threshold_list(float(rng.choice([0.01, 0.001, 0.05]))) * u8.max()).astype(np.int64))
         g = int(rng.integers(1, 4))
         x0, y0 = rng.integers(0, w, g), rng.integers(0, h, g)
         gt = np.stack([x0, y0, np.minimum(w - 1, x0 + rng.integers(0, w, g)),
                        np.minimum(h - 1, y0 + rng.integers(0, h, g))], 1)
-        deltas = (0.3, 0.5, 0.7) if trial % 2 else DENSE_DELTAS
-        a1, a2 = boxes_at_cuts(u8, cuts, gt, "contours", deltas)
-        b1, b2 = boxes_at_cuts(u8, cuts, gt, "unionfind", deltas)
-        assert np.array_equal(a1, b1), (seed, trial)
-        # the kernel skips hole boxes that cannot change a comparison with an IoU threshold
-        d = np.asarray(deltas)
-        assert np.array_equal(a2[:, None] >= d, b2[:, None] >= d) and (b2 <= a2).all(), (seed, trial)
+        _assert_backends_agree(u8, cuts, gt, (0.3, 0.5, 0.7) if trial % 2 else DENSE_DELTAS, (seed, trial))
 
 
 def test_cam_like_maps_at_224_both_backends_agree_on_all_metrics():
@@ -309,19 +318,12 @@ def test_unionfind_equals_contour_search_on_large_random_maps():
         if trial % 2:
             s = normalize_scoremap(np.maximum(rng.normal(size=(int(rng.integers(3, 30)),) * 2), 0), (w, h))
         else:
-            s = np.zeros((h, w))
-            for _ in range(int(rng.integers(1, 8))):
-                y0, x0 = rng.integers(0, h), rng.integers(0, w)
-                s[y0:y0 + rng.integers(1, h + 1), x0:x0 + rng.integers(1, w + 1)] += rng.random()
-            s /= max(s.max(), 1e-9)
+            s = _stacked_rectangles(rng, h, w, 8)
         u8 = (s * 255).astype(np.uint8)
         cuts = (threshold_list(0.01) * u8.max()).astype(np.int64)
         gt = np.array([[int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2)), w - 1 - int(rng.integers(0, w // 2)),
                         h - 1 - int(rng.integers(0, h // 2))]])
-        a1, a2 = boxes_at_cuts(u8, cuts, gt, "contours")
-        b1, b2 = boxes_at_cuts(u8, cuts, gt, "unionfind")
-        d = np.array([0.3, 0.5, 0.7])
-        assert np.array_equal(a1, b1) and np.array_equal(a2[:, None] >= d, b2[:, None] >= d), (trial, h, w)
+        _assert_backends_agree(u8, cuts, gt, where=(trial, h, w))
 
 
 @pytest.mark.skipif("unionfind" not in BOX_BACKENDS, reason="C kernel not built")
@@ -336,7 +338,4 @@ def test_busy_cam_like_maps_match_the_contour_search_at_every_threshold():
         cuts = (threshold_list(0.01) * u8.max()).astype(np.int64)
         x0, y0 = (int(v) for v in rng.integers(0, 150, 2))
         gt = np.array([[x0, y0, x0 + int(rng.integers(10, 74)), y0 + int(rng.integers(10, 74))]])
-        a1, a2 = boxes_at_cuts(u8, cuts, gt, "contours")
-        b1, b2 = boxes_at_cuts(u8, cuts, gt, "unionfind")
-        d = np.array([0.3, 0.5, 0.7])
-        assert np.array_equal(a1, b1) and np.array_equal(a2[:, None] >= d, b2[:, None] >= d)
+        _assert_backends_agree(u8, cuts, gt)

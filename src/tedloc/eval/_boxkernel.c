@@ -146,6 +146,39 @@ static inline void set_init(Set *s, const Run *r) {
     s->q2 = 0, s->runs = 1, s->pairs = 0;
 }
 
+/* 2Q gained from two 8-adjacent runs of consecutive rows: sharing L >= 1 columns, 2(L - 1) for
+ * the cells with four corners plus one per end where the spans differ (a cell with three). */
+static inline int32_t pair_q2(const Run *a, const Run *b) {
+    const int32_t l = a->s > b->s ? a->s : b->s, h = a->e < b->e ? a->e : b->e;
+    return h >= l ? 2 * (h - l) + (a->s != b->s) + (a->e != b->e) : 0;
+}
+
+/* Join the runs of consecutive rows that share a column (4-adjacency; rows row_start[0..rows)),
+ * merging their sets; set.runs is a "touches the outside" flag, kept by the union. */
+static void join_4_adjacent(const Run *runs, const int32_t *row_start, int32_t rows, int32_t *parent, Set *set) {
+    for (int32_t y = 1; y < rows; y++) {
+        int32_t i = row_start[y - 1], k = row_start[y];
+        const int32_t i_end = row_start[y], k_end = row_start[y + 1];
+        while (i < i_end && k < k_end) {
+            const Run *a = &runs[i], *b = &runs[k];
+            if (a->e < b->s) {
+                i++;
+            } else if (b->e < a->s) {
+                k++;
+            } else {
+                const int32_t ra = find_root(parent, i), rb = find_root(parent, k);
+                if (ra != rb) {
+                    const int touch = set[ra].runs | set[rb].runs;
+                    const int32_t r = join(parent, set, ra, rb);
+                    set[r].runs = touch;
+                }
+                if (a->e < b->e) i++;
+                else k++;
+            }
+        }
+    }
+}
+
 /* IoU of the inclusive box with one GT box, and the share of the GT box it covers. */
 static inline double box_iou(const int64_t *b, int64_t x0, int64_t y0, int64_t x1, int64_t y1, double *cover) {
     int64_t iw = (x1 < b[2] ? x1 : b[2]) - (x0 > b[0] ? x0 : b[0]) + 1;
@@ -233,11 +266,9 @@ static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int3
             while (i < prev_hi && runs[i].e + 1 < b->s) i++;
             int32_t r = -1, q2 = 0, pairs = 0;
             for (int32_t ii = i; ii < prev_hi && runs[ii].s <= b->e + 1; ii++) {
-                const Run *a = &runs[ii];
                 const int32_t ra = find_root(parent, ii);
                 r = r < 0 ? ra : (ra != r ? join(parent, set, r, ra) : r);
-                const int32_t l = a->s > b->s ? a->s : b->s, h = a->e < b->e ? a->e : b->e;
-                q2 += h >= l ? 2 * (h - l) + (a->s != b->s) + (a->e != b->e) : 0;
+                q2 += pair_q2(&runs[ii], b);
                 pairs++;
             }
             if (r < 0) {
@@ -280,27 +311,7 @@ static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t H,
         }
     }
     bg_row[H] = n;
-    for (int32_t y = 1; y < H; y++) {
-        int32_t i = bg_row[y - 1], k = bg_row[y];
-        const int32_t i_end = bg_row[y], k_end = bg_row[y + 1];
-        while (i < i_end && k < k_end) {
-            const Run *a = &bg[i], *b = &bg[k];
-            if (a->e < b->s) {
-                i++;
-            } else if (b->e < a->s) {
-                k++;
-            } else {
-                const int32_t ra = find_root(parent, i), rb = find_root(parent, k);
-                if (ra != rb) {
-                    const int touch = set[ra].runs | set[rb].runs;
-                    const int32_t r = join(parent, set, ra, rb);
-                    set[r].runs = touch;
-                }
-                if (a->e < b->e) i++;
-                else k++;
-            }
-        }
-    }
+    join_4_adjacent(bg, bg_row, H, parent, set);
     return n;
 }
 
@@ -323,6 +334,7 @@ static int64_t filled_q2(const Run *fg, const int32_t *fg_row, const int32_t *co
             } else {
                 gap[n].s = last[y] + 1, gap[n].e = fg[i].s - 1, gap[n].y = y;
                 parent[n] = n;
+                set_init(&set[n], &gap[n]);
                 set[n].runs = y == y0 || y == y1; /* touches the outside */
                 n++;
             }
@@ -334,27 +346,7 @@ static int64_t filled_q2(const Run *fg, const int32_t *fg_row, const int32_t *co
         for (int32_t g = gap_row[y - y0]; g < gap_row[y - y0 + 1]; g++) /* open to a neighbour row's outer part */
             for (int32_t d = -1; d <= 1; d += 2)
                 if (y + d >= y0 && y + d <= y1 && (gap[g].s < first[y + d] || gap[g].e > last[y + d])) set[g].runs = 1;
-    for (int32_t y = y0 + 1; y <= y1; y++) { /* join gaps of consecutive rows sharing a column */
-        int32_t a = gap_row[y - 1 - y0], b = gap_row[y - y0];
-        const int32_t a_end = gap_row[y - y0], b_end = gap_row[y - y0 + 1];
-        while (a < a_end && b < b_end) {
-            if (gap[a].e < gap[b].s) {
-                a++;
-            } else if (gap[b].e < gap[a].s) {
-                b++;
-            } else {
-                const int32_t ra = find_root(parent, a), rb = find_root(parent, b);
-                if (ra != rb) {
-                    const int32_t touch = set[ra].runs | set[rb].runs;
-                    const int32_t r = ra < rb ? ra : rb;
-                    parent[ra == r ? rb : ra] = r;
-                    set[r].runs = touch;
-                }
-                if (gap[a].e < gap[b].e) a++;
-                else b++;
-            }
-        }
-    }
+    join_4_adjacent(gap, gap_row, y1 - y0 + 1, parent, set);
     /* the filled rows: c's runs joined across enclosed gaps */
     int32_t m = 0;
     for (int32_t y = y0; y <= y1; y++) {
@@ -379,8 +371,7 @@ static int64_t filled_q2(const Run *fg, const int32_t *fg_row, const int32_t *co
             } else if (q->e + 1 < p->s) {
                 b++;
             } else {
-                const int32_t l = p->s > q->s ? p->s : q->s, h = p->e < q->e ? p->e : q->e;
-                q2 += h >= l ? 2 * (h - l) + (p->s != q->s) + (p->e != q->e) : 0;
+                q2 += pair_q2(p, q);
                 if (p->e < q->e) a++;
                 else b++;
             }
@@ -395,22 +386,18 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
                           int64_t *v1box) {
     const int32_t h = (int32_t)H, w = (int32_t)W, nw = (w + 63) / 64;
     /* pixels above each level, and the highest level of each row */
-    Py_ssize_t above[257] = {0}; /* above[l + 1]: pixels with level > l, for l in [-1, 255] */
+    Py_ssize_t hist[256] = {0}, above[257]; /* above[l + 1]: pixels with level > l, for l in [-1, 255] */
     for (int32_t y = 0; y < h; y++) {
         const uint8_t *row = lv + (Py_ssize_t)y * w;
         int32_t m = 0;
         for (int32_t x = 0; x < w; x++) {
-            above[row[x]]++;
+            hist[row[x]]++;
             m = row[x] > m ? row[x] : m;
         }
         ws.row_max[y] = m;
     }
-    for (int l = 255, acc = 0; l >= 0; l--) { /* above[l] held the count of level l */
-        const Py_ssize_t count = above[l];
-        above[l + 1] = acc;
-        acc += (int)count;
-        if (l == 0) above[0] = acc;
-    }
+    above[256] = 0;
+    for (int l = 255; l >= 0; l--) above[l] = above[l + 1] + hist[l];
     Run *fg = ws.fg;
     Set *set = ws.set;
     int32_t *parent = ws.parent;
