@@ -46,9 +46,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 #define MAX_CUTS 257
 
@@ -62,10 +59,16 @@ typedef struct {
     int32_t runs, pairs;    /* runs and adjacent run pairs (foreground); touch (background) in runs */
 } Set;
 
+typedef struct {
+    int32_t x0, y0, x1, y1; /* pixel bounding box */
+    double cover;           /* the largest share of a GT box its box covers */
+} Holed;
+
 /* Per-thread workspace, grown on demand and reused. */
 typedef struct {
-    Py_ssize_t cap_runs, cap_words;
+    Py_ssize_t cap_runs, cap_words, cap_pixels;
     int32_t row_max[1 << 15]; /* highest level of each row */
+    uint32_t *order; /* foreground candidates by descending level, as bit positions y * 64 * nw + x */
     int32_t row_first[1 << 15], row_last[1 << 15]; /* a component's first run start / last run end per row */
     uint64_t *bits;
     Run *fg, *bg;
@@ -76,6 +79,7 @@ typedef struct {
     int32_t *seg_row;
     int32_t *holes;   /* hole boxes of the cut being resolved: x0, y0, x1, y1 */
     int32_t *others;  /* components with holes at an ambiguous cut: x0, y0, x1, y1, q2, root */
+    Holed *holed;     /* components with holes at the cut being resolved */
     /* per distinct cut (at most MAX_CUTS: cuts are clamped to [-1, 255]) */
     int64_t cuts[MAX_CUTS], box[4 * MAX_CUTS];
     double v2[MAX_CUTS];
@@ -91,11 +95,17 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
         ws.cap_words = ws.bits ? words : 0;
         if (!ws.bits) return -1;
     }
+    if (H * W > ws.cap_pixels) {
+        free(ws.order);
+        ws.order = (uint32_t *)malloc(sizeof(uint32_t) * H * W);
+        ws.cap_pixels = ws.order ? H * W : 0;
+        if (!ws.order) return -1;
+    }
     if (runs > ws.cap_runs || H + 1 > ws.cap_runs) {
         const Py_ssize_t cap = runs > H + 1 ? runs : H + 1;
         free(ws.fg), free(ws.bg), free(ws.fg_row), free(ws.bg_row), free(ws.parent), free(ws.set);
         free(ws.comp), free(ws.seg), free(ws.seg_row);
-        free(ws.holes), free(ws.others);
+        free(ws.holes), free(ws.others), free(ws.holed);
         ws.fg = (Run *)malloc(sizeof(Run) * cap);
         ws.bg = (Run *)malloc(sizeof(Run) * cap);
         ws.fg_row = (int32_t *)malloc(sizeof(int32_t) * (cap + 1));
@@ -107,8 +117,9 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
         ws.seg_row = (int32_t *)malloc(sizeof(int32_t) * (cap + 1));
         ws.holes = (int32_t *)malloc(sizeof(int32_t) * 4 * cap);
         ws.others = (int32_t *)malloc(sizeof(int32_t) * 6 * cap);
+        ws.holed = (Holed *)malloc(sizeof(Holed) * cap);
         ws.cap_runs = cap;
-        if (!ws.fg || !ws.bg || !ws.fg_row || !ws.bg_row || !ws.parent || !ws.set || !ws.holes || !ws.others ||
+        if (!ws.fg || !ws.bg || !ws.fg_row || !ws.bg_row || !ws.parent || !ws.set || !ws.holes || !ws.others || !ws.holed ||
             !ws.comp || !ws.seg || !ws.seg_row) {
             ws.cap_runs = 0;
             return -1;
@@ -205,33 +216,6 @@ static inline double box_scores(const int64_t *gt, Py_ssize_t n_gt, int64_t x0, 
     return best;
 }
 
-/* The bits of one row at a cut: pixel x is foreground iff level > cut (cut in [0, 254]). SSE2
- * compares 16 pixels at a time; elsewhere 8 at a time in a 64-bit word: per byte, the low 7 bits
- * are compared by a subtraction that cannot borrow across bytes, the top bit decides the rest. */
-static inline void threshold_row(const uint8_t *row, int32_t W, int32_t cut, uint64_t *out) {
-    const int32_t nw = (W + 63) / 64;
-    int32_t x = 0;
-    for (int32_t k = 0; k < nw; k++) out[k] = 0;
-#ifdef __SSE2__
-    const __m128i flip = _mm_set1_epi8((char)0x80), c = _mm_set1_epi8((char)(cut ^ 0x80));
-    for (; x + 16 <= W; x += 16) { /* unsigned v > cut, as signed */
-        const __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + x)), flip);
-        out[x >> 6] |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(v, c)) << (x & 63);
-    }
-#else
-    const uint64_t high = 0x8080808080808080ull, low = 0x7f7f7f7f7f7f7f7full;
-    const uint64_t c1 = 0x0101010101010101ull * (uint64_t)((cut & 0x7f) + 1);
-    for (; x + 8 <= W; x += 8) {
-        uint64_t v;
-        memcpy(&v, row + x, 8);
-        const uint64_t lo_gt = ((v & low) | high) - c1; /* top bit of each byte: low 7 bits > cut's */
-        const uint64_t gt = (cut & 0x80 ? v & lo_gt : v | lo_gt) & high;
-        out[x >> 6] |= (((gt >> 7) * 0x0102040810204080ull) >> 56) << (x & 63); /* byte i -> bit i */
-    }
-#endif
-    for (; x < W; x++) out[x >> 6] |= (uint64_t)(row[x] > cut) << (x & 63);
-}
-
 /* Extract the foreground runs of rows y_lo..y_hi from the bits and label them (8-adjacency) with
  * their sets' statistics; rows outside are empty. Returns the number of runs. */
 static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int32_t y_lo, int32_t y_hi, Run *runs,
@@ -290,28 +274,30 @@ static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int3
     return n;
 }
 
-/* The background runs (gaps between foreground runs), labelled with 4-adjacency; set.runs holds
- * whether the set touches the image border. Returns the number of background runs. */
-static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t H, int32_t W, Run *bg, int32_t *bg_row,
-                                int32_t *parent, Set *set) {
+/* The background runs (gaps between foreground runs) inside the box rx0..rx1 x ry0..ry1, labelled
+ * with 4-adjacency; set.runs holds whether the set touches the box's border. A set that does not is
+ * a hole (enclosed by foreground), and every hole of a component inside the box is one. bg_row is
+ * indexed from ry0. Returns the number of background runs. */
+static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t rx0, int32_t ry0, int32_t rx1,
+                                int32_t ry1, Run *bg, int32_t *bg_row, int32_t *parent, Set *set) {
     int32_t n = 0;
-    for (int32_t y = 0; y < H; y++) {
-        bg_row[y] = n;
-        int32_t x = 0;
-        for (int32_t i = fg_row[y]; i <= fg_row[y + 1]; i++) {
-            const int32_t end = i < fg_row[y + 1] ? fg[i].s - 1 : W - 1;
+    for (int32_t y = ry0; y <= ry1; y++) {
+        bg_row[y - ry0] = n;
+        int32_t x = rx0;
+        for (int32_t i = fg_row[y]; i <= fg_row[y + 1] && x <= rx1; i++) {
+            const int32_t end = i < fg_row[y + 1] && fg[i].s - 1 < rx1 ? fg[i].s - 1 : rx1;
             if (end >= x) {
                 bg[n].s = x, bg[n].e = end, bg[n].y = y;
                 parent[n] = n;
                 set_init(&set[n], &bg[n]);
-                set[n].runs = x == 0 || end == W - 1 || y == 0 || y == H - 1; /* touches the border */
+                set[n].runs = x == rx0 || end == rx1 || y == ry0 || y == ry1;
                 n++;
             }
-            if (i < fg_row[y + 1]) x = fg[i].e + 1;
+            if (i < fg_row[y + 1] && fg[i].e + 1 > x) x = fg[i].e + 1;
         }
     }
-    bg_row[H] = n;
-    join_4_adjacent(bg, bg_row, H, parent, set);
+    bg_row[ry1 - ry0 + 1] = n;
+    join_4_adjacent(bg, bg_row, ry1 - ry0 + 1, parent, set);
     return n;
 }
 
@@ -398,6 +384,20 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
     }
     above[256] = 0;
     for (int l = 255; l >= 0; l--) above[l] = above[l + 1] + hist[l];
+    /* the pixels that can be foreground (level > the lowest cut), sorted by descending level:
+     * those of level l at order[above[l + 1] .. above[l]) */
+    const int32_t lowest = (int32_t)cuts[0];
+    Py_ssize_t next[256];
+    for (int l = 0; l < 256; l++) next[l] = above[l + 1];
+    for (int32_t y = 0; y < h; y++) {
+        if (ws.row_max[y] <= lowest) continue;
+        const uint8_t *row = lv + (Py_ssize_t)y * w;
+        const uint32_t base = (uint32_t)y * 64u * (uint32_t)nw;
+        for (int32_t x = 0; x < w; x++)
+            if (row[x] > lowest) ws.order[next[row[x]]++] = base + (uint32_t)x;
+    }
+    memset(ws.bits, 0, sizeof(uint64_t) * (size_t)h * (size_t)nw);
+    Py_ssize_t added = 0; /* order[0 .. added) are set in the bits */
     Run *fg = ws.fg;
     Set *set = ws.set;
     int32_t *parent = ws.parent;
@@ -412,14 +412,10 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
         int32_t y_lo = 0, y_hi = h - 1; /* rows holding foreground */
         while (y_lo < h && ws.row_max[y_lo] <= cut) y_lo++;
         while (y_hi >= y_lo && ws.row_max[y_hi] <= cut) y_hi--;
-        for (int32_t y = y_lo; y <= y_hi; y++) {
-            uint64_t *out = ws.bits + (Py_ssize_t)y * nw;
-            if (cut >= 0) {
-                threshold_row(lv + (Py_ssize_t)y * w, w, cut, out);
-            } else { /* every pixel */
-                for (int32_t k = 0; k < nw; k++) out[k] = ~(uint64_t)0;
-                if (w & 63) out[nw - 1] = ((uint64_t)1 << (w & 63)) - 1;
-            }
+        /* add the pixels of the levels this cut lets in */
+        for (const Py_ssize_t end = above[cut + 1]; added < end; added++) {
+            const uint32_t q = ws.order[added];
+            ws.bits[q >> 6] |= (uint64_t)1 << (q & 63);
         }
         const int32_t n_fg = label_foreground(ws.bits, h, w, y_lo, y_hi, fg, ws.fg_row, parent, set);
         if (n_fg == 0) {
@@ -429,14 +425,18 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
             continue;
         }
         double best = 0.0, holed_cover = 0.0, cov;
-        int32_t pick = -1;
+        int32_t pick = -1, n_holed = 0;
         for (int32_t i = 0; i < n_fg; i++) {
             if (parent[i] != i) continue;
             const Set *r = &set[i];
             const int64_t bx1 = r->x1 + 1 > w - 1 ? w - 1 : r->x1 + 1, by1 = r->y1 + 1 > h - 1 ? h - 1 : r->y1 + 1;
             const double v = box_scores(gt, G, r->x0, r->y0, bx1, by1, &cov);
             best = v > best ? v : best;
-            if (r->pairs >= r->runs && cov > holed_cover) holed_cover = cov; /* holes = 1 - runs + pairs */
+            if (r->pairs >= r->runs) { /* holes = 1 - runs + pairs */
+                Holed *c = &ws.holed[n_holed++];
+                c->x0 = r->x0, c->y0 = r->y0, c->x1 = r->x1, c->y1 = r->y1, c->cover = cov;
+                holed_cover = cov > holed_cover ? cov : holed_cover;
+            }
             if (pick < 0 || r->q2 >= set[pick].q2) pick = i; /* equal areas: the later first pixel */
         }
         const Set *pr = &set[pick];
@@ -464,12 +464,24 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
 
         if (n_others) /* the components of the runs, for exact areas below */
             for (int32_t i = 0; i < n_fg; i++) ws.comp[i] = find_root(parent, i);
-        /* the holes of this cut */
-        const int32_t n_bg = label_background(fg, ws.fg_row, h, w, ws.bg, ws.bg_row, parent, set);
+        /* the holes of the components that matter, found inside the union of their boxes */
+        int32_t rx0 = w, ry0 = h, rx1 = -1, ry1 = -1;
+        for (int32_t a = 0; a < n_holed; a++) {
+            const Holed *c = &ws.holed[a];
+            if (!(holes_matter && c->cover >= deltas[k])) continue;
+            rx0 = c->x0 < rx0 ? c->x0 : rx0, ry0 = c->y0 < ry0 ? c->y0 : ry0;
+            rx1 = c->x1 > rx1 ? c->x1 : rx1, ry1 = c->y1 > ry1 ? c->y1 : ry1;
+        }
+        for (int32_t a = 0; a < n_others; a++) {
+            const int32_t *c = ws.others + 6 * a;
+            rx0 = c[0] < rx0 ? c[0] : rx0, ry0 = c[1] < ry0 ? c[1] : ry0;
+            rx1 = c[2] > rx1 ? c[2] : rx1, ry1 = c[3] > ry1 ? c[3] : ry1;
+        }
+        const int32_t n_bg = label_background(fg, ws.fg_row, rx0, ry0, rx1, ry1, ws.bg, ws.bg_row, parent, set);
         int32_t n_holes = 0;
         for (int32_t i = 0; i < n_bg; i++) {
             const Set *r = &set[i];
-            if (parent[i] != i || r->runs) continue; /* not a root, or touching the border */
+            if (parent[i] != i || r->runs) continue; /* not a root, or touching the box's border */
             const int64_t bx1 = r->x1 + 2 > w - 1 ? w - 1 : r->x1 + 2, by1 = r->y1 + 2 > h - 1 ? h - 1 : r->y1 + 2;
             const double v = box_scores(gt, G, r->x0 - 1, r->y0 - 1, bx1, by1, &cov);
             v2[j] = v > v2[j] ? v : v2[j];
