@@ -224,8 +224,14 @@ def test_error_analysis_kinds():
 def test_bad_maps_are_refused():
     split = _split([[[2, 2, 5, 5]]])
     ev = WSOLEvaluator(split)
+    inf = np.zeros((10, 10), np.float32)
+    inf[3, 4] = np.inf
+    nan32 = np.zeros((10, 10), np.float32)
+    nan32[9, 9] = np.nan
     for bad, msg in ((np.full((10, 10), np.nan), "NaN"), (np.full((10, 10), 1.5), "outside"),
-                     (np.zeros((2, 10, 10)), "2-D"), (np.zeros((10, 10), np.int64), "float")):
+                     (np.full((10, 10), -0.0001), "outside"), (inf, "NaN or inf"), (nan32, "NaN"),
+                     (np.zeros((2, 10, 10)), "2-D"), (np.zeros((10, 10), np.int64), "float"),
+                     (np.zeros((0, 10)), "empty")):
         with pytest.raises(ScoreMapError, match=msg):
             ev.accumulate("im0", bad)
     with pytest.raises(ScoreMapError, match="unknown image id"):
@@ -285,6 +291,48 @@ def test_float32_maps_quantise_as_in_float64():
     kept = validate_scoremap(s)
     assert kept.dtype == np.float32
     assert np.array_equal(to_uint8(kept), to_uint8(s.astype(np.float64)))
+    from tedloc.eval.scoremaps import quantize_scoremap  # the one-pass version (C), both precisions
+
+    assert np.array_equal(quantize_scoremap(s)[1], to_uint8(kept))
+    assert np.array_equal(quantize_scoremap(s.astype(np.float64))[1], to_uint8(kept))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_pass_quantisation_equals_numpy(dtype):
+    from tedloc.eval.scoremaps import quantize_scoremap, to_uint8, validate_scoremap
+
+    rng = np.random.default_rng(3)
+    s = np.concatenate([rng.random(5000), np.arange(256) / 255, [0.0, 1.0, np.nextafter(1.0, 0)]]).astype(dtype)
+    s = s.reshape(1, -1)
+    for m in (s, s[:, ::-1], s.T):  # also views that are not C-contiguous
+        kept, u8 = quantize_scoremap(m, "x")
+        assert kept.dtype == dtype and np.array_equal(kept, m)
+        assert np.array_equal(u8, to_uint8(validate_scoremap(m))) and u8.shape == m.shape
+
+
+def test_single_box_statistics_in_c_equal_the_definition():
+    from tedloc.eval.box_metrics import single_box_stats, single_box_stats_numpy
+
+    rng = np.random.default_rng(4)
+    seen = set()
+    for g in (1, 2, 5):
+        gt = rng.integers(0, 30, (g, 2))
+        gt = np.concatenate([gt, gt + rng.integers(0, 30, (g, 2))], 1)
+        xy = rng.integers(0, 40, (300, 2))
+        boxes = np.concatenate([xy, xy + rng.integers(0, 40, (300, 2))], 1)
+        boxes[:3] = (0, 0, 0, 0)
+        iou, kind = single_box_stats(boxes, gt)
+        iou_ref, kind_ref = single_box_stats_numpy(boxes, gt)
+        assert np.array_equal(iou, iou_ref) and np.array_equal(kind, kind_ref)
+        seen |= set(kind.tolist())
+    assert seen == {0, 1, 2, 3}  # every kind was compared
+
+
+@pytest.mark.parametrize("backend", sorted(BOX_BACKENDS))
+def test_cuts_out_of_order_are_refused(backend):
+    u8 = np.zeros((5, 5), np.uint8)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        boxes_at_cuts(u8, np.array([3, 2]), np.array([[0, 0, 1, 1]]), backend)
 
 
 def test_nan_class_scores_are_never_correct():

@@ -46,6 +46,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_CUTS 257
 
@@ -583,9 +586,162 @@ done:
     return result;
 }
 
+/* IoU of each single box with its best GT box, and the error kind of the box (see box_metrics.py:
+ * 0 MIns: IoG > 0.3 with two GT boxes or more; 1 LPE: IoP > 0.5; 2 LME: IoG > 0.7; 3 other). */
+static PyObject *single_box_stats(PyObject *self, PyObject *args) {
+    Py_buffer boxb, gtb, ioub, kindb;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*", &boxb, &gtb, &ioub, &kindb)) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t T = boxb.len / (Py_ssize_t)(4 * sizeof(int64_t)), G = gtb.len / (Py_ssize_t)(4 * sizeof(int64_t));
+    if (boxb.len != T * 4 * (Py_ssize_t)sizeof(int64_t) || gtb.len != G * 4 * (Py_ssize_t)sizeof(int64_t) || G <= 0 ||
+        ioub.len != T * (Py_ssize_t)sizeof(double) || kindb.len != T * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "single_box_stats: inconsistent buffer sizes");
+        goto done;
+    }
+    const int64_t *box = (const int64_t *)boxb.buf, *gt = (const int64_t *)gtb.buf;
+    double *iou = (double *)ioub.buf;
+    int64_t *kind = (int64_t *)kindb.buf;
+    for (Py_ssize_t t = 0; t < T; t++) {
+        const int64_t *b = box + 4 * t;
+        const int64_t area_p = (b[2] - b[0] + 1) * (b[3] - b[1] + 1);
+        double best = 0.0, max_iog = 0.0, max_iop = 0.0;
+        int over_03 = 0;
+        for (Py_ssize_t g = 0; g < G; g++) {
+            const int64_t *q = gt + 4 * g;
+            int64_t iw = (b[2] < q[2] ? b[2] : q[2]) - (b[0] > q[0] ? b[0] : q[0]) + 1;
+            int64_t ih = (b[3] < q[3] ? b[3] : q[3]) - (b[1] > q[1] ? b[1] : q[1]) + 1;
+            iw = iw < 0 ? 0 : iw, ih = ih < 0 ? 0 : ih;
+            const int64_t inter = iw * ih, area_g = (q[2] - q[0] + 1) * (q[3] - q[1] + 1);
+            const int64_t uni = area_p + area_g - inter;
+            const double v = uni > 0 ? (double)inter / (double)uni : 0.0;
+            const double iog = (double)inter / (double)area_g, iop = (double)inter / (double)area_p;
+            best = v > best ? v : best;
+            max_iog = g == 0 || iog > max_iog || iog != iog ? iog : max_iog; /* a NaN stays, as in np.max */
+            max_iop = g == 0 || iop > max_iop || iop != iop ? iop : max_iop;
+            over_03 += iog > 0.3;
+        }
+        iou[t] = best;
+        int64_t k = 3;
+        if (max_iog > 0.7) k = 2;
+        if (max_iop > 0.5) k = 1;
+        if (G > 1 && over_03 >= 2) k = 0;
+        kind[t] = k;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&boxb);
+    PyBuffer_Release(&gtb);
+    PyBuffer_Release(&ioub);
+    PyBuffer_Release(&kindb);
+    return result;
+}
+
+/* floor(255 * s) as uint8 in the map's own precision (float32 or float64, as numpy's s * 255), in
+ * the same pass as the map's minimum and maximum (NaN if the map holds one); values outside [0, 1]
+ * quantise to 0 or 255 (such maps are refused by the caller). */
+/* The scalar loop (and the tail of the SSE2 ones) from element i0. */
+#define QUANTIZE_TAIL(T, SCALE)                                                          \
+    for (Py_ssize_t i = i0; i < n; i++) {                                                \
+        const T v = p[i];                                                                \
+        nan |= v != v;                                                                   \
+        lo_ = v < lo_ ? v : lo_;                                                         \
+        hi_ = v > hi_ ? v : hi_;                                                         \
+        T x = v * SCALE; /* kept in [0, 255] (NaN: 0) so that the cast is defined */     \
+        x = x >= (T)0 ? x : (T)0;                                                        \
+        x = x <= (T)255 ? x : (T)255;                                                    \
+        out[i] = (uint8_t)(int32_t)x;                                                    \
+    }
+
+static void quantize_f64(const double *p, Py_ssize_t n, uint8_t *out, double *lo, double *hi, int *has_nan) {
+    double lo_ = p[0], hi_ = p[0];
+    int nan = 0;
+    Py_ssize_t i0 = 0;
+#ifdef __SSE2__
+    __m128d vlo = _mm_set1_pd(p[0]), vhi = vlo, vnan = _mm_setzero_pd();
+    const __m128d zero = _mm_setzero_pd(), top = _mm_set1_pd(255.0);
+    for (; i0 + 8 <= n; i0 += 8) {
+        __m128d v[4];
+        __m128i q[4];
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm_loadu_pd(p + i0 + 2 * k);
+            vnan = _mm_or_pd(vnan, _mm_cmpunord_pd(v[k], v[k]));
+            vlo = _mm_min_pd(vlo, v[k]);
+            vhi = _mm_max_pd(vhi, v[k]);
+            /* max/min give their second operand on NaN: a NaN product becomes 0 */
+            q[k] = _mm_cvttpd_epi32(_mm_min_pd(_mm_max_pd(_mm_mul_pd(v[k], top), zero), top));
+        }
+        const __m128i a = _mm_unpacklo_epi64(q[0], q[1]), b = _mm_unpacklo_epi64(q[2], q[3]);
+        const __m128i w = _mm_packs_epi32(a, b);
+        _mm_storel_epi64((__m128i *)(out + i0), _mm_packus_epi16(w, w));
+    }
+    double l[2], h[2];
+    _mm_storeu_pd(l, vlo), _mm_storeu_pd(h, vhi);
+    lo_ = l[0] < l[1] ? l[0] : l[1], hi_ = h[0] > h[1] ? h[0] : h[1];
+    nan = _mm_movemask_pd(vnan) != 0;
+#endif
+    QUANTIZE_TAIL(double, 255.0)
+    *lo = lo_, *hi = hi_, *has_nan = nan;
+}
+
+static void quantize_f32(const float *p, Py_ssize_t n, uint8_t *out, double *lo, double *hi, int *has_nan) {
+    float lo_ = p[0], hi_ = p[0];
+    int nan = 0;
+    Py_ssize_t i0 = 0;
+#ifdef __SSE2__
+    __m128 vlo = _mm_set1_ps(p[0]), vhi = vlo, vnan = _mm_setzero_ps();
+    const __m128 zero = _mm_setzero_ps(), top = _mm_set1_ps(255.0f);
+    for (; i0 + 16 <= n; i0 += 16) {
+        __m128i q[4];
+        for (int k = 0; k < 4; k++) {
+            const __m128 v = _mm_loadu_ps(p + i0 + 4 * k);
+            vnan = _mm_or_ps(vnan, _mm_cmpunord_ps(v, v));
+            vlo = _mm_min_ps(vlo, v);
+            vhi = _mm_max_ps(vhi, v);
+            q[k] = _mm_cvttps_epi32(_mm_min_ps(_mm_max_ps(_mm_mul_ps(v, top), zero), top));
+        }
+        _mm_storeu_si128((__m128i *)(out + i0),
+                         _mm_packus_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3])));
+    }
+    float l[4], h[4];
+    _mm_storeu_ps(l, vlo), _mm_storeu_ps(h, vhi);
+    for (int k = 0; k < 4; k++) lo_ = l[k] < lo_ ? l[k] : lo_, hi_ = h[k] > hi_ ? h[k] : hi_;
+    nan = _mm_movemask_ps(vnan) != 0;
+#endif
+    QUANTIZE_TAIL(float, 255.0f)
+    *lo = (double)lo_, *hi = (double)hi_, *has_nan = nan;
+}
+
+static PyObject *quantize(PyObject *self, PyObject *args) {
+    Py_buffer srcb, outb;
+    int is_f32;
+    if (!PyArg_ParseTuple(args, "y*pw*", &srcb, &is_f32, &outb)) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t n = outb.len;
+    if (n <= 0 || srcb.len != n * (Py_ssize_t)(is_f32 ? sizeof(float) : sizeof(double))) {
+        PyErr_SetString(PyExc_ValueError, "quantize: inconsistent buffer sizes");
+        goto done;
+    }
+    uint8_t *out = (uint8_t *)outb.buf;
+    double lo, hi;
+    int nan = 0;
+    if (is_f32) quantize_f32((const float *)srcb.buf, n, out, &lo, &hi, &nan);
+    else quantize_f64((const double *)srcb.buf, n, out, &lo, &hi, &nan);
+    if (nan) lo = hi = Py_NAN;
+    result = Py_BuildValue("dd", lo, hi);
+done:
+    PyBuffer_Release(&srcb);
+    PyBuffer_Release(&outb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"box_kernel", box_kernel, METH_VARARGS,
      "box_kernel(levels, H, W, cuts, gt, deltas, out_v2, out_v1box): boxes at every cut (see the source)."},
+    {"single_box_stats", single_box_stats, METH_VARARGS,
+     "single_box_stats(boxes, gt, out_iou, out_kind): best IoU and error kind of each box."},
+    {"quantize", quantize, METH_VARARGS,
+     "quantize(map, is_float32, out_u8) -> (min, max): floor(255 * s) and the extremes, one pass."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_boxkernel",

@@ -23,6 +23,11 @@ import numpy as np
 
 from tedloc.eval.boxes import box_overlaps, boxes_at_cuts, iou_from_overlaps
 
+try:  # the same per-box statistics in C, without a dozen small numpy calls per image
+    from tedloc.eval._boxkernel import single_box_stats as _single_box_stats_c
+except ImportError:  # pragma: no cover - depends on the build
+    _single_box_stats_c = None
+
 __all__ = ["BoxAccumulator", "ImageBoxStats", "image_box_stats", "ERROR_KINDS"]
 
 ERROR_KINDS = ("MIns", "LPE", "LME", "other")
@@ -53,15 +58,31 @@ def _error_kinds(inter: np.ndarray, area_pred: np.ndarray, area_gt: np.ndarray) 
     return kind
 
 
+def single_box_stats_numpy(boxes: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best IoU with any GT box (float64) and error kind (index into ERROR_KINDS) of each box: the definition."""
+    inter, area_p, area_g = box_overlaps(boxes, gt_boxes)
+    return iou_from_overlaps(inter, area_p, area_g).max(1), _error_kinds(inter, area_p, area_g)
+
+
+def single_box_stats(boxes: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`single_box_stats_numpy`, computed in C when the kernel is built (identical values, tested)."""
+    if _single_box_stats_c is None:
+        return single_box_stats_numpy(boxes, gt_boxes)
+    boxes = np.ascontiguousarray(boxes, dtype=np.int64).reshape(-1, 4)
+    iou = np.empty(len(boxes), dtype=np.float64)
+    kind = np.empty(len(boxes), dtype=np.int64)
+    _single_box_stats_c(boxes, np.ascontiguousarray(gt_boxes, dtype=np.int64).reshape(-1, 4), iou, kind)
+    return iou, kind
+
+
 def image_box_stats(
     u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, backend: str | None = None,
     iou_thresholds: tuple[int, ...] = (30, 50, 70),
 ) -> ImageBoxStats:
     """Best IoUs at every (non-decreasing) cut of one quantised map."""
     single, v2 = boxes_at_cuts(u8, cuts, gt_boxes, backend, iou_deltas(iou_thresholds))
-    inter, area_p, area_g = box_overlaps(single, gt_boxes)
-    v1 = iou_from_overlaps(inter, area_p, area_g).max(1)
-    return ImageBoxStats(v1, v2, _error_kinds(inter, area_p, area_g))
+    v1, kinds = single_box_stats(single, gt_boxes)
+    return ImageBoxStats(v1, v2, kinds)
 
 
 def iou_deltas(iou_thresholds: tuple[int, ...]) -> np.ndarray:

@@ -115,6 +115,8 @@ def _boxes_at_cuts_contours(
     u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, deltas: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reference algorithm: one contour search per distinct cut (exact best IoUs)."""
+    if len(cuts) > 1 and (np.diff(cuts) < 0).any():
+        raise ValueError("cuts must be non-decreasing")
     uniq, inverse = np.unique(cuts, return_inverse=True)
     v1 = np.empty((len(uniq), 4), dtype=np.int64)
     v2 = np.empty(len(uniq))
@@ -128,7 +130,8 @@ def _boxes_at_cuts_contours(
 def _boxes_at_cuts_kernel(
     u8: np.ndarray, cuts: np.ndarray, gt_boxes: np.ndarray, deltas: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """All cuts at once in the C kernel (runs and union-find); the same results as the contour search."""
+    """All cuts at once in the C kernel (runs and union-find; it checks the cuts' order); the same results as the
+    contour search."""
     if max(u8.shape) > _KERNEL_MAX_SIDE:
         return _boxes_at_cuts_contours(u8, cuts, gt_boxes, deltas)
     levels = np.ascontiguousarray(u8, dtype=np.uint8)
@@ -171,7 +174,5 @@ def boxes_at_cuts(
         fn = BOX_BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown box backend {name!r}; available: {', '.join(BOX_BACKENDS)}") from None
-    cuts = np.asarray(cuts, dtype=np.int64)
-    if len(cuts) > 1 and (np.diff(cuts) < 0).any():
-        raise ValueError("cuts must be non-decreasing")
-    return fn(u8, cuts, gt_boxes, np.unique(np.asarray(deltas, dtype=np.float64)))
+    deltas = np.array(sorted({float(d) for d in np.asarray(deltas, dtype=np.float64).reshape(-1)}))
+    return fn(u8, np.asarray(cuts, dtype=np.int64), gt_boxes, deltas)

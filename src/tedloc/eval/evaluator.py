@@ -21,7 +21,7 @@ from tedloc.errors import DataError
 from tedloc.eval.box_metrics import BoxAccumulator, image_box_stats
 from tedloc.eval.boxes import cuts_for_thresholds, rescale_boxes
 from tedloc.eval.mask_metrics import MaskAccumulator, load_gt_mask
-from tedloc.eval.scoremaps import ScoreMapError, threshold_list, to_uint8, validate_scoremap
+from tedloc.eval.scoremaps import ScoreMapError, quantize_scoremap, threshold_list
 
 __all__ = ["WSOLEvaluator", "THRESHOLD_MODES", "topk_correct"]
 
@@ -114,7 +114,7 @@ class WSOLEvaluator:
                                 f"{self.split.name!r})") from None
         if i in self._seen:
             raise ScoreMapError(f"score map for {image_id!r} accumulated twice")
-        s = validate_scoremap(score_map, image_id)
+        s, u8 = quantize_scoremap(score_map, image_id)
         top1 = top5 = None
         if class_scores is not None:
             label = int(self.split.labels[i])
@@ -127,7 +127,6 @@ class WSOLEvaluator:
             if size[0] <= 0:
                 raise DataError(f"image {image_id!r} has no size in image_sizes.txt; boxes cannot be rescaled")
             gt_map = rescale_boxes(gt, size, (s.shape[1], s.shape[0]))
-            u8 = to_uint8(s)
             stats = image_box_stats(u8, self._cuts(u8), gt_map, self.backend, self.box_acc.iou_thresholds)
             self.box_acc.add(stats, top1, top5)
         if self.mask_acc is not None:

@@ -17,7 +17,13 @@ import numpy as np
 
 from tedloc.errors import TedlocError
 
-__all__ = ["ScoreMapError", "threshold_list", "normalize_scoremap", "validate_scoremap", "to_uint8"]
+try:  # one C pass for quantisation and the range check; numpy otherwise
+    from tedloc.eval._boxkernel import quantize as _quantize
+except ImportError:  # pragma: no cover - depends on the build
+    _quantize = None
+
+__all__ = ["ScoreMapError", "threshold_list", "normalize_scoremap", "validate_scoremap", "to_uint8",
+           "quantize_scoremap"]
 
 
 class ScoreMapError(TedlocError):
@@ -50,6 +56,31 @@ def normalize_scoremap(cam: np.ndarray, size: tuple[int, int] | None = None) -> 
     return cam / cam.max()
 
 
+def _checked_array(score_map: np.ndarray, where: str, shape: tuple[int, int] | None) -> np.ndarray:
+    """The map as an array after the checks of its shape and dtype (float32 kept, other floats as float64)."""
+    arr = np.asarray(score_map)
+    if arr.ndim != 2:
+        raise ScoreMapError(f"score map{where} must be 2-D (H, W), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ScoreMapError(f"score map{where} is empty (shape {arr.shape})")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ScoreMapError(f"score map{where} has shape {arr.shape}, expected {tuple(shape)}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ScoreMapError(f"score map{where} must be float (values in [0, 1]), got dtype {arr.dtype}")
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float64, copy=False)
+    return arr
+
+
+def _check_range(lo: float, hi: float, where: str) -> None:
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN and inf show in the extremes
+        raise ScoreMapError(f"score map{where} contains NaN or inf; normalise raw CAMs with "
+                            f"normalize_scoremap(), which maps NaN maps to zeros as the reference does")
+    if lo < 0.0 or hi > 1.0:
+        raise ScoreMapError(f"score map{where} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]; "
+                            f"normalise it with normalize_scoremap()")
+
+
 def validate_scoremap(score_map: np.ndarray, image_id: str = "", shape: tuple[int, int] | None = None) -> np.ndarray:
     """Return ``score_map`` (float32 kept, other floats as float64) after checking it is 2-D, finite and in [0, 1].
 
@@ -58,23 +89,25 @@ def validate_scoremap(score_map: np.ndarray, image_id: str = "", shape: tuple[in
     every ``k / 255`` in the tests), and the PxAP bins compare in float64 either way.
     """
     where = f" for {image_id}" if image_id else ""
-    arr = np.asarray(score_map)
-    if arr.ndim != 2:
-        raise ScoreMapError(f"score map{where} must be 2-D (H, W), got shape {arr.shape}")
-    if shape is not None and arr.shape != tuple(shape):
-        raise ScoreMapError(f"score map{where} has shape {arr.shape}, expected {tuple(shape)}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ScoreMapError(f"score map{where} must be float (values in [0, 1]), got dtype {arr.dtype}")
-    if arr.dtype != np.float32:
-        arr = arr.astype(np.float64, copy=False)
-    lo, hi = float(arr.min()), float(arr.max())  # NaN and inf show in the extremes
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ScoreMapError(f"score map{where} contains NaN or inf; normalise raw CAMs with "
-                            f"normalize_scoremap(), which maps NaN maps to zeros as the reference does")
-    if lo < 0.0 or hi > 1.0:
-        raise ScoreMapError(f"score map{where} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]; "
-                            f"normalise it with normalize_scoremap()")
+    arr = _checked_array(score_map, where, shape)
+    _check_range(float(arr.min()), float(arr.max()), where)
     return arr
+
+
+def quantize_scoremap(
+    score_map: np.ndarray, image_id: str = "", shape: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(validate_scoremap(m), to_uint8(m))`` with the same errors, in one pass over the map when the C kernel is built."""
+    where = f" for {image_id}" if image_id else ""
+    arr = _checked_array(score_map, where, shape)
+    if _quantize is None:
+        _check_range(float(arr.min()), float(arr.max()), where)
+        return arr, to_uint8(arr)
+    arr = np.ascontiguousarray(arr)
+    u8 = np.empty(arr.shape, dtype=np.uint8)
+    lo, hi = _quantize(arr, arr.dtype == np.float32, u8)
+    _check_range(lo, hi, where)
+    return arr, u8
 
 
 def to_uint8(score_map: np.ndarray) -> np.ndarray:
