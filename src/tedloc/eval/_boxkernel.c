@@ -59,11 +59,13 @@ typedef struct {
 typedef struct {
     int32_t x0, y0, x1, y1; /* pixel bounding box (inclusive) */
     int32_t q2;             /* 2Q (foreground); at most 2(H - 1)(W - 1) < 2^31 for sides <= 32767 */
-    int32_t runs, pairs;    /* runs and adjacent run pairs (foreground); touch (background) in runs */
+    int32_t holes;          /* foreground: 1 - runs + adjacent run pairs (its Euler number's complement) */
+    int32_t touch;          /* background: whether the set touches the outside */
 } Set;
 
 typedef struct {
     int32_t x0, y0, x1, y1; /* pixel bounding box */
+    int32_t q2, root;       /* 2Q of its pixels (holes not filled), its first run */
     double cover;           /* the largest share of a GT box its box covers */
 } Holed;
 
@@ -77,6 +79,7 @@ typedef struct {
     Run *fg, *bg;
     int32_t *fg_row, *bg_row; /* first run of each row (H + 1 entries) */
     int32_t *parent, *comp; /* comp: a foreground run's component, kept while the labels are reused */
+    int32_t *roots;         /* the runs that started a set, ascending (the roots are among them) */
     Set *set;
     Run *seg;       /* a component's rows with its holes filled */
     int32_t *seg_row;
@@ -107,7 +110,7 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
     if (runs > ws.cap_runs || H + 1 > ws.cap_runs) {
         const Py_ssize_t cap = runs > H + 1 ? runs : H + 1;
         free(ws.fg), free(ws.bg), free(ws.fg_row), free(ws.bg_row), free(ws.parent), free(ws.set);
-        free(ws.comp), free(ws.seg), free(ws.seg_row);
+        free(ws.comp), free(ws.seg), free(ws.seg_row), free(ws.roots);
         free(ws.holes), free(ws.others), free(ws.holed);
         ws.fg = (Run *)malloc(sizeof(Run) * cap);
         ws.bg = (Run *)malloc(sizeof(Run) * cap);
@@ -116,6 +119,7 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
         ws.parent = (int32_t *)malloc(sizeof(int32_t) * cap);
         ws.set = (Set *)malloc(sizeof(Set) * cap);
         ws.comp = (int32_t *)malloc(sizeof(int32_t) * cap);
+        ws.roots = (int32_t *)malloc(sizeof(int32_t) * cap);
         ws.seg = (Run *)malloc(sizeof(Run) * cap);
         ws.seg_row = (int32_t *)malloc(sizeof(int32_t) * (cap + 1));
         ws.holes = (int32_t *)malloc(sizeof(int32_t) * 4 * cap);
@@ -123,7 +127,7 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
         ws.holed = (Holed *)malloc(sizeof(Holed) * cap);
         ws.cap_runs = cap;
         if (!ws.fg || !ws.bg || !ws.fg_row || !ws.bg_row || !ws.parent || !ws.set || !ws.holes || !ws.others || !ws.holed ||
-            !ws.comp || !ws.seg || !ws.seg_row) {
+            !ws.comp || !ws.seg || !ws.seg_row || !ws.roots) {
             ws.cap_runs = 0;
             return -1;
         }
@@ -132,7 +136,9 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
 }
 
 static inline int32_t find_root(int32_t *parent, int32_t x) {
-    while (parent[x] != x) {
+    const int32_t p = parent[x];
+    if (parent[p] == p) return p; /* a root or a root's child: most runs */
+    while (parent[x] != x) {      /* path halving */
         parent[x] = parent[parent[x]];
         x = parent[x];
     }
@@ -150,14 +156,14 @@ static inline int32_t join(int32_t *parent, Set *set, int32_t a, int32_t b) {
     A->x1 = B->x1 > A->x1 ? B->x1 : A->x1;
     A->y1 = B->y1 > A->y1 ? B->y1 : A->y1; /* y0: a root is the set's first run */
     A->q2 += B->q2;
-    A->runs += B->runs;
-    A->pairs += B->pairs;
+    A->holes += B->holes - 1; /* the runs and pairs add up */
+    A->touch |= B->touch;
     return ra;
 }
 
 static inline void set_init(Set *s, const Run *r) {
     s->x0 = r->s, s->x1 = r->e, s->y0 = s->y1 = r->y;
-    s->q2 = 0, s->runs = 1, s->pairs = 0;
+    s->q2 = 0, s->holes = 0, s->touch = 0;
 }
 
 /* 2Q gained from two 8-adjacent runs of consecutive rows: sharing L >= 1 columns, 2(L - 1) for
@@ -168,7 +174,7 @@ static inline int32_t pair_q2(const Run *a, const Run *b) {
 }
 
 /* Join the runs of consecutive rows that share a column (4-adjacency; rows row_start[0..rows)),
- * merging their sets; set.runs is a "touches the outside" flag, kept by the union. */
+ * merging their sets (and their "touches the outside" flags). */
 static void join_4_adjacent(const Run *runs, const int32_t *row_start, int32_t rows, int32_t *parent, Set *set) {
     for (int32_t y = 1; y < rows; y++) {
         int32_t i = row_start[y - 1], k = row_start[y];
@@ -181,11 +187,7 @@ static void join_4_adjacent(const Run *runs, const int32_t *row_start, int32_t r
                 k++;
             } else {
                 const int32_t ra = find_root(parent, i), rb = find_root(parent, k);
-                if (ra != rb) {
-                    const int touch = set[ra].runs | set[rb].runs;
-                    const int32_t r = join(parent, set, ra, rb);
-                    set[r].runs = touch;
-                }
+                if (ra != rb) join(parent, set, ra, rb);
                 if (a->e < b->e) i++;
                 else k++;
             }
@@ -220,9 +222,11 @@ static inline double box_scores(const int64_t *gt, Py_ssize_t n_gt, int64_t x0, 
 }
 
 /* Extract the foreground runs of rows y_lo..y_hi from the bits and label them (8-adjacency) with
- * their sets' statistics; rows outside are empty. Returns the number of runs. */
+ * their sets' statistics; rows outside are empty. The runs that start a set are listed in roots
+ * (*n_roots of them). Returns the number of runs. */
 static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int32_t y_lo, int32_t y_hi, Run *runs,
-                                int32_t *row_start, int32_t *parent, Set *set) {
+                                int32_t *row_start, int32_t *parent, Set *set, int32_t *roots, int32_t *n_roots) {
+    int32_t nr = 0;
     const int32_t nw = (W + 63) / 64;
     int32_t n = 0;
     for (int32_t y = 0; y < y_lo; y++) row_start[y] = 0;
@@ -260,6 +264,7 @@ static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int3
             }
             if (r < 0) {
                 parent[k] = k;
+                roots[nr++] = k;
                 set_init(&set[k], b);
             } else {
                 Set *g = &set[r];
@@ -267,18 +272,18 @@ static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int3
                 g->x0 = b->s < g->x0 ? b->s : g->x0;
                 g->x1 = b->e > g->x1 ? b->e : g->x1;
                 g->y1 = y;
-                g->runs += 1;
                 g->q2 += q2;
-                g->pairs += pairs;
+                g->holes += pairs - 1;
             }
         }
     }
     for (int32_t y = y_hi + 1; y <= H; y++) row_start[y] = n;
+    *n_roots = nr;
     return n;
 }
 
 /* The background runs (gaps between foreground runs) inside the box rx0..rx1 x ry0..ry1, labelled
- * with 4-adjacency; set.runs holds whether the set touches the box's border. A set that does not is
+ * with 4-adjacency; set.touch holds whether the set touches the box's border. A set that does not is
  * a hole (enclosed by foreground), and every hole of a component inside the box is one. bg_row is
  * indexed from ry0. Returns the number of background runs. */
 static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t rx0, int32_t ry0, int32_t rx1,
@@ -293,7 +298,7 @@ static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t rx
                 bg[n].s = x, bg[n].e = end, bg[n].y = y;
                 parent[n] = n;
                 set_init(&set[n], &bg[n]);
-                set[n].runs = x == rx0 || end == rx1 || y == ry0 || y == ry1;
+                set[n].touch = x == rx0 || end == rx1 || y == ry0 || y == ry1;
                 n++;
             }
             if (i < fg_row[y + 1] && fg[i].e + 1 > x) x = fg[i].e + 1;
@@ -324,7 +329,7 @@ static int64_t filled_q2(const Run *fg, const int32_t *fg_row, const int32_t *co
                 gap[n].s = last[y] + 1, gap[n].e = fg[i].s - 1, gap[n].y = y;
                 parent[n] = n;
                 set_init(&set[n], &gap[n]);
-                set[n].runs = y == y0 || y == y1; /* touches the outside */
+                set[n].touch = y == y0 || y == y1; /* touches the outside */
                 n++;
             }
             last[y] = fg[i].e;
@@ -334,7 +339,7 @@ static int64_t filled_q2(const Run *fg, const int32_t *fg_row, const int32_t *co
     for (int32_t y = y0; y <= y1; y++)
         for (int32_t g = gap_row[y - y0]; g < gap_row[y - y0 + 1]; g++) /* open to a neighbour row's outer part */
             for (int32_t d = -1; d <= 1; d += 2)
-                if (y + d >= y0 && y + d <= y1 && (gap[g].s < first[y + d] || gap[g].e > last[y + d])) set[g].runs = 1;
+                if (y + d >= y0 && y + d <= y1 && (gap[g].s < first[y + d] || gap[g].e > last[y + d])) set[g].touch = 1;
     join_4_adjacent(gap, gap_row, y1 - y0 + 1, parent, set);
     /* the filled rows: c's runs joined across enclosed gaps */
     int32_t m = 0;
@@ -342,7 +347,7 @@ static int64_t filled_q2(const Run *fg, const int32_t *fg_row, const int32_t *co
         seg_row[y - y0] = m;
         seg[m].s = first[y];
         for (int32_t g = gap_row[y - y0]; g < gap_row[y - y0 + 1]; g++)
-            if (set[find_root(parent, g)].runs) { /* an outside gap ends a segment */
+            if (set[find_root(parent, g)].touch) { /* an outside gap ends a segment */
                 seg[m].e = gap[g].s - 1;
                 seg[++m].s = gap[g].e + 1;
             }
@@ -374,30 +379,47 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
                           const int64_t *gt, Py_ssize_t G, const double *deltas, Py_ssize_t ND, double *v2,
                           int64_t *v1box) {
     const int32_t h = (int32_t)H, w = (int32_t)W, nw = (w + 63) / 64;
-    /* pixels above each level, and the highest level of each row */
-    Py_ssize_t hist[256] = {0}, above[257]; /* above[l + 1]: pixels with level > l, for l in [-1, 255] */
+    /* pixels above each level, and the highest level of each row; four histograms (one per column
+     * modulo 4) keep the increments of neighbouring pixels independent */
+    int32_t hist[4][256];
+    Py_ssize_t above[257]; /* above[l + 1]: pixels with level > l, for l in [-1, 255] */
+    memset(hist, 0, sizeof(hist));
     for (int32_t y = 0; y < h; y++) {
         const uint8_t *row = lv + (Py_ssize_t)y * w;
-        int32_t m = 0;
-        for (int32_t x = 0; x < w; x++) {
-            hist[row[x]]++;
-            m = row[x] > m ? row[x] : m;
-        }
+        int32_t x = 0, m = 0;
+        for (; x + 4 <= w; x += 4)
+            hist[0][row[x]]++, hist[1][row[x + 1]]++, hist[2][row[x + 2]]++, hist[3][row[x + 3]]++;
+        for (; x < w; x++) hist[x & 3][row[x]]++;
+        for (x = 0; x < w; x++) m = row[x] > m ? row[x] : m;
         ws.row_max[y] = m;
     }
     above[256] = 0;
-    for (int l = 255; l >= 0; l--) above[l] = above[l + 1] + hist[l];
+    for (int l = 255; l >= 0; l--) above[l] = above[l + 1] + hist[0][l] + hist[1][l] + hist[2][l] + hist[3][l];
     /* the pixels that can be foreground (level > the lowest cut), sorted by descending level:
-     * those of level l at order[above[l + 1] .. above[l]) */
+     * those of level l at order[above[l + 1] .. above[l]), in four parts (columns modulo 4); the
+     * other pixels are written to their own levels' slots, never read, without a branch */
     const int32_t lowest = (int32_t)cuts[0];
-    Py_ssize_t next[256];
-    for (int l = 0; l < 256; l++) next[l] = above[l + 1];
+    Py_ssize_t next[4][256];
+    for (int l = 0; l < 256; l++) {
+        next[0][l] = above[l + 1];
+        for (int q = 1; q < 4; q++) next[q][l] = next[q - 1][l] + hist[q - 1][l];
+    }
     for (int32_t y = 0; y < h; y++) {
         if (ws.row_max[y] <= lowest) continue;
         const uint8_t *row = lv + (Py_ssize_t)y * w;
         const uint32_t base = (uint32_t)y * 64u * (uint32_t)nw;
-        for (int32_t x = 0; x < w; x++)
-            if (row[x] > lowest) ws.order[next[row[x]]++] = base + (uint32_t)x;
+        int32_t x = 0;
+        for (; x + 4 <= w; x += 4)
+            for (int q = 0; q < 4; q++) {
+                const uint8_t l = row[x + q];
+                ws.order[next[q][l]] = base + (uint32_t)(x + q);
+                next[q][l] += l > lowest;
+            }
+        for (; x < w; x++) {
+            const uint8_t l = row[x];
+            ws.order[next[x & 3][l]] = base + (uint32_t)x;
+            next[x & 3][l] += l > lowest;
+        }
     }
     memset(ws.bits, 0, sizeof(uint64_t) * (size_t)h * (size_t)nw);
     Py_ssize_t added = 0; /* order[0 .. added) are set in the bits */
@@ -420,7 +442,8 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
             const uint32_t q = ws.order[added];
             ws.bits[q >> 6] |= (uint64_t)1 << (q & 63);
         }
-        const int32_t n_fg = label_foreground(ws.bits, h, w, y_lo, y_hi, fg, ws.fg_row, parent, set);
+        int32_t n_roots;
+        const int32_t n_fg = label_foreground(ws.bits, h, w, y_lo, y_hi, fg, ws.fg_row, parent, set, ws.roots, &n_roots);
         if (n_fg == 0) {
             double cov;
             box[0] = box[1] = box[2] = box[3] = 0;
@@ -429,22 +452,24 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
         }
         double best = 0.0, holed_cover = 0.0, cov;
         int32_t pick = -1, n_holed = 0;
-        for (int32_t i = 0; i < n_fg; i++) {
+        for (int32_t a = 0; a < n_roots; a++) {
+            const int32_t i = ws.roots[a];
             if (parent[i] != i) continue;
             const Set *r = &set[i];
             const int64_t bx1 = r->x1 + 1 > w - 1 ? w - 1 : r->x1 + 1, by1 = r->y1 + 1 > h - 1 ? h - 1 : r->y1 + 1;
             const double v = box_scores(gt, G, r->x0, r->y0, bx1, by1, &cov);
             best = v > best ? v : best;
-            if (r->pairs >= r->runs) { /* holes = 1 - runs + pairs */
+            if (r->holes > 0) {
                 Holed *c = &ws.holed[n_holed++];
                 c->x0 = r->x0, c->y0 = r->y0, c->x1 = r->x1, c->y1 = r->y1, c->cover = cov;
+                c->q2 = r->q2, c->root = i;
                 holed_cover = cov > holed_cover ? cov : holed_cover;
             }
             if (pick < 0 || r->q2 >= set[pick].q2) pick = i; /* equal areas: the later first pixel */
         }
         const Set *pr = &set[pick];
         /* the labels are reused for the background below */
-        const int32_t pick_q2 = pr->q2, pick_holed = pr->pairs >= pr->runs, pick_y0 = pr->y0, pick_y1 = pr->y1;
+        const int32_t pick_q2 = pr->q2, pick_holed = pr->holes > 0, pick_y0 = pr->y0, pick_y1 = pr->y1;
         box[0] = pr->x0;
         box[1] = pr->y0;
         box[2] = pr->x1 + 1 > w - 1 ? w - 1 : pr->x1 + 1;
@@ -453,12 +478,11 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
         /* another component with holes may be larger than its hole-free area says: certain only if
          * even its pixel box (a bound of its contour's area) stays below the pick's area */
         int32_t n_others = 0;
-        for (int32_t i = 0; i < n_fg; i++) {
-            const Set *r = &set[i];
-            if (parent[i] != i || i == pick || r->pairs < r->runs) continue;
-            if (2 * (int64_t)(r->x1 - r->x0) * (r->y1 - r->y0) < pick_q2) continue;
+        for (int32_t a = 0; a < n_holed; a++) {
+            const Holed *r = &ws.holed[a];
+            if (r->root == pick || 2 * (int64_t)(r->x1 - r->x0) * (r->y1 - r->y0) < pick_q2) continue;
             int32_t *rec = ws.others + 6 * n_others++;
-            rec[0] = r->x0, rec[1] = r->y0, rec[2] = r->x1, rec[3] = r->y1, rec[4] = r->q2, rec[5] = i;
+            rec[0] = r->x0, rec[1] = r->y0, rec[2] = r->x1, rec[3] = r->y1, rec[4] = r->q2, rec[5] = r->root;
         }
         Py_ssize_t k = 0;
         while (k < ND && best >= deltas[k]) k++;
@@ -484,7 +508,7 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
         int32_t n_holes = 0;
         for (int32_t i = 0; i < n_bg; i++) {
             const Set *r = &set[i];
-            if (parent[i] != i || r->runs) continue; /* not a root, or touching the box's border */
+            if (parent[i] != i || r->touch) continue; /* not a root, or touching the box's border */
             const int64_t bx1 = r->x1 + 2 > w - 1 ? w - 1 : r->x1 + 2, by1 = r->y1 + 2 > h - 1 ? h - 1 : r->y1 + 2;
             const double v = box_scores(gt, G, r->x0 - 1, r->y0 - 1, bx1, by1, &cov);
             v2[j] = v > v2[j] ? v : v2[j];
