@@ -123,15 +123,17 @@ class BoxAccumulator:
         self.top1_loc = z(t, np.int64) if self.top1_loc is None else self.top1_loc
         self.top5_loc = z(t, np.int64) if self.top5_loc is None else self.top5_loc
         self.errors = z((len(ERROR_KINDS), t), np.int64) if self.errors is None else self.errors
+        self._deltas = iou_deltas(self.iou_thresholds)[:, None]
+        self._columns = np.arange(t)
 
     def add(self, stats: ImageBoxStats, top1: bool | None = None, top5: bool | None = None) -> None:
         """Add one image; ``top1``/``top5`` say whether its class prediction was right (None: unknown)."""
-        deltas = iou_deltas(self.iou_thresholds)[:, None]
+        deltas = self._deltas
         self.v1_correct += stats.v1_iou >= deltas
         self.v2_correct += stats.v2_iou >= deltas
         self.iou_sum += np.rint(stats.v1_iou * _IOU_SCALE).astype(np.int64)
         known = stats.v1_iou >= 0.5
-        self.errors[stats.error_kind, np.arange(len(known))] += ~known  # one kind per threshold: no repeats
+        self.errors[stats.error_kind, self._columns] += ~known  # one kind per threshold: no repeats
         self.count += 1
         if top1 is not None:
             self.cls_count += 1

@@ -21,7 +21,7 @@ def map_path(maps: Path, image_id: str, suffix: str = ".npy") -> Path:
     return maps / f"{image_id}{suffix}"
 
 
-def _load(path: Path, image_id: str, what: str) -> np.ndarray:
+def _load(path: str, image_id: str, what: str) -> np.ndarray:
     try:
         return read_npy(path)
     except FileNotFoundError:
@@ -40,9 +40,10 @@ def _init_worker(split: Split, maps: Path, with_scores: bool, kwargs: dict) -> N
 def _evaluate_shard(ids: list[str]) -> dict:
     split, maps, with_scores = _WORKER["split"], _WORKER["maps"], _WORKER["with_scores"]
     evaluator = WSOLEvaluator(split, **_WORKER["kwargs"])
+    root = os.path.join(maps, "")  # plain strings: Path objects cost more than a small map's evaluation here
     for image_id in ids:
-        score_map = _load(map_path(maps, image_id), image_id, "score map")
-        scores = _load(map_path(maps, image_id, ".scores.npy"), image_id, "class scores") if with_scores else None
+        score_map = _load(f"{root}{image_id}.npy", image_id, "score map")
+        scores = _load(f"{root}{image_id}.scores.npy", image_id, "class scores") if with_scores else None
         evaluator.accumulate(image_id, score_map, scores)
     return evaluator.state()
 
