@@ -11,9 +11,9 @@
  * whose first pixel in raster order comes last. (All of this was checked against OpenCV on random
  * masks; the Python tests compare both backends on every run.)
  *
- * At each cut, from the highest down, the foreground is thresholded into one bit per pixel (16
- * pixels per SSE2 compare) and labelled on its runs (maximal horizontal segments; score maps have one or two
- * per row and cut), not on its pixels. Two runs of consecutive rows are 8-adjacent when their
+ * The pixels are sorted by level once (counting sort). At each cut, from the highest down, the
+ * cut's new pixels are set in a bitmap of the foreground, which is labelled on its runs (maximal
+ * horizontal segments; score maps have one or two per row and cut), not on its pixels. Two runs of consecutive rows are 8-adjacent when their
  * column spans overlap or touch diagonally. Per component, from its runs alone:
  *   - its bounding box and first run (components are merged into the smaller run number, so a
  *     root is its first run in raster order);
@@ -22,8 +22,9 @@
  *   - its number of holes: 1 - (runs - adjacent run pairs), the Euler number of an 8-connected
  *     set counted on runs.
  * Hole boxes are needed only at some cuts; there the background runs (the gaps between the
- * foreground runs) are labelled with 4-adjacency (a shared column); those not connected to the
- * image border are holes. A cut needs them when
+ * foreground runs) inside the union of the boxes of the components concerned are labelled with
+ * 4-adjacency (a shared column); those not connected to that box's border are holes. A cut needs
+ * them when
  *   - the multi-contour rule could change: it only asks whether the best IoU reaches each IoU
  *     threshold (delta), and a hole box lies inside its component's box, so its IoU with a GT box
  *     is at most the share of that GT box the component's box covers: holes are searched only when

@@ -21,9 +21,9 @@ def map_path(maps: Path, image_id: str, suffix: str = ".npy") -> Path:
     return maps / f"{image_id}{suffix}"
 
 
-def _load(path: str, image_id: str, what: str) -> np.ndarray:
+def _load(path: str, image_id: str, what: str, buffer: bytearray | None = None) -> np.ndarray:
     try:
-        return read_npy(path)
+        return read_npy(path, buffer)
     except FileNotFoundError:
         raise ScoreMapError(f"missing {what} for {image_id!r}: {path}") from None
     except (ValueError, OSError) as e:
@@ -41,8 +41,9 @@ def _evaluate_shard(ids: list[str]) -> dict:
     split, maps, with_scores = _WORKER["split"], _WORKER["maps"], _WORKER["with_scores"]
     evaluator = WSOLEvaluator(split, **_WORKER["kwargs"])
     root = os.path.join(maps, "")  # plain strings: Path objects cost more than a small map's evaluation here
+    buffer = bytearray()  # every map is read into it: accumulate() keeps nothing of the map
     for image_id in ids:
-        score_map = _load(f"{root}{image_id}.npy", image_id, "score map")
+        score_map = _load(f"{root}{image_id}.npy", image_id, "score map", buffer)
         scores = _load(f"{root}{image_id}.scores.npy", image_id, "class scores") if with_scores else None
         evaluator.accumulate(image_id, score_map, scores)
     return evaluator.state()
