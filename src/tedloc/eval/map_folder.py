@@ -49,6 +49,17 @@ def _evaluate_shard(ids: list[str]) -> dict:
     return evaluator.state()
 
 
+def _npy_files(maps: Path) -> set[str]:
+    """The relative POSIX paths of every ``.npy`` file under ``maps`` (one walk, no stat per image)."""
+    root = os.fspath(maps)
+    found: set[str] = set()
+    for folder, _, files in os.walk(root, followlinks=True):
+        rel = os.path.relpath(folder, root)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        found.update(prefix + name for name in files if name.endswith(".npy"))
+    return found
+
+
 def evaluate_map_folder(split: Split, maps: str | os.PathLike, workers: int = 1, **evaluator_kwargs) -> dict:
     """Evaluate every image of ``split`` from its ``.npy`` map in ``maps``.
 
@@ -61,20 +72,26 @@ def evaluate_map_folder(split: Split, maps: str | os.PathLike, workers: int = 1,
     maps = Path(maps)
     if not maps.is_dir():
         raise ScoreMapError(f"score map folder not found: {maps}")
-    score_files = [map_path(maps, i, ".scores.npy").exists() for i in split.image_ids]
+    present = _npy_files(maps)
+    for image_id in split.image_ids:
+        if f"{image_id}.npy" not in present:
+            raise ScoreMapError(f"missing score map for {image_id!r}: {map_path(maps, image_id)}")
+    score_files = [f"{i}.scores.npy" in present for i in split.image_ids]
     with_scores = all(score_files)
     if any(score_files) and not with_scores:
         first = split.image_ids[score_files.index(False)]
         raise ScoreMapError(f"class scores exist for {sum(score_files)} of {len(split)} images "
                             f"(missing e.g. {map_path(maps, first, '.scores.npy')}); give all or none")
     known = {f"{i}.npy" for i in split.image_ids} | {f"{i}.scores.npy" for i in split.image_ids}
-    for path in maps.rglob("*.npy"):
-        rel = path.relative_to(maps).as_posix()
-        if rel not in known:
-            raise ScoreMapError(f"{path}: a map for an image that is not in split {split.name!r}")
+    unknown = sorted(present - known)
+    if unknown:
+        raise ScoreMapError(f"{maps / unknown[0]}: a map for an image that is not in split {split.name!r}"
+                            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
     ids = list(split.image_ids)
     evaluator = WSOLEvaluator(split, **evaluator_kwargs)
-    chunks = [ids[k:k + 256] for k in range(0, len(ids), 256)]
+    # chunks small enough that the processes finish together, large enough to cost nothing to send
+    size = min(256, max(16, len(ids) // (max(workers, 1) * 32)))
+    chunks = [ids[k:k + size] for k in range(0, len(ids), size)]
     if workers <= 1 or len(chunks) < 2:
         _init_worker(split, maps, with_scores, evaluator_kwargs)
         for chunk in progress(chunks, desc="evaluating maps", unit="chunk"):
