@@ -88,11 +88,11 @@ class Split:
 
     @property
     def has_boxes(self) -> bool:
-        return self.num_boxes > 0
+        return any(len(b) for b in self.boxes)
 
     @property
     def has_masks(self) -> bool:
-        return self.num_masks > 0
+        return any(len(m) for m in self.mask_paths)
 
     def index_of(self, image_id: str) -> int:
         """Position of ``image_id`` in the split (KeyError if absent)."""

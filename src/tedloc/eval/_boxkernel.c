@@ -255,19 +255,16 @@ static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int3
         int32_t i = y > y_lo ? row_start[y - 1] : prev_hi;
         for (int32_t k = row_start[y]; k < hi; k++) {
             const Run *b = &runs[k];
+            const int32_t reach = b->e + 1;
             while (i < prev_hi && runs[i].e + 1 < b->s) i++;
-            int32_t r = -1, q2 = 0, pairs = 0;
-            for (int32_t ii = i; ii < prev_hi && runs[ii].s <= b->e + 1; ii++) {
-                const int32_t ra = find_root(parent, ii);
-                r = r < 0 ? ra : (ra != r ? join(parent, set, r, ra) : r);
-                q2 += pair_q2(&runs[ii], b);
-                pairs++;
-            }
-            if (r < 0) {
-                parent[k] = k;
-                roots[nr++] = k;
-                set_init(&set[k], b);
-            } else {
+            if (i < prev_hi && runs[i].s <= reach) {
+                int32_t r = find_root(parent, i), q2 = pair_q2(&runs[i], b), pairs = 1;
+                for (int32_t ii = i + 1; __builtin_expect(ii < prev_hi && runs[ii].s <= reach, 0); ii++) {
+                    const int32_t ra = find_root(parent, ii);
+                    if (ra != r) r = join(parent, set, r, ra);
+                    q2 += pair_q2(&runs[ii], b);
+                    pairs++;
+                }
                 Set *g = &set[r];
                 parent[k] = r;
                 g->x0 = b->s < g->x0 ? b->s : g->x0;
@@ -275,6 +272,10 @@ static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int3
                 g->y1 = y;
                 g->q2 += q2;
                 g->holes += pairs - 1;
+            } else {
+                parent[k] = k;
+                roots[nr++] = k;
+                set_init(&set[k], b);
             }
         }
     }

@@ -35,6 +35,7 @@ ERROR_KINDS = ("MIns", "LPE", "LME", "other")
 # independent of the order of the images; the resolution (2**-40 per image) is far below any
 # reported digit.
 _IOU_SCALE = float(2 ** 40)
+_BATCH = 64  # images summed together by BoxAccumulator
 
 
 @dataclass
@@ -124,28 +125,49 @@ class BoxAccumulator:
         self.top5_loc = z(t, np.int64) if self.top5_loc is None else self.top5_loc
         self.errors = z((len(ERROR_KINDS), t), np.int64) if self.errors is None else self.errors
         self._deltas = iou_deltas(self.iou_thresholds)[:, None]
-        self._columns = np.arange(t)
+        self._pending: list[tuple] = []
 
     def add(self, stats: ImageBoxStats, top1: bool | None = None, top5: bool | None = None) -> None:
-        """Add one image; ``top1``/``top5`` say whether its class prediction was right (None: unknown)."""
-        deltas = self._deltas
-        self.v1_correct += stats.v1_iou >= deltas
-        self.v2_correct += stats.v2_iou >= deltas
-        self.iou_sum += np.rint(stats.v1_iou * _IOU_SCALE).astype(np.int64)
-        known = stats.v1_iou >= 0.5
-        self.errors[stats.error_kind, self._columns] += ~known  # one kind per threshold: no repeats
-        self.count += 1
+        """Add one image; ``top1``/``top5`` say whether its class prediction was right (None: unknown).
+
+        Images are summed in batches (a few numpy calls per batch instead of per image); every
+        reader of the sums (:meth:`compute`, :meth:`merge`, pickling) flushes first.
+        """
         if top1 is not None:
             self.cls_count += 1
             self.cls_top1 += bool(top1)
             self.cls_top5 += bool(top5)
-            if top1:
-                self.top1_loc += known
-            if top5:
-                self.top5_loc += known
+        self._pending.append((stats.v1_iou, stats.v2_iou, stats.error_kind, bool(top1), bool(top5)))
+        self.count += 1
+        if len(self._pending) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Add the images waiting in the batch to the sums."""
+        if not self._pending:
+            return
+        v1, v2, kind, top1, top5 = zip(*self._pending)
+        self._pending = []
+        v1, v2, kind = np.stack(v1), np.stack(v2), np.stack(kind)  # (images, thresholds)
+        deltas = self._deltas[None]
+        self.v1_correct += (v1[:, None, :] >= deltas).sum(0)
+        self.v2_correct += (v2[:, None, :] >= deltas).sum(0)
+        self.iou_sum += np.rint(v1 * _IOU_SCALE).astype(np.int64).sum(0)
+        known = v1 >= 0.5
+        failed = ~known
+        for j in range(len(ERROR_KINDS)):  # one kind per image and threshold
+            self.errors[j] += ((kind == j) & failed).sum(0)
+        self.top1_loc += known[np.array(top1)].sum(0)
+        self.top5_loc += known[np.array(top5)].sum(0)
+
+    def __getstate__(self) -> dict:
+        self.flush()
+        return dict(self.__dict__)
 
     def merge(self, other: "BoxAccumulator") -> None:
         """Add another accumulator's sums (e.g. from another process)."""
+        self.flush()
+        other.flush()
         for name in ("v1_correct", "v2_correct", "iou_sum", "top1_loc", "top5_loc", "errors"):
             getattr(self, name).__iadd__(getattr(other, name))
         for name in ("count", "cls_count", "cls_top1", "cls_top5"):
@@ -153,6 +175,7 @@ class BoxAccumulator:
 
     def compute(self, thresholds: np.ndarray, operating_index: int | None = None) -> dict:
         """Metrics in percent; ``operating_index`` fixes the threshold (default: the oracle one)."""
+        self.flush()
         if self.count == 0:
             raise ValueError("no score map was accumulated")
         n = float(self.count)
