@@ -347,7 +347,7 @@ def test_nan_class_scores_are_never_correct():
 
 @pytest.mark.skipif("unionfind" not in BOX_BACKENDS, reason="C kernel not built")
 def test_kernel_sees_every_column_of_wide_maps():
-    # widths around the 16-pixel compares and the 64-bit words (a stale word once hid columns >= 64)
+    # widths around the 64-bit words of the foreground bitmap (a stale word once hid columns >= 64)
     for w in [*range(1, 80), 127, 128, 129, 191, 200, 223, 224, 225, 300]:
         for x in sorted({0, 15, 16, 63, 64, 65, w // 2, w - 1}):
             if x >= w:
@@ -387,3 +387,31 @@ def test_busy_cam_like_maps_match_the_contour_search_at_every_threshold():
         x0, y0 = (int(v) for v in rng.integers(0, 150, 2))
         gt = np.array([[x0, y0, x0 + int(rng.integers(10, 74)), y0 + int(rng.integers(10, 74))]])
         _assert_backends_agree(u8, cuts, gt)
+
+
+@pytest.mark.skipif("unionfind" not in BOX_BACKENDS, reason="C kernel not built")
+def test_nested_holes_found_inside_the_union_of_the_boxes_concerned():
+    # rings inside the holes of rings, with holes of their own, next to a second ringed object: the
+    # kernel searches holes only inside the union of the boxes of the components that need them
+    def rings(size: int, levels: list[int]) -> np.ndarray:
+        yy, xx = np.mgrid[:size, :size]
+        ring = np.maximum(abs(yy - size // 2), abs(xx - size // 2)) // 3  # square rings 3 pixels wide
+        return np.asarray(levels, dtype=np.uint8)[np.minimum(ring, len(levels) - 1)]
+
+    u8 = np.zeros((60, 90), np.uint8)
+    u8[2:33, 3:34] = rings(31, [250, 40, 200, 60, 150, 90, 120, 30, 10, 0, 0])
+    u8[20:51, 50:81] = rings(31, [180, 170, 0, 160, 20, 140, 230, 30, 220, 5, 0])
+    u8[52:58, 2:88] = 100  # a plain bar along the bottom
+    cuts = np.unique((threshold_list(0.01) * u8.max()).astype(np.int64))
+    tree = {tuple(b) for c in cuts for b in boxes_at_cut(u8, int(c))[0].tolist()}
+    outer = set()
+    for c in cuts:
+        contours = cv2.findContours((u8 > c).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[-2]
+        for contour in contours:
+            x, y, w, h = cv2.boundingRect(contour)
+            outer.add((x, y, min(x + w, 89), min(y + h, 59)))
+    hole_boxes = sorted(tree - outer)
+    assert len(hole_boxes) >= 3  # the GT boxes below are exactly hole boxes at some thresholds
+    for gt in hole_boxes + sorted(outer):
+        _assert_backends_agree(u8, cuts, np.array([gt]), where=gt)
+        _assert_backends_agree(u8, cuts, np.array([gt, hole_boxes[0]]), deltas=(0.1, 0.5, 0.9, 0.99), where=gt)

@@ -13,14 +13,15 @@
  *
  * The pixels are sorted by level once (counting sort). At each cut, from the highest down, the
  * cut's new pixels are set in a bitmap of the foreground, which is labelled on its runs (maximal
- * horizontal segments; score maps have one or two per row and cut), not on its pixels. Two runs of consecutive rows are 8-adjacent when their
- * column spans overlap or touch diagonally. Per component, from its runs alone:
+ * horizontal segments; score maps have one to three per row and cut), not on its pixels. Two runs
+ * of consecutive rows are 8-adjacent when their column spans overlap or touch diagonally. Per
+ * component, from its runs alone:
  *   - its bounding box and first run (components are merged into the smaller run number, so a
  *     root is its first run in raster order);
  *   - 2Q: each pair of adjacent runs sharing L >= 1 columns adds 2(L - 1) for the cells with four
  *     corners, plus one for each end where the runs' spans differ (a cell with three corners);
  *   - its number of holes: 1 - (runs - adjacent run pairs), the Euler number of an 8-connected
- *     set counted on runs.
+ *     set counted on runs (kept as one sum: a joined set's holes are the two sums minus one).
  * Hole boxes are needed only at some cuts; there the background runs (the gaps between the
  * foreground runs) inside the union of the boxes of the components concerned are labelled with
  * 4-adjacency (a shared column); those not connected to that box's border are holes. A cut needs
@@ -60,7 +61,7 @@ typedef struct {
 typedef struct {
     int32_t x0, y0, x1, y1; /* pixel bounding box (inclusive) */
     int32_t q2;             /* 2Q (foreground); at most 2(H - 1)(W - 1) < 2^31 for sides <= 32767 */
-    int32_t holes;          /* foreground: 1 - runs + adjacent run pairs (its Euler number's complement) */
+    int32_t holes;          /* foreground: 1 - runs + adjacent run pairs (1 - its Euler number) */
     int32_t touch;          /* background: whether the set touches the outside */
 } Set;
 
@@ -292,22 +293,40 @@ static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t rx
                                 int32_t ry1, Run *bg, int32_t *bg_row, int32_t *parent, Set *set) {
     int32_t n = 0;
     for (int32_t y = ry0; y <= ry1; y++) {
-        bg_row[y - ry0] = n;
+        const int32_t start = n, prev_hi = n;
+        int32_t p = y > ry0 ? bg_row[y - 1 - ry0] : prev_hi; /* runs of the row above: p .. prev_hi */
+        bg_row[y - ry0] = start;
         int32_t x = rx0;
         for (int32_t i = fg_row[y]; i <= fg_row[y + 1] && x <= rx1; i++) {
             const int32_t end = i < fg_row[y + 1] && fg[i].s - 1 < rx1 ? fg[i].s - 1 : rx1;
-            if (end >= x) {
-                bg[n].s = x, bg[n].e = end, bg[n].y = y;
-                parent[n] = n;
-                set_init(&set[n], &bg[n]);
-                set[n].touch = x == rx0 || end == rx1 || y == ry0 || y == ry1;
+            if (end >= x) { /* a gap: it joins the gaps of the row above sharing a column */
+                Run *b = &bg[n];
+                b->s = x, b->e = end, b->y = y;
+                const int touch = x == rx0 || end == rx1 || y == ry0 || y == ry1;
+                while (p < prev_hi && bg[p].e < x) p++;
+                if (p < prev_hi && bg[p].s <= end) {
+                    int32_t r = find_root(parent, p);
+                    for (int32_t q = p + 1; q < prev_hi && bg[q].s <= end; q++) {
+                        const int32_t rq = find_root(parent, q);
+                        if (rq != r) r = join(parent, set, r, rq);
+                    }
+                    Set *g = &set[r];
+                    parent[n] = r;
+                    g->x0 = x < g->x0 ? x : g->x0;
+                    g->x1 = end > g->x1 ? end : g->x1;
+                    g->y1 = y;
+                    g->touch |= touch;
+                } else {
+                    parent[n] = n;
+                    set_init(&set[n], b);
+                    set[n].touch = touch;
+                }
                 n++;
             }
             if (i < fg_row[y + 1] && fg[i].e + 1 > x) x = fg[i].e + 1;
         }
     }
     bg_row[ry1 - ry0 + 1] = n;
-    join_4_adjacent(bg, bg_row, ry1 - ry0 + 1, parent, set);
     return n;
 }
 
