@@ -415,3 +415,19 @@ def test_nested_holes_found_inside_the_union_of_the_boxes_concerned():
     for gt in hole_boxes + sorted(outer):
         _assert_backends_agree(u8, cuts, np.array([gt]), where=gt)
         _assert_backends_agree(u8, cuts, np.array([gt, hole_boxes[0]]), deltas=(0.1, 0.5, 0.9, 0.99), where=gt)
+
+
+@pytest.mark.skipif("unionfind" not in BOX_BACKENDS, reason="C kernel not built")
+def test_maps_beyond_the_kernels_limits_use_the_contour_search(monkeypatch):
+    import tedloc.eval.boxes as boxes
+
+    def refuse(*args):
+        raise AssertionError("the kernel must not see this map")
+
+    u8 = (np.random.default_rng(5).random((20, 30)) * 255).astype(np.uint8)
+    cuts, gt = np.array([50, 120, 200]), np.array([[2, 3, 20, 15]])
+    expected = boxes_at_cuts(u8, cuts, gt, "contours")
+    monkeypatch.setattr(boxes, "_KERNEL_MAX_PIXELS", 599)  # 20 x 30 = 600 pixels
+    monkeypatch.setattr(boxes, "_box_kernel", refuse)
+    got = boxes_at_cuts(u8, cuts, gt, "unionfind")
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))

@@ -581,8 +581,9 @@ static PyObject *box_kernel(PyObject *self, PyObject *args) {
 
     if (H <= 0 || W <= 0 || mapb.len != H * W || T <= 0 || G <= 0 || ND <= 0 ||
         v2b.len != T * (Py_ssize_t)sizeof(double) || boxb.len != 4 * T * (Py_ssize_t)sizeof(int64_t) ||
-        H > 32767 || W > 32767) {
-        PyErr_SetString(PyExc_ValueError, "box_kernel: inconsistent buffer sizes (or a side over 32767)");
+        H > 32767 || W > 32767 || H * W > ((Py_ssize_t)1 << 26)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "box_kernel: inconsistent buffer sizes (or a side over 32767, or over 2^26 pixels)");
         goto done;
     }
     for (Py_ssize_t t = 1; t < T; t++)

@@ -34,6 +34,7 @@ __all__ = [
 
 EMPTY_BOX = (0, 0, 0, 0)
 _KERNEL_MAX_SIDE = 32767  # the C kernel's limit on map height and width; larger maps use OpenCV
+_KERNEL_MAX_PIXELS = 1 << 26  # and on pixels (it keeps 4 bytes per pixel): 8192 x 8192 maps and beyond use OpenCV
 
 
 def rescale_boxes(boxes: np.ndarray, image_size: tuple[int, int], map_size: tuple[int, int]) -> np.ndarray:
@@ -132,7 +133,7 @@ def _boxes_at_cuts_kernel(
 ) -> tuple[np.ndarray, np.ndarray]:
     """All cuts at once in the C kernel (runs and union-find; it checks the cuts' order); the same results as the
     contour search."""
-    if max(u8.shape) > _KERNEL_MAX_SIDE:
+    if max(u8.shape) > _KERNEL_MAX_SIDE or u8.size > _KERNEL_MAX_PIXELS:
         return _boxes_at_cuts_contours(u8, cuts, gt_boxes, deltas)
     levels = np.ascontiguousarray(u8, dtype=np.uint8)
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
