@@ -55,7 +55,7 @@
 #define MAX_CUTS 257
 
 typedef struct {
-    int32_t s, e, y; /* columns s..e (inclusive) of row y */
+    int32_t s, e; /* columns s..e (inclusive); the row is known from where the run is stored */
 } Run;
 
 typedef struct {
@@ -163,8 +163,8 @@ static inline int32_t join(int32_t *parent, Set *set, int32_t a, int32_t b) {
     return ra;
 }
 
-static inline void set_init(Set *s, const Run *r) {
-    s->x0 = r->s, s->x1 = r->e, s->y0 = s->y1 = r->y;
+static inline void set_init(Set *s, const Run *r, int32_t y) {
+    s->x0 = r->s, s->x1 = r->e, s->y0 = s->y1 = y;
     s->q2 = 0, s->holes = 0, s->touch = 0;
 }
 
@@ -244,7 +244,7 @@ static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int3
             while (t) {
                 const int32_t col = k * 64 + __builtin_ctzll(t);
                 t &= t - 1;
-                if (!inside) runs[n].s = col, runs[n].y = y;
+                if (!inside) runs[n].s = col;
                 else runs[n++].e = col - 1;
                 inside = !inside;
             }
@@ -276,7 +276,7 @@ static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int3
             } else {
                 parent[k] = k;
                 roots[nr++] = k;
-                set_init(&set[k], b);
+                set_init(&set[k], b, y);
             }
         }
     }
@@ -301,7 +301,7 @@ static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t rx
             const int32_t end = i < fg_row[y + 1] && fg[i].s - 1 < rx1 ? fg[i].s - 1 : rx1;
             if (end >= x) { /* a gap: it joins the gaps of the row above sharing a column */
                 Run *b = &bg[n];
-                b->s = x, b->e = end, b->y = y;
+                b->s = x, b->e = end;
                 const int touch = x == rx0 || end == rx1 || y == ry0 || y == ry1;
                 while (p < prev_hi && bg[p].e < x) p++;
                 if (p < prev_hi && bg[p].s <= end) {
@@ -318,7 +318,7 @@ static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t rx
                     g->touch |= touch;
                 } else {
                     parent[n] = n;
-                    set_init(&set[n], b);
+                    set_init(&set[n], b, y);
                     set[n].touch = touch;
                 }
                 n++;
@@ -347,9 +347,9 @@ static int64_t filled_q2(const Run *fg, const int32_t *fg_row, const int32_t *co
             if (first[y] < 0) {
                 first[y] = fg[i].s;
             } else {
-                gap[n].s = last[y] + 1, gap[n].e = fg[i].s - 1, gap[n].y = y;
+                gap[n].s = last[y] + 1, gap[n].e = fg[i].s - 1;
                 parent[n] = n;
-                set_init(&set[n], &gap[n]);
+                set_init(&set[n], &gap[n], y);
                 set[n].touch = y == y0 || y == y1; /* touches the outside */
                 n++;
             }
