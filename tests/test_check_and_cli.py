@@ -109,14 +109,3 @@ def test_training_commands_expose_every_config_field():
         (0.5, (16, 8), (1.0, 0.0, 2.0), True, 80)
     args = build_parser(["pretrain"]).parse_args(["pretrain", "--data", "d", "--out", "o", "--no-nesterov"])
     assert config_from_args(PretrainConfig, args).nesterov is False
-
-
-def test_progress_bars_only_when_asked(monkeypatch):
-    from tedloc.utils.progress import progress
-
-    items = [1, 2, 3]
-    monkeypatch.setenv("TEDLOC_PROGRESS", "0")
-    assert progress(items, desc="x") is items  # no bar, no tqdm import
-    monkeypatch.setenv("TEDLOC_PROGRESS", "1")
-    bar = progress(items, desc="x")
-    assert bar is not items and list(bar) == items

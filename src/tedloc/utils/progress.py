@@ -5,6 +5,8 @@ import os
 import sys
 from typing import Iterable, TypeVar
 
+from tqdm.auto import tqdm
+
 __all__ = ["progress"]
 
 T = TypeVar("T")
@@ -18,13 +20,6 @@ def _enabled() -> bool:
 
 
 def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it") -> Iterable[T]:
-    """Wrap ``iterable`` in a progress bar when stderr is a terminal (or ``TEDLOC_PROGRESS=1``).
-
-    tqdm is imported only then (it costs about 50 ms of start-up that short commands notice).
-    """
-    if not _enabled():
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True,
+    """Wrap ``iterable`` in a progress bar when stderr is a terminal (or ``TEDLOC_PROGRESS=1``)."""
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not _enabled(), dynamic_ncols=True,
                 leave=False)
