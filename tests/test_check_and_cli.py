@@ -109,3 +109,21 @@ def test_training_commands_expose_every_config_field():
         (0.5, (16, 8), (1.0, 0.0, 2.0), True, 80)
     args = build_parser(["pretrain"]).parse_args(["pretrain", "--data", "d", "--out", "o", "--no-nesterov"])
     assert config_from_args(PretrainConfig, args).nesterov is False
+
+
+def test_training_order_does_not_depend_on_progress_bars(monkeypatch):
+    # progress() wraps DataLoaders in every training loop; whether a bar is shown (a terminal) must
+    # not change the batches (tqdm.auto's bar calls iter() once when made, drawing from the loader's
+    # generator: see progress()'s docstring)
+    import torch
+    from torch.utils.data import DataLoader
+
+    from tedloc.utils.progress import progress
+
+    def batches(flag: str) -> list[list[int]]:
+        monkeypatch.setenv("TEDLOC_PROGRESS", flag)
+        loader = DataLoader(list(range(40)), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(3))
+        return [b.tolist() for b in progress(loader, desc="test")]
+
+    shown, hidden = batches("1"), batches("0")
+    assert shown == hidden and sorted(sum(shown, [])) == list(range(40))
