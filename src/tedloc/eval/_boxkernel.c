@@ -68,6 +68,7 @@ typedef struct {
 typedef struct {
     int32_t x0, y0, x1, y1; /* pixel bounding box */
     int32_t q2, root;       /* 2Q of its pixels (holes not filled), its first run */
+    int32_t rival;          /* its box leaves room to be larger than the pick: its area is checked */
     double cover;           /* the largest share of a GT box its box covers */
 } Holed;
 
@@ -86,7 +87,6 @@ typedef struct {
     Run *seg;       /* a component's rows with its holes filled */
     int32_t *seg_row;
     int32_t *holes;   /* hole boxes of the cut being resolved: x0, y0, x1, y1 */
-    int32_t *others;  /* components with holes at an ambiguous cut: x0, y0, x1, y1, q2, root */
     Holed *holed;     /* components with holes at the cut being resolved */
     /* per distinct cut (at most MAX_CUTS: cuts are clamped to [-1, 255]) */
     int64_t cuts[MAX_CUTS], box[4 * MAX_CUTS];
@@ -113,7 +113,7 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
         const Py_ssize_t cap = runs > H + 1 ? runs : H + 1;
         free(ws.fg), free(ws.bg), free(ws.fg_row), free(ws.bg_row), free(ws.parent), free(ws.set);
         free(ws.comp), free(ws.seg), free(ws.seg_row), free(ws.roots);
-        free(ws.holes), free(ws.others), free(ws.holed);
+        free(ws.holes), free(ws.holed);
         ws.fg = (Run *)malloc(sizeof(Run) * cap);
         ws.bg = (Run *)malloc(sizeof(Run) * cap);
         ws.fg_row = (int32_t *)malloc(sizeof(int32_t) * (cap + 1));
@@ -125,10 +125,9 @@ static int workspace_reserve(Py_ssize_t H, Py_ssize_t W) {
         ws.seg = (Run *)malloc(sizeof(Run) * cap);
         ws.seg_row = (int32_t *)malloc(sizeof(int32_t) * (cap + 1));
         ws.holes = (int32_t *)malloc(sizeof(int32_t) * 4 * cap);
-        ws.others = (int32_t *)malloc(sizeof(int32_t) * 6 * cap);
         ws.holed = (Holed *)malloc(sizeof(Holed) * cap);
         ws.cap_runs = cap;
-        if (!ws.fg || !ws.bg || !ws.fg_row || !ws.bg_row || !ws.parent || !ws.set || !ws.holes || !ws.others || !ws.holed ||
+        if (!ws.fg || !ws.bg || !ws.fg_row || !ws.bg_row || !ws.parent || !ws.set || !ws.holes || !ws.holed ||
             !ws.comp || !ws.seg || !ws.seg_row || !ws.roots) {
             ws.cap_runs = 0;
             return -1;
@@ -168,6 +167,13 @@ static inline void set_init(Set *s, const Run *r, int32_t y) {
     s->q2 = 0, s->holes = 0, s->touch = 0;
 }
 
+/* Add the run s..e of row y (below the set's rows) to the set's box. */
+static inline void set_extend(Set *g, int32_t s, int32_t e, int32_t y) {
+    g->x0 = s < g->x0 ? s : g->x0;
+    g->x1 = e > g->x1 ? e : g->x1;
+    g->y1 = y;
+}
+
 /* 2Q gained from two 8-adjacent runs of consecutive rows: sharing L >= 1 columns, 2(L - 1) for
  * the cells with four corners plus one per end where the spans differ (a cell with three). */
 static inline int32_t pair_q2(const Run *a, const Run *b) {
@@ -188,8 +194,7 @@ static void join_4_adjacent(const Run *runs, const int32_t *row_start, int32_t r
             } else if (b->e < a->s) {
                 k++;
             } else {
-                const int32_t ra = find_root(parent, i), rb = find_root(parent, k);
-                if (ra != rb) join(parent, set, ra, rb);
+                join(parent, set, i, k);
                 if (a->e < b->e) i++;
                 else k++;
             }
@@ -268,9 +273,7 @@ static int32_t label_foreground(const uint64_t *bits, int32_t H, int32_t W, int3
                 }
                 Set *g = &set[r];
                 parent[k] = r;
-                g->x0 = b->s < g->x0 ? b->s : g->x0;
-                g->x1 = b->e > g->x1 ? b->e : g->x1;
-                g->y1 = y;
+                set_extend(g, b->s, b->e, y);
                 g->q2 += q2;
                 g->holes += pairs - 1;
             } else {
@@ -293,9 +296,9 @@ static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t rx
                                 int32_t ry1, Run *bg, int32_t *bg_row, int32_t *parent, Set *set) {
     int32_t n = 0;
     for (int32_t y = ry0; y <= ry1; y++) {
-        const int32_t start = n, prev_hi = n;
+        const int32_t prev_hi = n;
         int32_t p = y > ry0 ? bg_row[y - 1 - ry0] : prev_hi; /* runs of the row above: p .. prev_hi */
-        bg_row[y - ry0] = start;
+        bg_row[y - ry0] = n;
         int32_t x = rx0;
         for (int32_t i = fg_row[y]; i <= fg_row[y + 1] && x <= rx1; i++) {
             const int32_t end = i < fg_row[y + 1] && fg[i].s - 1 < rx1 ? fg[i].s - 1 : rx1;
@@ -310,12 +313,9 @@ static int32_t label_background(const Run *fg, const int32_t *fg_row, int32_t rx
                         const int32_t rq = find_root(parent, q);
                         if (rq != r) r = join(parent, set, r, rq);
                     }
-                    Set *g = &set[r];
                     parent[n] = r;
-                    g->x0 = x < g->x0 ? x : g->x0;
-                    g->x1 = end > g->x1 ? end : g->x1;
-                    g->y1 = y;
-                    g->touch |= touch;
+                    set_extend(&set[r], x, end, y);
+                    set[r].touch |= touch;
                 } else {
                     parent[n] = n;
                     set_init(&set[n], b, y);
@@ -498,32 +498,26 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
         v2[j] = best;
         /* another component with holes may be larger than its hole-free area says: certain only if
          * even its pixel box (a bound of its contour's area) stays below the pick's area */
-        int32_t n_others = 0;
+        int32_t n_rivals = 0;
         for (int32_t a = 0; a < n_holed; a++) {
-            const Holed *r = &ws.holed[a];
-            if (r->root == pick || 2 * (int64_t)(r->x1 - r->x0) * (r->y1 - r->y0) < pick_q2) continue;
-            int32_t *rec = ws.others + 6 * n_others++;
-            rec[0] = r->x0, rec[1] = r->y0, rec[2] = r->x1, rec[3] = r->y1, rec[4] = r->q2, rec[5] = r->root;
+            Holed *r = &ws.holed[a];
+            r->rival = r->root != pick && 2 * (int64_t)(r->x1 - r->x0) * (r->y1 - r->y0) >= pick_q2;
+            n_rivals += r->rival;
         }
         Py_ssize_t k = 0;
         while (k < ND && best >= deltas[k]) k++;
         const int holes_matter = k < ND && holed_cover >= deltas[k];
-        if (!n_others && !holes_matter) continue;
+        if (!n_rivals && !holes_matter) continue;
 
-        if (n_others) /* the components of the runs, for exact areas below */
+        if (n_rivals) /* the components of the runs, for exact areas below */
             for (int32_t i = 0; i < n_fg; i++) ws.comp[i] = find_root(parent, i);
         /* the holes of the components that matter, found inside the union of their boxes */
         int32_t rx0 = w, ry0 = h, rx1 = -1, ry1 = -1;
         for (int32_t a = 0; a < n_holed; a++) {
             const Holed *c = &ws.holed[a];
-            if (!(holes_matter && c->cover >= deltas[k])) continue;
+            if (!c->rival && !(holes_matter && c->cover >= deltas[k])) continue;
             rx0 = c->x0 < rx0 ? c->x0 : rx0, ry0 = c->y0 < ry0 ? c->y0 : ry0;
             rx1 = c->x1 > rx1 ? c->x1 : rx1, ry1 = c->y1 > ry1 ? c->y1 : ry1;
-        }
-        for (int32_t a = 0; a < n_others; a++) {
-            const int32_t *c = ws.others + 6 * a;
-            rx0 = c[0] < rx0 ? c[0] : rx0, ry0 = c[1] < ry0 ? c[1] : ry0;
-            rx1 = c[2] > rx1 ? c[2] : rx1, ry1 = c[3] > ry1 ? c[3] : ry1;
         }
         const int32_t n_bg = label_background(fg, ws.fg_row, rx0, ry0, rx1, ry1, ws.bg, ws.bg_row, parent, set);
         int32_t n_holes = 0;
@@ -540,12 +534,13 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
          * this bound cannot rule out get their exact area, and so does the pick */
         int64_t best_q2 = -1;
         int32_t best_root = pick;
-        for (int32_t a = 0; a < n_others; a++) {
-            const int32_t *y = ws.others + 6 * a;
-            int64_t bound = y[4];
+        for (int32_t a = 0; a < n_holed; a++) {
+            const Holed *y = &ws.holed[a];
+            if (!y->rival) continue;
+            int64_t bound = y->q2;
             for (int32_t b = 0; b < n_holes; b++) {
                 const int32_t *hb = ws.holes + 4 * b;
-                if (hb[0] > y[0] && hb[2] < y[2] && hb[1] > y[1] && hb[3] < y[3])
+                if (hb[0] > y->x0 && hb[2] < y->x1 && hb[1] > y->y0 && hb[3] < y->y1)
                     bound += 2 * (int64_t)(hb[2] - hb[0] + 2) * (hb[3] - hb[1] + 2);
             }
             if (bound < pick_q2) continue;
@@ -553,15 +548,15 @@ static void boxes_at_cuts(const uint8_t *lv, Py_ssize_t H, Py_ssize_t W, const i
                 best_q2 = pick_holed ? filled_q2(fg, ws.fg_row, ws.comp, pick, pick_y0, pick_y1, ws.bg, ws.bg_row,
                                                  parent, set, ws.seg, ws.seg_row)
                                      : pick_q2;
-            const int64_t area = filled_q2(fg, ws.fg_row, ws.comp, y[5], y[1], y[3], ws.bg, ws.bg_row, parent, set,
-                                           ws.seg, ws.seg_row);
-            if (area > best_q2 || (area == best_q2 && y[5] > best_root)) { /* equal areas: the later first pixel */
+            const int64_t area = filled_q2(fg, ws.fg_row, ws.comp, y->root, y->y0, y->y1, ws.bg, ws.bg_row, parent,
+                                           set, ws.seg, ws.seg_row);
+            if (area > best_q2 || (area == best_q2 && y->root > best_root)) { /* equal areas: the later first pixel */
                 best_q2 = area;
-                best_root = y[5];
-                box[0] = y[0];
-                box[1] = y[1];
-                box[2] = y[2] + 1 > w - 1 ? w - 1 : y[2] + 1;
-                box[3] = y[3] + 1 > h - 1 ? h - 1 : y[3] + 1;
+                best_root = y->root;
+                box[0] = y->x0;
+                box[1] = y->y0;
+                box[2] = y->x1 + 1 > w - 1 ? w - 1 : y->x1 + 1;
+                box[3] = y->y1 + 1 > h - 1 ? h - 1 : y->y1 + 1;
             }
         }
     }

@@ -98,12 +98,11 @@ def quantize_scoremap(
     score_map: np.ndarray, image_id: str = "", shape: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(validate_scoremap(m), to_uint8(m))`` with the same errors, in one pass over the map when the C kernel is built."""
-    where = f" for {image_id}" if image_id else ""
-    arr = _checked_array(score_map, where, shape)
     if _quantize is None:
-        _check_range(float(arr.min()), float(arr.max()), where)
+        arr = validate_scoremap(score_map, image_id, shape)
         return arr, to_uint8(arr)
-    arr = np.ascontiguousarray(arr)
+    where = f" for {image_id}" if image_id else ""
+    arr = np.ascontiguousarray(_checked_array(score_map, where, shape))
     u8 = np.empty(arr.shape, dtype=np.uint8)
     lo, hi = _quantize(arr, arr.dtype == np.float32, u8)
     _check_range(lo, hi, where)
