@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -86,6 +87,20 @@ def test_evaluate_command_reports_the_cam_baseline(cam_run, synthetic_small, tmp
     scores, maps = localizer.predict(torch.zeros(2, 3, 48, 48))
     assert scores.shape == (2, 4) and maps.shape == (2, 6, 6)
     assert torch.allclose(scores.sum(1), torch.ones(2))
+
+
+def test_evaluate_command_without_boxes_says_what_is_missing(cam_run, synthetic_small, tmp_path, capsys):
+    root = tmp_path / "ds"
+    shutil.copytree(synthetic_small, root)
+    (root / "metadata" / "test" / "localization.txt").unlink()  # masks only (masks.txt)
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--run", str(cam_run), "--data", str(root), "--split", "test", "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert {"PxAP", "CL@1", "CL@5"} <= set(m) and "MaxBoxAcc" not in m and "Top1Loc" not in m
+    err = capsys.readouterr().err
+    assert "note: MaxBoxAcc" in err and "not computed: split 'test' has no GT boxes" in err
+    assert main(["evaluate", "--run", str(cam_run), "--data", str(root), "--split", "test", "--save-threshold"]) == 2
+    assert "--save-threshold needs GT boxes" in capsys.readouterr().err
 
 
 def test_gradcam_cache_and_opencv_environment(cam_run, synthetic_small, tmp_path):

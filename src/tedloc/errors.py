@@ -1,10 +1,13 @@
 """Errors shown to users as one clear line, never as a traceback from deep inside."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from os import PathLike
 
-__all__ = ["TedlocError", "DataError", "Problem"]
+__all__ = ["TedlocError", "DataError", "Problem", "cap_problems"]
+
+PROBLEMS_PER_FILE = 5
 
 
 class TedlocError(Exception):
@@ -29,6 +32,21 @@ class Problem:
             where += ": "
         field = f"{self.field}: " if self.field else ""
         return f"{where}{field}{self.message}"
+
+
+def cap_problems(problems: list[Problem], per_file: int = PROBLEMS_PER_FILE) -> list[Problem]:
+    """The first ``per_file`` problems of each file, then one ``... and N more problems in FILE``."""
+    total = Counter(p.path for p in problems)
+    seen: Counter = Counter()
+    capped = []
+    for p in problems:
+        seen[p.path] += 1
+        if seen[p.path] <= per_file:
+            capped.append(p)
+        elif seen[p.path] == per_file + 1:
+            where = f" in {p.path}" if p.path is not None else ""
+            capped.append(Problem(f"... and {total[p.path] - per_file} more problems{where}"))
+    return capped
 
 
 class DataError(TedlocError):
@@ -56,7 +74,8 @@ class DataError(TedlocError):
 
     @classmethod
     def from_problems(cls, problems: list[Problem], limit: int = 20) -> "DataError":
-        first, rest = problems[0], problems[1:]
+        """One error listing ``problems`` (at most ``PROBLEMS_PER_FILE`` per file, ``limit`` in all)."""
+        first, *rest = cap_problems(problems)
         err = cls(first.message, first.path, first.line, first.field, problems=rest)
         err.limit = limit
         return err

@@ -24,42 +24,50 @@ import torch
 
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
-from tedloc.utils.row_files import DoneRows, create_npy
+from tedloc.utils.locks import folder_lock
+from tedloc.utils.row_files import DoneRows, create_npy, open_done_rows
 
 __all__ = ["MapCache"]
 
 
 class MapCache:
-    """Open (or create) a map cache for the image ids of one split."""
+    """Open (or create) a map cache for the image ids of one split.
+
+    While it is incomplete (being created or written) the folder is locked: a second writer is refused.
+    """
 
     def __init__(self, root: str | os.PathLike, image_ids: list[str] | None = None, size: tuple[int, int] | None = None,
                  source: dict | None = None):
         self.root = Path(root)
+        self._lock = folder_lock(self.root)
         index_path = self.root / "index.json"
-        if index_path.exists():
-            index = json.loads(index_path.read_text())
-            if image_ids is not None and index["image_ids"] != list(image_ids):
-                raise TedlocError(f"{self.root}: the cache holds other images (another split or dataset)")
-            if source is not None and index["source"] != source:
-                raise TedlocError(f"{self.root}: the cache was made from another source: {index['source']}")
-            if size is not None and tuple(index["size"]) != tuple(size):
-                raise TedlocError(f"{self.root}: the cache holds {index['size']} maps, not {list(size)}")
-        else:
+        if not index_path.exists():
             if image_ids is None or size is None:
                 raise TedlocError(f"no map cache at {self.root}")
-            index = {"image_ids": list(image_ids), "size": list(size), "source": source or {}, "dtype": "float16"}
-            self.root.mkdir(parents=True, exist_ok=True)
-            create_npy(self.root / "maps.npy", np.float16, (len(image_ids), *size))
-            DoneRows(self.root / "done.npy", len(image_ids))
-            atomic_write_text(index_path, json.dumps(index) + "\n")
+            self._lock.acquire()
+            if not index_path.exists():  # not made meanwhile by a writer that has finished
+                self._create(image_ids, size, source)
+        index = json.loads(index_path.read_text())
+        if image_ids is not None and index["image_ids"] != list(image_ids):
+            raise TedlocError(f"{self.root}: the cache holds other images (another split or dataset)")
+        if source is not None and index["source"] != source:
+            raise TedlocError(f"{self.root}: the cache was made from another source: {index['source']}")
+        if size is not None and tuple(index["size"]) != tuple(size):
+            raise TedlocError(f"{self.root}: the cache holds {index['size']} maps, not {list(size)}")
         self.index = index
         self.image_ids: list[str] = index["image_ids"]
         self.size = tuple(index["size"])
         self.source = index["source"]
         self._row = {image_id: i for i, image_id in enumerate(self.image_ids)}
         self.maps = np.load(self.root / "maps.npy", mmap_mode="r+")
-        self.done_rows = DoneRows(self.root / "done.npy")
+        self.done_rows = open_done_rows(self.root / "done.npy", self._lock)
         self.done = self.done_rows.flags
+
+    def _create(self, image_ids: list[str], size: tuple[int, int], source: dict | None) -> None:
+        index = {"image_ids": list(image_ids), "size": list(size), "source": source or {}, "dtype": "float16"}
+        create_npy(self.root / "maps.npy", np.float16, (len(image_ids), *size))
+        DoneRows(self.root / "done.npy", len(image_ids))
+        atomic_write_text(self.root / "index.json", json.dumps(index) + "\n")
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -76,9 +84,12 @@ class MapCache:
         maps = np.asarray(maps, dtype=np.float32)
         if maps.shape[1:] != self.size:
             raise ValueError(f"maps of shape {maps.shape[1:]} for a cache of {self.size}")
+        self._lock.acquire()
         self.maps[rows] = maps.astype(np.float16)
         self.maps.flush()
         self.done_rows.mark(rows)
+        if self.complete:
+            self._lock.release()
 
     def row(self, image_id: str) -> int:
         return self._row[image_id]

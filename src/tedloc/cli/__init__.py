@@ -7,6 +7,7 @@ printed as one clear message with exit status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from typing import Callable
@@ -57,6 +58,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_message(e: OSError, out: str | None = None) -> str:
+    """``<path>: <reason>``; a failed write deep inside a library (full disk) names no file: ``out`` then."""
+    path = e.filename
+    if path is None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        path = out
+    reason = e.strerror or str(e)
+    return reason if path is None else f"{path}: {reason}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
@@ -69,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TedlocError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # full or read-only disk, no permission, ...: one line naming the path
+        logging.debug("", exc_info=e)  # the traceback, with --verbose
+        print(f"error: {os_error_message(e, getattr(args, 'out', None))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from tedloc.cli import command
 from tedloc.data import load_dataset
 from tedloc.errors import TedlocError
 from tedloc.eval import THRESHOLD_MODES, evaluate_map_folder
-from tedloc.utils.io import atomic_write_text
+from tedloc.utils.io import atomic_write_text, check_writable
 
 _ORDER = ("MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70", "PxAP", "mIoU",
           "GTKnownLoc", "Top1Loc", "Top5Loc", "CL@1", "CL@5", "threshold")
@@ -24,7 +25,10 @@ def format_metrics(metrics: dict) -> str:
 
 
 def report(metrics: dict, title: str, json_path: str | None) -> int:
-    """Print the table under ``title`` (and one per extra map) and write the metrics as JSON if asked."""
+    """Print the table under ``title`` (and one per extra map), say on stderr which metrics were not
+    computed and why, and write the metrics as JSON if asked."""
+    for note in metrics.get("not_computed", []):
+        print(f"note: {note}", file=sys.stderr)
     print(title)
     print(format_metrics(metrics))
     for kind, other in metrics.get("maps", {}).items():
@@ -36,10 +40,19 @@ def report(metrics: dict, title: str, json_path: str | None) -> int:
     return 0
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before the evaluation, not after it, when its results cannot be written (an ``OSError``)."""
+    if args.json:
+        check_writable(args.json)
+    if getattr(args, "save_threshold", False) and os.path.isdir(args.run):
+        check_writable(os.path.join(args.run, "model.json"))
+
+
 def _evaluate_maps(args: argparse.Namespace) -> int:
-    split = load_dataset(args.data, splits=[args.split])[args.split]
-    metrics = evaluate_map_folder(split, args.maps, workers=args.workers, interval=args.interval, mode=args.mode,
-                                  tau=args.tau)
+    _check_outputs(args)
+    dataset = load_dataset(args.data, splits=[args.split])
+    metrics = evaluate_map_folder(dataset[args.split], args.maps, workers=args.workers, interval=args.interval,
+                                  mode=args.mode, tau=args.tau, num_classes=dataset.num_classes)
     return report(metrics, f"{args.split}: {metrics['images']} maps, threshold mode {args.mode}", args.json)
 
 
@@ -64,6 +77,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from tedloc.engine.checkpoint import update_run_metadata
 
+    _check_outputs(args)
     localizer = load_model(args.run)
     if args.map is not None:
         kinds = getattr(localizer, "map_kinds", ("default",))
@@ -75,8 +89,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, splits=[args.split])
     if dataset.class_names != localizer.class_names:
         raise TedlocError(f"{args.data} has other classes than the run {args.run} was trained on")
+    if args.save_threshold and not dataset[args.split].has_boxes:
+        raise TedlocError(f"--save-threshold needs GT boxes; split {args.split!r} of {args.data} has none")
     metrics = evaluate_localizer(localizer, dataset[args.split], batch_size=args.batch_size, workers=args.workers,
-                                 all_maps=True, interval=args.interval, mode=args.mode, tau=args.tau)
+                                 all_maps=True, interval=args.interval, mode=args.mode, tau=args.tau,
+                                 num_classes=dataset.num_classes)
     code = report(metrics, f"{args.run} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
                   args.json)
     if args.save_threshold:

@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tedloc.cli import command
+from tedloc.errors import TedlocError
+
+if TYPE_CHECKING:
+    from tedloc.inference import Prediction
 
 
 def _threshold(text: str | None):
@@ -17,44 +24,83 @@ def _threshold(text: str | None):
         raise argparse.ArgumentTypeError(f"--threshold must be a number in [0, 1) or 'otsu', got {text!r}") from None
 
 
+def _pixels(text: str) -> int | None:
+    """``--max-pixels``: a positive count (``20000*20000`` style products allowed) or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = math.prod(int(part) for part in text.split("*"))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--max-pixels must be a positive number of pixels or 'none', got {text!r}")
+    return value
+
+
 def _output_names(sources: list[str]) -> list[str]:
     """File stems for the outputs; images of the same name in different folders get a numeric prefix."""
     stems = [Path(s).stem for s in sources]
     return [f"{i:04d}_{s}" if stems.count(s) > 1 else s for i, s in enumerate(stems)]
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _write(out: Path, name: str, p: "Prediction", max_pixels: int | None) -> None:
+    """``name``.json, .map.npy (float16, the map as returned) and .overlay.png (at the map's size) in ``out``."""
     import numpy as np
+    from PIL import Image
 
-    from tedloc.data.images import load_image
-    from tedloc.inference import Localizer
+    from tedloc.data.images import load_image_reduced
     from tedloc.utils.io import atomic_write, atomic_write_text
     from tedloc.viz import render_overlay
 
-    localizer = Localizer.from_run(args.run, threshold=args.threshold, map_kind=args.map, topk=args.topk)
-    predictions = localizer(args.images)
+    map_size = (p.map.shape[1], p.map.shape[0])
+    image, _ = load_image_reduced(p.source, map_size, max_pixels)  # first: an unreadable image writes nothing
+    if image.size != map_size:
+        image = image.resize(map_size, Image.BILINEAR)
+    overlay = render_overlay(image, p.map, p.box, caption=f"{p.label} {p.top_classes[0][2]:.2f}", boxes_in=p.size)
+    record = {**p.to_dict(), "map": f"{name}.map.npy", "overlay": f"{name}.overlay.png"}
+    with atomic_write(out / record["map"], "wb") as f:
+        np.save(f, p.map.astype(np.float16))
+    with atomic_write(out / record["overlay"], "wb") as f:
+        overlay.save(f, format="PNG")
+    atomic_write_text(out / f"{name}.json", json.dumps(record, indent=1) + "\n")
+
+
+def _report(name: str, result: "Prediction | TedlocError", out: Path | None, max_pixels: int | None) -> bool:
+    """Print one line for an image (stdout; an error on stderr) and write its files; False if it failed."""
+    try:
+        if isinstance(result, TedlocError):
+            raise result
+        best = ", ".join(f"{n} {s:.3f}" for _, n, s in result.top_classes)
+        print(f"{result.source}: box {list(result.box)}  [{best}]")
+        if out is not None:
+            _write(out, name, result, max_pixels)
+        return True
+    except TedlocError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return False
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tedloc.inference import Localizer
+
+    localizer = Localizer.from_run(args.run, threshold=args.threshold, map_kind=args.map, topk=args.topk,
+                                   max_pixels=args.max_pixels, map_max_side=args.map_max_side)
     out = Path(args.out) if args.out else None
-    for name, p in zip(_output_names([p.source for p in predictions]), predictions):
-        best = ", ".join(f"{n} {s:.3f}" for _, n, s in p.top_classes)
-        print(f"{p.source}: box {list(p.box)}  [{best}]")
-        if out is None:
-            continue
-        record = p.to_dict()
-        record["map"] = f"{name}.map.npy"
-        record["overlay"] = f"{name}.overlay.png"
-        with atomic_write(out / record["map"], "wb") as f:
-            np.save(f, p.map.astype(np.float16))
-        overlay = render_overlay(load_image(p.source), p.map, p.box, caption=f"{p.label} {p.top_classes[0][2]:.2f}")
-        with atomic_write(out / record["overlay"], "wb") as f:
-            overlay.save(f, format="PNG")
-        atomic_write_text(out / f"{name}.json", json.dumps(record, indent=1) + "\n")
+    results = zip(_output_names(args.images), localizer.iter_predictions(args.images))
+    done = sum(_report(name, result, out, localizer.max_pixels) for name, result in results)
+    failed = len(args.images) - done
     if out is not None:
-        print(f"wrote {len(predictions)} records (JSON, map .npy, overlay PNG) to {out}")
-    return 0
+        print(f"wrote {done} records (JSON, map .npy, overlay PNG) to {out}")
+    if failed:
+        print(f"{failed} of {len(args.images)} images could not be read (see the errors above)")
+    return 2 if failed else 0
 
 
 @command("predict", help="predict class (top-k), localization map and box for images, without labels")
 def configure(parser: argparse.ArgumentParser) -> None:
+    from tedloc.data.images import MAX_PIXELS
+    from tedloc.inference import MAP_MAX_SIDE
+
     parser.add_argument("--run", required=True, help="a trained run folder (TeD-Loc, CAM baseline, ...)")
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--out", help="write <name>.json, <name>.map.npy and <name>.overlay.png here")
@@ -62,4 +108,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="map threshold in [0, 1) or 'otsu' (default: the one stored in the run)")
     parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g (default) or class)")
     parser.add_argument("--topk", type=int, default=5)
+    parser.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, metavar="N",
+                        help=f"refuse image files with more pixels, e.g. 20000*20000 (the default, {MAX_PIXELS:,}); "
+                             f"'none': no bound")
+    parser.add_argument("--map-max-side", type=int, default=MAP_MAX_SIDE, metavar="N",
+                        help=f"maps (and overlays) of larger images are written at N pixels on their long side, "
+                             f"boxes stay in image pixels (default {MAP_MAX_SIDE})")
     parser.set_defaults(func=_predict)

@@ -70,6 +70,16 @@ def _check_mask(path: str) -> list[str]:
     return []
 
 
+def _no_boxes_warning(root: Path, name: str, has_masks: bool) -> str:
+    """Why split ``name`` scores no box metric (a warning: masks-only datasets, e.g. OpenImages, are valid)."""
+    if not has_masks:
+        return f"split {name}: no boxes or masks, so it cannot score localization"
+    why = "its localization.txt lists none" if (root / "metadata" / name / "localization.txt").is_file() \
+        else "no localization.txt"
+    return (f"split {name}: no GT boxes ({why}), so box metrics (MaxBoxAcc, MaxBoxAccV2, "
+            f"Top-1/Top-5 Loc) cannot be computed, only PxAP; fine for a masks-only dataset")
+
+
 def check_dataset(root: str | os.PathLike, images: bool = True, workers: int = 2) -> CheckReport:
     """Check metadata, images and masks of a dataset directory; never raises on bad content.
 
@@ -83,8 +93,8 @@ def check_dataset(root: str | os.PathLike, images: bool = True, workers: int = 2
     report = CheckReport(str(root), dataset.num_classes, problems=[str(p) for p in problems])
     for name, split in dataset.splits.items():
         report.splits[name] = {"images": len(split), "boxes": split.num_boxes, "masks": split.num_masks}
-        if name != "train" and len(split) and not split.has_boxes and not split.has_masks:
-            report.warnings.append(f"split {name}: no boxes or masks, so it cannot score localization")
+        if name != "train" and len(split) and not split.has_boxes:
+            report.warnings.append(_no_boxes_warning(root, name, split.has_masks))
     if not images:
         return report
     jobs, mask_jobs = [], []

@@ -1,14 +1,42 @@
 """A torch ``Dataset`` over a :class:`~tedloc.data.dataset.Split`, with reproducible random views."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
-from torch.utils.data import Dataset
+from PIL import Image
+from torch.utils.data import Dataset, get_worker_info
 
 from tedloc.data.dataset import Split
 from tedloc.data.images import load_image
 from tedloc.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, to_normalized_tensor
+from tedloc.errors import DataError
 
-__all__ = ["WSOLImageDataset"]
+__all__ = ["WSOLImageDataset", "WorkerDataError", "load_sample_image"]
+
+
+class WorkerDataError(DataError):
+    """A :class:`DataError` raised in a DataLoader worker process, still one line in the main process.
+
+    torch re-raises a worker's exception in the main process as ``type(e)(text)``, ``text`` being
+    "Caught ... in DataLoader worker process N", the worker's traceback, and last
+    ``<module>.<class>: <message>``; this class keeps only ``<message>`` of that text.
+    """
+
+    def __init__(self, message: str, *args, **kwargs):
+        marker = f"{type(self).__module__}.{type(self).__qualname__}: "
+        super().__init__(message.rsplit(marker, 1)[-1].rstrip("\n"), *args, **kwargs)
+
+
+def load_sample_image(path: str | os.PathLike) -> Image.Image:
+    """:func:`~tedloc.data.images.load_image` for a dataset's ``__getitem__``: in a DataLoader worker, its
+    :class:`DataError` comes as a :class:`WorkerDataError`, whose message survives torch's re-raise."""
+    try:
+        return load_image(path)
+    except DataError as e:
+        if get_worker_info() is None:
+            raise
+        raise WorkerDataError(str(e)) from None
 
 
 class WSOLImageDataset(Dataset):
@@ -48,7 +76,7 @@ class WSOLImageDataset(Dataset):
         return len(self.split)
 
     def __getitem__(self, i: int) -> dict:
-        image = load_image(self.split.image_path(i))
+        image = load_sample_image(self.split.image_path(i))
         rng = np.random.default_rng([self.seed, self.epoch, i])
         view = self.transform.view(image.size, rng)
         x = to_normalized_tensor(view.image(image), self.mean, self.std)

@@ -17,7 +17,9 @@ relative to the directory or absolute, ``null`` for metadata-only datasets).
 
 Reading never stops at the first problem: every problem is collected with its file and
 line, and :func:`load_dataset` raises one :class:`~tedloc.errors.DataError` listing them
-(``strict=False`` returns them instead, which ``tedloc data check`` uses).
+(``strict=False`` returns them instead, which ``tedloc data check`` uses). A file repeating
+a problem on every line is listed by its first five and a count; a file that is not UTF-8
+text is one problem.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 import yaml
 
 from tedloc.data.dataset import SPLIT_NAMES, Split, WSOLDataset, check_image_id
-from tedloc.errors import DataError, Problem
+from tedloc.errors import DataError, Problem, cap_problems
 from tedloc.utils.io import atomic_write_text
 
 __all__ = [
@@ -44,15 +46,22 @@ DATASET_FORMAT = "tedloc-wsol/1"
 _FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
 
 
-def _read_lines(path: Path, problems: list[Problem]) -> list[tuple[int, str]]:
-    """Numbered non-final lines of a text file; '\\r\\n' endings accepted, blank lines reported."""
+def _read_lines(path: Path, problems: list[Problem]) -> list[tuple[int, str]] | None:
+    """Numbered non-final lines of a text file; '\\r\\n' endings accepted, blank lines reported.
+
+    None for a file that is not UTF-8 text (UTF-16, binary): one problem, not one per line.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise
     except UnicodeDecodeError as e:
-        problems.append(Problem(f"not UTF-8 text ({e.reason} at byte {e.start})", str(path)))
-        return []
+        problems.append(Problem(f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8",
+                                str(path)))
+        return None
+    if "\0" in text:
+        problems.append(Problem("not UTF-8 text (NUL bytes: UTF-16 or binary?); save it as UTF-8", str(path)))
+        return None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # final newline (ours) or none (wsolevaluation's files): both fine
@@ -95,7 +104,13 @@ def read_split_metadata(
 
     image_ids: list[str] = []
     index: dict[str, int] = {}
-    for number, line in _read_lines(ids_path, problems):
+    id_lines = _read_lines(ids_path, problems)
+
+    def lines_of(path: Path) -> list[tuple[int, str]] | None:
+        """Lines of a file of the split; None if it is missing or unreadable, or image_ids.txt is."""
+        return None if id_lines is None or not path.is_file() else _read_lines(path, problems)
+
+    for number, line in id_lines or []:
         why = check_image_id(line)
         if why is not None:
             problems.append(Problem(why, str(ids_path), number))
@@ -117,50 +132,49 @@ def read_split_metadata(
     # class labels
     labels = np.full(n, -1, dtype=np.int64)
     labels_path = folder / "class_labels.txt"
-    if labels_path.is_file():
-        for number, line in _read_lines(labels_path, problems):
-            parts = line.split(",")
-            if len(parts) != 2:
-                problems.append(Problem(f"expected '<image_id>,<label>', got {len(parts)} fields",
-                                        str(labels_path), number))
-                continue
-            i = lookup(parts[0], labels_path, number)
-            label = _parse_int(parts[1], labels_path, number, "label", problems)
-            if i is None or label is None:
-                continue
-            if label < 0 or (num_classes is not None and label >= num_classes):
-                known = f" (the dataset has {num_classes} classes)" if num_classes is not None else ""
-                problems.append(Problem(f"unknown class {label}{known}", str(labels_path), number, "label"))
-                continue
-            if labels[i] >= 0:
-                problems.append(Problem(f"second label for {parts[0]!r}", str(labels_path), number))
-                continue
-            labels[i] = label
-    else:
+    label_lines = lines_of(labels_path)
+    if id_lines is not None and not labels_path.is_file():
         problems.append(Problem("missing class_labels.txt", str(labels_path)))
-    for i in np.flatnonzero(labels < 0):
-        if labels_path.is_file():
+    for number, line in label_lines or []:
+        parts = line.split(",")
+        if len(parts) != 2:
+            problems.append(Problem(f"expected '<image_id>,<label>', got {len(parts)} fields",
+                                    str(labels_path), number))
+            continue
+        i = lookup(parts[0], labels_path, number)
+        label = _parse_int(parts[1], labels_path, number, "label", problems)
+        if i is None or label is None:
+            continue
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            known = f" (the dataset has {num_classes} classes)" if num_classes is not None else ""
+            problems.append(Problem(f"unknown class {label}{known}", str(labels_path), number, "label"))
+            continue
+        if labels[i] >= 0:
+            problems.append(Problem(f"second label for {parts[0]!r}", str(labels_path), number))
+            continue
+        labels[i] = label
+    if label_lines is not None:  # an unreadable file is one problem, not one per image
+        for i in np.flatnonzero(labels < 0):
             problems.append(Problem(f"no valid class label for {image_ids[i]!r}", str(labels_path)))
 
     # image sizes (optional: empty for OpenImages)
     sizes = np.full((n, 2), -1, dtype=np.int64)
     sizes_path = folder / "image_sizes.txt"
-    if sizes_path.is_file():
-        for number, line in _read_lines(sizes_path, problems):
-            parts = line.split(",")
-            if len(parts) != 3:
-                problems.append(Problem(f"expected '<image_id>,<width>,<height>', got {len(parts)} fields",
-                                        str(sizes_path), number))
-                continue
-            i = lookup(parts[0], sizes_path, number)
-            w = _parse_int(parts[1], sizes_path, number, "width", problems)
-            h = _parse_int(parts[2], sizes_path, number, "height", problems)
-            if i is None or w is None or h is None:
-                continue
-            if w <= 0 or h <= 0:
-                problems.append(Problem(f"image size must be positive, got {w}x{h}", str(sizes_path), number))
-                continue
-            sizes[i] = (w, h)
+    for number, line in lines_of(sizes_path) or []:
+        parts = line.split(",")
+        if len(parts) != 3:
+            problems.append(Problem(f"expected '<image_id>,<width>,<height>', got {len(parts)} fields",
+                                    str(sizes_path), number))
+            continue
+        i = lookup(parts[0], sizes_path, number)
+        w = _parse_int(parts[1], sizes_path, number, "width", problems)
+        h = _parse_int(parts[2], sizes_path, number, "height", problems)
+        if i is None or w is None or h is None:
+            continue
+        if w <= 0 or h <= 0:
+            problems.append(Problem(f"image size must be positive, got {w}x{h}", str(sizes_path), number))
+            continue
+        sizes[i] = (w, h)
 
     # localization: boxes or masks, plus tedloc's masks.txt
     boxes: list[list[tuple[int, int, int, int]]] = [[] for _ in range(n)]
@@ -168,9 +182,7 @@ def read_split_metadata(
     ignores: list[str | None] = [None] * n
     for loc_name in ("localization.txt", "masks.txt"):
         loc_path = folder / loc_name
-        if not loc_path.is_file():
-            continue
-        for number, line in _read_lines(loc_path, problems):
+        for number, line in lines_of(loc_path) or []:
             parts = line.split(",")
             if len(parts) == 5 and loc_name == "localization.txt":
                 i = lookup(parts[0], loc_path, number)
@@ -231,7 +243,7 @@ def read_split_metadata(
         image_root=image_root,
         mask_root=mask_root,
     )
-    return split, problems
+    return split, cap_problems(problems)
 
 
 def write_split_metadata(split: Split, folder: str | os.PathLike) -> None:
@@ -273,9 +285,11 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     """Class names, one per line; the line number minus one is the class index."""
     path = Path(path)
     problems: list[Problem] = []
-    names = [line.strip() for _, line in _read_lines(path, problems)]
+    names = [line.strip() for _, line in _read_lines(path, problems) or []]
     if problems:
         raise DataError.from_problems(problems)
+    if not names:
+        raise DataError("no class names: the file is empty (one class name per line)", path)
     if len(set(names)) != len(names):
         seen: dict[str, int] = {}
         for k, name in enumerate(names):

@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from tedloc.errors import TedlocError
-from tedloc.utils.io import atomic_write_text
+from tedloc.utils.io import atomic_write, atomic_write_text
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "optimizer_tensors", "restore_optimizer",
            "update_run_metadata"]
@@ -56,9 +56,8 @@ def save_checkpoint(stem: str | os.PathLike, model: torch.nn.Module, meta: dict,
     if optimizer is not None:
         opt_tensors, meta["optimizer"] = optimizer_tensors(optimizer)
         tensors.update(opt_tensors)
-    tmp = stem.with_name(stem.name + ".safetensors.partial")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, stem.with_suffix(".safetensors"))
+    with atomic_write(stem.with_suffix(".safetensors"), "wb") as f:  # an OSError names the file (full disk)
+        f.write(save(tensors))
     atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
     return stem
 

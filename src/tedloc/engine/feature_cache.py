@@ -31,8 +31,9 @@ from tedloc.data.images import load_image
 from tedloc.data.transforms import TrainTransform, to_normalized_tensor
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
+from tedloc.utils.locks import folder_lock
 from tedloc.utils.progress import progress
-from tedloc.utils.row_files import DoneRows, create_npy
+from tedloc.utils.row_files import DoneRows, create_npy, open_done_rows
 
 __all__ = ["FeatureCache", "build_feature_cache", "CachedFeatureDataset", "encoder_fingerprint"]
 
@@ -50,34 +51,40 @@ def encoder_fingerprint(encoder: torch.nn.Module) -> str:
 
 
 class FeatureCache:
-    """Open an existing cache (``index`` given: create it if missing, refuse it if it differs)."""
+    """Open an existing cache (``index`` given: create it if missing, refuse it if it differs).
+
+    While it is incomplete (being created or written) the folder is locked: a second writer is refused.
+    """
 
     def __init__(self, root: str | os.PathLike, index: dict | None = None):
         self.root = Path(root)
+        self._lock = folder_lock(self.root)
         path = self.root / "index.json"
-        if path.exists():
-            stored = json.loads(path.read_text())
-            if index is not None and stored != index:
-                diff = sorted(k for k in set(stored) | set(index) if stored.get(k) != index.get(k))
-                raise TedlocError(f"{self.root}: a feature cache of another setting ({', '.join(diff)} differ); "
-                                  f"use another folder or delete it")
-            index = stored
-        elif index is None:
-            raise TedlocError(f"no feature cache at {self.root}")
-        else:
-            self.root.mkdir(parents=True, exist_ok=True)
-            n, v = len(index["image_ids"]), index["num_views"]
-            create_npy(self.root / "features.npy", np.float16, (n, v, *index["feature_shape"]))
-            create_npy(self.root / "views.npy", np.int64, (n, v, 9))
-            DoneRows(self.root / "done.npy", n)
-            atomic_write_text(path, json.dumps(index) + "\n")
-        self.index = index
+        if not path.exists():
+            if index is None:
+                raise TedlocError(f"no feature cache at {self.root}")
+            self._lock.acquire()
+            if not path.exists():  # not made meanwhile by a writer that has finished
+                self._create(index)
+        stored = json.loads(path.read_text())
+        if index is not None and stored != index:
+            diff = sorted(k for k in set(stored) | set(index) if stored.get(k) != index.get(k))
+            raise TedlocError(f"{self.root}: a feature cache of another setting ({', '.join(diff)} differ); "
+                              f"use another folder or delete it")
+        self.index = index = stored
         self.image_ids: list[str] = index["image_ids"]
         self.num_views: int = index["num_views"]
         self.features = np.load(self.root / "features.npy", mmap_mode="r+")
         self.views = np.load(self.root / "views.npy", mmap_mode="r+")
-        self.done_rows = DoneRows(self.root / "done.npy")
+        self.done_rows = open_done_rows(self.root / "done.npy", self._lock)
         self.done = self.done_rows.flags
+
+    def _create(self, index: dict) -> None:
+        n, v = len(index["image_ids"]), index["num_views"]
+        create_npy(self.root / "features.npy", np.float16, (n, v, *index["feature_shape"]))
+        create_npy(self.root / "views.npy", np.int64, (n, v, 9))
+        DoneRows(self.root / "done.npy", n)
+        atomic_write_text(self.root / "index.json", json.dumps(index) + "\n")
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -90,11 +97,14 @@ class FeatureCache:
         return self.done_rows.missing()
 
     def write(self, rows: np.ndarray, features: np.ndarray, views: np.ndarray) -> None:
+        self._lock.acquire()
         self.features[rows] = features.astype(np.float16)
         self.views[rows] = views
         self.features.flush()
         self.views.flush()
         self.done_rows.mark(rows)
+        if self.complete:
+            self._lock.release()
 
 
 class _ViewsDataset(Dataset):

@@ -109,9 +109,6 @@ class BoxAccumulator:
     top1_loc: np.ndarray = field(default=None)
     top5_loc: np.ndarray = field(default=None)
     errors: np.ndarray = field(default=None)
-    cls_count: int = 0
-    cls_top1: int = 0
-    cls_top5: int = 0
 
     def __post_init__(self) -> None:
         if 50 not in self.iou_thresholds:
@@ -133,10 +130,6 @@ class BoxAccumulator:
         Images are summed in batches (a few numpy calls per batch instead of per image); every
         reader of the sums (:meth:`compute`, :meth:`merge`, pickling) flushes first.
         """
-        if top1 is not None:
-            self.cls_count += 1
-            self.cls_top1 += bool(top1)
-            self.cls_top5 += bool(top5)
         self._pending.append((stats.v1_iou, stats.v2_iou, stats.error_kind, bool(top1), bool(top5)))
         self.count += 1
         if len(self._pending) >= _BATCH:
@@ -170,11 +163,12 @@ class BoxAccumulator:
         other.flush()
         for name in ("v1_correct", "v2_correct", "iou_sum", "top1_loc", "top5_loc", "errors"):
             getattr(self, name).__iadd__(getattr(other, name))
-        for name in ("count", "cls_count", "cls_top1", "cls_top5"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.count += other.count
 
-    def compute(self, thresholds: np.ndarray, operating_index: int | None = None) -> dict:
-        """Metrics in percent; ``operating_index`` fixes the threshold (default: the oracle one)."""
+    def compute(self, thresholds: np.ndarray, operating_index: int | None = None,
+                top_k: bool = False) -> dict:
+        """Metrics in percent; ``operating_index`` fixes the threshold (default: the oracle one);
+        ``top_k``: Top-1/Top-5 Loc too (every image was added with its ``top1``/``top5``)."""
         self.flush()
         if self.count == 0:
             raise ValueError("no score map was accumulated")
@@ -197,12 +191,7 @@ class BoxAccumulator:
         failures = self.errors[:, k]
         for j, kind in enumerate(ERROR_KINDS):
             out[f"error/{kind}"] = float(failures[j] * 100.0 / n)
-        if self.cls_count:
-            if self.cls_count != self.count:
-                raise ValueError(f"class scores were given for {self.cls_count} of {self.count} images; "
-                                 f"give them for all or none")
-            out["CL@1"] = self.cls_top1 * 100.0 / n
-            out["CL@5"] = self.cls_top5 * 100.0 / n
+        if top_k:
             out["Top1Loc"] = float(self.top1_loc[k] * 100.0 / n)
             out["Top5Loc"] = float(self.top5_loc[k] * 100.0 / n)
         out["curves"] = {

@@ -21,7 +21,7 @@ from tedloc.errors import DataError
 from tedloc.eval.box_metrics import BoxAccumulator, image_box_stats
 from tedloc.eval.boxes import cuts_for_thresholds, rescale_boxes
 from tedloc.eval.mask_metrics import MaskAccumulator, load_gt_mask
-from tedloc.eval.scoremaps import ScoreMapError, quantize_scoremap, threshold_list
+from tedloc.eval.scoremaps import ScoreMapError, check_class_scores, quantize_scoremap, threshold_list
 
 __all__ = ["WSOLEvaluator", "THRESHOLD_MODES", "topk_correct"]
 
@@ -68,6 +68,12 @@ class WSOLEvaluator:
         boxes: evaluate boxes; default: when the split has boxes.
         backend: box extraction backend (``unionfind``, the C kernel, or ``contours``, OpenCV's
             contour search per threshold); both give identical results.
+        num_classes: the number of classes: class scores of another length are refused. Default:
+            the length of the first class scores given (pass it: only then is a wrong length that
+            every image shares caught).
+
+    CL@1/CL@5 need only class scores; ``compute()`` lists under ``not_computed`` the metrics it
+    leaves out, and why (no GT boxes, no GT masks, no class scores).
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class WSOLEvaluator:
         masks: bool | None = None,
         boxes: bool | None = None,
         backend: str | None = None,
+        num_classes: int | None = None,
     ):
         if mode not in THRESHOLD_MODES:
             raise ValueError(f"unknown threshold mode {mode!r}; choose from {', '.join(THRESHOLD_MODES)}")
@@ -96,8 +103,9 @@ class WSOLEvaluator:
             raise DataError(f"split {split.name!r} has neither boxes nor masks to evaluate against")
         self.box_acc = BoxAccumulator(len(self.thresholds), tuple(iou_thresholds)) if self.boxes else None
         self.mask_acc = MaskAccumulator(threshold_list(interval)) if self.masks else None
+        self.num_classes = num_classes
         self._seen: set[int] = set()
-        self._cls_seen = 0
+        self._cls = np.zeros(3, dtype=np.int64)  # images with class scores, top-1 correct, top-5 correct
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -105,8 +113,18 @@ class WSOLEvaluator:
     def _cuts(self, u8: np.ndarray) -> np.ndarray:
         return cuts_for_thresholds(u8, self.thresholds) if self._cut_fn is None else self._cut_fn(u8)
 
+    def _top_k(self, i: int, image_id: str, class_scores: np.ndarray) -> tuple[bool, bool]:
+        """Whether the true class of image ``i`` is top-1 / among the top-5 of its (checked) class scores."""
+        scores = check_class_scores(class_scores, self.num_classes, f" for {image_id!r}")
+        label = int(self.split.labels[i])
+        if label >= len(scores):
+            raise ScoreMapError(f"class scores for {image_id!r}: {len(scores)} entries, but its class is "
+                                f"{label}")
+        self.num_classes = len(scores)
+        return topk_correct(scores, label, 1), topk_correct(scores, label, 5)
+
     def accumulate(self, image_id: str, score_map: np.ndarray, class_scores: np.ndarray | None = None) -> None:
-        """Add the score map (H, W) in [0, 1] of ``image_id``; ``class_scores`` (K,) enable Top-k Loc."""
+        """Add the score map (H, W) in [0, 1] of ``image_id``; ``class_scores`` (K,) give CL@k, Top-k Loc."""
         try:
             i = self.split.index_of(image_id)
         except KeyError:
@@ -115,10 +133,7 @@ class WSOLEvaluator:
         if i in self._seen:
             raise ScoreMapError(f"score map for {image_id!r} accumulated twice")
         s, u8 = quantize_scoremap(score_map, image_id)
-        top1 = top5 = None
-        if class_scores is not None:
-            label = int(self.split.labels[i])
-            top1, top5 = topk_correct(class_scores, label, 1), topk_correct(class_scores, label, 5)
+        top1, top5 = (None, None) if class_scores is None else self._top_k(i, image_id, class_scores)
         if self.box_acc is not None:
             gt = self.split.boxes[i]
             if len(gt) == 0:
@@ -134,12 +149,14 @@ class WSOLEvaluator:
             if not mask_paths:
                 raise DataError(f"image {image_id!r} has no GT mask; PxAP needs one per image")
             self.mask_acc.add(s, load_gt_mask(mask_paths, ignore_path, (s.shape[1], s.shape[0])))
+        if top1 is not None:
+            self._cls += (1, top1, top5)
         self._seen.add(i)
 
     def state(self) -> dict:
         """The additive sums (picklable, without the split): send them between processes."""
-        return {"box": self.box_acc, "mask": self.mask_acc, "seen": set(self._seen),
-                "thresholds": self.thresholds, "num_images": len(self.split)}
+        return {"box": self.box_acc, "mask": self.mask_acc, "seen": set(self._seen), "cls": self._cls.copy(),
+                "num_classes": self.num_classes, "thresholds": self.thresholds, "num_images": len(self.split)}
 
     def merge(self, other: "WSOLEvaluator | dict") -> None:
         """Add the sums of another evaluator (or its :meth:`state`) of the same split and settings."""
@@ -152,22 +169,53 @@ class WSOLEvaluator:
         if overlap:
             raise ScoreMapError(f"{len(overlap)} images were accumulated twice, e.g. "
                                 f"{self.split.image_ids[min(overlap)]!r}")
+        if None not in (self.num_classes, state["num_classes"]) and self.num_classes != state["num_classes"]:
+            raise ScoreMapError(f"class scores of {self.num_classes} and of {state['num_classes']} entries "
+                                f"were given; give one per class for every image")
+        self.num_classes = self.num_classes if state["num_classes"] is None else state["num_classes"]
         if self.box_acc is not None:
             self.box_acc.merge(state["box"])
         if self.mask_acc is not None:
             self.mask_acc.merge(state["mask"])
+        self._cls += state["cls"]
         self._seen |= state["seen"]
 
     def missing(self) -> list[str]:
         """Image ids of the split not accumulated yet."""
         return [image_id for j, image_id in enumerate(self.split.image_ids) if j not in self._seen]
 
+    def _classification(self) -> dict:
+        """CL@1 and CL@5 (percent) when class scores were given, for every image or none."""
+        n, (count, top1, top5) = len(self._seen), (int(v) for v in self._cls)
+        if count and count != n:
+            raise ScoreMapError(f"class scores were given for {count} of {n} images; "
+                                f"give them for all or none")
+        return {"CL@1": top1 * 100.0 / n, "CL@5": top5 * 100.0 / n} if count else {}
+
+    def _not_computed(self, with_classes: bool) -> list[str]:
+        """Which metrics are left out, and why, one line each."""
+        split = f"split {self.split.name!r}"
+        notes = []
+        if self.box_acc is None:
+            why = (f"{split} has no GT boxes (its localization.txt is missing or lists none)"
+                   if not self.split.has_boxes else "box evaluation was turned off (boxes=False)")
+            notes.append(f"MaxBoxAcc, MaxBoxAccV2, GTKnownLoc, Top1Loc, Top5Loc, mIoU not computed: {why}")
+        if self.mask_acc is None:
+            why = f"{split} has no GT masks" if not self.split.has_masks else "masks=False"
+            notes.append(f"PxAP not computed: {why}")
+        if not with_classes:
+            which = "CL@1, CL@5" + (", Top1Loc, Top5Loc" if self.box_acc is not None else "")
+            notes.append(f"{which} not computed: no class scores were given")
+        return notes
+
     def compute(self) -> dict:
-        """All metrics (percent), the operating threshold and the per-threshold curves."""
+        """All metrics (percent), the operating threshold, the per-threshold curves and, under
+        ``not_computed``, the metrics left out and why."""
         out: dict = {"images": len(self._seen), "mode": self.mode, "interval": self.interval}
+        classification = self._classification()
         curves = {}
         if self.box_acc is not None:
-            box = self.box_acc.compute(self.thresholds)
+            box = self.box_acc.compute(self.thresholds, top_k=bool(classification))
             curves.update(box.pop("curves"))
             if self.mode == "otsu":
                 for key in [k for k in box if k.startswith("threshold")]:
@@ -178,5 +226,9 @@ class WSOLEvaluator:
             mask = self.mask_acc.compute()
             curves["pxap"] = mask.pop("curves")
             out.update(mask)
+        out.update(classification)
         out["curves"] = curves
+        notes = self._not_computed(bool(classification))
+        if notes:
+            out["not_computed"] = notes
         return out

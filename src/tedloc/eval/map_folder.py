@@ -9,8 +9,8 @@ import numpy as np
 
 from tedloc.data.dataset import Split
 from tedloc.eval.evaluator import WSOLEvaluator
-from tedloc.eval.scoremaps import ScoreMapError
-from tedloc.utils.io import read_npy
+from tedloc.eval.scoremaps import ScoreMapError, check_class_scores
+from tedloc.utils.io import NpyBuffer, read_npy
 from tedloc.utils.progress import progress
 
 __all__ = ["evaluate_map_folder", "map_path"]
@@ -21,13 +21,19 @@ def map_path(maps: Path, image_id: str, suffix: str = ".npy") -> Path:
     return maps / f"{image_id}{suffix}"
 
 
-def _load(path: str, image_id: str, what: str, buffer: bytearray | None = None) -> np.ndarray:
+def _load(path: str, image_id: str, what: str, buffer: NpyBuffer | None = None) -> np.ndarray:
     try:
         return read_npy(path, buffer)
     except FileNotFoundError:
         raise ScoreMapError(f"missing {what} for {image_id!r}: {path}") from None
-    except (ValueError, OSError) as e:
-        raise ScoreMapError(f"cannot read {what} {path}: {e}") from None
+    except ValueError as e:  # read_npy's message starts with the path
+        raise ScoreMapError(f"cannot read {what} {e}") from None
+    except OSError as e:
+        raise ScoreMapError(f"cannot read {what} {path}: {e.strerror or e}") from None
+
+
+def _load_scores(path: str, image_id: str, num_classes: int | None) -> np.ndarray:
+    return check_class_scores(_load(path, image_id, "class scores"), num_classes, f" in {path}")
 
 
 _WORKER: dict = {}
@@ -41,11 +47,12 @@ def _evaluate_shard(ids: list[str]) -> dict:
     split, maps, with_scores = _WORKER["split"], _WORKER["maps"], _WORKER["with_scores"]
     evaluator = WSOLEvaluator(split, **_WORKER["kwargs"])
     root = os.path.join(maps, "")  # plain strings: Path objects cost more than a small map's evaluation here
-    buffer = bytearray()  # every map is read into it: accumulate() keeps nothing of the map
+    buffer = NpyBuffer()  # maps are read into it, reused while nothing holds the previous map
     for image_id in ids:
-        score_map = _load(f"{root}{image_id}.npy", image_id, "score map", buffer)
-        scores = _load(f"{root}{image_id}.scores.npy", image_id, "class scores") if with_scores else None
-        evaluator.accumulate(image_id, score_map, scores)
+        path = f"{root}{image_id}.scores.npy"
+        scores = _load_scores(path, image_id, evaluator.num_classes) if with_scores else None
+        # no name holds the map: once accumulate() returns (it keeps nothing of it) its bytes are free
+        evaluator.accumulate(image_id, _load(f"{root}{image_id}.npy", image_id, "score map", buffer), scores)
     return evaluator.state()
 
 
@@ -65,9 +72,11 @@ def evaluate_map_folder(split: Split, maps: str | os.PathLike, workers: int = 1,
 
     Rules: every image of the split needs a map (a missing one is an error naming it); class
     scores are used when ``<id>.scores.npy`` exists for every image, and a partial set is an
-    error; a ``.npy`` file in the folder for an image that is not in the split is an error
-    (it usually means the maps belong to another split). With ``workers > 1`` shards of the
-    split are evaluated in parallel processes and their sums added: the result is identical.
+    error; each is a vector of one score per class (pass ``num_classes``, an evaluator argument,
+    to have every length checked); a ``.npy`` file in the folder for an image that is not in the
+    split is an error (it usually means the maps belong to another split). With ``workers > 1``
+    shards of the split are evaluated in parallel processes and their sums added: the result is
+    identical.
     """
     maps = Path(maps)
     if not maps.is_dir():

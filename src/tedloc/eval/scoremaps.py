@@ -23,11 +23,11 @@ except ImportError:  # pragma: no cover - depends on the build
     _quantize = None
 
 __all__ = ["ScoreMapError", "threshold_list", "normalize_scoremap", "validate_scoremap", "to_uint8",
-           "quantize_scoremap"]
+           "quantize_scoremap", "check_class_scores"]
 
 
 class ScoreMapError(TedlocError):
-    """A score map that cannot be evaluated (wrong shape, NaN/inf, values outside [0, 1])."""
+    """A score map or class score vector that cannot be evaluated (wrong shape, NaN/inf, outside [0, 1])."""
 
 
 def threshold_list(interval: float = 0.01) -> np.ndarray:
@@ -107,6 +107,19 @@ def quantize_scoremap(
     lo, hi = _quantize(arr, arr.dtype == np.float32, u8)
     _check_range(lo, hi, where)
     return arr, u8
+
+
+def check_class_scores(class_scores: np.ndarray, num_classes: int | None = None, where: str = "") -> np.ndarray:
+    """``class_scores`` after checking it is a vector of real numbers (``num_classes`` of them if given)."""
+    arr = np.asarray(class_scores)
+    if arr.ndim != 1:
+        raise ScoreMapError(f"class scores{where} must be 1-D (K,), got shape {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise ScoreMapError(f"class scores{where} must be real numbers, got dtype {arr.dtype}")
+    if num_classes is not None and len(arr) != num_classes:
+        raise ScoreMapError(f"class scores{where}: {len(arr)} entries, expected {num_classes} "
+                            f"(one per class)")
+    return arr
 
 
 def to_uint8(score_map: np.ndarray) -> np.ndarray:

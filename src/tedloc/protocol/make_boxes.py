@@ -1,15 +1,18 @@
 """Run an annotator over a split once: resumable, with progress, then scored against GT where it exists.
 
-Finished boxes are appended to ``FILE.partial`` (flushed line by line); a new call skips the
-images already there, so an interrupted run resumes. At the end ``FILE`` (the box file) and
-``FILE.json`` (settings and the score against GT) are written atomically and the partial file
-is removed. A complete ``FILE`` made with the same settings is reused as it is.
+Finished boxes are appended to ``FILE.partial`` (flushed line by line), with the settings that make
+them in ``FILE.partial.json``; a new call with the same settings skips the images already there, so
+an interrupted run resumes, and one with other settings is refused (it would mix boxes of two
+methods). At the end ``FILE`` (the box file) and ``FILE.json`` (settings and the score against GT)
+are written atomically and the partial files are removed. A complete ``FILE`` made with the same
+settings is reused as it is. One process at a time writes ``FILE`` (a lock ``.FILE.lock`` beside it).
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -18,9 +21,12 @@ from tedloc.data.images import load_image
 from tedloc.errors import TedlocError
 from tedloc.protocol.box_files import read_box_file, score_boxes, write_box_file
 from tedloc.utils.io import atomic_write_text
+from tedloc.utils.locks import file_lock
 from tedloc.utils.progress import progress
 
 __all__ = ["make_pseudo_boxes"]
+
+Annotator = Callable[[object, int], np.ndarray]
 
 
 def _read_partial(path: Path) -> dict[str, np.ndarray]:
@@ -36,6 +42,59 @@ def _read_partial(path: Path) -> dict[str, np.ndarray]:
     return done
 
 
+def _partial_files(out: Path) -> tuple[Path, Path]:
+    """``FILE.partial`` (the boxes done) and ``FILE.partial.json`` (the settings that made them)."""
+    partial = out.with_name(out.name + ".partial")
+    return partial, partial.with_name(partial.name + ".json")
+
+
+def _resume_partial(out: Path, settings: dict) -> dict[str, np.ndarray]:
+    """The boxes of an interrupted run, after checking it had ``settings`` (recorded now for a new run;
+    a partial file of a version that recorded none is trusted)."""
+    partial, recorded = _partial_files(out)
+    if partial.exists() and recorded.exists():
+        previous = json.loads(recorded.read_text())
+        if previous != json.loads(json.dumps(settings)):  # compared as stored: tuples are lists
+            raise TedlocError(f"{out}: an interrupted run with other settings ({previous}) left {partial}; "
+                              f"resume it with those settings, or delete it")
+    atomic_write_text(recorded, json.dumps(settings, indent=1) + "\n")
+    return _read_partial(partial)
+
+
+def _annotate_split(split, annotate: Annotator, done: dict[str, np.ndarray], partial: Path,
+                    desc: str) -> dict[str, np.ndarray]:
+    """Boxes of every image of ``split``: those in ``done``, the others annotated (appended to ``partial``)."""
+    todo = [i for i, image_id in enumerate(split.image_ids) if image_id not in done]
+    with open(partial, "a", encoding="utf-8") as f:
+        for i in progress(todo, desc=desc, unit="image"):
+            box = annotate(load_image(split.image_path(i)), int(split.labels[i]))
+            f.write(f"{split.image_ids[i]},{','.join(str(int(v)) for v in box)}\n")
+            f.flush()
+            done[split.image_ids[i]] = box
+    return {image_id: done[image_id] for image_id in split.image_ids}
+
+
+def _annotator(method: str, run: str | os.PathLike | None, clip_model: str | None, class_names: list[str],
+               options: dict) -> Annotator:
+    if method == "clip":
+        from tedloc.cams.clip_cam import CLIPCAM
+        from tedloc.inference import box_from_map
+
+        if not clip_model:
+            raise TedlocError("--method clip needs --clip-model open_clip:<arch>@<tag>")
+        clip = CLIPCAM(clip_model, class_names)
+
+        def annotate(image, label):
+            return np.array(box_from_map(clip(image, label), "otsu"), dtype=np.int64)
+
+        return annotate
+    from tedloc.protocol.annotators import create_annotator
+
+    if run is None:
+        raise TedlocError(f"--method {method} needs --run (a classifier run from `tedloc pretrain`)")
+    return create_annotator(method, run, **options)
+
+
 def make_pseudo_boxes(data: str | os.PathLike, split_name: str, method: str, run: str | os.PathLike | None,
                       out: str | os.PathLike, clip_model: str | None = None, **options) -> dict:
     """Pseudo-boxes of every image of a split by ``method``; returns the summary written to ``FILE.json``."""
@@ -45,42 +104,22 @@ def make_pseudo_boxes(data: str | os.PathLike, split_name: str, method: str, run
     settings = {"method": method, "data": str(Path(data).resolve()), "split": split_name,
                 "run": str(Path(run).resolve()) if run else None, "clip_model": clip_model, **options}
     summary_path = out.with_name(out.name + ".json")
-    if out.exists() and summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("settings") == settings:
-            return summary
-        raise TedlocError(f"{out} exists with other settings ({summary.get('settings')}); choose another --out")
-    if method == "clip":
-        from tedloc.cams.clip_cam import CLIPCAM
-        from tedloc.inference import box_from_map
-
-        if not clip_model:
-            raise TedlocError("--method clip needs --clip-model open_clip:<arch>@<tag>")
-        clip = CLIPCAM(clip_model, dataset.class_names)
-
-        def annotate(image, label):
-            return np.array(box_from_map(clip(image, label), "otsu"), dtype=np.int64)
-    else:
-        from tedloc.protocol.annotators import create_annotator
-
-        if run is None:
-            raise TedlocError(f"--method {method} needs --run (a classifier run from `tedloc pretrain`)")
-        annotate = create_annotator(method, run, **options)
-    partial = out.with_name(out.name + ".partial")
-    done = _read_partial(partial)
-    todo = [i for i, image_id in enumerate(split.image_ids) if image_id not in done]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "a", encoding="utf-8") as f:
-        for i in progress(todo, desc=f"{method} pseudo-boxes of {split_name}", unit="image"):
-            box = annotate(load_image(split.image_path(i)), int(split.labels[i]))
-            f.write(f"{split.image_ids[i]},{','.join(str(int(v)) for v in box)}\n")
-            f.flush()
-            done[split.image_ids[i]] = box
-    boxes = {image_id: done[image_id] for image_id in split.image_ids}
-    write_box_file(out, boxes)
-    summary = {"settings": settings, "images": len(boxes)}
-    if split.has_boxes:
-        summary["score"] = score_boxes(split, read_box_file(out, split))
-    atomic_write_text(summary_path, json.dumps(summary, indent=1) + "\n")
-    partial.unlink(missing_ok=True)
-    return summary
+    with file_lock(out):
+        if out.exists() and summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            if summary.get("settings") == settings:
+                return summary
+            raise TedlocError(f"{out} exists with other settings ({summary.get('settings')}); "
+                              f"choose another --out")
+        annotate = _annotator(method, run, clip_model, dataset.class_names, options)
+        done = _resume_partial(out, settings)
+        desc = f"{method} pseudo-boxes of {split_name}"
+        boxes = _annotate_split(split, annotate, done, _partial_files(out)[0], desc)
+        write_box_file(out, boxes)
+        summary = {"settings": settings, "images": len(boxes)}
+        if split.has_boxes:
+            summary["score"] = score_boxes(split, read_box_file(out, split))
+        atomic_write_text(summary_path, json.dumps(summary, indent=1) + "\n")
+        for path in _partial_files(out):
+            path.unlink(missing_ok=True)
+        return summary

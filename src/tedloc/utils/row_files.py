@@ -2,23 +2,58 @@
 and the flags of the rows already written (``done.npy``), saved atomically after each chunk."""
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import numpy as np
 
 from tedloc.utils.io import atomic_write
+from tedloc.utils.locks import PathLock
 
-__all__ = ["create_npy", "DoneRows"]
+__all__ = ["create_npy", "DoneRows", "open_done_rows"]
+
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+def _allocate(fd: int, offset: int, length: int) -> None:
+    """Reserve ``length`` zero bytes at ``offset``: ``posix_fallocate``, else zeros written in chunks."""
+    if length <= 0:
+        return
+    fallocate = getattr(os, "posix_fallocate", None)  # not on macOS
+    if fallocate is not None:
+        try:
+            fallocate(fd, offset, length)
+            return
+        except OSError as e:
+            if e.errno not in _NO_FALLOCATE:
+                raise
+    zeros = bytes(1 << 20)
+    os.lseek(fd, offset, os.SEEK_SET)
+    while length > 0:
+        length -= os.write(fd, zeros[:min(length, len(zeros))])
 
 
 def create_npy(path: str | os.PathLike, dtype, shape: tuple[int, ...]) -> None:
-    """Create a zero-filled ``.npy`` of ``shape``; it appears under its name only once complete."""
-    path = Path(path)
+    """Create a zero-filled ``.npy`` of ``shape``; it appears under its name only once complete.
+
+    Its blocks are allocated, not left sparse: a full disk fails here with an ``OSError`` naming
+    ``path``, never later as a SIGBUS that kills the process writing into the memory map.
+    """
+    path, dtype = Path(path), np.dtype(dtype)
     partial = path.with_name(path.name + ".partial")
-    array = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=shape)
-    del array
-    os.replace(partial, path)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    try:
+        with open(partial, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            f.flush()
+            _allocate(f.fileno(), f.tell(), int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+        os.replace(partial, path)
+    except BaseException as e:
+        partial.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
 
 
 class DoneRows:
@@ -47,3 +82,13 @@ class DoneRows:
 
     def missing(self) -> np.ndarray:
         return np.flatnonzero(~self.flags)
+
+
+def open_done_rows(path: str | os.PathLike, lock: PathLock) -> DoneRows:
+    """The flags of an existing cache. An incomplete cache is about to be written: ``lock`` is taken
+    first (a second writer is refused) and the flags are read again under it."""
+    done = DoneRows(path)
+    if not done.complete:
+        lock.acquire()
+        done = DoneRows(path)
+    return done

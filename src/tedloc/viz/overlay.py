@@ -12,11 +12,13 @@ _GT = (0, 255, 0)
 
 
 def render_overlay(image: Image.Image, score_map: np.ndarray, box=None, gt_boxes=None, caption: str = "",
-                   alpha: float = 0.5, min_side: int = 256) -> Image.Image:
+                   alpha: float = 0.5, min_side: int = 256, boxes_in: tuple[int, int] | None = None) -> Image.Image:
     """Blend a [0, 1] map (any size; resized to the image) as a jet heat map over ``image``.
 
     ``box``/``gt_boxes`` are inclusive ``(x0, y0, x1, y1)`` in image pixels (predicted: white,
-    GT: green). Small images are enlarged (nearest) to ``min_side`` so boxes and text stay legible.
+    GT: green), or in the pixels of an image of size ``boxes_in`` = (width, height) that ``image``
+    shows at reduced size (a large image's overlay drawn at its map's size). Small images are
+    enlarged (nearest) to ``min_side`` so boxes and text stay legible.
     """
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     h, w = rgb.shape[:2]
@@ -30,10 +32,14 @@ def render_overlay(image: Image.Image, score_map: np.ndarray, box=None, gt_boxes
         out = cv2.resize(out, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
     out = np.ascontiguousarray(out)
     thick = max(1, round(min(out.shape[:2]) / 150))
+    bw, bh = boxes_in or (w, h)
+    sx, sy = out.shape[1] / bw, out.shape[0] / bh
     for boxes, color in ((gt_boxes, _GT), ([box] if box is not None else None, _PRED)):
         for b in boxes if boxes is not None else []:
             x0, y0, x1, y1 = (int(v) for v in b)
-            cv2.rectangle(out, (x0 * scale, y0 * scale), ((x1 + 1) * scale - 1, (y1 + 1) * scale - 1), color, thick)
+            start = (round(x0 * sx), round(y0 * sy))
+            end = (max(start[0], round((x1 + 1) * sx) - 1), max(start[1], round((y1 + 1) * sy) - 1))
+            cv2.rectangle(out, start, end, color, thick)
     if caption:
         font_scale = max(0.4, min(out.shape[:2]) / 500)
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
