@@ -11,7 +11,7 @@ import torch
 from tedloc.cams import MapCache, class_activation_maps
 from tedloc.cams.compute import compute_map_cache, normalize_maps
 from tedloc.cli import main
-from tedloc.engine import PretrainConfig, pretrain
+from tedloc.training import PretrainConfig, pretrain
 from tedloc.errors import TedlocError
 from tedloc.methods import load_model
 

@@ -18,7 +18,7 @@ from PIL import Image
 from tedloc.cli import main
 from tedloc.data import images as image_io
 from tedloc.data.images import load_image
-from tedloc.engine import PretrainConfig, pretrain
+from tedloc.training import PretrainConfig, pretrain
 from tedloc.errors import DataError, TedlocError
 
 MEMORY_LIMIT = 6 << 30  # address-space limit of the measured subprocesses

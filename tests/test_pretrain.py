@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tedloc.cli import main
-from tedloc.engine import PretrainConfig, load_checkpoint, pretrain
+from tedloc.engine import load_checkpoint
+from tedloc.training import PretrainConfig, pretrain
 from tedloc.engine.checkpoint import latest_checkpoint
 from tedloc.errors import TedlocError
 

@@ -107,7 +107,7 @@ def test_pointing_game_selection():
 
 @pytest.fixture(scope="module")
 def classifier_run(synthetic_small, tmp_path_factory):
-    from tedloc.engine import PretrainConfig, pretrain
+    from tedloc.training import PretrainConfig, pretrain
 
     run = tmp_path_factory.mktemp("protocol") / "cnn"
     pretrain(synthetic_small, run, PretrainConfig(input_size=48, epochs=2, batch_size=8, workers=0))

@@ -31,17 +31,18 @@ def _tedloc(*args, **kwargs) -> subprocess.CompletedProcess:
 
 
 def _one_error_line(done: subprocess.CompletedProcess, path: Path, reason: str) -> str:
-    """Exit status 2 and one stderr line ``error: <path under path>...: <reason>``."""
+    """Exit status 2, no traceback, and the error as one last stderr line ``error: <path under path>...: <reason>``
+    (progress lines of the epochs done before it may precede it)."""
     assert done.returncode == 2, done.stderr[-3000:]
     lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr[-3000:]
-    assert lines[0].startswith(f"error: {path}") and lines[0].endswith(reason), lines[0]
-    return lines[0]
+    assert "Traceback" not in done.stderr and [x for x in lines if x.startswith("error:")] == lines[-1:], done.stderr
+    assert lines[-1].startswith(f"error: {path}") and lines[-1].endswith(reason), lines[-1]
+    return lines[-1]
 
 
 @pytest.fixture(scope="module")
 def cnn_run(synthetic_small, tmp_path_factory) -> Path:
-    from tedloc.engine.pretrain import PretrainConfig, pretrain
+    from tedloc.training.pretrain import PretrainConfig, pretrain
 
     run = tmp_path_factory.mktemp("runs") / "cnn"
     pretrain(synthetic_small, run, PretrainConfig(input_size=48, epochs=1, batch_size=8, workers=0))

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from tedloc.cams.compute import compute_map_cache
-from tedloc.engine import PretrainConfig, load_checkpoint, pretrain
-from tedloc.engine.tedloc_train import TeDLocTrainConfig, train_tedloc
+from tedloc.engine import load_checkpoint
+from tedloc.training import PretrainConfig, pretrain
+from tedloc.training.tedloc import TeDLocTrainConfig, train_tedloc
 from tedloc.errors import TedlocError
 from tedloc.methods import load_model
 from tedloc.text import build_anchors
@@ -72,7 +73,7 @@ def test_feature_cache_builds_once_resumes_and_refuses_other_encoders(inputs, sy
     from tedloc.data.images import load_image
     from tedloc.data.transforms import View, to_normalized_tensor
     from tedloc.engine.feature_cache import CachedFeatureDataset, FeatureCache, build_feature_cache
-    from tedloc.engine.tedloc_train import _encoder_from_run
+    from tedloc.training.tedloc import _encoder_from_run
     from tedloc.models import create_encoder
 
     root, cfg = inputs

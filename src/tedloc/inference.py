@@ -124,7 +124,7 @@ class Localizer:
     """
 
     def __init__(self, model, threshold: float | str, topk: int = 5, batch_size: int = 32,
-                 max_pixels: int | None = MAX_PIXELS, map_max_side: int | None = MAP_MAX_SIDE):
+                 max_pixels: int | None = MAX_PIXELS, map_max_side: int | None = MAP_MAX_SIDE, compile: bool = False):
         if threshold != "otsu" and not 0.0 <= float(threshold) < 1.0:
             raise TedlocError(f"threshold must be in [0, 1) or 'otsu', got {threshold!r}")
         for name, bound in (("max_pixels", max_pixels), ("map_max_side", map_max_side)):
@@ -138,21 +138,27 @@ class Localizer:
         self.map_max_side = map_max_side
         self.transform = EvalTransform(model.input_size)
         self.decode_size = (DECODE_MARGIN * model.input_size,) * 2
+        # torch.compile of the whole label-free forward pass (the model's own device and precision)
+        self._forward = torch.compile(model.predict) if compile else model.predict
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, threshold: float | str | None = None, map_kind: str | None = None,
-                 topk: int = 5, **options: Any) -> "Localizer":
+                 topk: int = 5, device: str | torch.device = "auto", precision: str = "auto",
+                 **options: Any) -> "Localizer":
         """Load a run folder; ``threshold`` defaults to the one stored in the run.
 
         ``map_kind`` picks among the maps a method offers (TeD-Loc: ``g``, its patch classifier, the
-        default; ``class``: <z_p, t_c> of the predicted class). ``options``: the other arguments of
-        :class:`Localizer` (``batch_size``, ``max_pixels``, ``map_max_side``).
+        default; ``class``: <z_p, t_c> of the predicted class). ``device`` and ``precision``: where and
+        how the network runs (``auto``: CUDA in bf16 when available, else the CPU in fp32).
+        ``options``: the other arguments of :class:`Localizer` (``batch_size``, ``max_pixels``,
+        ``map_max_side``, ``compile``).
         """
         import json
 
         from tedloc.methods import load_model
+        from tedloc.utils.device import Runtime
 
-        model = load_model(run)
+        model = load_model(run, runtime=Runtime.create(device, precision))
         if map_kind is not None:
             kinds = getattr(model, "map_kinds", ("default",))
             if map_kind not in kinds:
@@ -221,7 +227,7 @@ class Localizer:
         if not loaded:
             return []
         with torch.no_grad():
-            scores, maps = self.model.predict(torch.stack([x for x, _, _ in loaded]))
+            scores, maps = self._forward(torch.stack([x for x, _, _ in loaded]))
         scores = scores.double().cpu().numpy()
         maps = maps.double().cpu().numpy()
         return [self._prediction(source, size, s, m) for (_, size, source), s, m in zip(loaded, scores, maps)]

@@ -37,12 +37,13 @@ class MapCache:
     """
 
     def __init__(self, root: str | os.PathLike, image_ids: list[str] | None = None, size: tuple[int, int] | None = None,
-                 source: dict | None = None):
+                 source: dict | None = None, shared: bool = False):
         self.root = Path(root)
         self._lock = folder_lock(self.root)
+        self.shared = shared  # a helper process of a job whose first process holds the lock and marks rows
         index_path = self.root / "index.json"
         if not index_path.exists():
-            if image_ids is None or size is None:
+            if image_ids is None or size is None or shared:
                 raise TedlocError(f"no map cache at {self.root}")
             self._lock.acquire()
             if not index_path.exists():  # not made meanwhile by a writer that has finished
@@ -60,7 +61,8 @@ class MapCache:
         self.source = index["source"]
         self._row = {image_id: i for i, image_id in enumerate(self.image_ids)}
         self.maps = np.load(self.root / "maps.npy", mmap_mode="r+")
-        self.done_rows = open_done_rows(self.root / "done.npy", self._lock)
+        self.done_rows = (DoneRows(self.root / "done.npy") if shared
+                          else open_done_rows(self.root / "done.npy", self._lock))
         self.done = self.done_rows.flags
 
     def _create(self, image_ids: list[str], size: tuple[int, int], source: dict | None) -> None:
@@ -80,16 +82,28 @@ class MapCache:
         return self.done_rows.missing()
 
     def write(self, rows: np.ndarray, maps: np.ndarray) -> None:
-        """Store normalised maps for ``rows``, flush them, then mark them done."""
+        """Store normalised maps for ``rows``, flush them, then mark them done (a shared helper process
+        leaves marking to the first)."""
         maps = np.asarray(maps, dtype=np.float32)
         if maps.shape[1:] != self.size:
             raise ValueError(f"maps of shape {maps.shape[1:]} for a cache of {self.size}")
-        self._lock.acquire()
+        if not self.shared:
+            self._lock.acquire()
         self.maps[rows] = maps.astype(np.float16)
         self.maps.flush()
+        if not self.shared:
+            self.mark(rows)
+
+    def mark(self, rows) -> None:
+        """Mark rows written (by any process of the job) as done."""
         self.done_rows.mark(rows)
         if self.complete:
             self._lock.release()
+
+    def reload_flags(self) -> None:
+        """Read ``done.npy`` again (a helper process, after the first one marked the job's rows)."""
+        self.done_rows = DoneRows(self.root / "done.npy")
+        self.done = self.done_rows.flags
 
     def row(self, image_id: str) -> int:
         return self._row[image_id]

@@ -29,7 +29,8 @@ _STD = (0.26862954, 0.26130258, 0.27577711)
 class CLIPCAM:
     """``clip_cam(image, label) -> map`` at the image's size, in [0, 1]."""
 
-    def __init__(self, spec: str, class_names: list[str], template: str = CLIP_ES_TEMPLATE):
+    def __init__(self, spec: str, class_names: list[str], template: str = CLIP_ES_TEMPLATE,
+                 device: str | torch.device = "cpu"):
         try:
             import open_clip
         except ImportError:
@@ -38,7 +39,9 @@ class CLIPCAM:
         if backend != "open_clip" or not model:
             raise TedlocError(f"CLIP model spec must be open_clip:<arch>@<tag>, got {spec!r}")
         arch, _, tag = model.partition("@")
+        self.device = torch.device(device)
         self.model = open_clip.create_model(arch, pretrained=None if tag in ("", "random") else tag).eval()
+        self.model.to(self.device)
         visual = self.model.visual
         if not hasattr(visual, "transformer"):
             raise TedlocError(f"{arch}: CLIP maps need a ViT image tower")
@@ -46,14 +49,14 @@ class CLIPCAM:
         self.grid = tuple(int(g) for g in visual.grid_size)
         tokenizer = open_clip.get_tokenizer(arch)
         with torch.no_grad():
-            text = self.model.encode_text(tokenizer([template.format(n) for n in class_names]))
+            text = self.model.encode_text(tokenizer([template.format(n) for n in class_names]).to(self.device))
         self.text = torch.nn.functional.normalize(text.float(), dim=-1)
         self.spec = spec
 
     def _tensor(self, image: Image.Image) -> torch.Tensor:
         x = np.asarray(image.convert("RGB").resize((self.size, self.size), Image.BICUBIC), dtype=np.float32) / 255.0
         t = torch.from_numpy(x).permute(2, 0, 1)
-        return ((t - torch.tensor(_MEAN)[:, None, None]) / torch.tensor(_STD)[:, None, None])[None]
+        return ((t - torch.tensor(_MEAN)[:, None, None]) / torch.tensor(_STD)[:, None, None])[None].to(self.device)
 
     def raw_map(self, image: Image.Image, label: int) -> np.ndarray:
         """Grad-CAM on the grid of patch tokens, (gh, gw), non-negative."""
@@ -76,7 +79,7 @@ class CLIPCAM:
             tokens, grads = tokens.transpose(0, 1), grads.transpose(0, 1)
         a, g = tokens[0, -n_patches:].detach(), grads[0, -n_patches:]  # patch tokens (prefix tokens dropped)
         cam = torch.relu(a @ g.mean(dim=0))
-        return cam.reshape(self.grid).double().numpy()
+        return cam.reshape(self.grid).double().cpu().numpy()
 
     def __call__(self, image: Image.Image, label: int) -> np.ndarray:
         return normalize_scoremap(self.raw_map(image, label), image.size)

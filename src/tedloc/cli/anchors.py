@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from tedloc.cli import command
+from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.data import load_dataset
 from tedloc.text import DEFAULT_TEXT_ENCODER, LIFTS, TEMPLATES, build_anchors
 
@@ -12,7 +13,7 @@ def _anchors(args: argparse.Namespace) -> int:
     names = load_dataset(args.data, splits=[]).class_names
     templates = args.template or args.templates
     anchors = build_anchors(names, args.text_encoder, templates, orthogonalize_anchors=not args.no_orthogonalize,
-                            lift=args.lift, device=args.device)
+                            lift=args.lift, device=str(runtime_from_args(args).device))
     anchors.save(args.out)
     s = anchors.stats
     print(f"{len(names)} classes, text dim {s['text_dim']} -> anchor dim {s['anchor_dim']}; "
@@ -31,6 +32,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", action="append", help="a custom template with '{}' (repeatable)")
     parser.add_argument("--no-orthogonalize", action="store_true", help="keep the raw text embeddings")
     parser.add_argument("--lift", choices=LIFTS, default="full", help="rule when classes outnumber dimensions")
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", required=True, help="anchor file (.safetensors)")
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_anchors)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from tedloc.cli import command
+from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 
 def _tinyimagenet(args: argparse.Namespace) -> int:
@@ -20,7 +21,7 @@ def _tinyimagenet(args: argparse.Namespace) -> int:
         print(f"[0] convert {args.src} -> {data}", flush=True)
         convert_tinyimagenet(args.src, data)
     recipe = get_preset(f"tinyimagenet-{args.preset}")
-    run_recipe(data, out, recipe, log=lambda text: print(text, flush=True))
+    run_recipe(data, out, recipe, log=lambda text: print(text, flush=True), runtime=runtime_from_args(args))
     print(f"bench finished in {(time.perf_counter() - start) / 60:.1f} min; {out / 'results.json'}, "
           f"{out / 'report.md'}")
     return 0
@@ -34,4 +35,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (data/, runs/<method>/, results.json, report.md)")
     p.add_argument("--preset", choices=("quick", "full"), default="quick",
                    help="quick: about 15 min on 2 CPU cores; full: under an hour")
+    add_runtime_arguments(p)
     p.set_defaults(func=_tinyimagenet)

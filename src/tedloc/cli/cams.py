@@ -4,13 +4,19 @@ from __future__ import annotations
 import argparse
 
 from tedloc.cli import command
+from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 
 def _cams(args: argparse.Namespace) -> int:
     from tedloc.cams.compute import compute_map_cache
 
+    from tedloc.engine.distributed import Distributed
+
     cache = compute_map_cache(args.run, args.data, args.split, args.out, classes=args.classes, method=args.method,
-                              size=args.size, batch_size=args.batch_size, workers=args.workers)
+                              size=args.size, batch_size=args.batch_size, workers=args.workers,
+                              runtime=runtime_from_args(args))
+    if not Distributed.current().is_main:
+        return 0
     print(f"{args.out}: {len(cache)} maps of {cache.size[0]}x{cache.size[1]} (float16), source {cache.source['method']}"
           f" ({cache.source['classes']} classes)")
     return 0
@@ -29,4 +35,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, help="stored map side (default: CAM feature resolution; Grad-CAM: input/4)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0)
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_cams)

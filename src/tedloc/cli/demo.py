@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from tedloc.cli import command
+from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -25,7 +26,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 1
     recipe = get_preset("demo")
     recipe.pretrain.seed = recipe.tedloc.seed = args.seed
-    run_recipe(data, out, recipe, log=lambda text: print(text, flush=True))
+    run_recipe(data, out, recipe, log=lambda text: print(text, flush=True), runtime=runtime_from_args(args))
     print(f"demo finished in {time.perf_counter() - start:.0f} s; report: {out / 'report.md'}")
     print(f"try: tedloc predict --run {out / 'runs' / 'tedloc'} {out / 'data' / 'images' / 'test' / 'red_circle'}"
           f"/*.png --out {out / 'predictions'}")
@@ -36,4 +37,5 @@ def _demo(args: argparse.Namespace) -> int:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="folder for data, runs and the report")
     parser.add_argument("--seed", type=int, default=0)
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_demo)

@@ -7,6 +7,7 @@ import os
 import sys
 
 from tedloc.cli import command
+from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.data import load_dataset
 from tedloc.errors import TedlocError
 from tedloc.eval import THRESHOLD_MODES, evaluate_map_folder
@@ -72,13 +73,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from tedloc.engine.checkpoint import update_run_metadata
+    from tedloc.engine.distributed import Distributed
     from tedloc.eval.localizer_eval import evaluate_localizer
     from tedloc.methods import load_model
 
-    from tedloc.engine.checkpoint import update_run_metadata
-
-    _check_outputs(args)
-    localizer = load_model(args.run)
+    dist, runtime = Distributed.from_env(runtime_from_args(args))
+    if dist.is_main:
+        _check_outputs(args)
+    localizer = load_model(args.run, runtime=runtime)
     if args.map is not None:
         kinds = getattr(localizer, "map_kinds", ("default",))
         if args.map not in kinds:
@@ -93,7 +96,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise TedlocError(f"--save-threshold needs GT boxes; split {args.split!r} of {args.data} has none")
     metrics = evaluate_localizer(localizer, dataset[args.split], batch_size=args.batch_size, workers=args.workers,
                                  all_maps=True, interval=args.interval, mode=args.mode, tau=args.tau,
-                                 num_classes=dataset.num_classes)
+                                 num_classes=dataset.num_classes, dist=dist)
+    if not dist.is_main:  # the first process reports and writes
+        return 0
     code = report(metrics, f"{args.run} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
                   args.json)
     if args.save_threshold:
@@ -118,4 +123,5 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-threshold", action="store_true",
                         help="store the best threshold found on this split in the run (used by `tedloc predict`)")
     parser.add_argument("--json", help="write the metrics as JSON here")
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_evaluate)

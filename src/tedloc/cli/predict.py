@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tedloc.cli import command
+from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.errors import TedlocError
 
 if TYPE_CHECKING:
@@ -83,8 +84,10 @@ def _report(name: str, result: "Prediction | TedlocError", out: Path | None, max
 def _predict(args: argparse.Namespace) -> int:
     from tedloc.inference import Localizer
 
+    runtime = runtime_from_args(args)
     localizer = Localizer.from_run(args.run, threshold=args.threshold, map_kind=args.map, topk=args.topk,
-                                   max_pixels=args.max_pixels, map_max_side=args.map_max_side)
+                                   max_pixels=args.max_pixels, map_max_side=args.map_max_side, device=runtime.device,
+                                   precision=runtime.precision, batch_size=args.batch_size, compile=args.compile)
     out = Path(args.out) if args.out else None
     results = zip(_output_names(args.images), localizer.iter_predictions(args.images))
     done = sum(_report(name, result, out, localizer.max_pixels) for name, result in results)
@@ -114,4 +117,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map-max-side", type=int, default=MAP_MAX_SIDE, metavar="N",
                         help=f"maps (and overlays) of larger images are written at N pixels on their long side, "
                              f"boxes stay in image pixels (default {MAP_MAX_SIDE})")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the forward pass (pays off on GPUs and for many images)")
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_predict)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from tedloc.cli import command
+from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
 
@@ -39,7 +40,7 @@ def _pseudo_boxes(args: argparse.Namespace) -> int:
     if args.method == "rpn" and args.rpn_weights:
         options["weights"] = None if args.rpn_weights == "random" else args.rpn_weights
     summary = make_pseudo_boxes(args.data, args.split, args.method, args.run, args.out, clip_model=args.clip_model,
-                                **options)
+                                runtime=runtime_from_args(args), **options)
     score = summary.get("score")
     tail = f"; vs GT: mIoU {score['mIoU']:.2f}, IoU>=0.5 {score['IoU>=50']:.2f} %" if score else ""
     print(f"{args.out}: {summary['images']} boxes ({args.method}){tail}")
@@ -60,6 +61,7 @@ def configure_pseudo_boxes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boxes", help="box file to score (localization.txt format, one box per image)")
     parser.add_argument("--rescale", type=int, help="score after rescaling boxes to a square of this size")
     parser.add_argument("--json", action="store_true", help="print the score as JSON")
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_pseudo_boxes)
 
 
@@ -84,9 +86,10 @@ def _protocol_table(args: argparse.Namespace) -> int:
     val, test = dataset["val"], dataset["test"]
     sets = _supervision_sets(args, val)
     results = {}
+    runtime = runtime_from_args(args)
     for run in args.runs:
         for ckpt in list_checkpoints(run):
-            results[ckpt] = evaluate_checkpoint(ckpt, sets, test, args.interval)
+            results[ckpt] = evaluate_checkpoint(ckpt, sets, test, args.interval, runtime=runtime)
     table = protocol_table(results, list(sets))
     print(f"{len(results)} checkpoints of {len(args.runs)} runs; test MaxBoxAcc / mIoU (%)")
     print(format_table(table))
@@ -112,6 +115,7 @@ def configure_protocol_table(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--json")
     parser.add_argument("--csv")
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_protocol_table)
 
 
@@ -124,9 +128,10 @@ def _noise_study(args: argparse.Namespace) -> int:
     val, test = dataset["val"], dataset["test"]
     sets = {"GT": val, **{f"noise{level}": noisy_split(val, level, args.seed) for level in NOISE_LEVELS}}
     results = {}
+    runtime = runtime_from_args(args)
     for run in args.runs:
         for ckpt in list_checkpoints(run):
-            results[ckpt] = evaluate_checkpoint(ckpt, sets, test, args.interval)
+            results[ckpt] = evaluate_checkpoint(ckpt, sets, test, args.interval, runtime=runtime)
     clean = select(results, "GT")
     rows = []
     print("| val boxes | selected | BV-TT MaxBoxAcc | BV-VT MaxBoxAcc | BV-VT - clean BV-VT |")
@@ -149,6 +154,7 @@ def configure_noise_study(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_noise_study)
 
 
@@ -157,12 +163,12 @@ def _sweep(args: argparse.Namespace) -> int:
 
     inputs = None
     if args.method == "cam":
-        from tedloc.engine.pretrain import PretrainConfig
+        from tedloc.training.pretrain import PretrainConfig
 
         base = PretrainConfig(arch=args.arch, input_size=args.input_size, epochs=args.epochs,
                               batch_size=args.batch_size, workers=args.workers)
     else:
-        from tedloc.engine.tedloc_train import TeDLocTrainConfig
+        from tedloc.training.tedloc import TeDLocTrainConfig
 
         if not (args.anchors and args.cams and args.encoder_run):
             raise TedlocError("--method tedloc needs --anchors, --cams and --encoder-run")
@@ -172,7 +178,7 @@ def _sweep(args: argparse.Namespace) -> int:
                                  feature_cache=args.feature_cache, cache_views=args.cache_views)
         inputs = {"anchors": args.anchors, "cams": args.cams}
     study = run_sweep(args.method, args.data, args.out, args.pseudo_boxes, args.trials, base, args.storage,
-                      tuple(args.step_range), args.seed, inputs, args.interval)
+                      tuple(args.step_range), args.seed, inputs, args.interval, runtime_from_args(args))
     best = study.best_trial
     print(f"{len(study.trials)} trials; best val MaxBoxAcc vs pseudo-boxes {best.value:.2f} "
           f"({best.user_attrs.get('run')}, epoch {best.user_attrs.get('best_epoch')}): {best.params}")
@@ -201,4 +207,5 @@ def configure_sweep(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-views", type=int, default=2, help="tedloc: training views per image in the cache")
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_sweep)

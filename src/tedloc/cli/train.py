@@ -5,21 +5,26 @@ import argparse
 
 from tedloc.cli import command
 from tedloc.cli.config_args import add_config_arguments, config_from_args
+from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tedloc.engine.tedloc_train import TeDLocTrainConfig, train_tedloc
+    from tedloc.engine import Distributed
+    from tedloc.training.tedloc import TeDLocTrainConfig, train_tedloc
 
     cfg = config_from_args(TeDLocTrainConfig, args)
-    history = train_tedloc(args.data, args.out, args.anchors, args.cams, cfg, resume=not args.restart)
+    history = train_tedloc(args.data, args.out, args.anchors, args.cams, cfg, resume=not args.restart,
+                           runtime=runtime_from_args(args))
     last = history[-1]
-    print(f"{args.out}: {len(history)} epochs; last val CL@1 {last['val_CL@1']:.2f}, MaxBoxAcc {last['val_MaxBoxAcc']:.2f}")
+    if Distributed.current().is_main:
+        print(f"{args.out}: {len(history)} epochs; last val CL@1 {last['val_CL@1']:.2f}, "
+              f"MaxBoxAcc {last['val_MaxBoxAcc']:.2f}")
     return 0
 
 
 @command("train", help="train TeD-Loc (frozen encoder, decoder + patch classifier, text anchors)")
 def configure(parser: argparse.ArgumentParser) -> None:
-    from tedloc.engine.tedloc_train import TeDLocTrainConfig
+    from tedloc.training.tedloc import TeDLocTrainConfig
 
     parser.add_argument("--data", required=True)
     parser.add_argument("--anchors", required=True, help="anchor file (tedloc anchors)")
@@ -46,5 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         cache_views={"help": "training views per image in the cache"},
         interval={"help": "CAM threshold interval of the validation"},
         workers={"help": "data loader processes"},
+        batch_size={"help": "images per process and step (with torchrun, the global batch is N times this)"},
     )
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_train)

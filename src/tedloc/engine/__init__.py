@@ -1,6 +1,8 @@
-"""Training engines: classifier pretraining (and, later, the localization methods); checkpoints."""
+"""The training engine: one loop for every method (device, precision, torchrun, checkpoints, metrics)."""
 from tedloc.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from tedloc.engine.pretrain import PretrainConfig, build_classifier, evaluate_classifier, pretrain
+from tedloc.engine.distributed import Distributed
+from tedloc.engine.trainer import LossTerm, Schedule, Trainer, TrainingTask
 
-__all__ = ["PretrainConfig", "pretrain", "build_classifier", "evaluate_classifier", "save_checkpoint",
-           "load_checkpoint", "latest_checkpoint"]
+__all__ = ["Trainer", "TrainingTask", "LossTerm", "Schedule", "Distributed", "save_checkpoint", "load_checkpoint",
+           "latest_checkpoint"]
+

@@ -24,15 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from tedloc.data.dataset import Split
-from tedloc.data.images import load_image
+from tedloc.data.torch_dataset import load_sample_image
 from tedloc.data.transforms import TrainTransform, to_normalized_tensor
+from tedloc.engine.distributed import Distributed, fill_rows, step_chunks
 from tedloc.errors import TedlocError
+from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.locks import folder_lock
-from tedloc.utils.progress import progress
 from tedloc.utils.row_files import DoneRows, create_npy, open_done_rows
 
 __all__ = ["FeatureCache", "build_feature_cache", "CachedFeatureDataset", "encoder_fingerprint"]
@@ -56,12 +57,13 @@ class FeatureCache:
     While it is incomplete (being created or written) the folder is locked: a second writer is refused.
     """
 
-    def __init__(self, root: str | os.PathLike, index: dict | None = None):
+    def __init__(self, root: str | os.PathLike, index: dict | None = None, shared: bool = False):
         self.root = Path(root)
         self._lock = folder_lock(self.root)
+        self.shared = shared  # a helper process of a job whose first process holds the lock and marks rows
         path = self.root / "index.json"
         if not path.exists():
-            if index is None:
+            if index is None or shared:
                 raise TedlocError(f"no feature cache at {self.root}")
             self._lock.acquire()
             if not path.exists():  # not made meanwhile by a writer that has finished
@@ -76,7 +78,8 @@ class FeatureCache:
         self.num_views: int = index["num_views"]
         self.features = np.load(self.root / "features.npy", mmap_mode="r+")
         self.views = np.load(self.root / "views.npy", mmap_mode="r+")
-        self.done_rows = open_done_rows(self.root / "done.npy", self._lock)
+        self.done_rows = DoneRows(self.root / "done.npy") if shared else open_done_rows(self.root / "done.npy",
+                                                                                          self._lock)
         self.done = self.done_rows.flags
 
     def _create(self, index: dict) -> None:
@@ -97,14 +100,26 @@ class FeatureCache:
         return self.done_rows.missing()
 
     def write(self, rows: np.ndarray, features: np.ndarray, views: np.ndarray) -> None:
-        self._lock.acquire()
+        """Store and flush ``rows``, then mark them done (a shared helper process leaves marking to the first)."""
+        if not self.shared:
+            self._lock.acquire()
         self.features[rows] = features.astype(np.float16)
         self.views[rows] = views
         self.features.flush()
         self.views.flush()
+        if not self.shared:
+            self.mark(rows)
+
+    def mark(self, rows) -> None:
+        """Mark rows written (by any process of the job) as done."""
         self.done_rows.mark(rows)
         if self.complete:
             self._lock.release()
+
+    def reload_flags(self) -> None:
+        """Read ``done.npy`` again (a helper process, after the first one marked the job's rows)."""
+        self.done_rows = DoneRows(self.root / "done.npy")
+        self.done = self.done_rows.flags
 
 
 class _ViewsDataset(Dataset):
@@ -118,7 +133,7 @@ class _ViewsDataset(Dataset):
         return len(self.split)
 
     def __getitem__(self, i: int) -> dict:
-        image = load_image(self.split.image_path(i))
+        image = load_sample_image(self.split.image_path(i))
         images, views = [], []
         for v in range(self.num_views):
             view = self.transform.view(image.size, np.random.default_rng([self.seed, _VIEW_STREAM, v, i]))
@@ -128,31 +143,47 @@ class _ViewsDataset(Dataset):
 
 
 def build_feature_cache(encoder, split: Split, transform: TrainTransform, root: str | os.PathLike,
-                        num_views: int = 2, seed: int = 0, batch_size: int = 64, workers: int = 0) -> FeatureCache:
-    """Compute (or finish, or reuse) the feature cache of ``encoder`` over the views of ``split``."""
+                        num_views: int = 2, seed: int = 0, batch_size: int = 64, workers: int = 0,
+                        runtime: Runtime = Runtime(), dist: Distributed = Distributed()) -> FeatureCache:
+    """Compute (or finish, or reuse) the feature cache of ``encoder`` over the views of ``split``.
+
+    E runs on ``runtime``'s device and precision (features are stored in fp16 either way). Under
+    ``torchrun`` the processes share the missing images: each writes its own rows, the first one
+    creates the cache and marks the rows done.
+    """
     if num_views < 1:
         raise TedlocError("a feature cache needs at least one view per image")
     info = encoder.info
     size = transform.input_size
-    with torch.no_grad():
-        shape = tuple(int(s) for s in encoder(torch.zeros(1, 3, size, size)).shape[1:])
+    encoder.eval()
+    with torch.no_grad(), runtime.autocast():
+        shape = tuple(int(s) for s in encoder(torch.zeros(1, 3, size, size, device=runtime.device)).shape[1:])
     index = {"image_ids": list(split.image_ids), "split": split.name, "num_views": int(num_views), "seed": int(seed),
              "encoder": info.name, "encoder_sha1": encoder_fingerprint(encoder), "transform": asdict(transform),
              "feature_shape": list(shape), "mean": list(info.mean), "std": list(info.std), "dtype": "float16"}
-    cache = FeatureCache(root, index)
+    cache = FeatureCache(root, index) if dist.is_main else None
+    dist.barrier()
+    if cache is None:
+        cache = FeatureCache(root, index, shared=True)
     missing = cache.missing()
     if len(missing) == 0:
         return cache
     dataset = _ViewsDataset(split, transform, num_views, seed, info.mean, info.std)
-    per_batch = max(1, batch_size // num_views)
-    loader = DataLoader(Subset(dataset, missing.tolist()), batch_size=per_batch, shuffle=False, num_workers=workers)
-    encoder.eval()
-    for batch in progress(loader, desc=f"features of {split.name}", unit="batch"):
-        images = batch["images"]
-        with torch.no_grad():
-            feats = encoder(images.flatten(0, 1)).float()
-        cache.write(batch["index"].numpy(), feats.reshape(len(images), num_views, *shape).numpy(),
-                    batch["views"].numpy())
+    chunks, steps = step_chunks(missing.tolist(), max(1, batch_size // num_views), dist.rank, dist.world_size)
+    loader = DataLoader(dataset, batch_sampler=chunks, num_workers=workers, **runtime.loader_options())
+
+    def write(batch: dict) -> list[int]:
+        images = runtime.to_device(batch["images"])
+        with torch.no_grad(), runtime.autocast():
+            feats = encoder(images.flatten(0, 1)).float().cpu()
+        rows = batch["index"].numpy()
+        cache.write(rows, feats.reshape(len(rows), num_views, *shape).numpy(), batch["views"].numpy())
+        return rows.tolist()
+
+    fill_rows(loader, steps, write, cache.mark, dist, desc=f"features of {split.name}")
+    dist.barrier()
+    if cache.shared:  # the helper processes read the flags the first one wrote
+        cache.reload_flags()
     return cache
 
 

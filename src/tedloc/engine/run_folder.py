@@ -18,7 +18,7 @@ __all__ = ["claim_run_folder", "data_fingerprint", "set_step_lr", "write_history
            "tensorboard_writer_factory"]
 
 # what makes a run's results: a resume that changes any of these is refused
-_IDENTITY = ("config", "class_names", "kind", "data", "data_sha1", "anchors", "cams")
+_IDENTITY = ("config", "class_names", "kind", "data", "data_sha1", "anchors", "cams", "precision", "processes")
 _RUN_LOCKS: dict[Path, PathLock] = {}
 
 

@@ -5,7 +5,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from tedloc.data.dataset import Split
 from tedloc.eval.evaluator import WSOLEvaluator
@@ -16,20 +16,27 @@ __all__ = ["evaluate_localizer", "iter_score_maps"]
 
 
 def iter_score_maps(localizer, split: Split, kinds: tuple[str, ...] | None = None, batch_size: int = 64,
-                    workers: int = 0) -> Iterator[tuple[str, dict[str, np.ndarray], np.ndarray]]:
-    """``(image id, kind -> score map, class scores)`` for every image of ``split``, in order.
+                    workers: int = 0, indices: list[int] | None = None
+                    ) -> Iterator[tuple[str, dict[str, np.ndarray], np.ndarray]]:
+    """``(image id, kind -> score map, class scores)`` for every image of ``split`` (or ``indices``), in order.
 
     Each map is resized (bicubic) to the input size and min-max normalised, as wsolevaluation
     does; ``kinds`` (default: the localizer's own map) uses ``predict_maps`` when several are asked.
+    Images go to the localizer's device (``localizer.device``, default the CPU).
     """
     from tedloc.data import EvalTransform, WSOLImageDataset
 
     main = getattr(localizer, "map_kind", "default")
     kinds = tuple(kinds or (main,))
     dataset = WSOLImageDataset(split, EvalTransform(localizer.input_size), mean=localizer.mean, std=localizer.std)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    if indices is not None:
+        dataset = Subset(dataset, indices)
+    device = getattr(localizer, "device", torch.device("cpu"))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=device.type == "cuda")
     size = (localizer.input_size, localizer.input_size)
     for batch in progress(loader, desc=f"evaluating {split.name}", unit="batch"):
+        batch["image"] = batch["image"].to(device, non_blocking=True)
         with torch.no_grad():
             if kinds == (main,):
                 scores, main_maps = localizer.predict(batch["image"])
@@ -43,22 +50,34 @@ def iter_score_maps(localizer, split: Split, kinds: tuple[str, ...] | None = Non
 
 
 def evaluate_localizer(localizer, split: Split, batch_size: int = 64, workers: int = 0, all_maps: bool = False,
-                       **evaluator_kwargs) -> dict:
+                       dist=None, **evaluator_kwargs) -> dict:
     """Metrics of ``localizer`` on ``split``: each map is resized (bicubic) to the input size and
     min-max normalised, then scored against the split's GT (boxes rescaled to the input size).
 
     With ``all_maps``, a method that offers several maps (``predict_maps``, e.g. TeD-Loc's g and
     <z_p, t_c>) has each scored in the same pass: the main map's metrics at the top level, the
     others under ``maps`` -> kind (without curves).
+
+    With ``dist`` (a :class:`tedloc.engine.distributed.Distributed` of several processes) each
+    process scores every ``world_size``-th image and the evaluators' sums are merged: every
+    process gets exactly the metrics of a single-process evaluation.
     """
     main = getattr(localizer, "map_kind", "default")
     kinds = [main]
     if all_maps and hasattr(localizer, "predict_maps"):
         kinds += [k for k in localizer.map_kinds if k != main]
     evaluators = {kind: WSOLEvaluator(split, **evaluator_kwargs) for kind in kinds}
-    for image_id, maps, scores in iter_score_maps(localizer, split, tuple(kinds), batch_size, workers):
+    sharded = dist is not None and dist.world_size > 1
+    indices = list(range(dist.rank, len(split), dist.world_size)) if sharded else None
+    for image_id, maps, scores in iter_score_maps(localizer, split, tuple(kinds), batch_size, workers, indices):
         for kind, evaluator in evaluators.items():
             evaluator.accumulate(image_id, maps[kind], scores)
+    if sharded:
+        states = dist.gather_objects({kind: evaluator.state() for kind, evaluator in evaluators.items()})
+        evaluators = {kind: WSOLEvaluator(split, **evaluator_kwargs) for kind in kinds}
+        for state in states:
+            for kind, evaluator in evaluators.items():
+                evaluator.merge(state[kind])
     metrics = evaluators[main].compute()
     if len(kinds) > 1:
         metrics["map"] = main

@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["TeDLocHead", "TeDLoc", "TeDLocLosses", "tedloc_losses", "class_logits", "weighted_pool"]
+__all__ = ["TeDLocHead", "TeDLoc", "TeDLocLosses", "tedloc_losses", "tedloc_loss_terms", "class_logits",
+           "weighted_pool"]
 
 
 def class_logits(v: torch.Tensor, anchors: torch.Tensor, kind: str = "dot", scale: float = 1.0) -> torch.Tensor:
@@ -103,9 +104,11 @@ class TeDLoc(nn.Module):
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)
 
-    def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """u: decoder features (B, c, H, W); g: patch logits; fg: the map; h: global embedding; logits."""
-        u, g = self.head(features)
+    def forward_head(self, features: torch.Tensor, head: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """u: decoder features (B, c, H, W); g: patch logits; fg: the map; h: global embedding; logits.
+
+        ``head``: the module to run as the head (this model's own, or a DDP wrapper of it)."""
+        u, g = (self.head if head is None else head)(features)
         fg = g.softmax(dim=1)[:, 1]
         # h = sum_p a_p P(u_p) = P_w (sum_p a_p u_p) + P_b sum_p a_p
         mass = fg.flatten(1).sum(dim=1, keepdim=True)
@@ -146,26 +149,38 @@ def _gather_locations(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(flat, 2, index[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
 
 
-def tedloc_losses(model: TeDLoc, out: dict[str, torch.Tensor], labels: torch.Tensor, pseudo,
-                  weights: TeDLocLosses = TeDLocLosses()) -> dict[str, torch.Tensor]:
-    """The three losses and their weighted sum for a batch; ``pseudo`` is a :class:`~tedloc.pseudo.PseudoLabels`
-    on the output grid. Terms with no valid sample in the batch are 0 (and add no gradient)."""
+def tedloc_loss_terms(model: TeDLoc, out: dict[str, torch.Tensor], labels: torch.Tensor, pseudo,
+                      weights: TeDLocLosses = TeDLocLosses()) -> dict[str, tuple[torch.Tensor, torch.Tensor | int]]:
+    """Each term as (sum over its samples, number of samples): ``kd`` over the valid FG locations,
+    ``pcl`` over the valid FG and BG locations, ``icl`` over the images. Terms of weight 0 are
+    not computed (their sum is 0). Dividing each sum by its count (summed over every process
+    when training on several) gives the paper's means."""
     valid = pseudo.valid
-    n_valid = valid.sum()
+    n_valid = int(valid.sum())
     zero = out["h"].sum() * 0.0
-    losses = {"kd": zero, "pcl": zero, "icl": zero}
+    terms: dict[str, tuple[torch.Tensor, torch.Tensor | int]] = {
+        "kd": (zero, n_valid), "pcl": (zero, 2 * n_valid), "icl": (zero, len(labels))}
     if weights.kd and n_valid > 0:
         z_fg = model.head.embed(_gather_locations(out["u"], pseudo.fg))  # B x k x d
         logits = class_logits(z_fg, model.anchors, model.logit, model.logit_scale)  # B x k x K
         target = labels[:, None].expand_as(pseudo.fg)
-        losses["kd"] = F.cross_entropy(logits[valid], target[valid])
+        terms["kd"] = (F.cross_entropy(logits[valid].float(), target[valid], reduction="sum"), n_valid)
     if weights.pcl and n_valid > 0:
         g_fg = _gather_locations(out["g"], pseudo.fg)[valid]
         g_bg = _gather_locations(out["g"], pseudo.bg)[valid]
-        g_all = torch.cat([g_fg, g_bg])
+        g_all = torch.cat([g_fg, g_bg]).float()
         target = torch.cat([torch.ones(len(g_fg), dtype=torch.long), torch.zeros(len(g_bg), dtype=torch.long)])
-        losses["pcl"] = F.cross_entropy(g_all, target.to(g_all.device))
+        terms["pcl"] = (F.cross_entropy(g_all, target.to(g_all.device), reduction="sum"), 2 * n_valid)
     if weights.icl:
-        losses["icl"] = F.cross_entropy(out["logits"], labels)
+        terms["icl"] = (F.cross_entropy(out["logits"].float(), labels, reduction="sum"), len(labels))
+    return terms
+
+
+def tedloc_losses(model: TeDLoc, out: dict[str, torch.Tensor], labels: torch.Tensor, pseudo,
+                  weights: TeDLocLosses = TeDLocLosses()) -> dict[str, torch.Tensor]:
+    """The three losses (means) and their weighted sum for one batch of one process; ``pseudo`` is a
+    :class:`~tedloc.pseudo.PseudoLabels` on the output grid. Terms without a sample are 0."""
+    losses = {name: total / max(count, 1) for name, (total, count) in
+              tedloc_loss_terms(model, out, labels, pseudo, weights).items()}
     losses["total"] = weights.kd * losses["kd"] + weights.pcl * losses["pcl"] + weights.icl * losses["icl"]
     return losses

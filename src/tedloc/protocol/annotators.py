@@ -87,7 +87,7 @@ class ClassifierTools:
         """The true-class CAM at the image's size, min-max normalised (the evaluation's rule)."""
         with torch.no_grad():
             raw = self.localizer.cams(self._tensor(image)[None], torch.tensor([label]))[0]
-        return normalize_scoremap(raw.double().numpy(), image.size)
+        return normalize_scoremap(raw.double().cpu().numpy(), image.size)
 
     def peak(self, image: Image.Image, label: int) -> tuple[int, int]:
         m = self.cam(image, label)
@@ -106,9 +106,8 @@ class ClassifierTools:
                 composite = blurred.copy()
                 composite[y0:y1 + 1, x0:x1 + 1] = rgb[y0:y1 + 1, x0:x1 + 1]
                 batch.append(self._tensor(Image.fromarray(composite)))
-            with torch.no_grad():
-                logits = self.localizer.model(torch.stack(batch))
-            out.append(logits.softmax(dim=1)[:, label].double().numpy())
+            scores, _ = self.localizer.predict(torch.stack(batch))
+            out.append(scores[:, label].double().cpu().numpy())
         return np.concatenate(out)
 
 
@@ -216,11 +215,12 @@ ANNOTATORS.register("ss")(lambda tools, **kw: SelectiveSearchAnnotator(tools, **
 ANNOTATORS.register("rpn")(lambda tools, **kw: RPNAnnotator(tools, **kw))
 
 
-def create_annotator(name: str, classifier_run, **options) -> Annotator:
-    """An annotator using the classifier of ``classifier_run`` (a `tedloc pretrain` run) for CAMs and scores."""
+def create_annotator(name: str, classifier_run, runtime=None, **options) -> Annotator:
+    """An annotator using the classifier of ``classifier_run`` (a `tedloc pretrain` run) for CAMs and scores,
+    run on ``runtime`` (a :class:`~tedloc.utils.device.Runtime`; default the CPU)."""
     from tedloc.methods import load_model
 
-    localizer = load_model(classifier_run)
+    localizer = load_model(classifier_run, runtime=runtime)
     if not hasattr(localizer, "cams"):
         raise TedlocError(f"{classifier_run}: pseudo-boxes need a classifier run (tedloc pretrain), not this kind")
     return ANNOTATORS.get(name)(ClassifierTools(localizer), **options)

@@ -75,14 +75,14 @@ def _annotate_split(split, annotate: Annotator, done: dict[str, np.ndarray], par
 
 
 def _annotator(method: str, run: str | os.PathLike | None, clip_model: str | None, class_names: list[str],
-               options: dict) -> Annotator:
+               options: dict, runtime=None) -> Annotator:
     if method == "clip":
         from tedloc.cams.clip_cam import CLIPCAM
         from tedloc.inference import box_from_map
 
         if not clip_model:
             raise TedlocError("--method clip needs --clip-model open_clip:<arch>@<tag>")
-        clip = CLIPCAM(clip_model, class_names)
+        clip = CLIPCAM(clip_model, class_names, device=runtime.device if runtime is not None else "cpu")
 
         def annotate(image, label):
             return np.array(box_from_map(clip(image, label), "otsu"), dtype=np.int64)
@@ -92,12 +92,13 @@ def _annotator(method: str, run: str | os.PathLike | None, clip_model: str | Non
 
     if run is None:
         raise TedlocError(f"--method {method} needs --run (a classifier run from `tedloc pretrain`)")
-    return create_annotator(method, run, **options)
+    return create_annotator(method, run, runtime=runtime, **options)
 
 
 def make_pseudo_boxes(data: str | os.PathLike, split_name: str, method: str, run: str | os.PathLike | None,
-                      out: str | os.PathLike, clip_model: str | None = None, **options) -> dict:
-    """Pseudo-boxes of every image of a split by ``method``; returns the summary written to ``FILE.json``."""
+                      out: str | os.PathLike, clip_model: str | None = None, runtime=None, **options) -> dict:
+    """Pseudo-boxes of every image of a split by ``method``; returns the summary written to ``FILE.json``.
+    ``runtime``: where the networks run (a :class:`~tedloc.utils.device.Runtime`; default the CPU)."""
     out = Path(out)
     dataset = load_dataset(data, splits=[split_name])
     split = dataset[split_name]
@@ -111,7 +112,7 @@ def make_pseudo_boxes(data: str | os.PathLike, split_name: str, method: str, run
                 return summary
             raise TedlocError(f"{out} exists with other settings ({summary.get('settings')}); "
                               f"choose another --out")
-        annotate = _annotator(method, run, clip_model, dataset.class_names, options)
+        annotate = _annotator(method, run, clip_model, dataset.class_names, options, runtime)
         done = _resume_partial(out, settings)
         desc = f"{method} pseudo-boxes of {split_name}"
         boxes = _annotate_split(split, annotate, done, _partial_files(out)[0], desc)

@@ -82,7 +82,7 @@ def _curves(metrics: dict) -> dict:
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split, interval: float = 0.01,
-                        batch_size: int = 128) -> dict:
+                        batch_size: int = 128, runtime=None) -> dict:
     """Curves of one checkpoint: ``val`` -> supervision -> curves, ``test`` -> curves + Otsu metrics.
 
     ``splits`` maps supervision names to val splits (same images, different boxes). Cached per
@@ -97,7 +97,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
     todo = {name: s for name, s in splits.items() if keys[name] not in cache}
     need_test = test_key not in cache
     if todo or need_test:
-        localizer = load_model(ckpt.run, ckpt.epoch)
+        localizer = load_model(ckpt.run, ckpt.epoch, runtime=runtime)
 
         def maps_of(split: Split):
             for image_id, maps, scores in iter_score_maps(localizer, split, batch_size=batch_size):

@@ -23,7 +23,7 @@ SEARCH_SPACE = {"lr": (1e-5, 1.0), "weight_decay": (1e-5, 1.0), "lr_gamma": (1e-
 
 
 def _objective_factory(method: str, data: Path, out: Path, boxes: Path, base, step_range: tuple[int, int],
-                       tedloc_inputs: dict, interval: float):
+                       tedloc_inputs: dict, interval: float, runtime=None):
     from tedloc.data import load_dataset
     from tedloc.protocol.box_files import read_box_file
     from tedloc.protocol.selection import evaluate_checkpoint, list_checkpoints
@@ -39,16 +39,17 @@ def _objective_factory(method: str, data: Path, out: Path, boxes: Path, base, st
         run = out / f"trial_{trial.number:04d}"
         cfg = dataclasses.replace(base, **params)
         if method == "cam":
-            from tedloc.engine import pretrain
+            from tedloc.training import pretrain
 
-            pretrain(data, run, cfg)
+            pretrain(data, run, cfg, runtime=runtime)
         else:
-            from tedloc.engine.tedloc_train import train_tedloc
+            from tedloc.training.tedloc import train_tedloc
 
-            train_tedloc(data, run, tedloc_inputs["anchors"], tedloc_inputs["cams"], cfg)
+            train_tedloc(data, run, tedloc_inputs["anchors"], tedloc_inputs["cams"], cfg, runtime=runtime)
         best, best_epoch = float("-inf"), None
         for ckpt in list_checkpoints(run):
-            curves = evaluate_checkpoint(ckpt, {"pseudo": pseudo}, dataset["test"], interval)["val"]["pseudo"]
+            curves = evaluate_checkpoint(ckpt, {"pseudo": pseudo}, dataset["test"], interval,
+                                         runtime=runtime)["val"]["pseudo"]
             score = max(curves["acc50"])
             if score > best:
                 best, best_epoch = score, ckpt.epoch
@@ -61,8 +62,9 @@ def _objective_factory(method: str, data: Path, out: Path, boxes: Path, base, st
 
 def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxes: str | os.PathLike, trials: int,
               base=None, storage: str | None = None, step_range: tuple[int, int] = (2, 9), seed: int = 0,
-              tedloc_inputs: dict | None = None, interval: float = 0.01):
-    """Run trials until the study holds ``trials`` finished ones; returns the Optuna study."""
+              tedloc_inputs: dict | None = None, interval: float = 0.01, runtime=None):
+    """Run trials until the study holds ``trials`` finished ones; returns the Optuna study. ``runtime``:
+    the device and precision of the trials (a :class:`~tedloc.utils.device.Runtime`; default the CPU)."""
     import optuna
 
     if method not in ("cam", "tedloc"):
@@ -72,8 +74,8 @@ def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxe
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if base is None:
-        from tedloc.engine.pretrain import PretrainConfig
-        from tedloc.engine.tedloc_train import TeDLocTrainConfig
+        from tedloc.training.pretrain import PretrainConfig
+        from tedloc.training.tedloc import TeDLocTrainConfig
 
         base = PretrainConfig() if method == "cam" else TeDLocTrainConfig()
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -82,6 +84,6 @@ def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxe
     finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     if finished < trials:
         objective = _objective_factory(method, Path(data), out, Path(boxes), base, step_range, tedloc_inputs or {},
-                                       interval)
+                                       interval, runtime)
         study.optimize(objective, n_trials=trials - finished)
     return study

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tedloc.utils.keyed_random import keyed_uniform
 from tedloc.utils.maps import minmax_rows
 
 __all__ = ["SamplerConfig", "PseudoLabels", "PseudoLabelSampler", "otsu_levels", "candidate_pools"]
@@ -118,13 +119,22 @@ class PseudoLabelSampler:
         fg, bg, _, _ = candidate_pools(maps, self.config.fg_pool, self.config.bg_pool)
         return fg, bg
 
-    def __call__(self, maps: torch.Tensor, generator: torch.Generator | None = None) -> PseudoLabels:
-        """Sample from ``maps`` (B, H, W); ``generator`` makes the draw reproducible."""
+    def __call__(self, maps: torch.Tensor, generator: torch.Generator | None = None,
+                 keys: torch.Tensor | None = None) -> PseudoLabels:
+        """Sample from ``maps`` (B, H, W).
+
+        ``keys`` (B,) (from :func:`tedloc.utils.keyed_random.sample_keys`) make each row's draw a
+        function of its key alone: the same on any device, in any batch, in any process. Without
+        keys the draw comes from ``generator`` (advanced by the call), or torch's global one.
+        """
         k = self.config.k
         fg_pool, bg_pool, _, _ = candidate_pools(maps, self.config.fg_pool, self.config.bg_pool)
         flat = maps.reshape(maps.shape[0], -1).double()
-        u_fg = torch.rand(fg_pool.shape, generator=generator, dtype=torch.float64, device=maps.device)
-        u_bg = torch.rand(bg_pool.shape, generator=generator, dtype=torch.float64, device=maps.device)
+        if keys is not None:
+            u_fg, u_bg = keyed_uniform(keys.to(maps.device), 2 * flat.shape[1]).chunk(2, dim=1)
+        else:
+            u_fg = torch.rand(fg_pool.shape, generator=generator, dtype=torch.float64, device=maps.device)
+            u_bg = torch.rand(bg_pool.shape, generator=generator, dtype=torch.float64, device=maps.device)
         if self.config.fg_weighting == "weighted":
             # Efraimidis-Spirakis: the top-k of u^(1/w) is a weighted draw without replacement
             lo = flat.nan_to_num(0).min(dim=1, keepdim=True).values

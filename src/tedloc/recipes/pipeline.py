@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tedloc.engine.pretrain import PretrainConfig
-from tedloc.engine.tedloc_train import TeDLocTrainConfig
+from tedloc.training.pretrain import PretrainConfig
+from tedloc.training.tedloc import TeDLocTrainConfig
+from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.registry import Registry
 
@@ -72,20 +73,21 @@ def _finished(run: Path, epochs: int) -> bool:
     return meta.is_file() and len(json.loads(meta.read_text()).get("history", [])) == epochs
 
 
-def _anchors(data: Path, out: Path, encoder: str | None):
+def _anchors(data: Path, out: Path, encoder: str | None, runtime: Runtime):
     from tedloc.data import load_dataset
     from tedloc.text import TextAnchors, build_anchors
 
     ortho, raw = out / "anchors" / "orthogonal.safetensors", out / "anchors" / "raw.safetensors"
     names = load_dataset(data, splits=[]).class_names
     if not (ortho.exists() and raw.exists() and TextAnchors.load(ortho).class_names == names):
-        anchors = build_anchors(names, encoder) if encoder else build_anchors(names)
+        device = str(runtime.device)
+        anchors = build_anchors(names, encoder, device=device) if encoder else build_anchors(names, device=device)
         anchors.save(ortho)
         dataclasses.replace(anchors, vectors=anchors.raw.copy(), orthogonalized=False).save(raw)
     return ortho, raw
 
 
-def _evaluate(run: Path, data: Path, out: Path, batch_size: int) -> dict:
+def _evaluate(run: Path, data: Path, out: Path, batch_size: int, runtime: Runtime) -> dict:
     """Test metrics of a run, cached in OUT/eval/<name>.json until the run's model changes."""
     from tedloc.data import load_dataset
     from tedloc.eval.localizer_eval import evaluate_localizer
@@ -95,7 +97,7 @@ def _evaluate(run: Path, data: Path, out: Path, batch_size: int) -> dict:
     model_mtime = (run / "model.json").stat().st_mtime
     if path.exists() and path.stat().st_mtime >= model_mtime:
         return json.loads(path.read_text())
-    localizer = load_model(run)
+    localizer = load_model(run, runtime=runtime)
     metrics = evaluate_localizer(localizer, load_dataset(data, splits=["test"])["test"], batch_size=batch_size,
                                  all_maps=True)
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
@@ -141,7 +143,7 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _overlays(data: Path, out: Path, runs: dict[str, Path], count: int) -> list[str]:
+def _overlays(data: Path, out: Path, runs: dict[str, Path], count: int, runtime: Runtime) -> list[str]:
     """Side-by-side pictures of the first ``count`` test images for each run (GT green, prediction white)."""
     from PIL import Image
 
@@ -154,7 +156,8 @@ def _overlays(data: Path, out: Path, runs: dict[str, Path], count: int) -> list[
     split = dataset["test"]
     step = max(1, len(split) // count)
     indices = list(range(0, len(split), step))[:count]
-    localizers = {name: Localizer.from_run(run) for name, run in runs.items()}
+    localizers = {name: Localizer.from_run(run, device=runtime.device, precision=runtime.precision)
+                  for name, run in runs.items()}
     files = []
     for i in indices:
         image = load_image(split.image_path(i))
@@ -177,13 +180,15 @@ def _overlays(data: Path, out: Path, runs: dict[str, Path], count: int) -> list[
 
 
 def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
-               log: Callable[[str], None] = print) -> dict:
-    """Run (or resume) every step; returns method -> test metrics (also in OUT/results.json)."""
+               log: Callable[[str], None] = print, runtime: Runtime | None = None) -> dict:
+    """Run (or resume) every step on ``runtime`` (default: the CPU in fp32); returns method -> test
+    metrics (also in OUT/results.json)."""
     from tedloc.cams.compute import compute_map_cache
-    from tedloc.engine import pretrain
-    from tedloc.engine.tedloc_train import train_tedloc
+    from tedloc.training import pretrain
+    from tedloc.training.tedloc import train_tedloc
 
     data, out = Path(data), Path(out)
+    runtime = runtime or Runtime()
     for name in recipe.variants:
         VARIANTS.get(name)  # fail early on a typo
     n = 5 + len(recipe.variants) + (1 if recipe.overlays else 0)
@@ -197,16 +202,16 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     cam_run = out / "runs" / "cam"
     t0 = _log_step(log, step, n, f"pretrain the classifier {recipe.pretrain.arch} -> {cam_run}")
     if not _finished(cam_run, recipe.pretrain.epochs):
-        pretrain(data, cam_run, recipe.pretrain)
+        pretrain(data, cam_run, recipe.pretrain, runtime=runtime)
     done("pretrain", t0)
     step += 1
     t0 = _log_step(log, step, n, "CAM pseudo-label maps of the train split")
     cams = out / "cache" / "cams_train"
-    compute_map_cache(cam_run, data, "train", cams, batch_size=recipe.eval_batch_size)
+    compute_map_cache(cam_run, data, "train", cams, batch_size=recipe.eval_batch_size, runtime=runtime)
     done("cam_cache", t0)
     step += 1
     t0 = _log_step(log, step, n, "text anchors of the class names")
-    ortho, raw = _anchors(data, out, recipe.text_encoder)
+    ortho, raw = _anchors(data, out, recipe.text_encoder, runtime)
     done("anchors", t0)
     step += 1
     base = dataclasses.replace(recipe.tedloc, encoder=recipe.pretrain.arch, encoder_run=str(cam_run.resolve()),
@@ -219,7 +224,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         t0 = _log_step(log, step, n, f"{variant.description} -> {run}")
         if not _finished(run, base.epochs):
             cfg = dataclasses.replace(base, lambdas=variant.lambdas)
-            train_tedloc(data, run, ortho if variant.orthogonal else raw, cams, cfg)
+            train_tedloc(data, run, ortho if variant.orthogonal else raw, cams, cfg, runtime=runtime)
         runs[name] = run
         done(name, t0)
         step += 1
@@ -228,14 +233,15 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     if recipe.centered_box:
         results["centered_box"] = _strip(_centered_box(data, out, recipe.pretrain.input_size))
     for name, run in runs.items():
-        results[name] = _strip(_evaluate(run, data, out, recipe.eval_batch_size))
+        results[name] = _strip(_evaluate(run, data, out, recipe.eval_batch_size, runtime))
     done("evaluate", t0)
     step += 1
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     pictures: list[str] = []
     if recipe.overlays:
         t0 = _log_step(log, step, n, f"overlay pictures of {recipe.overlays} test images")
-        pictures = _overlays(data, out, {k: runs[k] for k in ("cam", "tedloc") if k in runs}, recipe.overlays)
+        pictures = _overlays(data, out, {k: runs[k] for k in ("cam", "tedloc") if k in runs}, recipe.overlays,
+                             runtime)
         done("overlays", t0)
         step += 1
     _log_step(log, step, n, f"report -> {out / 'report.md'}")

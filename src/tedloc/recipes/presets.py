@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from tedloc.engine.pretrain import PretrainConfig
-from tedloc.engine.tedloc_train import TeDLocTrainConfig
+from tedloc.training.pretrain import PretrainConfig
+from tedloc.training.tedloc import TeDLocTrainConfig
 from tedloc.recipes.pipeline import VARIANTS, Recipe
 from tedloc.utils.registry import Registry
 

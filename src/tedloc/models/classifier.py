@@ -1,0 +1,34 @@
+"""Classifiers (encoder + global pooling + linear head) by timm name: what ``tedloc pretrain`` trains
+and what the CAM baseline and TeD-Loc's offline encoder are made of."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from tedloc.errors import TedlocError
+
+__all__ = ["build_classifier"]
+
+
+def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weights: str | None = None) -> torch.nn.Module:
+    """A timm classifier (tedloc's small CNNs included) with a fresh ``num_classes`` head.
+
+    ``pretrained`` takes timm's weights (network or cache); ``weights``, a local weight file.
+    """
+    import timm
+
+    import tedloc.models.cnn  # noqa: F401  (registers tedloc_resnet_*)
+
+    kwargs = {}
+    if weights is not None:
+        if not os.path.isfile(weights):
+            raise TedlocError(f"encoder weights not found: {weights}")
+        kwargs["pretrained_cfg_overlay"] = dict(file=os.fspath(weights))
+        pretrained = True
+    try:
+        return timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, **kwargs)
+    except RuntimeError as e:
+        if "nknown model" in str(e):
+            raise TedlocError(f"unknown architecture {arch!r}; see timm.list_models()") from None
+        raise

@@ -1,0 +1,213 @@
+"""``tedloc train``: TeD-Loc training (only D and g train; E and the anchors are frozen).
+
+Every step: the batch's cached pseudo-label maps go through each sample's crop and flip onto
+the decoder's output grid, balanced FG/BG locations are drawn (keyed by (seed, epoch, sample):
+the same draws on any device and in any number of processes), and
+L = l1 L_KD + l2 P_CL + l3 I_CL is minimised with SGD by the engine
+(:class:`tedloc.engine.Trainer`). After every epoch: validation (classification and
+localization with GT boxes), a checkpoint (safetensors + JSON), a ``metrics.csv`` row; the model
+selected by ``selection`` (``loc``: best val MaxBoxAcc, ``cls``: best val top-1, ``last``) is
+written to ``RUN/model.{safetensors,json}`` with its encoder, anchors, class names and operating
+threshold, so inference needs nothing else. Under ``torchrun`` DDP wraps the head only: E runs
+outside it, under ``no_grad``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from tedloc.cams.cache import MapCache
+from tedloc.data import TrainTransform, WSOLImageDataset, load_dataset
+from tedloc.engine import Distributed, LossTerm, Schedule, Trainer
+from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
+from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
+from tedloc.errors import TedlocError
+from tedloc.methods.tedloc import TeDLocLocalizer
+from tedloc.models.encoders import create_encoder
+from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
+from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, maps_on_grid
+from tedloc.text import TextAnchors
+from tedloc.training.runs import open_run
+from tedloc.utils.device import Runtime
+from tedloc.utils.keyed_random import sample_keys
+
+__all__ = ["TeDLocTrainConfig", "train_tedloc", "build_tedloc"]
+
+PSEUDO_LABEL_STREAM = 0x7073  # the pseudo-label draws' stream of keyed random numbers
+
+
+@dataclass
+class TeDLocTrainConfig:
+    """Hyper-parameters of ``tedloc train``."""
+
+    encoder: str = "tedloc_resnet_tiny"
+    encoder_run: str | None = None  # a `tedloc pretrain` run whose backbone becomes E
+    encoder_weights: str | None = None  # or a local weight file
+    pretrained: bool = False  # or timm's weights (network / cache)
+    input_size: int = 64
+    resize_size: int | None = None
+    decoder_channels: tuple[int, ...] = (128, 64)
+    logit: str = "dot"
+    logit_scale: float = 1.0
+    lambdas: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    k: int = 10
+    fg_pool: float = 0.2
+    bg_pool: float = 0.2
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_step: int = 4
+    lr_gamma: float = 0.1
+    feature_cache: str | None = None  # folder of E's features per view (built on first use, then reused)
+    cache_views: int = 2  # fixed training views per image in the feature cache
+    selection: str = "loc"
+    interval: float = 0.01
+    seed: int = 0
+    workers: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TeDLocTrainConfig":
+        names = {f.name for f in fields(cls)}
+        d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        return cls(**d)
+
+
+def _encoder_from_run(run: str | os.PathLike, name: str, img_size: int):
+    """E from a pretrain run: its classifier without the head."""
+    state, _, meta = load_checkpoint(Path(run) / "model")
+    if meta.get("arch") != name:
+        raise TedlocError(f"{run} trained {meta.get('arch')!r}, not the encoder {name!r}")
+    encoder = create_encoder(name, img_size=img_size)
+    backbone = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.fc.", "head."))}
+    missing, unexpected = encoder.model.load_state_dict(backbone, strict=False)
+    if unexpected or [m for m in missing if not m.startswith(("fc", "head"))]:
+        raise TedlocError(f"{run}: weights do not fit {name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return encoder
+
+
+def build_tedloc(config: TeDLocTrainConfig, anchors: TextAnchors) -> TeDLoc:
+    """The model of ``config`` with E loaded as the config says and the anchors as a frozen buffer."""
+    if config.encoder_run:
+        encoder = _encoder_from_run(config.encoder_run, config.encoder, config.input_size)
+    else:
+        encoder = create_encoder(config.encoder, pretrained=config.pretrained, weights=config.encoder_weights,
+                                 img_size=config.input_size)
+    return TeDLoc(encoder, torch.from_numpy(anchors.vectors), tuple(config.decoder_channels), config.logit,
+                  config.logit_scale)
+
+
+class TeDLocTask:
+    """TeD-Loc's three losses on pseudo-labels drawn from cached maps (an engine :class:`TrainingTask`)."""
+
+    def __init__(self, model: TeDLoc, train_set: Dataset, cache: MapCache, localizer: TeDLocLocalizer, val_split,
+                 config: TeDLocTrainConfig):
+        self.model, self.train_set, self.cache, self.localizer = model, train_set, cache, localizer
+        self.val_split, self.config = val_split, config
+        self.weights = TeDLocLosses(*config.lambdas)
+        self.sampler = PseudoLabelSampler(SamplerConfig(k=config.k, fg_pool=config.fg_pool, bg_pool=config.bg_pool))
+
+    def trainable(self) -> torch.nn.Module:
+        return self.model.head
+
+    def train_dataset(self) -> Dataset:
+        return self.train_set
+
+    def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
+        c = self.config
+        return torch.optim.SGD(module.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    def _pseudo_labels(self, batch: dict, grid: tuple[int, int], epoch: int):
+        index = batch["index"].cpu()
+        with torch.autocast(batch["label"].device.type, enabled=False):  # the same labels in any precision
+            maps = maps_on_grid(self.cache.get(index.numpy()), batch["view"].cpu(), grid)
+            keys = sample_keys(self.config.seed, epoch, index, stream=PSEUDO_LABEL_STREAM)
+            return self.sampler(maps.to(batch["label"].device), keys=keys)
+
+    def loss_terms(self, module: torch.nn.Module, batch: dict, epoch: int) -> dict[str, LossTerm]:
+        features = batch["features"] if "features" in batch else self.model.forward_features(batch["image"])
+        out = self.model.forward_head(features, head=module)
+        pseudo = self._pseudo_labels(batch, tuple(out["fg"].shape[-2:]), epoch)
+        weights = {"kd": self.weights.kd, "pcl": self.weights.pcl, "icl": self.weights.icl}
+        terms = {name: LossTerm(total, count, weights[name])
+                 for name, (total, count) in tedloc_loss_terms(self.model, out, batch["label"], pseudo,
+                                                               self.weights).items()}
+        terms["no_pseudo_labels"] = LossTerm(torch.tensor(float(pseudo.empty)), None, 0.0)
+        return terms
+
+    def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+        from tedloc.eval.localizer_eval import evaluate_localizer
+
+        c = self.config
+        return evaluate_localizer(self.localizer, self.val_split, batch_size=c.batch_size, interval=c.interval,
+                                  dist=dist)
+
+    def row(self, train: dict[str, float], val: dict) -> dict:
+        w = self.weights
+        total = w.kd * train["kd"] + w.pcl * train["pcl"] + w.icl * train["icl"]
+        return {"loss_kd": train["kd"], "loss_pcl": train["pcl"], "loss_icl": train["icl"], "loss_total": total,
+                "no_pseudo_labels": int(train["no_pseudo_labels"]), "val_CL@1": val.get("CL@1"),
+                "val_MaxBoxAcc": val.get("MaxBoxAcc"), "val_MaxBoxAccV2": val.get("MaxBoxAccV2"),
+                "val_threshold": val.get("threshold")}
+
+
+def _selected_epoch(history: list[dict], selection: str) -> int:
+    key = {"loc": "val_MaxBoxAcc", "cls": "val_CL@1", "last": "epoch"}[selection]
+    return max(range(len(history)), key=lambda i: (history[i][key] or 0, -i if key != "epoch" else i))
+
+
+def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: str | os.PathLike,
+                 cams: str | os.PathLike, config: TeDLocTrainConfig = TeDLocTrainConfig(), resume: bool = True,
+                 runtime: Runtime | None = None) -> list[dict]:
+    """Train (or resume) a TeD-Loc run; returns the per-epoch metrics.
+
+    ``runtime``: device and precision (default: the CPU in fp32). Under ``torchrun`` every process
+    calls this; the first one writes the run folder, checkpoints and caches' metadata.
+    """
+    if config.selection not in ("loc", "cls", "last"):
+        raise TedlocError("selection must be loc, cls or last")
+    out = Path(out)
+    dataset = load_dataset(data)
+    anchors = TextAnchors.load(anchors_path)
+    if anchors.class_names != dataset.class_names:
+        raise TedlocError(f"{anchors_path}: anchors of other classes than {data}")
+    train_split, val_split = dataset["train"], dataset["val"]
+    cache = MapCache(cams, train_split.image_ids)
+    if not cache.complete:
+        raise TedlocError(f"{cams}: the map cache is incomplete; finish it with `tedloc cams`")
+    dist, runtime = Distributed.from_env(runtime or Runtime())
+    resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "anchors": str(Path(anchors_path).resolve()),
+                "cams": str(Path(cams).resolve()), "class_names": dataset.class_names, "kind": "tedloc"}
+    with open_run(out, resolved, runtime, dist):
+        torch.manual_seed(config.seed)
+        model = build_tedloc(config, anchors).to(runtime.device)
+        info = model.encoder.info
+        transform = TrainTransform(config.input_size, config.resize_size)
+        if config.feature_cache:
+            features = build_feature_cache(model.encoder, train_split, transform, config.feature_cache,
+                                           config.cache_views, config.seed, config.batch_size, config.workers,
+                                           runtime=runtime, dist=dist)
+            train_set = CachedFeatureDataset(features, train_split.labels, seed=config.seed)
+        else:
+            train_set = WSOLImageDataset(train_split, transform, seed=config.seed, mean=info.mean, std=info.std)
+        localizer = TeDLocLocalizer(model, dataset.class_names, config.input_size, mean=info.mean, std=info.std,
+                                    runtime=runtime)
+        task = TeDLocTask(model, train_set, cache, localizer, val_split, config)
+        trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime, dist,
+                          find_unused_parameters=not all(config.lambdas))
+        history = trainer.fit(task, out, resume=resume, meta={"config": asdict(config)})
+        if dist.is_main:
+            best = _selected_epoch(history, config.selection)
+            model.head.load_state_dict(load_checkpoint(out / "checkpoints" / f"epoch_{best + 1:03d}")[0])
+            final = {"kind": "tedloc", "config": asdict(config), "class_names": dataset.class_names,
+                     "selected_epoch": best + 1, "selection": config.selection,
+                     "threshold": history[best]["val_threshold"], "anchors": anchors.metadata(), "history": history,
+                     "preprocessing": {"input_size": config.input_size, "mean": list(localizer.mean),
+                                       "std": list(localizer.std)}}
+            save_checkpoint(out / "model", model, final)
+    return history

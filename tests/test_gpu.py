@@ -1,0 +1,62 @@
+"""GPU-only checks (skipped without CUDA; CI has none): CUDA equals the CPU where it must."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tedloc.pseudo import PseudoLabelSampler, SamplerConfig
+from tedloc.utils.device import Runtime
+from tedloc.utils.keyed_random import keyed_uniform, sample_keys
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_keyed_draws_and_pseudo_labels_are_the_same_on_cuda():
+    keys = sample_keys(3, 1, torch.arange(64))
+    assert torch.equal(keyed_uniform(keys.cuda(), 300).cpu(), keyed_uniform(keys, 300))
+    maps = torch.rand(64, 16, 16, generator=torch.Generator().manual_seed(0))
+    sampler = PseudoLabelSampler(SamplerConfig(k=10))
+    cpu, gpu = sampler(maps, keys=keys), sampler(maps.cuda(), keys=keys.cuda())
+    assert torch.equal(gpu.fg.cpu(), cpu.fg) and torch.equal(gpu.bg.cpu(), cpu.bg)
+
+
+def test_a_training_step_on_cuda_equals_the_cpu_step():
+    from tedloc.models.encoders import create_encoder
+    from tedloc.models.tedloc import TeDLoc, tedloc_losses
+
+    torch.manual_seed(0)
+    model = TeDLoc(create_encoder("tedloc_resnet_tiny", img_size=64), torch.eye(8, 16), (16, 8))
+    images = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3])
+    keys = sample_keys(0, 0, torch.arange(4))
+    grads = []
+    for device in ("cpu", "cuda"):
+        torch.backends.cudnn.deterministic = True
+        m = TeDLoc(create_encoder("tedloc_resnet_tiny", img_size=64), torch.eye(8, 16), (16, 8))
+        m.load_state_dict(model.state_dict())
+        m = m.to(device).train()
+        out = m(images.to(device))
+        pseudo = PseudoLabelSampler(SamplerConfig(k=4))(out["fg"].detach().float(), keys=keys.to(device))
+        loss = tedloc_losses(m, out, labels.to(device), pseudo)["total"]
+        loss.backward()
+        grads.append({n: p.grad.detach().cpu() for n, p in m.head.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-4, rtol=1e-3)
+
+
+def test_predict_on_cuda_agrees_with_the_cpu(tmp_path):
+    from tedloc.data import SyntheticConfig, load_dataset, make_synthetic
+    from tedloc.inference import Localizer
+    from tedloc.training import PretrainConfig, pretrain
+
+    data = make_synthetic(tmp_path / "d", SyntheticConfig(classes=4, train=24, val=8, test=8, size=48, seed=3))
+    pretrain(data, tmp_path / "run", PretrainConfig(input_size=48, epochs=1, batch_size=8, workers=0),
+             runtime=Runtime.create("cuda", "fp32"))
+    images = [load_dataset(data)["test"].image_path(i) for i in range(4)]
+    cpu = Localizer.from_run(tmp_path / "run", device="cpu")(images)
+    for precision in ("fp32", "bf16"):
+        gpu = Localizer.from_run(tmp_path / "run", device="cuda", precision=precision)(images)
+        for a, b in zip(cpu, gpu):
+            assert a.top_classes[0][0] == b.top_classes[0][0]
+            assert np.abs(a.map - b.map).max() < (1e-4 if precision == "fp32" else 0.05)
