@@ -60,3 +60,30 @@ def test_predict_on_cuda_agrees_with_the_cpu(tmp_path):
         for a, b in zip(cpu, gpu):
             assert a.top_classes[0][0] == b.top_classes[0][0]
             assert np.abs(a.map - b.map).max() < (1e-4 if precision == "fp32" else 0.05)
+
+
+def test_tedloc_trains_on_cuda_from_cuda_maps_and_predicts_compiled(tmp_path):
+    """The whole path on CUDA: pretrain, CAM cache, TeD-Loc (the pseudo-label sampler on CUDA maps), predict."""
+    from tedloc.cams.compute import compute_map_cache
+    from tedloc.data import SyntheticConfig, load_dataset, make_synthetic
+    from tedloc.inference import Localizer
+    from tedloc.text import build_anchors
+    from tedloc.training import PretrainConfig, TeDLocTrainConfig, pretrain, train_tedloc
+
+    cuda = Runtime.create("cuda", "bf16")
+    data = make_synthetic(tmp_path / "d", SyntheticConfig(classes=4, train=24, val=8, test=8, size=48, seed=3))
+    pretrain(data, tmp_path / "cnn", PretrainConfig(input_size=48, epochs=1, batch_size=8, workers=0), runtime=cuda)
+    compute_map_cache(tmp_path / "cnn", data, "train", tmp_path / "cam", runtime=cuda)
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    names = load_dataset(data).class_names
+    build_anchors(names, f"file:{tmp_path / 'emb.npy'}").save(tmp_path / "anchors.safetensors")
+    cfg = TeDLocTrainConfig(encoder_run=str(tmp_path / "cnn"), input_size=48, decoder_channels=(16, 8), epochs=1,
+                            batch_size=8, k=4, workers=1)
+    history = train_tedloc(data, tmp_path / "run", tmp_path / "anchors.safetensors", tmp_path / "cam", cfg,
+                           runtime=cuda)
+    assert np.isfinite(history[-1]["loss_total"])
+    images = [load_dataset(data)["test"].image_path(i) for i in range(4)]
+    eager = Localizer.from_run(tmp_path / "run", device="cuda", precision="fp32")(images)
+    compiled = Localizer.from_run(tmp_path / "run", device="cuda", precision="fp32", compile=True)(images)
+    for a, b in zip(eager, compiled):
+        assert a.top_classes[0][0] == b.top_classes[0][0] and np.abs(a.map - b.map).max() < 1e-3

@@ -177,9 +177,10 @@ class Trainer:
             with runtime.autocast():
                 terms = task.loss_terms(module, batch, epoch)
             # one host sync per step: every term's sum and count, summed over the processes
-            local = torch.stack([torch.stack([torch.as_tensor(t.total).detach().double().reshape(()),
+            device = runtime.device
+            local = torch.stack([torch.stack([torch.as_tensor(t.total, device=device).detach().double().reshape(()),
                                               torch.as_tensor(1 if t.count is None else t.count,
-                                                              device=runtime.device).double().reshape(())])
+                                                              device=device).double().reshape(())])
                                  for t in terms.values()])
             totals = dist.all_reduce_sum(local).cpu().tolist()
             loss = None

@@ -47,7 +47,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
     path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(path)
         tmp = _new_temp_file(path)
         with open(tmp, mode, **open_kwargs) as f:
             yield f
@@ -63,11 +63,21 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
         raise
 
 
+def make_parent(path: Path) -> None:
+    """Create the folder of ``path``; where a file stands in the way, an ``OSError`` naming ``path`` says which."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot create its folder: {blocker} is a file",
+                                 str(path)) from None
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Raise now the ``OSError`` that writing ``path`` would meet (folder not writable, read-only disk),
     not after hours of work; its folder is created."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     os.unlink(_new_temp_file(path))
 
 
