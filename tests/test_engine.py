@@ -128,7 +128,9 @@ def test_ranks_share_each_global_batch(world):
     steps = len(shares[0])
     assert all(len(s) == steps for s in shares)
     assert [sum((s[j] for s in shares), []) for j in range(steps)] == [b for b in single if len(b) >= world]
-    assert sorted(sum(map(shard_indices, [23] * world, range(world), [world] * world), [])) == list(range(23))
+    shards = [shard_indices(23, 4, rank, world) for rank in range(world)]
+    assert sorted(sum(shards, [])) == list(range(23)) and shards[0][:4] == [0, 1, 2, 3]
+    assert shards[1][:4] == [4, 5, 6, 7] and shards[0][4:8] == list(range(4 * world, 4 * world + 4))
 
 
 class _Toy(Dataset):
@@ -292,3 +294,22 @@ def test_bench_gpu_smoke_runs_on_the_cpu(tmp_path):
     for row in result["decoders"].values():
         assert row["latency_ms"]["fp32"] > 0 and row["throughput_img_s"]["bf16"] > 0
         assert row["train_img_s"]["full_bf16"] > 0 and row["train_img_s"]["head_only_bf16"] > 0
+
+
+def test_batchnorm_with_activation_keeps_its_activation_when_synchronised():
+    """timm's fused BatchNormAct2d (EfficientNet, MobileNet, RegNet...) keeps its activation."""
+    from timm.layers import BatchNormAct2d
+
+    from tedloc.engine.sync_batchnorm import GlooSyncBatchNorm, synchronize_batchnorm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), BatchNormAct2d(4, act_layer=nn.SiLU), nn.Conv2d(4, 2, 1))
+    x = torch.randn(2, 3, 5, 5)
+    for mode in (True, False):
+        net.train(mode)
+        expected = net(x)
+        synced = synchronize_batchnorm(__import__("copy").deepcopy(net), torch.device("cpu"))
+        assert isinstance(synced[1], GlooSyncBatchNorm) and isinstance(synced[1].act, nn.SiLU)
+        torch.testing.assert_close(synced.train(mode)(x), expected)
+    with pytest.raises(TedlocError, match="BatchNorm1d"):
+        synchronize_batchnorm(nn.Sequential(nn.BatchNorm1d(3)), torch.device("cpu"))

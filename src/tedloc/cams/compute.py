@@ -78,9 +78,8 @@ def compute_map_cache(run: str | os.PathLike, data: str | os.PathLike, split: st
     else:
         shape = (int(size), int(size))
     source = {"run": str(Path(run).resolve()), "method": method, "classes": classes,
-              "input_size": localizer.input_size, "view": "eval"}
-    cache = MapCache(out, target.image_ids, shape, source) if dist.is_main else None
-    dist.barrier()
+              "input_size": localizer.input_size, "view": "eval", "precision": runtime.precision}
+    cache = dist.on_main(lambda: MapCache(out, target.image_ids, shape, source))  # created (and locked) once
     if cache is None:
         cache = MapCache(out, target.image_ids, shape, source, shared=True)
     missing = cache.missing()

@@ -79,8 +79,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from tedloc.methods import load_model
 
     dist, runtime = Distributed.from_env(runtime_from_args(args))
-    if dist.is_main:
-        _check_outputs(args)
+    dist.on_main(lambda: _check_outputs(args))
     localizer = load_model(args.run, runtime=runtime)
     if args.map is not None:
         kinds = getattr(localizer, "map_kinds", ("default",))

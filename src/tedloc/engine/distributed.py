@@ -13,6 +13,7 @@ step by step, exactly the samples that one process with batch B sees.
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -68,9 +69,12 @@ def step_chunks(rows: Sequence[int], chunk: int, rank: int = 0, world_size: int 
     return chunks[rank::world_size], -(-len(chunks) // world_size)
 
 
-def shard_indices(n: int, rank: int = 0, world_size: int = 1) -> list[int]:
-    """The indices of ``range(n)`` that ``rank`` evaluates (every ``world_size``-th one)."""
-    return list(range(rank, n, world_size))
+def shard_indices(n: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """The images of ``range(n)`` that ``rank`` evaluates: whole batches of the one-process batching (batch b
+    goes to rank b mod world_size), so that every image meets the network in the same batch as with one
+    process (kernels chosen by shape, reduced-precision sums: the same maps to the last bit)."""
+    starts = range(rank * batch_size, n, world_size * batch_size)
+    return [i for start in starts for i in range(start, min(start + batch_size, n))]
 
 
 @dataclass
@@ -105,8 +109,10 @@ class Distributed:
             torch.cuda.set_device(local)
             runtime = Runtime(torch.device("cuda", local), runtime.precision)
         if not dist.is_initialized():
-            backend = "nccl" if runtime.is_cuda else "gloo"
-            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+            options = {"timeout": datetime.timedelta(seconds=timeout_s)}
+            if runtime.is_cuda and "device_id" in inspect.signature(dist.init_process_group).parameters:
+                options["device_id"] = runtime.device  # NCCL binds this process's GPU at once
+            dist.init_process_group("nccl" if runtime.is_cuda else "gloo", **options)
         return cls(rank, world, local), runtime
 
     @classmethod
@@ -115,6 +121,21 @@ class Distributed:
         if dist.is_available() and dist.is_initialized():
             return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
         return cls()
+
+    def on_main(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` on the first process (None on the others), which all wait for it. If it fails there,
+        it raises there and the other processes exit quietly (status 2) instead of waiting forever."""
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except BaseException as e:  # the others must learn of it before any collective
+                error = e
+        if self.broadcast_object(error is not None):
+            if error is not None:
+                raise error
+            raise SystemExit(2)
+        return result
 
     def barrier(self) -> None:
         if self.enabled:

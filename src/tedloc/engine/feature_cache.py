@@ -160,9 +160,9 @@ def build_feature_cache(encoder, split: Split, transform: TrainTransform, root: 
         shape = tuple(int(s) for s in encoder(torch.zeros(1, 3, size, size, device=runtime.device)).shape[1:])
     index = {"image_ids": list(split.image_ids), "split": split.name, "num_views": int(num_views), "seed": int(seed),
              "encoder": info.name, "encoder_sha1": encoder_fingerprint(encoder), "transform": asdict(transform),
-             "feature_shape": list(shape), "mean": list(info.mean), "std": list(info.std), "dtype": "float16"}
-    cache = FeatureCache(root, index) if dist.is_main else None
-    dist.barrier()
+             "feature_shape": list(shape), "mean": list(info.mean), "std": list(info.std), "dtype": "float16",
+             "precision": runtime.precision}  # E in bf16 gives other features than in fp32
+    cache = dist.on_main(lambda: FeatureCache(root, index))  # the first process creates (and locks) it
     if cache is None:
         cache = FeatureCache(root, index, shared=True)
     missing = cache.missing()

@@ -31,6 +31,7 @@ from tedloc.engine.checkpoint import latest_checkpoint, load_checkpoint, restore
 from tedloc.engine.distributed import Distributed, epoch_order, rank_batches
 from tedloc.engine.run_folder import set_step_lr, write_history
 from tedloc.engine.sync_batchnorm import synchronize_batchnorm
+from tedloc.errors import TedlocError
 from tedloc.utils.device import Runtime
 from tedloc.utils.progress import progress
 
@@ -73,7 +74,7 @@ class Schedule:
 
 
 class TrainingTask(Protocol):
-    """What a method gives the engine."""
+    """What a method gives the engine. ``host_keys`` (optional): entries of a batch that stay on the CPU."""
 
     def trainable(self) -> nn.Module:
         """The module that trains (what DDP wraps, the optimizer updates and checkpoints hold)."""
@@ -124,6 +125,8 @@ class Trainer:
                 _logger.info("resuming %s after epoch %d", out, start)
         wrapped = self._wrap(module)
         dataset = task.train_dataset()
+        if len(dataset) < dist.world_size:
+            raise TedlocError(f"{len(dataset)} training images for {dist.world_size} processes: use fewer processes")
         for epoch in range(start, sched.epochs):
             lr = set_step_lr(optimizer, sched.lr, sched.lr_gamma, sched.lr_step, epoch)
             dataset.set_epoch(epoch)
@@ -171,9 +174,10 @@ class Trainer:
         sums: dict[str, float] = {}
         counts: dict[str, float] = {}
         loader = self._loader(dataset, epoch)
+        host_keys = getattr(task, "host_keys", ())
         for batch in progress(loader, desc=f"epoch {epoch + 1}/{self.schedule.epochs}", unit="batch",
                               total=len(loader), enabled=dist.is_main):
-            batch = runtime.to_device(batch)
+            batch = {k: v if k in host_keys else runtime.to_device(v) for k, v in batch.items()}
             with runtime.autocast():
                 terms = task.loss_terms(module, batch, epoch)
             # one host sync per step: every term's sum and count, summed over the processes

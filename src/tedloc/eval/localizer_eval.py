@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from tedloc.data.dataset import Split
+from tedloc.engine.distributed import shard_indices
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.scoremaps import normalize_scoremap
 from tedloc.utils.progress import progress
@@ -16,7 +17,7 @@ __all__ = ["evaluate_localizer", "iter_score_maps"]
 
 
 def iter_score_maps(localizer, split: Split, kinds: tuple[str, ...] | None = None, batch_size: int = 64,
-                    workers: int = 0, indices: list[int] | None = None
+                    workers: int = 0, indices: list[int] | None = None, show_progress: bool = True
                     ) -> Iterator[tuple[str, dict[str, np.ndarray], np.ndarray]]:
     """``(image id, kind -> score map, class scores)`` for every image of ``split`` (or ``indices``), in order.
 
@@ -35,7 +36,7 @@ def iter_score_maps(localizer, split: Split, kinds: tuple[str, ...] | None = Non
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
     size = (localizer.input_size, localizer.input_size)
-    for batch in progress(loader, desc=f"evaluating {split.name}", unit="batch"):
+    for batch in progress(loader, desc=f"evaluating {split.name}", unit="batch", enabled=show_progress):
         batch["image"] = batch["image"].to(device, non_blocking=True)
         with torch.no_grad():
             if kinds == (main,):
@@ -59,7 +60,7 @@ def evaluate_localizer(localizer, split: Split, batch_size: int = 64, workers: i
     others under ``maps`` -> kind (without curves).
 
     With ``dist`` (a :class:`tedloc.engine.distributed.Distributed` of several processes) each
-    process scores every ``world_size``-th image and the evaluators' sums are merged: every
+    process scores every ``world_size``-th batch and the evaluators' sums are merged: every
     process gets exactly the metrics of a single-process evaluation.
     """
     main = getattr(localizer, "map_kind", "default")
@@ -68,8 +69,9 @@ def evaluate_localizer(localizer, split: Split, batch_size: int = 64, workers: i
         kinds += [k for k in localizer.map_kinds if k != main]
     evaluators = {kind: WSOLEvaluator(split, **evaluator_kwargs) for kind in kinds}
     sharded = dist is not None and dist.world_size > 1
-    indices = list(range(dist.rank, len(split), dist.world_size)) if sharded else None
-    for image_id, maps, scores in iter_score_maps(localizer, split, tuple(kinds), batch_size, workers, indices):
+    indices = shard_indices(len(split), batch_size, dist.rank, dist.world_size) if sharded else None
+    for image_id, maps, scores in iter_score_maps(localizer, split, tuple(kinds), batch_size, workers, indices,
+                                                  show_progress=dist is None or dist.is_main):
         for kind, evaluator in evaluators.items():
             evaluator.accumulate(image_id, maps[kind], scores)
     if sharded:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tedloc.errors import TedlocError
 from tedloc.training.pretrain import PretrainConfig
 from tedloc.training.tedloc import TeDLocTrainConfig
 from tedloc.utils.device import Runtime
@@ -189,6 +190,9 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
 
     data, out = Path(data), Path(out)
     runtime = runtime or Runtime()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TedlocError("the recipes run in one process (their steps write shared files); run the training "
+                          "steps under torchrun one by one instead (docs/GPU.md)")
     for name in recipe.variants:
         VARIANTS.get(name)  # fail early on a typo
     n = 5 + len(recipe.variants) + (1 if recipe.overlays else 0)

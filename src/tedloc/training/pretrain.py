@@ -65,21 +65,27 @@ class PretrainConfig:
 @torch.no_grad()
 def evaluate_classifier(model: torch.nn.Module, dataset: Dataset, batch_size: int = 128, workers: int = 0,
                         runtime: Runtime = Runtime(), dist: Distributed = Distributed()) -> dict:
-    """Top-1 / top-5 accuracy (percent) and mean cross-entropy; several processes share the images."""
+    """Top-1 / top-5 accuracy (percent) and mean cross-entropy; several processes share the batches and the
+    sums are added in batch order (the same numbers as one process)."""
     model.eval()
-    shard = Subset(dataset, shard_indices(len(dataset), dist.rank, dist.world_size)) if dist.enabled else dataset
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers, **runtime.loader_options())
-    sums = torch.zeros(4, dtype=torch.float64, device=runtime.device)  # n, top-1, top-5, loss
-    for batch in loader:
+    indices = shard_indices(len(dataset), batch_size, dist.rank, dist.world_size)
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        **runtime.loader_options())
+    parts = []  # (batch number, [n, top-1, top-5, loss])
+    for j, batch in enumerate(loader):
         batch = runtime.to_device(batch)
         with runtime.autocast():
             logits = model(batch["image"].contiguous(memory_format=torch.channels_last))
         labels = batch["label"]
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        sums += torch.stack([torch.tensor(len(labels), device=sums.device, dtype=torch.float64),
-                             (top[:, 0] == labels).sum().double(), (top == labels[:, None]).any(dim=1).sum().double(),
-                             F.cross_entropy(logits.float(), labels, reduction="sum").double()])
-    n, top1, top5, loss = dist.all_reduce_sum(sums).tolist()
+        part = torch.stack([torch.tensor(len(labels), device=labels.device, dtype=torch.float64),
+                            (top[:, 0] == labels).sum().double(), (top == labels[:, None]).any(dim=1).sum().double(),
+                            F.cross_entropy(logits.float(), labels, reduction="sum").double()])
+        parts.append((j * dist.world_size + dist.rank, part.cpu()))
+    sums = torch.zeros(4, dtype=torch.float64)
+    for _, part in sorted(p for rank_parts in dist.gather_objects(parts) for p in rank_parts):
+        sums += part
+    n, top1, top5, loss = sums.tolist()
     return {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "loss": loss / n}
 
 

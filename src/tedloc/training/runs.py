@@ -17,15 +17,7 @@ def open_run(out: Path, resolved: dict, runtime: Runtime, dist: Distributed) -> 
     """Claim ``out`` for this run (the first process only; the others wait for it) and record the
     device and precision; a folder of another run is refused before any work, and so is a resume in
     another precision or number of processes (they change results; another device is allowed)."""
-    error = None
-    if dist.is_main:
-        try:
-            claim_run_folder(out, {**resolved, "precision": runtime.precision, "processes": dist.world_size,
-                                   "runtime": {**runtime.describe(), "processes": dist.world_size}})
-        except Exception as e:  # the other processes must not wait for a folder that was refused
-            error = e
-    if dist.broadcast_object(error is not None):
-        if error is not None:
-            raise error
-        raise SystemExit(2)
+    dist.on_main(lambda: claim_run_folder(out, {**resolved, "precision": runtime.precision,
+                                                "processes": dist.world_size,
+                                                "runtime": {**runtime.describe(), "processes": dist.world_size}}))
     yield

@@ -103,7 +103,12 @@ def build_tedloc(config: TeDLocTrainConfig, anchors: TextAnchors) -> TeDLoc:
 
 
 class TeDLocTask:
-    """TeD-Loc's three losses on pseudo-labels drawn from cached maps (an engine :class:`TrainingTask`)."""
+    """TeD-Loc's three losses on pseudo-labels drawn from cached maps (an engine :class:`TrainingTask`).
+
+    The cached maps are small (a CAM's 8x8 to 28x28): they go through each sample's view on the CPU,
+    where the sample's index and view stay; the sampler then draws on the training device."""
+
+    host_keys = ("index", "view")
 
     def __init__(self, model: TeDLoc, train_set: Dataset, cache: MapCache, localizer: TeDLocLocalizer, val_split,
                  config: TeDLocTrainConfig):
@@ -123,9 +128,9 @@ class TeDLocTask:
         return torch.optim.SGD(module.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
     def _pseudo_labels(self, batch: dict, grid: tuple[int, int], epoch: int):
-        index = batch["index"].cpu()
+        index = batch["index"]
         with torch.autocast(batch["label"].device.type, enabled=False):  # the same labels in any precision
-            maps = maps_on_grid(self.cache.get(index.numpy()), batch["view"].cpu(), grid)
+            maps = maps_on_grid(self.cache.get(index.numpy()), batch["view"], grid)
             keys = sample_keys(self.config.seed, epoch, index, stream=PSEUDO_LABEL_STREAM)
             return self.sampler(maps.to(batch["label"].device), keys=keys)
 

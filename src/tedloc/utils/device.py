@@ -65,8 +65,10 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
 
 def _bf16_supported(device: torch.device) -> bool:
+    """Native bf16: CUDA GPUs of compute capability 8 (Ampere) or later, CPUs, MPS. (``torch.cuda.
+    is_bf16_supported()`` also says yes where bf16 is only emulated, e.g. V100 and T4.)"""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.get_device_capability(device)[0] >= 8
     return device.type in ("cpu", "mps")
 
 
@@ -74,7 +76,7 @@ def resolve_precision(name: str | None, device: torch.device) -> str:
     """``fp32``, ``bf16`` or ``fp16`` for ``name`` on ``device`` (``auto``: bf16 on GPUs that support it)."""
     name = "auto" if name is None else name
     if name == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if device.type == "cuda" and _bf16_supported(device) else "fp32"
     if name not in PRECISIONS:
         raise TedlocError(f"unknown precision {name!r}: use auto, fp32, bf16 or fp16")
     if name == "bf16" and not _bf16_supported(device):
