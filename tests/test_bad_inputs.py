@@ -115,13 +115,22 @@ def resume_with_other_data(data, cnn, tmp):
             "--workers", "0", "--device", "cpu"], run
 
 
+def fixed_mode_without_tau(data, cnn, tmp):
+    maps = _maps(data, tmp / "maps")
+    return ["evaluate-maps", "--data", data, "--maps", maps, "--mode", "fixed"], "fixed mode needs a threshold tau"
+
+
+def interval_out_of_range(data, cnn, tmp):
+    return ["evaluate", "--run", cnn, "--data", data, "--interval", "0", "--device", "cpu"], "threshold interval"
+
+
 def missing_device(data, cnn, tmp):
     return ["evaluate", "--run", cnn, "--data", data, "--device", "cuda:7"], "--device cuda:7"
 
 
 CORPUS: list[Callable] = [empty_map, text_named_npy, short_class_scores, long_class_scores, utf16_labels,
                           empty_class_names, corrupt_image_in_a_worker, unreadable_image_to_predict, json_into_a_file,
-                          resume_with_other_data, missing_device]
+                          resume_with_other_data, fixed_mode_without_tau, interval_out_of_range, missing_device]
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c.__name__ for c in CORPUS])

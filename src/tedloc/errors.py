@@ -5,13 +5,17 @@ from collections import Counter
 from dataclasses import dataclass
 from os import PathLike
 
-__all__ = ["TedlocError", "DataError", "Problem", "cap_problems"]
+__all__ = ["TedlocError", "DataError", "OptionError", "Problem", "cap_problems"]
 
 PROBLEMS_PER_FILE = 5
 
 
 class TedlocError(Exception):
     """Base class of the errors the CLI prints without a traceback."""
+
+
+class OptionError(TedlocError, ValueError):
+    """A setting outside what it accepts: one line on the command line, a ``ValueError`` in Python."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from tedloc.errors import OptionError
+
 __all__ = ["View", "TrainTransform", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD", "to_normalized_tensor"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -122,7 +124,7 @@ class TrainTransform:
     def view(self, src_size: tuple[int, int], rng: np.random.Generator) -> View:
         r = self.resize_size or round(self.input_size * 256 / 224)
         if r < self.input_size:
-            raise ValueError(f"resize_size {r} is smaller than input_size {self.input_size}")
+            raise OptionError(f"resize_size {r} is smaller than input_size {self.input_size}")
         left = int(rng.integers(0, r - self.input_size + 1))
         top = int(rng.integers(0, r - self.input_size + 1))
         flip = bool(self.flip and rng.random() < 0.5)

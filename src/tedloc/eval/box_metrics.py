@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tedloc.errors import OptionError
 from tedloc.eval.boxes import box_overlaps, boxes_at_cuts, iou_from_overlaps
 
 try:  # the same per-box statistics in C, without a dozen small numpy calls per image
@@ -112,7 +113,7 @@ class BoxAccumulator:
 
     def __post_init__(self) -> None:
         if 50 not in self.iou_thresholds:
-            raise ValueError("iou_thresholds must include 50 (MaxBoxAcc is defined at IoU 0.5)")
+            raise OptionError("iou_thresholds must include 50 (MaxBoxAcc is defined at IoU 0.5)")
         t, d = self.num_thresholds, len(self.iou_thresholds)
         z = np.zeros
         self.v1_correct = z((d, t), np.int64) if self.v1_correct is None else self.v1_correct

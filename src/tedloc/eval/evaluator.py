@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from tedloc.data.dataset import Split
-from tedloc.errors import DataError
+from tedloc.errors import DataError, OptionError
 from tedloc.eval.box_metrics import BoxAccumulator, image_box_stats
 from tedloc.eval.boxes import cuts_for_thresholds, rescale_boxes
 from tedloc.eval.mask_metrics import MaskAccumulator, load_gt_mask
@@ -89,9 +89,9 @@ class WSOLEvaluator:
         num_classes: int | None = None,
     ):
         if mode not in THRESHOLD_MODES:
-            raise ValueError(f"unknown threshold mode {mode!r}; choose from {', '.join(THRESHOLD_MODES)}")
+            raise OptionError(f"unknown threshold mode {mode!r}; choose from {', '.join(THRESHOLD_MODES)}")
         if mode == "fixed" and (tau is None or not 0 <= tau < 1):
-            raise ValueError("fixed mode needs a threshold tau in [0, 1)")
+            raise OptionError("fixed mode needs a threshold tau in [0, 1)")
         self.split = split
         self.mode = mode
         self.backend = backend

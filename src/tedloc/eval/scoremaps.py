@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tedloc.errors import TedlocError
+from tedloc.errors import OptionError, TedlocError
 
 try:  # one C pass for quantisation and the range check; numpy otherwise
     from tedloc.eval._boxkernel import quantize as _quantize
@@ -33,7 +33,7 @@ class ScoreMapError(TedlocError):
 def threshold_list(interval: float = 0.01) -> np.ndarray:
     """The CAM thresholds of wsolevaluation: ``np.arange(0, 1, interval)`` (float64, 1.0 excluded)."""
     if not 0 < interval < 1:
-        raise ValueError(f"threshold interval must be in (0, 1), got {interval}")
+        raise OptionError(f"threshold interval must be in (0, 1), got {interval}")
     return np.arange(0, 1, interval, dtype=np.float64)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from tedloc.data.dataset import Split
+from tedloc.errors import OptionError
 
 __all__ = ["NOISE_LEVELS", "perturb_boxes", "noisy_split"]
 
@@ -25,7 +26,7 @@ def perturb_boxes(boxes: np.ndarray, image_sizes: np.ndarray, level: float, rng:
     """Perturb inclusive boxes (n, 4) of images of ``image_sizes`` (n, 2) = (width, height) at ``level`` in [0, 1]."""
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     if not 0 <= level <= 1:
-        raise ValueError(f"noise level must be in [0, 1], got {level}")
+        raise OptionError(f"noise level must be in [0, 1], got {level}")
     if level == 0 or len(boxes) == 0:
         return boxes.copy()
     n = len(boxes)

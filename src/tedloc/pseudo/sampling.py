@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tedloc.errors import OptionError
 from tedloc.utils.keyed_random import keyed_uniform
 from tedloc.utils.maps import minmax_rows
 
@@ -39,11 +40,11 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise ValueError("k must be >= 1")
+            raise OptionError("k must be >= 1")
         if not (0 < self.fg_pool <= 1 and 0 < self.bg_pool <= 1):
-            raise ValueError("pool fractions must be in (0, 1]")
+            raise OptionError("pool fractions must be in (0, 1]")
         if self.fg_weighting not in ("uniform", "weighted"):
-            raise ValueError("fg_weighting must be 'uniform' or 'weighted'")
+            raise OptionError("fg_weighting must be 'uniform' or 'weighted'")
 
 
 @dataclass

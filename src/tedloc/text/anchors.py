@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tedloc.errors import TedlocError
+from tedloc.errors import OptionError, TedlocError
 from tedloc.text.encoders import DEFAULT_TEXT_ENCODER, TextEncoder, create_text_encoder
 
 __all__ = ["TextAnchors", "build_anchors", "orthogonalize", "mean_abs_cos", "TEMPLATES", "LIFTS"]
@@ -72,7 +72,7 @@ def _fix_signs(q: np.ndarray, r: np.ndarray, n: int) -> np.ndarray:
 def orthogonalize(embeddings: np.ndarray, lift: str = "full") -> np.ndarray:
     """QR-orthogonalised anchors of the rows of ``embeddings`` (see the module docstring)."""
     if lift not in LIFTS:
-        raise ValueError(f"lift must be one of {LIFTS}, got {lift!r}")
+        raise OptionError(f"lift must be one of {LIFTS}, got {lift!r}")
     e = np.asarray(embeddings, dtype=np.float64)
     e = e / np.linalg.norm(e, axis=1, keepdims=True)
     k, d = e.shape
