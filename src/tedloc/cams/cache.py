@@ -25,12 +25,12 @@ import torch
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.locks import folder_lock
-from tedloc.utils.row_files import DoneRows, create_npy, open_done_rows
+from tedloc.utils.row_files import DoneRows, RowCache, create_npy
 
 __all__ = ["MapCache"]
 
 
-class MapCache:
+class MapCache(RowCache):
     """Open (or create) a map cache for the image ids of one split.
 
     While it is incomplete (being created or written) the folder is locked: a second writer is refused.
@@ -61,9 +61,7 @@ class MapCache:
         self.source = index["source"]
         self._row = {image_id: i for i, image_id in enumerate(self.image_ids)}
         self.maps = np.load(self.root / "maps.npy", mmap_mode="r+")
-        self.done_rows = (DoneRows(self.root / "done.npy") if shared
-                          else open_done_rows(self.root / "done.npy", self._lock))
-        self.done = self.done_rows.flags
+        self._open_flags()
 
     def _create(self, image_ids: list[str], size: tuple[int, int], source: dict | None) -> None:
         index = {"image_ids": list(image_ids), "size": list(size), "source": source or {}, "dtype": "float16"}
@@ -71,39 +69,16 @@ class MapCache:
         DoneRows(self.root / "done.npy", len(image_ids))
         atomic_write_text(self.root / "index.json", json.dumps(index) + "\n")
 
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    @property
-    def complete(self) -> bool:
-        return self.done_rows.complete
-
-    def missing(self) -> np.ndarray:
-        return self.done_rows.missing()
-
     def write(self, rows: np.ndarray, maps: np.ndarray) -> None:
         """Store normalised maps for ``rows``, flush them, then mark them done (a shared helper process
         leaves marking to the first)."""
         maps = np.asarray(maps, dtype=np.float32)
         if maps.shape[1:] != self.size:
             raise ValueError(f"maps of shape {maps.shape[1:]} for a cache of {self.size}")
-        if not self.shared:
-            self._lock.acquire()
+        self._begin_write()
         self.maps[rows] = maps.astype(np.float16)
         self.maps.flush()
-        if not self.shared:
-            self.mark(rows)
-
-    def mark(self, rows) -> None:
-        """Mark rows written (by any process of the job) as done."""
-        self.done_rows.mark(rows)
-        if self.complete:
-            self._lock.release()
-
-    def reload_flags(self) -> None:
-        """Read ``done.npy`` again (a helper process, after the first one marked the job's rows)."""
-        self.done_rows = DoneRows(self.root / "done.npy")
-        self.done = self.done_rows.flags
+        self._end_write(rows)
 
     def row(self, image_id: str) -> int:
         return self._row[image_id]

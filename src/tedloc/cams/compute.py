@@ -97,8 +97,5 @@ def compute_map_cache(run: str | os.PathLike, data: str | os.PathLike, split: st
         cache.write(rows, normalize_maps(maps))
         return rows.tolist()
 
-    fill_rows(loader, steps, write, cache.mark, dist, desc=f"maps of {split}")
-    dist.barrier()
-    if cache.shared:
-        cache.reload_flags()
+    fill_rows(cache, loader, steps, write, dist, desc=f"maps of {split}")
     return cache

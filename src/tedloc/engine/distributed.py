@@ -168,12 +168,13 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def fill_rows(batches, steps: int, write: Callable[[dict], list[int]], mark: Callable[[list[int]], None],
-              dist: Distributed, desc: str = "") -> None:
-    """Fill a row cache from several processes: each writes the rows of its ``batches`` (``write(batch)``
-    stores them and returns their indices); after every step the first process marks every process's
-    rows done (``mark``), so an interrupted fill resumes where it stopped. One process: ``write``
-    only (it marks its rows itself)."""
+def fill_rows(cache, batches, steps: int, write: Callable[[dict], list[int]], dist: Distributed,
+              desc: str = "") -> None:
+    """Fill a row cache (:class:`~tedloc.utils.row_files.RowCache`) from several processes: each writes
+    the rows of its ``batches`` (``write(batch)`` stores them and returns their indices); after every
+    step the first process marks every process's rows done, so an interrupted fill resumes where it
+    stopped; at the end the helper processes read the flags again. One process: ``write`` only (it
+    marks its rows itself)."""
     iterator = iter(batches)
     for _ in progress(range(steps), desc=desc, unit="batch", enabled=dist.is_main):
         batch = next(iterator, None)
@@ -181,4 +182,7 @@ def fill_rows(batches, steps: int, write: Callable[[dict], list[int]], mark: Cal
         if dist.enabled:
             done = [r for part in dist.gather_objects(rows) for r in part]
             if dist.is_main and done:
-                mark(done)
+                cache.mark(done)
+    dist.barrier()
+    if cache.shared:
+        cache.reload_flags()

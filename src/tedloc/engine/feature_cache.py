@@ -34,7 +34,7 @@ from tedloc.errors import TedlocError
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.locks import folder_lock
-from tedloc.utils.row_files import DoneRows, create_npy, open_done_rows
+from tedloc.utils.row_files import DoneRows, RowCache, create_npy
 
 __all__ = ["FeatureCache", "build_feature_cache", "CachedFeatureDataset", "encoder_fingerprint"]
 
@@ -51,7 +51,7 @@ def encoder_fingerprint(encoder: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-class FeatureCache:
+class FeatureCache(RowCache):
     """Open an existing cache (``index`` given: create it if missing, refuse it if it differs).
 
     While it is incomplete (being created or written) the folder is locked: a second writer is refused.
@@ -78,9 +78,7 @@ class FeatureCache:
         self.num_views: int = index["num_views"]
         self.features = np.load(self.root / "features.npy", mmap_mode="r+")
         self.views = np.load(self.root / "views.npy", mmap_mode="r+")
-        self.done_rows = DoneRows(self.root / "done.npy") if shared else open_done_rows(self.root / "done.npy",
-                                                                                          self._lock)
-        self.done = self.done_rows.flags
+        self._open_flags()
 
     def _create(self, index: dict) -> None:
         n, v = len(index["image_ids"]), index["num_views"]
@@ -89,37 +87,14 @@ class FeatureCache:
         DoneRows(self.root / "done.npy", n)
         atomic_write_text(self.root / "index.json", json.dumps(index) + "\n")
 
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    @property
-    def complete(self) -> bool:
-        return self.done_rows.complete
-
-    def missing(self) -> np.ndarray:
-        return self.done_rows.missing()
-
     def write(self, rows: np.ndarray, features: np.ndarray, views: np.ndarray) -> None:
         """Store and flush ``rows``, then mark them done (a shared helper process leaves marking to the first)."""
-        if not self.shared:
-            self._lock.acquire()
+        self._begin_write()
         self.features[rows] = features.astype(np.float16)
         self.views[rows] = views
         self.features.flush()
         self.views.flush()
-        if not self.shared:
-            self.mark(rows)
-
-    def mark(self, rows) -> None:
-        """Mark rows written (by any process of the job) as done."""
-        self.done_rows.mark(rows)
-        if self.complete:
-            self._lock.release()
-
-    def reload_flags(self) -> None:
-        """Read ``done.npy`` again (a helper process, after the first one marked the job's rows)."""
-        self.done_rows = DoneRows(self.root / "done.npy")
-        self.done = self.done_rows.flags
+        self._end_write(rows)
 
 
 class _ViewsDataset(Dataset):
@@ -180,10 +155,7 @@ def build_feature_cache(encoder, split: Split, transform: TrainTransform, root: 
         cache.write(rows, feats.reshape(len(rows), num_views, *shape).numpy(), batch["views"].numpy())
         return rows.tolist()
 
-    fill_rows(loader, steps, write, cache.mark, dist, desc=f"features of {split.name}")
-    dist.barrier()
-    if cache.shared:  # the helper processes read the flags the first one wrote
-        cache.reload_flags()
+    fill_rows(cache, loader, steps, write, dist, desc=f"features of {split.name}")
     return cache
 
 

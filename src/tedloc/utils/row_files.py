@@ -11,7 +11,7 @@ import numpy as np
 from tedloc.utils.io import atomic_write
 from tedloc.utils.locks import PathLock
 
-__all__ = ["create_npy", "DoneRows", "open_done_rows"]
+__all__ = ["create_npy", "DoneRows", "open_done_rows", "RowCache"]
 
 _NO_FALLOCATE = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
@@ -92,3 +92,51 @@ def open_done_rows(path: str | os.PathLike, lock: PathLock) -> DoneRows:
         lock.acquire()
         done = DoneRows(path)
     return done
+
+
+class RowCache:
+    """What the resumable caches share: their folder's lock, the done flags, and writing by several processes.
+
+    Subclasses set ``root``, ``image_ids``, ``shared`` and ``_lock``, call :meth:`_open_flags` once their
+    files exist, and store rows between :meth:`_begin_write` and :meth:`_end_write`. A ``shared`` cache
+    is a helper process of a job whose first process holds the lock and marks the rows done.
+    """
+
+    root: Path
+    image_ids: list[str]
+    shared: bool
+    _lock: PathLock
+
+    def _open_flags(self) -> None:
+        path = self.root / "done.npy"
+        self.done_rows = DoneRows(path) if self.shared else open_done_rows(path, self._lock)
+        self.done = self.done_rows.flags
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def complete(self) -> bool:
+        return self.done_rows.complete
+
+    def missing(self) -> np.ndarray:
+        return self.done_rows.missing()
+
+    def _begin_write(self) -> None:
+        if not self.shared:
+            self._lock.acquire()
+
+    def _end_write(self, rows) -> None:
+        """After the rows are flushed: mark them done (a shared helper process leaves that to the first)."""
+        if not self.shared:
+            self.mark(rows)
+
+    def mark(self, rows) -> None:
+        """Mark rows written (by any process of the job) as done; a complete cache is unlocked."""
+        self.done_rows.mark(rows)
+        if self.complete:
+            self._lock.release()
+
+    def reload_flags(self) -> None:
+        """Read ``done.npy`` again (a helper process, after the first one marked the job's rows)."""
+        self._open_flags()
