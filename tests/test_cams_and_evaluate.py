@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from tedloc.cams import MapCache, class_activation_maps
-from tedloc.cams.compute import compute_map_cache, normalize_maps
+from tedloc.cams.compute import normalize_maps
+from tedloc.methods.run_maps import compute_run_map_cache
 from tedloc.cli import main
-from tedloc.training import PretrainConfig, pretrain
+from tedloc.methods.cam import PretrainConfig, pretrain
 from tedloc.errors import TedlocError
 from tedloc.methods import load_model
 
@@ -51,12 +52,12 @@ def test_normalize_maps_rules():
 
 
 def test_cache_is_made_once_reused_and_resumed(cam_run, synthetic_small, tmp_path):
-    cache = compute_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", batch_size=5)
+    cache = compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", batch_size=5)
     assert cache.complete and len(cache) == 24 and cache.size == (6, 6)
     first = cache.get(np.arange(24)).clone()
     assert first.dtype == torch.float32 and 0 <= first.min() and first.max() <= 1
     stamp = (tmp_path / "cache" / "done.npy").stat().st_mtime_ns
-    again = compute_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache")
+    again = compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache")
     assert (tmp_path / "cache" / "done.npy").stat().st_mtime_ns == stamp and again.complete
     # an interrupted run: rows 10.. never finished (garbage in the file, not marked done)
     partial = MapCache(tmp_path / "cache")
@@ -66,12 +67,12 @@ def test_cache_is_made_once_reused_and_resumed(cam_run, synthetic_small, tmp_pat
     partial.done_rows.save()
     with pytest.raises(TedlocError, match="not computed"):
         partial.get([12])
-    resumed = compute_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache")
+    resumed = compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache")
     assert resumed.complete and torch.allclose(resumed.get(np.arange(24)), first)
     with pytest.raises(TedlocError, match="another source"):
-        compute_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", classes="pred")
+        compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", classes="pred")
     with pytest.raises(TedlocError, match="other images"):
-        compute_map_cache(cam_run, synthetic_small, "val", tmp_path / "cache")
+        compute_run_map_cache(cam_run, synthetic_small, "val", tmp_path / "cache")
 
 
 def test_evaluate_command_reports_the_cam_baseline(cam_run, synthetic_small, tmp_path, capsys):
@@ -111,7 +112,7 @@ def test_gradcam_cache_and_opencv_environment(cam_run, synthetic_small, tmp_path
 
     assert hasattr(cv2, "ximgproc")  # Selective Search needs the contrib build
     assert installed_cv2_distributions() == ["opencv-contrib-python-headless"]
-    cache = compute_map_cache(cam_run, synthetic_small, "val", tmp_path / "gc", method="gradcam", size=12)
+    cache = compute_run_map_cache(cam_run, synthetic_small, "val", tmp_path / "gc", method="gradcam", size=12)
     assert cache.complete and cache.size == (12, 12) and cache.source["method"] == "gradcam"
     maps = cache.get(np.arange(len(cache)))
     assert maps.max() <= 1 and (maps.amax(dim=(1, 2)) > 0.99).sum() >= len(cache) - 1

@@ -92,8 +92,8 @@ def test_training_commands_expose_every_config_field():
     import dataclasses
 
     from tedloc.cli.config_args import config_from_args
-    from tedloc.training.pretrain import PretrainConfig
-    from tedloc.training.tedloc import TeDLocTrainConfig
+    from tedloc.methods.cam import PretrainConfig
+    from tedloc.methods.tedloc import TeDLocTrainConfig
 
     for name, cls, required in (("train", TeDLocTrainConfig, ["--data", "d", "--anchors", "a", "--cams", "c", "--out", "o"]),
                                 ("pretrain", PretrainConfig, ["--data", "d", "--out", "o"])):

@@ -48,7 +48,7 @@ def test_a_training_step_on_cuda_equals_the_cpu_step():
 def test_predict_on_cuda_agrees_with_the_cpu(tmp_path):
     from tedloc.data import SyntheticConfig, load_dataset, make_synthetic
     from tedloc.inference import Localizer
-    from tedloc.training import PretrainConfig, pretrain
+    from tedloc.methods.cam import PretrainConfig, pretrain
 
     data = make_synthetic(tmp_path / "d", SyntheticConfig(classes=4, train=24, val=8, test=8, size=48, seed=3))
     pretrain(data, tmp_path / "run", PretrainConfig(input_size=48, epochs=1, batch_size=8, workers=0),
@@ -64,16 +64,17 @@ def test_predict_on_cuda_agrees_with_the_cpu(tmp_path):
 
 def test_tedloc_trains_on_cuda_from_cuda_maps_and_predicts_compiled(tmp_path):
     """The whole path on CUDA: pretrain, CAM cache, TeD-Loc (the pseudo-label sampler on CUDA maps), predict."""
-    from tedloc.cams.compute import compute_map_cache
+    from tedloc.methods.run_maps import compute_run_map_cache
     from tedloc.data import SyntheticConfig, load_dataset, make_synthetic
     from tedloc.inference import Localizer
     from tedloc.text import build_anchors
-    from tedloc.training import PretrainConfig, TeDLocTrainConfig, pretrain, train_tedloc
+    from tedloc.methods.cam import PretrainConfig, pretrain
+    from tedloc.methods.tedloc import TeDLocTrainConfig, train_tedloc
 
     cuda = Runtime.create("cuda", "bf16")
     data = make_synthetic(tmp_path / "d", SyntheticConfig(classes=4, train=24, val=8, test=8, size=48, seed=3))
     pretrain(data, tmp_path / "cnn", PretrainConfig(input_size=48, epochs=1, batch_size=8, workers=0), runtime=cuda)
-    compute_map_cache(tmp_path / "cnn", data, "train", tmp_path / "cam", runtime=cuda)
+    compute_run_map_cache(tmp_path / "cnn", data, "train", tmp_path / "cam", runtime=cuda)
     np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
     names = load_dataset(data).class_names
     build_anchors(names, f"file:{tmp_path / 'emb.npy'}").save(tmp_path / "anchors.safetensors")

@@ -18,7 +18,7 @@ from PIL import Image
 from tedloc.cli import main
 from tedloc.data import images as image_io
 from tedloc.data.images import load_image
-from tedloc.training import PretrainConfig, pretrain
+from tedloc.methods.cam import PretrainConfig, pretrain
 from tedloc.errors import DataError, TedlocError
 
 MEMORY_LIMIT = 6 << 30  # address-space limit of the measured subprocesses
@@ -126,7 +126,6 @@ def test_truncated_large_png_is_a_data_error(tmp_path):
 
 
 def test_large_jpeg_prediction_is_close_to_the_full_decoding(cam_run, synthetic_small, tmp_path):
-    from tedloc.data.transforms import EvalTransform, to_normalized_tensor
     from tedloc.inference import Localizer
 
     path = _enlarged(synthetic_small, (3000, 2000), tmp_path / "photo.jpg", quality=95)
@@ -134,8 +133,8 @@ def test_large_jpeg_prediction_is_close_to_the_full_decoding(cam_run, synthetic_
     model = localizer.model
     tensors = []
     for image in (load_image(path), image_io.load_image_reduced(path, (4 * 48, 4 * 48))[0]):
-        tensors.append(to_normalized_tensor(EvalTransform(48).view(image.size).image(image), model.mean, model.std))
-    std = torch.tensor(model.std).view(3, 1, 1)
+        tensors.append(model.preprocessing.eval_input(image))
+    std = torch.tensor(model.preprocessing.std).view(3, 1, 1)
     assert ((tensors[0] - tensors[1]) * std).abs().mean() * 255 < 1.0  # mean input difference under 1 grey level
     scores, maps = model.predict(torch.stack(tensors))
     p = localizer(path)[0]
@@ -159,15 +158,14 @@ def test_map_is_bounded_and_the_box_stays_in_image_pixels(cam_run, synthetic_sma
 
 def test_normal_images_give_the_same_results_as_before(cam_run, synthetic_small):
     """Below the map bound and the reduction margin: the map at the image's size and its box, exactly."""
-    from tedloc.data.transforms import EvalTransform, to_normalized_tensor
+    from tedloc.eval import box_from_map
     from tedloc.eval.scoremaps import normalize_scoremap
-    from tedloc.inference import Localizer, box_from_map
+    from tedloc.inference import Localizer
 
     localizer = Localizer.from_run(cam_run)
     path = _test_image(synthetic_small, 1)
     image = load_image(path)
-    x = to_normalized_tensor(EvalTransform(48).view(image.size).image(image), localizer.model.mean,
-                             localizer.model.std)
+    x = localizer.model.preprocessing.eval_input(image)
     scores, maps = localizer.model.predict(x[None])
     expected = normalize_scoremap(maps[0].double().numpy(), image.size)
     p = localizer(path)[0]
@@ -241,10 +239,10 @@ def _with_broken_train_image(data: Path, tmp_path: Path) -> tuple[Path, Path]:
 def test_worker_data_error_keeps_its_one_line_message(synthetic_small, tmp_path):
     from torch.utils.data import DataLoader
 
-    from tedloc.data import EvalTransform, WSOLImageDataset, load_dataset
+    from tedloc.data import Preprocessing, WSOLImageDataset, load_dataset
 
     data, broken = _with_broken_train_image(synthetic_small, tmp_path)
-    dataset = WSOLImageDataset(load_dataset(data)["train"], EvalTransform(48))
+    dataset = WSOLImageDataset(load_dataset(data)["train"], Preprocessing(48))
     with pytest.raises(DataError) as caught:
         list(DataLoader(dataset, batch_size=4, num_workers=1))
     assert str(caught.value) == f"{broken}: cannot read image: cannot identify image file '{broken}'"

@@ -8,7 +8,7 @@ import torch
 
 from tedloc.cli import main
 from tedloc.engine import load_checkpoint
-from tedloc.training import PretrainConfig, pretrain
+from tedloc.methods.cam import PretrainConfig, pretrain
 from tedloc.engine.checkpoint import latest_checkpoint
 from tedloc.errors import TedlocError
 

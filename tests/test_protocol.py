@@ -107,7 +107,7 @@ def test_pointing_game_selection():
 
 @pytest.fixture(scope="module")
 def classifier_run(synthetic_small, tmp_path_factory):
-    from tedloc.training import PretrainConfig, pretrain
+    from tedloc.methods.cam import PretrainConfig, pretrain
 
     run = tmp_path_factory.mktemp("protocol") / "cnn"
     pretrain(synthetic_small, run, PretrainConfig(input_size=48, epochs=2, batch_size=8, workers=0))
@@ -122,16 +122,18 @@ def _valid(box, size):
 def test_annotators_give_valid_boxes_from_their_proposals(classifier_run, synthetic_small):
     from tedloc.data import load_dataset
     from tedloc.data.images import load_image
-    from tedloc.protocol.annotators import create_annotator, selective_search_boxes
+    from tedloc.protocol.annotators import AnnotatorContext, create_annotator, selective_search_boxes
 
-    split = load_dataset(synthetic_small)["val"]
+    dataset = load_dataset(synthetic_small)
+    split = dataset["val"]
+    context = AnnotatorContext(dataset.class_names, str(classifier_run))
     image, label = load_image(split.image_path(0)), int(split.labels[0])
-    assert _valid(create_annotator("cam", classifier_run)(image, label), image.size)
-    ss = create_annotator("ss", classifier_run, max_proposals=50)
+    assert _valid(create_annotator("cam", context)(image, label), image.size)
+    ss = create_annotator("ss", context, max_proposals=50)
     box = ss(image, label)
     assert _valid(box, image.size)
     assert any(np.array_equal(box, p) for p in selective_search_boxes(image, "fast", 50))
-    rpn = create_annotator("rpn", classifier_run, weights=None, min_size=64, max_proposals=50)  # random weights
+    rpn = create_annotator("rpn", context, weights=None, min_size=64, max_proposals=50)  # random weights
     proposals = rpn.proposals(image)
     assert len(proposals) > 0 and all(_valid(p, image.size) for p in proposals)
     box = rpn(image, label)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tedloc.training import PretrainConfig
-from tedloc.training.tedloc import TeDLocTrainConfig
+from tedloc.methods.cam import PretrainConfig
+from tedloc.methods.tedloc import TeDLocTrainConfig
 from tedloc.recipes import VARIANTS, Recipe, run_recipe
 from tedloc.recipes.presets import PRESETS, get_preset
 

@@ -42,7 +42,7 @@ def _one_error_line(done: subprocess.CompletedProcess, path: Path, reason: str) 
 
 @pytest.fixture(scope="module")
 def cnn_run(synthetic_small, tmp_path_factory) -> Path:
-    from tedloc.training.pretrain import PretrainConfig, pretrain
+    from tedloc.methods.cam import PretrainConfig, pretrain
 
     run = tmp_path_factory.mktemp("runs") / "cnn"
     pretrain(synthetic_small, run, PretrainConfig(input_size=48, epochs=1, batch_size=8, workers=0))

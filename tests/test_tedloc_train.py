@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tedloc.cams.compute import compute_map_cache
+from tedloc.methods.run_maps import compute_run_map_cache
 from tedloc.engine import load_checkpoint
-from tedloc.training import PretrainConfig, pretrain
-from tedloc.training.tedloc import TeDLocTrainConfig, train_tedloc
+from tedloc.methods.cam import PretrainConfig, pretrain
+from tedloc.methods.tedloc import TeDLocTrainConfig, train_tedloc
 from tedloc.errors import TedlocError
 from tedloc.methods import load_model
 from tedloc.text import build_anchors
@@ -21,7 +21,7 @@ def inputs(synthetic_small, tmp_path_factory):
     root = tmp_path_factory.mktemp("tedloc")
     pretrain(synthetic_small, root / "cnn", PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=1,
                                                            batch_size=8, workers=0))
-    compute_map_cache(root / "cnn", synthetic_small, "train", root / "cache")
+    compute_run_map_cache(root / "cnn", synthetic_small, "train", root / "cache")
     table = np.random.default_rng(0).normal(size=(4, 16))
     np.save(root / "emb.npy", table)
     build_anchors(["red circle", "green square", "blue triangle", "yellow diamond"],
@@ -63,28 +63,28 @@ def test_refuses_mismatched_inputs(inputs, synthetic_small, tmp_path):
     root, cfg = inputs
     with pytest.raises(TedlocError, match="no map cache"):
         train_tedloc(synthetic_small, tmp_path / "x", root / "anchors.safetensors", root / "cnn", cfg)
-    compute_map_cache(root / "cnn", synthetic_small, "val", tmp_path / "val_cache")
+    compute_run_map_cache(root / "cnn", synthetic_small, "val", tmp_path / "val_cache")
     with pytest.raises(TedlocError, match="other images"):
         train_tedloc(synthetic_small, tmp_path / "y", root / "anchors.safetensors", tmp_path / "val_cache", cfg)
 
 
 def test_feature_cache_builds_once_resumes_and_refuses_other_encoders(inputs, synthetic_small, tmp_path):
-    from tedloc.data import TrainTransform, load_dataset
+    from tedloc.data import load_dataset
     from tedloc.data.images import load_image
-    from tedloc.data.transforms import View, to_normalized_tensor
+    from tedloc.data.transforms import View
     from tedloc.engine.feature_cache import CachedFeatureDataset, FeatureCache, build_feature_cache
-    from tedloc.training.tedloc import _encoder_from_run
+    from tedloc.methods.tedloc.train import _encoder_from_run
     from tedloc.models import create_encoder
 
     root, cfg = inputs
     split = load_dataset(synthetic_small)["train"]
     encoder = _encoder_from_run(root / "cnn", "tedloc_resnet_tiny", 48)
-    transform = TrainTransform(48)
+    transform = encoder.preprocessing.replace(input_size=48)
     cache = build_feature_cache(encoder, split, transform, tmp_path / "f", num_views=2, batch_size=8)
     assert cache.complete and cache.features.shape == (len(split), 2, encoder.info.channels, 6, 6)
     # a stored feature is E of the stored view of the image (float16)
     view = View.from_tensor(torch.from_numpy(np.array(cache.views[5, 1])))
-    image = to_normalized_tensor(view.image(load_image(split.image_path(5))))
+    image = transform.normalize(view.image(load_image(split.image_path(5))))
     with torch.no_grad():
         expected = encoder(image[None])[0].numpy()
     assert np.allclose(cache.features[5, 1].astype(np.float32), expected, atol=2e-3 * max(1, np.abs(expected).max()))
@@ -192,11 +192,11 @@ def test_history_goes_to_tensorboard_when_installed(tmp_path, monkeypatch):
     history = [{"epoch": 1, "loss": 2.0, "val_CL@1": 10.0, "note": "x"},
                {"epoch": 2, "loss": 1.5, "val_CL@1": 12.0, "note": "y"}]
     monkeypatch.setattr(run_folder, "tensorboard_writer_factory", lambda: FakeWriter)
-    run_folder.write_history(tmp_path, history)
+    run_folder.RunFolder(tmp_path).write_history(history)
     assert written == [(str(tmp_path / "tensorboard"), "loss", 1.5, 2), (str(tmp_path / "tensorboard"), "val_CL_at_1", 12.0, 2)]
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == "epoch,loss,val_CL@1,note"
     monkeypatch.setattr(run_folder, "tensorboard_writer_factory", lambda: None)  # not installed: CSV only
-    run_folder.write_history(tmp_path, history[:1])
+    run_folder.RunFolder(tmp_path).write_history(history[:1])
     assert len(written) == 2
 
 

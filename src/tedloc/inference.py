@@ -40,13 +40,12 @@ import torch
 from PIL import Image
 
 from tedloc.data.images import MAX_PIXELS, load_image_reduced, reduce_image
-from tedloc.data.transforms import EvalTransform, to_normalized_tensor
 from tedloc.errors import TedlocError
-from tedloc.eval.boxes import EMPTY_BOX, cuts_for_thresholds, largest_contour_box
-from tedloc.eval.evaluator import otsu_cut
-from tedloc.eval.scoremaps import normalize_scoremap, to_uint8
+from tedloc.eval.boxes import EMPTY_BOX
+from tedloc.eval.evaluator import box_from_map
+from tedloc.eval.scoremaps import normalize_scoremap
 
-__all__ = ["Localizer", "Prediction", "box_from_map", "map_size_for", "box_to_image"]
+__all__ = ["Localizer", "Prediction", "map_size_for", "box_to_image"]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 Box = tuple[int, int, int, int]
@@ -69,6 +68,7 @@ class Prediction:
 
     @property
     def label(self) -> str:
+        """The name of the top class."""
         return self.top_classes[0][1]
 
     def to_dict(self) -> dict:
@@ -76,16 +76,6 @@ class Prediction:
         return {"image": self.source, "width": self.size[0], "height": self.size[1],
                 "top_classes": [{"index": i, "name": n, "score": s} for i, n, s in self.top_classes],
                 "box": list(self.box), "threshold": self.threshold}
-
-
-def box_from_map(score_map: np.ndarray, threshold: float | str) -> Box:
-    """Box of the largest region of a [0, 1] map at ``threshold`` (or per-map Otsu), by the evaluation's rules."""
-    u8 = to_uint8(score_map)
-    if threshold == "otsu":
-        cut = int(otsu_cut(u8)[0])
-    else:
-        cut = int(cuts_for_thresholds(u8, np.array([float(threshold)]))[0])
-    return tuple(int(v) for v in largest_contour_box(u8, cut))
 
 
 def map_size_for(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
@@ -136,8 +126,8 @@ class Localizer:
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.map_max_side = map_max_side
-        self.transform = EvalTransform(model.input_size)
-        self.decode_size = (DECODE_MARGIN * model.input_size,) * 2
+        self.preprocessing = model.preprocessing
+        self.decode_size = (DECODE_MARGIN * model.preprocessing.input_size,) * 2
         # torch.compile of the whole label-free forward pass (the model's own device and precision)
         self._forward = torch.compile(model.predict) if compile else model.predict
 
@@ -153,19 +143,15 @@ class Localizer:
         ``options``: the other arguments of :class:`Localizer` (``batch_size``, ``max_pixels``,
         ``map_max_side``, ``compile``).
         """
-        import json
-
+        from tedloc.engine.run_folder import RunFolder
         from tedloc.methods import load_model
+        from tedloc.models.localizer import use_map
         from tedloc.utils.device import Runtime
 
-        model = load_model(run, runtime=Runtime.create(device, precision))
-        if map_kind is not None:
-            kinds = getattr(model, "map_kinds", ("default",))
-            if map_kind not in kinds:
-                raise TedlocError(f"{run}: map kind {map_kind!r} not offered; choose from {', '.join(kinds)}")
-            model.map_kind = map_kind
+        folder = RunFolder(run)
+        model = use_map(load_model(folder, runtime=Runtime.create(device, precision)), map_kind, str(run))
         if threshold is None:
-            threshold = json.loads((Path(run) / "model.json").read_text()).get("threshold")
+            threshold = folder.threshold
             if threshold is None:
                 raise TedlocError(f"{run} stores no map threshold: pass one (e.g. 0.3, or 'otsu'), or store the "
                                   f"validation one with `tedloc evaluate --run {run} --data DIR --split val "
@@ -174,6 +160,7 @@ class Localizer:
 
     @property
     def class_names(self) -> list[str]:
+        """The model's class names, by class index."""
         return self.model.class_names
 
     def __call__(self, images: ImageInput | Sequence[ImageInput]) -> list[Prediction]:
@@ -209,7 +196,7 @@ class Localizer:
             pil, size, source = self._decode(image, i)
         except TedlocError as e:
             return e
-        x = to_normalized_tensor(self.transform.view(pil.size).image(pil), self.model.mean, self.model.std)
+        x = self.preprocessing.eval_input(pil)
         return x, size, source
 
     def _decode(self, image: ImageInput, i: int) -> tuple[Image.Image, tuple[int, int], str]:

@@ -81,6 +81,7 @@ class MapCache(RowCache):
         self._end_write(rows)
 
     def row(self, image_id: str) -> int:
+        """The row of ``image_id`` in the cache (KeyError if absent)."""
         return self._row[image_id]
 
     def get(self, rows) -> torch.Tensor:

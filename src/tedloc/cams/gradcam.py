@@ -16,6 +16,8 @@ __all__ = ["grad_cams", "default_target_layer"]
 
 
 def default_target_layer(model: nn.Module) -> nn.Module:
+    """The default Grad-CAM target: the last block's ``norm1`` for ViTs, else the module of the last
+    ``feature_info`` entry (TedlocError if the model has neither)."""
     if hasattr(model, "blocks") and hasattr(model, "num_prefix_tokens"):
         return model.blocks[-1].norm1
     info = getattr(model, "feature_info", None)

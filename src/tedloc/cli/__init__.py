@@ -1,8 +1,9 @@
 """The ``tedloc`` command line: one entry point, thin over the library.
 
 Each subcommand lives in its own module and registers itself with :func:`command`; the
-library does the work. Errors of user input (:class:`~tedloc.errors.TedlocError`) are
-printed as one clear message with exit status 2, never as a traceback.
+library does the work. Errors of user input (:class:`~tedloc.errors.TedlocError`, and a
+``ValueError`` raised by the library on a bad value) are printed as one clear message with
+exit status 2, never as a traceback (``--verbose`` logs it).
 """
 from __future__ import annotations
 
@@ -17,26 +18,39 @@ from tedloc.errors import TedlocError
 
 __all__ = ["main", "command"]
 
-Configure = Callable[[argparse.ArgumentParser], None]
-_COMMANDS: dict[str, tuple[str, Configure]] = {}
+Configure = Callable[..., None]
+_COMMANDS: dict[str, tuple[str, Configure, bool]] = {}
 
 
-def command(name: str, help: str) -> Callable[[Configure], Configure]:
-    """Register ``configure(parser)`` as the subcommand ``name``; it sets ``func`` via ``set_defaults``."""
+def command(name: str, help: str, argv: bool = False) -> Callable[[Configure], Configure]:
+    """Register ``configure(parser)`` as the subcommand ``name``; it sets ``func`` via ``set_defaults``.
+    With ``argv``, it is called as ``configure(parser, argv)`` (the command line after the subcommand, or
+    None for ``tedloc --help``), for options that depend on another option (``--method``)."""
 
     def register(configure: Configure) -> Configure:
         if name in _COMMANDS:
             raise ValueError(f"command {name!r} registered twice")
-        _COMMANDS[name] = (help, configure)
+        _COMMANDS[name] = (help, configure, argv)
         return configure
 
     return register
 
 
+def option_value(argv: list[str] | None, flag: str, default: str | None = None) -> str | None:
+    """The value of ``flag`` in ``argv`` (``--flag V`` or ``--flag=V``), else ``default``."""
+    for i, arg in enumerate(argv or []):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
 def _load_commands() -> None:
+    """Import the subcommand modules (they register themselves)."""
     # modules register their commands on import
     from tedloc.cli import (anchors, baseline, bench, cams, data, demo, evaluate, predict,  # noqa: F401
-                            pretrain, protocol, train)
+                            protocol, train)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -51,10 +65,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tedloc {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, (help_text, configure) in _COMMANDS.items():
+    for name, (help_text, configure, wants_argv) in _COMMANDS.items():
         subparser = sub.add_parser(name, help=help_text, description=help_text)
         if wanted is None or name == wanted:
-            configure(subparser)
+            if wants_argv:
+                configure(subparser, argv)
+            else:
+                configure(subparser)
     return parser
 
 
@@ -68,6 +85,7 @@ def os_error_message(e: OSError, out: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--"]:  # `torchrun ... -m tedloc -- evaluate --run RUN`: torchrun hands the `--` on
         argv = argv[1:]
@@ -81,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TedlocError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # a bad value the library refused: its message, one line
+        logging.debug("", exc_info=e)
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     except OSError as e:  # full or read-only disk, no permission, ...: one line naming the path
         logging.debug("", exc_info=e)  # the traceback, with --verbose

@@ -24,6 +24,7 @@ def _anchors(args: argparse.Namespace) -> int:
 
 @command("anchors", help="class anchors from text (QR-orthogonalised text embeddings)")
 def configure(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tedloc anchors``."""
     parser.add_argument("--data", required=True, help="dataset directory (its class_names.txt)")
     parser.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER,
                         help="sentence-transformers:<model>, open_clip:<arch>@<pretrained>, hf-clip:<model>, "

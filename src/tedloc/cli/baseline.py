@@ -26,6 +26,7 @@ def _centered(args: argparse.Namespace) -> int:
 
 @command("baseline", help="trivial baselines (centered box of the best fixed size)")
 def configure(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tedloc baseline`` and its ``centered-box`` subcommand."""
     sub = parser.add_subparsers(dest="baseline", metavar="<baseline>", required=True)
     p = sub.add_parser("centered-box", help="a centered square of the best fixed size, no image looked at")
     p.add_argument("--data", required=True)

@@ -29,6 +29,7 @@ def _tinyimagenet(args: argparse.Namespace) -> int:
 
 @command("bench", help="benchmark recipes on real data (Tiny ImageNet)")
 def configure(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tedloc bench`` and its ``tinyimagenet`` subcommand."""
     sub = parser.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
     p = sub.add_parser("tinyimagenet", help="convert, pretrain, CAM, TeD-Loc and its ablations, evaluate on test")
     p.add_argument("--src", required=True, help="extracted tiny-imagenet-200 folder")

@@ -78,6 +78,7 @@ def _check(args: argparse.Namespace) -> int:
 
 @command("data", help="make, import and check datasets")
 def configure(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tedloc data`` and its subcommands."""
     sub = parser.add_subparsers(dest="data_command", metavar="<data command>", required=True)
 
     p = sub.add_parser("tinyimagenet", help="convert an extracted Tiny ImageNet into a dataset directory")

@@ -35,6 +35,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 @command("demo", help="the whole pipeline on the built-in synthetic benchmark (data, CAM, TeD-Loc, report)")
 def configure(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tedloc demo``."""
     parser.add_argument("--out", default="runs/demo", help="folder for data, runs and the report")
     parser.add_argument("--seed", type=int, default=0)
     add_runtime_arguments(parser)

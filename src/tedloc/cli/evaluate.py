@@ -46,7 +46,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
     if args.json:
         check_writable(args.json)
     if getattr(args, "save_threshold", False) and os.path.isdir(args.run):
-        check_writable(os.path.join(args.run, "model.json"))
+        from tedloc.engine.run_folder import RunFolder
+
+        check_writable(RunFolder(args.run).metadata_path)
 
 
 def _evaluate_maps(args: argparse.Namespace) -> int:
@@ -59,6 +61,7 @@ def _evaluate_maps(args: argparse.Namespace) -> int:
 
 @command("evaluate-maps", help="score a folder of <image_id>.npy score maps (MaxBoxAcc, MaxBoxAccV2, PxAP, ...)")
 def configure(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tedloc evaluate-maps``."""
     parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--split", default="test")
     parser.add_argument("--maps", required=True, help="folder with <image_id>.npy maps (and <image_id>.scores.npy)")
@@ -73,19 +76,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from tedloc.engine.checkpoint import update_run_metadata
     from tedloc.engine.distributed import Distributed
+    from tedloc.engine.run_folder import RunFolder
     from tedloc.eval.localizer_eval import evaluate_localizer
     from tedloc.methods import load_model
+    from tedloc.models.localizer import use_map
 
     dist, runtime = Distributed.from_env(runtime_from_args(args))
     dist.on_main(lambda: _check_outputs(args))
-    localizer = load_model(args.run, runtime=runtime)
-    if args.map is not None:
-        kinds = getattr(localizer, "map_kinds", ("default",))
-        if args.map not in kinds:
-            raise TedlocError(f"{args.run}: map {args.map!r} not offered; choose from {', '.join(kinds)}")
-        localizer.map_kind = args.map
+    run = RunFolder(args.run)
+    localizer = use_map(load_model(run, runtime=runtime), args.map, args.run)
     if args.save_threshold and args.mode != "oracle":
         raise TedlocError("--save-threshold stores the best threshold of --mode oracle")
     dataset = load_dataset(args.data, splits=[args.split])
@@ -101,14 +101,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     code = report(metrics, f"{args.run} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
                   args.json)
     if args.save_threshold:
-        update_run_metadata(args.run, threshold=metrics["threshold"],
+        run.update_metadata(threshold=metrics["threshold"],
                             threshold_source={"split": args.split, "data": str(args.data), "criterion": "MaxBoxAcc"})
-        print(f"stored threshold {metrics['threshold']} in {args.run}/model.json")
+        print(f"stored threshold {metrics['threshold']} in {run.metadata_path}")
     return code
 
 
 @command("evaluate", help="evaluate a trained run (CAM baseline, TeD-Loc, ...) on a split")
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tedloc evaluate``."""
     parser.add_argument("--run", required=True, help="run folder")
     parser.add_argument("--data", required=True, help="dataset directory (same classes as the run)")
     parser.add_argument("--split", default="test")

@@ -101,6 +101,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 @command("predict", help="predict class (top-k), localization map and box for images, without labels")
 def configure(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tedloc predict``."""
     from tedloc.data.images import MAX_PIXELS
     from tedloc.inference import MAP_MAX_SIDE
 

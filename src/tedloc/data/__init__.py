@@ -12,6 +12,7 @@ _LAZY = {  # these need torch: imported on first use, so that data and evaluatio
     "TrainTransform": "tedloc.data.transforms",
     "EvalTransform": "tedloc.data.transforms",
     "View": "tedloc.data.transforms",
+    "Preprocessing": "tedloc.data.preprocessing",
 }
 
 
@@ -27,5 +28,5 @@ __all__ = [
     "SPLIT_NAMES", "Split", "WSOLDataset", "load_dataset", "save_dataset", "read_split_metadata",
     "write_split_metadata", "import_wsol", "convert_tinyimagenet", "download_tinyimagenet", "SyntheticConfig",
     "make_synthetic", "check_dataset", "CheckReport", "load_image", "TrainTransform", "EvalTransform", "View",
-    "WSOLImageDataset",
+    "WSOLImageDataset", "Preprocessing",
 ]

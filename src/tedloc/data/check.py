@@ -28,9 +28,11 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """Whether no problem (error) was found; warnings do not count."""
         return not self.problems
 
     def to_dict(self) -> dict:
+        """A JSON-friendly record of the report, ``ok`` included."""
         return {"root": self.root, "classes": self.classes, "splits": self.splits, "problems": self.problems,
                 "warnings": self.warnings, "ok": self.ok}
 

@@ -80,18 +80,22 @@ class Split:
 
     @property
     def num_boxes(self) -> int:
+        """The number of GT boxes over all images."""
         return int(sum(len(b) for b in self.boxes))
 
     @property
     def num_masks(self) -> int:
+        """The number of instance mask files over all images."""
         return int(sum(len(m) for m in self.mask_paths))
 
     @property
     def has_boxes(self) -> bool:
+        """Whether any image has a GT box."""
         return any(len(b) for b in self.boxes)
 
     @property
     def has_masks(self) -> bool:
+        """Whether any image has an instance mask."""
         return any(len(m) for m in self.mask_paths)
 
     def index_of(self, image_id: str) -> int:
@@ -101,6 +105,7 @@ class Split:
         return self._index[image_id]
 
     def image_path(self, i: int) -> Path:
+        """The file of image ``i`` (FileNotFoundError for a metadata-only split)."""
         if self.image_root is None:
             raise FileNotFoundError(f"split {self.name!r} has no image root (metadata-only dataset)")
         return self.image_root / self.image_ids[i]
@@ -166,6 +171,7 @@ class WSOLDataset:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (K)."""
         return len(self.class_names)
 
     def __getitem__(self, split: str) -> Split:

@@ -57,6 +57,7 @@ class SyntheticConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        """Raise :class:`DataError` (naming the field) when a parameter is out of range."""
         if not 2 <= self.classes <= MAX_CLASSES:
             raise DataError(f"--classes must be in [2, {MAX_CLASSES}], got {self.classes}", field="classes")
         if self.size < 32:

@@ -9,7 +9,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from tedloc.data.dataset import Split
 from tedloc.data.images import load_image
-from tedloc.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, to_normalized_tensor
+from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import DataError
 
 __all__ = ["WSOLImageDataset", "WorkerDataError", "load_sample_image"]
@@ -48,28 +48,23 @@ class WSOLImageDataset(Dataset):
 
     Args:
         split: the split to read.
-        transform: :class:`TrainTransform` or :class:`EvalTransform`.
+        preprocessing: the model's :class:`~tedloc.data.preprocessing.Preprocessing` (geometry and normalisation).
+        train: random training views (resize, crop, flip) instead of the eval view.
         seed: base seed of the random views.
-        mean, std: normalisation (ImageNet's by default).
     """
 
-    def __init__(
-        self,
-        split: Split,
-        transform: TrainTransform | EvalTransform,
-        seed: int = 0,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
-    ):
+    def __init__(self, split: Split, preprocessing: Preprocessing = Preprocessing(), train: bool = False,
+                 seed: int = 0):
         if split.image_root is None:
             raise FileNotFoundError(f"split {split.name!r} has no images (metadata-only dataset)")
         self.split = split
-        self.transform = transform
+        self.preprocessing = preprocessing
+        self.transform = preprocessing.train_transform() if train else preprocessing.eval_transform()
         self.seed = seed
         self.epoch = 0
-        self.mean, self.std = mean, std
 
     def set_epoch(self, epoch: int) -> None:
+        """Use the random views of ``epoch`` (training views depend on (seed, epoch, index))."""
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -79,5 +74,5 @@ class WSOLImageDataset(Dataset):
         image = load_sample_image(self.split.image_path(i))
         rng = np.random.default_rng([self.seed, self.epoch, i])
         view = self.transform.view(image.size, rng)
-        x = to_normalized_tensor(view.image(image), self.mean, self.std)
+        x = self.preprocessing.normalize(view.image(image, self.preprocessing.interpolation))
         return {"image": x, "label": int(self.split.labels[i]), "index": i, "view": view.to_tensor()}

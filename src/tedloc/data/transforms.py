@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from tedloc.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from tedloc.errors import OptionError
 
-__all__ = ["View", "TrainTransform", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD", "to_normalized_tensor"]
+__all__ = ["View", "TrainTransform", "EvalTransform", "to_normalized_tensor"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,16 @@ class View:
 
     @property
     def out_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the view's output."""
         return self.crop[2], self.crop[3]
 
-    def image(self, image: Image.Image) -> Image.Image:
-        """Apply the view to a PIL image of size ``src_size`` (bilinear resize, as torchvision)."""
+    def image(self, image: Image.Image, interpolation: str = "bilinear") -> Image.Image:
+        """Apply the view to a PIL image of size ``src_size`` (``interpolation``: the resize; bilinear, as
+        torchvision)."""
         if image.size != tuple(self.src_size):
             raise ValueError(f"image is {image.size[0]}x{image.size[1]}, view expects {self.src_size}")
         if image.size != tuple(self.resized):
-            image = image.resize(self.resized, Image.BILINEAR)
+            image = image.resize(self.resized, _RESAMPLE[interpolation])
         left, top, w, h = self.crop
         if (left, top, w, h) != (0, 0, *self.resized):
             image = image.crop((left, top, left + w, top + h))
@@ -106,6 +108,7 @@ class View:
 
     @classmethod
     def from_tensor(cls, t: torch.Tensor) -> "View":
+        """The view of :meth:`to_tensor`'s numbers."""
         v = [int(x) for x in t.tolist()]
         return cls((v[0], v[1]), (v[2], v[3]), (v[4], v[5], v[6], v[7]), bool(v[8]))
 
@@ -122,6 +125,7 @@ class TrainTransform:
     flip: bool = True
 
     def view(self, src_size: tuple[int, int], rng: np.random.Generator) -> View:
+        """The random view of an image of ``src_size`` (width, height), drawn from ``rng``."""
         r = self.resize_size or round(self.input_size * 256 / 224)
         if r < self.input_size:
             raise OptionError(f"resize_size {r} is smaller than input_size {self.input_size}")
@@ -138,6 +142,7 @@ class EvalTransform:
     input_size: int = 224
 
     def view(self, src_size: tuple[int, int], rng: np.random.Generator | None = None) -> View:
+        """The view of an image of ``src_size`` (width, height); ``rng`` is not used."""
         s = self.input_size
         return View(tuple(src_size), (s, s), (0, 0, s, s), False)
 

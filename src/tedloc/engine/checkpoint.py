@@ -17,8 +17,7 @@ from safetensors.torch import load_file, save
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write, atomic_write_text
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "optimizer_tensors", "restore_optimizer",
-           "update_run_metadata"]
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "optimizer_tensors", "restore_optimizer"]
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -35,6 +34,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
+    """Load an optimizer's state from :func:`optimizer_tensors`' two parts."""
     state: dict[int, dict] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
@@ -86,14 +86,3 @@ def latest_checkpoint(folder: str | os.PathLike, prefix: str = "epoch_") -> Path
         return None
     done = sorted(p.with_suffix("") for p in folder.glob(f"{prefix}*.json") if p.with_suffix(".safetensors").exists())
     return done[-1] if done else None
-
-
-def update_run_metadata(run: str | os.PathLike, **fields) -> dict:
-    """Set ``fields`` in a finished run's ``model.json`` (atomically); returns the new metadata."""
-    path = Path(run) / "model.json"
-    if not path.is_file():
-        raise TedlocError(f"{run}: no model.json (not a finished tedloc run)")
-    meta = json.loads(path.read_text())
-    meta.update(fields)
-    atomic_write_text(path, json.dumps(meta, indent=1) + "\n")
-    return meta

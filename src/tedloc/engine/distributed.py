@@ -87,10 +87,12 @@ class Distributed:
 
     @property
     def is_main(self) -> bool:
+        """Whether this is the first process (rank 0)."""
         return self.rank == 0
 
     @property
     def enabled(self) -> bool:
+        """Whether the job has more than one process."""
         return self.world_size > 1
 
     @classmethod
@@ -138,6 +140,7 @@ class Distributed:
         return result
 
     def barrier(self) -> None:
+        """Wait until every process gets here (nothing to wait for with one process)."""
         if self.enabled:
             dist.barrier()
 
@@ -164,6 +167,7 @@ class Distributed:
         return box[0]
 
     def close(self) -> None:
+        """Destroy the process group, if this job has one."""
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tedloc.data.dataset import Split
 from tedloc.data.torch_dataset import load_sample_image
-from tedloc.data.transforms import TrainTransform, to_normalized_tensor
+from tedloc.data.preprocessing import Preprocessing
 from tedloc.engine.distributed import Distributed, fill_rows, step_chunks
 from tedloc.errors import TedlocError
 from tedloc.utils.device import Runtime
@@ -100,9 +100,9 @@ class FeatureCache(RowCache):
 class _ViewsDataset(Dataset):
     """All V cached views of image i: images (V, 3, S, S) and view tensors (V, 9)."""
 
-    def __init__(self, split: Split, transform: TrainTransform, num_views: int, seed: int, mean, std):
-        self.split, self.transform, self.num_views, self.seed = split, transform, num_views, seed
-        self.mean, self.std = mean, std
+    def __init__(self, split: Split, preprocessing: Preprocessing, num_views: int, seed: int):
+        self.split, self.preprocessing, self.num_views, self.seed = split, preprocessing, num_views, seed
+        self.transform = preprocessing.train_transform()
 
     def __len__(self) -> int:
         return len(self.split)
@@ -112,38 +112,41 @@ class _ViewsDataset(Dataset):
         images, views = [], []
         for v in range(self.num_views):
             view = self.transform.view(image.size, np.random.default_rng([self.seed, _VIEW_STREAM, v, i]))
-            images.append(to_normalized_tensor(view.image(image), self.mean, self.std))
+            images.append(self.preprocessing.normalize(view.image(image, self.preprocessing.interpolation)))
             views.append(view.to_tensor())
         return {"images": torch.stack(images), "views": torch.stack(views), "index": i}
 
 
-def build_feature_cache(encoder, split: Split, transform: TrainTransform, root: str | os.PathLike,
+def build_feature_cache(encoder, split: Split, preprocessing: Preprocessing, root: str | os.PathLike,
                         num_views: int = 2, seed: int = 0, batch_size: int = 64, workers: int = 0,
                         runtime: Runtime = Runtime(), dist: Distributed = Distributed()) -> FeatureCache:
     """Compute (or finish, or reuse) the feature cache of ``encoder`` over the views of ``split``.
 
-    E runs on ``runtime``'s device and precision (features are stored in fp16 either way). Under
+    The views are ``preprocessing``'s training views (the model's record). E runs on ``runtime``'s device and precision (features are stored in fp16 either way). Under
     ``torchrun`` the processes share the missing images: each writes its own rows, the first one
     creates the cache and marks the rows done.
     """
     if num_views < 1:
         raise TedlocError("a feature cache needs at least one view per image")
     info = encoder.info
+    transform = preprocessing.train_transform()
     size = transform.input_size
     encoder.eval()
     with torch.no_grad(), runtime.autocast():
         shape = tuple(int(s) for s in encoder(torch.zeros(1, 3, size, size, device=runtime.device)).shape[1:])
     index = {"image_ids": list(split.image_ids), "split": split.name, "num_views": int(num_views), "seed": int(seed),
              "encoder": info.name, "encoder_sha1": encoder_fingerprint(encoder), "transform": asdict(transform),
-             "feature_shape": list(shape), "mean": list(info.mean), "std": list(info.std), "dtype": "float16",
-             "precision": runtime.precision}  # E in bf16 gives other features than in fp32
+             "feature_shape": list(shape), "mean": list(preprocessing.mean), "std": list(preprocessing.std),
+             "dtype": "float16", "precision": runtime.precision}  # E in bf16 gives other features than in fp32
+    if preprocessing.interpolation != "bilinear":  # recorded when not the default, so older caches stay valid
+        index["interpolation"] = preprocessing.interpolation
     cache = dist.on_main(lambda: FeatureCache(root, index))  # the first process creates (and locks) it
     if cache is None:
         cache = FeatureCache(root, index, shared=True)
     missing = cache.missing()
     if len(missing) == 0:
         return cache
-    dataset = _ViewsDataset(split, transform, num_views, seed, info.mean, info.std)
+    dataset = _ViewsDataset(split, preprocessing, num_views, seed)
     chunks, steps = step_chunks(missing.tolist(), max(1, batch_size // num_views), dist.rank, dist.world_size)
     loader = DataLoader(dataset, batch_sampler=chunks, num_workers=workers, **runtime.loader_options())
 
@@ -172,6 +175,7 @@ class CachedFeatureDataset(Dataset):
         self.cache, self.labels, self.seed, self.epoch = cache, np.asarray(labels), seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw the views of ``epoch``."""
         self.epoch = epoch
 
     def __len__(self) -> int:

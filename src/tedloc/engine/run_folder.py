@@ -1,4 +1,12 @@
-"""What every training run folder shares: its lock, its configuration, the LR schedule, metrics.csv."""
+"""A run folder, one type that owns its layout: configuration, checkpoints, the selected model, the stored
+threshold, metrics, protocol caches, the lock. Nothing else knows the file names::
+
+    RUN/config.json               the resolved configuration, classes, data, device and precision
+    RUN/metrics.csv               one row per epoch (and RUN/tensorboard/ when TensorBoard is installed)
+    RUN/checkpoints/epoch_NNN     every epoch: safetensors + JSON (trainable module and optimizer)
+    RUN/model.{safetensors,json}  the selected model with its kind, classes, preprocessing and threshold
+    RUN/protocol/epoch_NNN.json   the realistic protocol's per-checkpoint curves
+"""
 from __future__ import annotations
 
 import csv
@@ -10,12 +18,12 @@ from pathlib import Path
 
 import torch
 
+from tedloc.engine.checkpoint import latest_checkpoint
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.locks import PathLock, folder_lock
 
-__all__ = ["claim_run_folder", "data_fingerprint", "set_step_lr", "write_history",
-           "tensorboard_writer_factory"]
+__all__ = ["RunFolder", "data_fingerprint", "set_step_lr", "tensorboard_writer_factory"]
 
 # what makes a run's results: a resume that changes any of these is refused
 _IDENTITY = ("config", "class_names", "kind", "data", "data_sha1", "anchors", "cams", "precision", "processes")
@@ -37,37 +45,161 @@ def data_fingerprint(root: str | os.PathLike, splits: tuple[str, ...] = ("train"
     return digest.hexdigest()
 
 
-def _run_lock(out: Path) -> PathLock:
-    """This process's lock of ``out``: one per folder, so claiming a folder again is no conflict."""
-    key = Path(os.path.abspath(out))
-    if key not in _RUN_LOCKS:
-        _RUN_LOCKS[key] = folder_lock(out)
-    return _RUN_LOCKS[key]
+class RunFolder:
+    """The files of one run (see the module docstring); ``RunFolder(path)`` touches nothing on disk."""
 
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
 
-def claim_run_folder(out: Path, resolved: dict) -> PathLock:
-    """Lock ``out``, then write ``out/config.json`` (with ``data_sha1``, the data's fingerprint).
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
 
-    Refused: a folder another process is writing (``"<out> is in use by another tedloc process (pid N)"``),
-    or one holding a run of another configuration, classes, data (path or content), anchors or maps
-    (entries an older run did not record are not compared). The lock is held until the process ends,
-    or until the returned lock is released (``with claim_run_folder(out, resolved): ...``).
-    """
-    lock = _run_lock(out).acquire()
-    if "data" in resolved:
-        resolved = {**resolved, "data_sha1": data_fingerprint(resolved["data"])}
-    path = out / "config.json"
-    if path.exists():
-        previous = json.loads(path.read_text())
-        current = json.loads(json.dumps(resolved))  # tuples compare as the JSON lists they are stored as
-        differ = [k for k in _IDENTITY if k in current and k in previous and previous[k] != current[k]]
-        if differ or "config" not in previous:
-            what = ", ".join(differ or ["config"]) + (" differs" if len(differ) < 2 else " differ")
-            was = f"; it was trained on {previous['data']}" if "data" in differ else ""
-            raise TedlocError(f"{out} holds a run with another configuration ({what}{was}); "
-                              f"choose another --out")
-    atomic_write_text(path, json.dumps(resolved, indent=1) + "\n")
-    return lock
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunFolder) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def name(self) -> str:
+        """The folder's name."""
+        return self.path.name
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def config_path(self) -> Path:
+        """``config.json``: the resolved configuration (written when the run is claimed)."""
+        return self.path / "config.json"
+
+    @property
+    def model_stem(self) -> Path:
+        """``model``: the selected model's checkpoint stem (``.safetensors`` + ``.json``)."""
+        return self.path / "model"
+
+    @property
+    def metadata_path(self) -> Path:
+        """``model.json``: the selected model's metadata (kind, classes, preprocessing, threshold, ...)."""
+        return self.model_stem.with_suffix(".json")
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        """``checkpoints/``: one checkpoint per epoch."""
+        return self.path / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        """``metrics.csv``: one row per epoch."""
+        return self.path / "metrics.csv"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """``tensorboard/``: the epochs' scalars, when TensorBoard is installed."""
+        return self.path / "tensorboard"
+
+    def checkpoint(self, epoch: int) -> Path:
+        """The stem of epoch ``epoch``'s checkpoint (1-based, as in ``metrics.csv``)."""
+        return self.checkpoints_dir / f"epoch_{int(epoch):03d}"
+
+    def protocol_cache(self, epoch: int) -> Path:
+        """The realistic protocol's cache of epoch ``epoch``'s curves."""
+        return self.path / "protocol" / f"epoch_{int(epoch):03d}.json"
+
+    # ------------------------------------------------------------------ state
+    def epochs(self) -> list[int]:
+        """The epochs with a complete checkpoint (its JSON written), in order."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        return sorted(int(p.stem.split("_")[1]) for p in self.checkpoints_dir.glob("epoch_*.json")
+                      if p.with_suffix(".safetensors").is_file())
+
+    def latest_checkpoint(self) -> Path | None:
+        """The complete checkpoint of the highest epoch, or None."""
+        return latest_checkpoint(self.checkpoints_dir)
+
+    def is_finished(self) -> bool:
+        """Whether the run has written its selected model (``model.json``)."""
+        return self.metadata_path.is_file()
+
+    def metadata(self) -> dict:
+        """``model.json``; a run without one is a :class:`TedlocError` (not finished)."""
+        if not self.is_finished():
+            raise TedlocError(f"{self.path}: no model.json (not a finished tedloc run; train it first)")
+        try:
+            return json.loads(self.metadata_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise TedlocError(f"{self.metadata_path}: not valid JSON ({e})") from None
+
+    def update_metadata(self, **fields) -> dict:
+        """Set ``fields`` in ``model.json`` (atomically); returns the new metadata."""
+        meta = self.metadata()
+        meta.update(fields)
+        atomic_write_text(self.metadata_path, json.dumps(meta, indent=1) + "\n")
+        return meta
+
+    @property
+    def threshold(self) -> float | None:
+        """The map threshold stored with the selected model (None: none stored)."""
+        return self.metadata().get("threshold")
+
+    # ------------------------------------------------------------------ writing
+    def _lock(self) -> PathLock:
+        """This process's lock of the folder: one per folder, so claiming it again is no conflict."""
+        key = Path(os.path.abspath(self.path))
+        if key not in _RUN_LOCKS:
+            _RUN_LOCKS[key] = folder_lock(self.path)
+        return _RUN_LOCKS[key]
+
+    def claim(self, resolved: dict) -> PathLock:
+        """Lock the folder, then write ``config.json`` (with ``data_sha1``, the data's fingerprint).
+
+        Refused: a folder another process is writing (``"<run> is in use by another tedloc process (pid N)"``),
+        or one holding a run of another configuration, classes, data (path or content), anchors or maps
+        (entries an older run did not record are not compared). The lock is held until the process ends,
+        or until the returned lock is released (``with run.claim(resolved): ...``).
+        """
+        lock = self._lock().acquire()
+        if "data" in resolved:
+            resolved = {**resolved, "data_sha1": data_fingerprint(resolved["data"])}
+        if self.config_path.exists():
+            previous = json.loads(self.config_path.read_text())
+            current = json.loads(json.dumps(resolved))  # tuples compare as the JSON lists they are stored as
+            differ = [k for k in _IDENTITY if k in current and k in previous and previous[k] != current[k]]
+            if differ or "config" not in previous:
+                what = ", ".join(differ or ["config"]) + (" differs" if len(differ) < 2 else " differ")
+                was = f"; it was trained on {previous['data']}" if "data" in differ else ""
+                raise TedlocError(f"{self.path} holds a run with another configuration ({what}{was}); "
+                                  f"choose another --out")
+        atomic_write_text(self.config_path, json.dumps(resolved, indent=1) + "\n")
+        return lock
+
+    def start(self, resolved: dict, runtime, dist) -> None:
+        """Claim the folder for a training run (the first process only; the others wait for it) and record
+        the device and precision: a folder of another run is refused before any work, and so is a resume
+        in another precision or number of processes (they change results; another device is allowed)."""
+        dist.on_main(lambda: self.claim({**resolved, "precision": runtime.precision, "processes": dist.world_size,
+                                         "runtime": {**runtime.describe(), "processes": dist.world_size}}))
+
+    def write_history(self, history: list[dict], tensorboard: bool = True) -> None:
+        """``metrics.csv``, one row per epoch, rewritten atomically; the last row also goes to TensorBoard
+        when it is installed."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(history[-1]))
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.metrics_path, buf.getvalue())
+        factory = tensorboard_writer_factory() if tensorboard else None
+        if factory is not None:
+            row = history[-1]
+            with factory(log_dir=str(self.tensorboard_dir)) as tb:
+                for key, value in row.items():
+                    if key != "epoch" and isinstance(value, (int, float)):
+                        tb.add_scalar(key.replace("@", "_at_"), value, global_step=int(row["epoch"]))
 
 
 def set_step_lr(optimizer: torch.optim.Optimizer, lr: float, gamma: float, step: int, epoch: int) -> float:
@@ -85,20 +217,3 @@ def tensorboard_writer_factory():
     except ImportError:
         return None
     return SummaryWriter
-
-
-def write_history(out: Path, history: list[dict], tensorboard: bool = True) -> None:
-    """``out/metrics.csv``, one row per epoch, rewritten atomically; the last row also goes to
-    TensorBoard (``out/tensorboard``) when it is installed."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[-1]))
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(out / "metrics.csv", buf.getvalue())
-    factory = tensorboard_writer_factory() if tensorboard else None
-    if factory is not None:
-        row = history[-1]
-        with factory(log_dir=str(out / "tensorboard")) as tb:
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    tb.add_scalar(key.replace("@", "_at_"), value, global_step=int(row["epoch"]))

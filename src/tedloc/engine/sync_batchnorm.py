@@ -46,6 +46,8 @@ class GlooSyncBatchNorm(nn.BatchNorm2d):
     ``drop``/``act`` children (from timm's ``BatchNormAct2d``) they follow the normalisation."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W): normalised with statistics over all processes when training in a
+        group of several (else plain batch norm), then ``drop`` and ``act`` when present."""
         if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
             y = super().forward(x)
         else:

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tedloc.engine.checkpoint import latest_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint
+from tedloc.engine.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from tedloc.engine.distributed import Distributed, epoch_order, rank_batches
-from tedloc.engine.run_folder import set_step_lr, write_history
+from tedloc.engine.run_folder import RunFolder, set_step_lr
 from tedloc.engine.sync_batchnorm import synchronize_batchnorm
 from tedloc.errors import TedlocError
 from tedloc.utils.device import Runtime
@@ -69,6 +69,7 @@ class Schedule:
 
     @classmethod
     def of(cls, config, legacy_order_workers: bool = False) -> "Schedule":
+        """The schedule of a training config (its epochs, batch_size, lr, lr_step, lr_gamma, seed, workers)."""
         return cls(config.epochs, config.batch_size, config.lr, config.lr_step, config.lr_gamma, config.seed,
                    config.workers, legacy_order_workers)
 
@@ -83,6 +84,7 @@ class TrainingTask(Protocol):
         """Samples as dicts with an ``index``; ``set_epoch(epoch)`` is called before every epoch."""
 
     def make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer of ``module``'s parameters (the :meth:`trainable` module, on the device)."""
         ...
 
     def loss_terms(self, module: nn.Module, batch: dict, epoch: int) -> dict[str, LossTerm]:
@@ -103,9 +105,12 @@ class Trainer:
         self.schedule, self.runtime, self.dist = schedule, runtime, dist
         self.find_unused_parameters = find_unused_parameters
 
-    def fit(self, task: TrainingTask, out: str | Path, resume: bool = True, meta: dict | None = None) -> list[dict]:
-        """Train; every epoch ends with a checkpoint and a ``metrics.csv`` row. Returns the history."""
-        out, sched, runtime, dist = Path(out), self.schedule, self.runtime, self.dist
+    def fit(self, task: TrainingTask, out: str | Path | RunFolder, resume: bool = True, meta: dict | None = None
+            ) -> list[dict]:
+        """Train into the run folder ``out``; every epoch ends with a checkpoint and a ``metrics.csv`` row.
+        Returns the history."""
+        run = out if isinstance(out, RunFolder) else RunFolder(out)
+        sched, runtime, dist = self.schedule, self.runtime, self.dist
         module = task.trainable().to(runtime.device)
         if dist.enabled:  # before the optimizer is made: synchronised batch norms are new modules
             module = synchronize_batchnorm(module, runtime.device)
@@ -113,7 +118,7 @@ class Trainer:
         start = 0
         optimizer = task.make_optimizer(module)
         scaler = runtime.grad_scaler()
-        last = latest_checkpoint(out / "checkpoints") if resume else None
+        last = run.latest_checkpoint() if resume else None
         if last is not None:
             state, tensors, saved = load_checkpoint(last)
             module.load_state_dict(state)
@@ -122,7 +127,7 @@ class Trainer:
                 scaler.load_state_dict(saved["grad_scaler"])
             history, start = saved["history"], saved["epoch"] + 1
             if dist.is_main:
-                _logger.info("resuming %s after epoch %d", out, start)
+                _logger.info("resuming %s after epoch %d", run, start)
         wrapped = self._wrap(module)
         dataset = task.train_dataset()
         if len(dataset) < dist.world_size:
@@ -141,8 +146,8 @@ class Trainer:
                 saved = {"epoch": epoch, "history": history, **(meta or {})}
                 if scaler is not None:
                     saved["grad_scaler"] = scaler.state_dict()
-                save_checkpoint(out / "checkpoints" / f"epoch_{epoch + 1:03d}", module, saved, optimizer)
-                write_history(out, history)
+                save_checkpoint(run.checkpoint(epoch + 1), module, saved, optimizer)
+                run.write_history(history)
                 _logger.info("epoch %d/%d: %s", epoch + 1, sched.epochs, _summary(row))
             dist.barrier()
         return history

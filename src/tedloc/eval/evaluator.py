@@ -19,11 +19,11 @@ import numpy as np
 from tedloc.data.dataset import Split
 from tedloc.errors import DataError, OptionError
 from tedloc.eval.box_metrics import BoxAccumulator, image_box_stats
-from tedloc.eval.boxes import cuts_for_thresholds, rescale_boxes
+from tedloc.eval.boxes import cuts_for_thresholds, largest_contour_box, rescale_boxes
 from tedloc.eval.mask_metrics import MaskAccumulator, load_gt_mask
-from tedloc.eval.scoremaps import ScoreMapError, check_class_scores, quantize_scoremap, threshold_list
+from tedloc.eval.scoremaps import ScoreMapError, check_class_scores, quantize_scoremap, threshold_list, to_uint8
 
-__all__ = ["WSOLEvaluator", "THRESHOLD_MODES", "topk_correct"]
+__all__ = ["WSOLEvaluator", "THRESHOLD_MODES", "topk_correct", "otsu_cut", "box_from_map"]
 
 
 def otsu_cut(u8: np.ndarray) -> np.ndarray:
@@ -32,6 +32,17 @@ def otsu_cut(u8: np.ndarray) -> np.ndarray:
         return np.array([int(u8.max())], dtype=np.int64)  # constant map: no foreground
     level, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return np.array([int(level)], dtype=np.int64)
+
+
+def box_from_map(score_map: np.ndarray, threshold: float | str) -> tuple[int, int, int, int]:
+    """Box of the largest region of a [0, 1] map at ``threshold`` (or per-map Otsu, ``"otsu"``), by the
+    evaluation's rules (the single-contour box; inclusive pixels; ``(0, 0, 0, 0)`` when no region)."""
+    u8 = to_uint8(score_map)
+    if threshold == "otsu":
+        cut = int(otsu_cut(u8)[0])
+    else:
+        cut = int(cuts_for_thresholds(u8, np.array([float(threshold)]))[0])
+    return tuple(int(v) for v in largest_contour_box(u8, cut))
 
 
 # mode -> (thresholds reported, function u8 -> cuts)

@@ -11,31 +11,33 @@ from tedloc.data.dataset import Split
 from tedloc.engine.distributed import shard_indices
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.scoremaps import normalize_scoremap
+from tedloc.models.localizer import LocalizationModel, MultiMapModel, map_kinds_of
 from tedloc.utils.progress import progress
 
 __all__ = ["evaluate_localizer", "iter_score_maps"]
 
 
-def iter_score_maps(localizer, split: Split, kinds: tuple[str, ...] | None = None, batch_size: int = 64,
+def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str, ...] | None = None, batch_size: int = 64,
                     workers: int = 0, indices: list[int] | None = None, show_progress: bool = True
                     ) -> Iterator[tuple[str, dict[str, np.ndarray], np.ndarray]]:
     """``(image id, kind -> score map, class scores)`` for every image of ``split`` (or ``indices``), in order.
 
     Each map is resized (bicubic) to the input size and min-max normalised, as wsolevaluation
     does; ``kinds`` (default: the localizer's own map) uses ``predict_maps`` when several are asked.
-    Images go to the localizer's device (``localizer.device``, default the CPU).
+    Images are preprocessed as the localizer's record says and go to its device.
     """
-    from tedloc.data import EvalTransform, WSOLImageDataset
-
-    main = getattr(localizer, "map_kind", "default")
+    main = localizer.map_kind
     kinds = tuple(kinds or (main,))
-    dataset = WSOLImageDataset(split, EvalTransform(localizer.input_size), mean=localizer.mean, std=localizer.std)
+    if kinds != (main,) and not isinstance(localizer, MultiMapModel):
+        raise TypeError(f"{type(localizer).__name__} offers one map ({main!r}), not {kinds}")
+    pre = localizer.preprocessing
+    dataset = pre.dataset(split)
     if indices is not None:
         dataset = Subset(dataset, indices)
-    device = getattr(localizer, "device", torch.device("cpu"))
+    device = localizer.device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
-    size = (localizer.input_size, localizer.input_size)
+    size = (pre.input_size, pre.input_size)
     for batch in progress(loader, desc=f"evaluating {split.name}", unit="batch", enabled=show_progress):
         batch["image"] = batch["image"].to(device, non_blocking=True)
         with torch.no_grad():
@@ -50,7 +52,7 @@ def iter_score_maps(localizer, split: Split, kinds: tuple[str, ...] | None = Non
             yield split.image_ids[i], {kind: normalize_scoremap(maps[kind][j], size) for kind in kinds}, scores[j]
 
 
-def evaluate_localizer(localizer, split: Split, batch_size: int = 64, workers: int = 0, all_maps: bool = False,
+def evaluate_localizer(localizer: LocalizationModel, split: Split, batch_size: int = 64, workers: int = 0, all_maps: bool = False,
                        dist=None, **evaluator_kwargs) -> dict:
     """Metrics of ``localizer`` on ``split``: each map is resized (bicubic) to the input size and
     min-max normalised, then scored against the split's GT (boxes rescaled to the input size).
@@ -63,10 +65,8 @@ def evaluate_localizer(localizer, split: Split, batch_size: int = 64, workers: i
     process scores every ``world_size``-th batch and the evaluators' sums are merged: every
     process gets exactly the metrics of a single-process evaluation.
     """
-    main = getattr(localizer, "map_kind", "default")
-    kinds = [main]
-    if all_maps and hasattr(localizer, "predict_maps"):
-        kinds += [k for k in localizer.map_kinds if k != main]
+    main = localizer.map_kind
+    kinds = list(map_kinds_of(localizer)) if all_maps else [main]
     evaluators = {kind: WSOLEvaluator(split, **evaluator_kwargs) for kind in kinds}
     sharded = dist is not None and dist.world_size > 1
     indices = shard_indices(len(split), batch_size, dist.rank, dist.world_size) if sharded else None
@@ -81,8 +81,8 @@ def evaluate_localizer(localizer, split: Split, batch_size: int = 64, workers: i
             for kind, evaluator in evaluators.items():
                 evaluator.merge(state[kind])
     metrics = evaluators[main].compute()
+    metrics["map"] = main
     if len(kinds) > 1:
-        metrics["map"] = main
         metrics["maps"] = {}
         for kind in kinds[1:]:
             other = evaluators[kind].compute()

@@ -65,12 +65,14 @@ class MaskAccumulator:
         return np.bincount(idx, minlength=len(self.edges) - 1).astype(np.float64)
 
     def add(self, score_map: np.ndarray, gt_mask: np.ndarray) -> None:
+        """Add one map's pixel scores by GT mask value: 1 positive, 0 negative, others (ignored) skipped."""
         if score_map.shape != gt_mask.shape:
             raise ValueError(f"score map {score_map.shape} and mask {gt_mask.shape} differ in shape")
         self.positive += self._histogram(score_map[gt_mask == 1])
         self.negative += self._histogram(score_map[gt_mask == 0])
 
     def merge(self, other: "MaskAccumulator") -> None:
+        """Add the histograms of ``other`` (same thresholds) to these."""
         self.positive += other.positive
         self.negative += other.negative
 

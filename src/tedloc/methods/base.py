@@ -1,50 +1,28 @@
-"""The interface every WSOL method offers downstream: images in, class scores and maps out.
-
-Evaluation, prediction and the realistic protocol only see a :class:`LocalizationModel`; a run folder
-says which kind made it (``RUN/model.json``: ``kind``), and :func:`load_model` finds the
-loader registered for that kind. A new method plugs in by registering its loader.
-"""
+"""What the built-in localizers share: a network, its class names and preprocessing, on a runtime."""
 from __future__ import annotations
-
-import json
-import os
-from pathlib import Path
-from typing import Callable, Protocol
 
 import torch
 
-from tedloc.errors import TedlocError
+from tedloc.data.preprocessing import Preprocessing
+from tedloc.engine.run_folder import RunFolder
 from tedloc.utils.device import Runtime
-from tedloc.utils.registry import Registry
 
-__all__ = ["LocalizationModel", "NetworkLocalizer", "register_model", "load_model", "list_models"]
-
-
-class LocalizationModel(Protocol):
-    class_names: list[str]
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(class scores (B, K), localization maps (B, h, w)) for normalised images (B, 3, S, S), on any
-        device: they go to the localizer's."""
-        ...
-
-    def to(self, runtime: Runtime) -> "LocalizationModel":
-        """Move to ``runtime``'s device and run in its precision."""
-        ...
+__all__ = ["NetworkLocalizer", "recorded_preprocessing"]
 
 
 class NetworkLocalizer:
-    """What the built-in localizers share: a network ``model`` and its normalisation, on a runtime."""
+    """A network ``model`` as a :class:`~tedloc.models.localizer.LocalizationModel`.
 
-    def __init__(self, model: torch.nn.Module, class_names: list[str], input_size: int, mean, std,
+    ``preprocessing`` defaults to the model's own record (``model.preprocessing``).
+    """
+
+    map_kind = "map"
+
+    def __init__(self, model: torch.nn.Module, class_names: list[str], preprocessing: Preprocessing | None = None,
                  runtime: Runtime = Runtime()):
         self.model = model.eval()
-        self.class_names = class_names
-        self.input_size = input_size
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.class_names = list(class_names)
+        self.preprocessing = preprocessing or model.preprocessing
         self.to(runtime)
 
     def to(self, runtime: Runtime) -> "NetworkLocalizer":
@@ -55,37 +33,20 @@ class NetworkLocalizer:
 
     @property
     def device(self) -> torch.device:
+        """Where the network runs."""
         return self.runtime.device
 
-
-_LOADERS: Registry[Callable[[Path, dict], LocalizationModel]] = Registry("run kind")
-
-
-def register_model(kind: str):
-    """Register ``loader(run folder, model.json, checkpoint stem or None, runtime) -> LocalizationModel`` for runs
-    of ``kind``; with a checkpoint (``RUN/checkpoints/epoch_NNN``), its weights replace the trained ones."""
-    return _LOADERS.register(kind)
+    @property
+    def input_size(self) -> int:
+        """The side of the model's square input (from :attr:`preprocessing`)."""
+        return self.preprocessing.input_size
 
 
-def list_models() -> list[str]:
-    return _LOADERS.names()
-
-
-def load_model(run: str | os.PathLike, epoch: int | None = None, runtime: Runtime | None = None) -> LocalizationModel:
-    """The localizer of a run folder (its ``model.json`` and ``model.safetensors``); with ``epoch``,
-    the weights of that epoch's checkpoint (model selection over epochs). ``runtime``: the device
-    and precision it runs on (default: the CPU in fp32)."""
-    import tedloc.methods.cam  # noqa: F401  (register the built-in kinds)
-    import tedloc.methods.tedloc  # noqa: F401
-
-    run = Path(run)
-    meta_path = run / "model.json"
-    if not meta_path.is_file():
-        raise TedlocError(f"{run}: no model.json (not a finished tedloc run; train it first)")
-    meta = json.loads(meta_path.read_text())
-    checkpoint = None
-    if epoch is not None:
-        checkpoint = run / "checkpoints" / f"epoch_{int(epoch):03d}"
-        if not checkpoint.with_suffix(".safetensors").is_file():
-            raise TedlocError(f"{run}: no checkpoint of epoch {epoch}")
-    return _LOADERS.get(meta.get("kind"))(run, meta, checkpoint, runtime or Runtime())
+def recorded_preprocessing(run: RunFolder, meta: dict, weights: Preprocessing) -> Preprocessing:
+    """The preprocessing recorded in ``run``'s ``model.json``, after checking that it normalises images as
+    the weights expect (``weights``: the record of the rebuilt network); a mismatch is a :class:`TedlocError`
+    naming the file."""
+    where = str(run.metadata_path)
+    recorded = Preprocessing.from_dict(meta.get("preprocessing"), where=f"{where}: preprocessing")
+    recorded.check_normalization(weights, where)
+    return recorded

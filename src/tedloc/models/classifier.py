@@ -7,14 +7,19 @@ import os
 import torch
 
 from tedloc.errors import TedlocError
+from tedloc.models.preprocessing import preprocessing_of
 
 __all__ = ["build_classifier"]
 
 
-def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weights: str | None = None) -> torch.nn.Module:
+def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weights: str | None = None,
+                     input_size: int | None = None, resize_size: int | None = None) -> torch.nn.Module:
     """A timm classifier (tedloc's small CNNs included) with a fresh ``num_classes`` head.
 
-    ``pretrained`` takes timm's weights (network or cache); ``weights``, a local weight file.
+    ``pretrained`` takes timm's weights (network or cache); ``weights``, a local weight file. The model
+    carries its :class:`~tedloc.data.preprocessing.Preprocessing` as ``model.preprocessing`` (timm's
+    normalisation for ``arch``; ``input_size``, default timm's, and ``resize_size`` as given), as timm
+    models carry ``pretrained_cfg``.
     """
     import timm
 
@@ -27,8 +32,10 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weig
         kwargs["pretrained_cfg_overlay"] = dict(file=os.fspath(weights))
         pretrained = True
     try:
-        return timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, **kwargs)
+        model = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, **kwargs)
     except RuntimeError as e:
         if "nknown model" in str(e):
             raise TedlocError(f"unknown architecture {arch!r}; see timm.list_models()") from None
         raise
+    model.preprocessing = preprocessing_of(model, input_size, resize_size)
+    return model

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 from timm.models import register_model
 
+from tedloc.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = ["TinyResNet"]
 
 
@@ -53,7 +55,7 @@ class TinyResNet(nn.Module):
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
         self.feature_info = [dict(num_chs=w, reduction=2 * (2 ** i), module=f"stages.{i}") for i, w in enumerate(widths)]
-        self.pretrained_cfg = {"input_size": (3, 64, 64), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+        self.pretrained_cfg = {"input_size": (3, 64, 64), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
                                "interpolation": "bilinear", "crop_pct": 1.0, "num_classes": num_classes,
                                "classifier": "fc", "first_conv": "stem.0"}
         for m in self.modules():
@@ -67,20 +69,25 @@ class TinyResNet(nn.Module):
                 nn.init.zeros_(block.bn2.weight)
 
     def get_classifier(self) -> nn.Module:
+        """The linear head (timm's interface)."""
         return self.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
+        """Replace the head by a new one for ``num_classes`` (0: identity); ``global_pool`` is ignored."""
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> the last stage's feature map (B, num_features, H/8, W/8)."""
         return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature map (B, C, h, w) -> logits (B, num_classes), or the pooled features (B, C) with ``pre_logits``."""
         x = self.drop(x.mean(dim=(2, 3)))
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> logits (B, num_classes)."""
         return self.forward_head(self.forward_features(x))
 
 

@@ -9,7 +9,8 @@ Weights: ``pretrained=True`` loads timm's weights for the name (``arch.tag``) wh
 has network access or a warm cache; ``weights=PATH`` loads a local file (``.safetensors``,
 ``.pth``/``.bin``; timm adapts position embeddings and drops a mismatched head) and never
 touches the network; neither gives random weights of the same architecture (what the offline
-tests use). Preprocessing (input size, mean, std) comes with the model from timm's config.
+tests use). Preprocessing comes with the model (``encoder.preprocessing``): mean and std from timm's
+config for the name, the input size as created.
 
 Frozen means: ``requires_grad=False`` for every parameter, and the encoder stays in eval mode
 even when a parent module calls ``.train()`` (norm layers keep their statistics).
@@ -25,7 +26,9 @@ import torch
 import torch.nn as nn
 
 import tedloc.models.cnn  # noqa: F401  (registers tedloc's small CNNs with timm)
+from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import TedlocError
+from tedloc.models.preprocessing import preprocessing_of
 
 __all__ = ["FrozenEncoder", "create_encoder", "EncoderInfo"]
 
@@ -34,34 +37,30 @@ _logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EncoderInfo:
-    """What a consumer needs to know: channels, stride and the preprocessing the weights expect."""
+    """What a decoder needs to know of an encoder: its name, channels, stride and family."""
 
     name: str
     channels: int
     stride: int
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
     is_vit: bool
 
 
 class FrozenEncoder(nn.Module):
     """A frozen timm backbone returning NCHW patch embeddings (see the module docstring)."""
 
-    def __init__(self, model: nn.Module, name: str):
+    def __init__(self, model: nn.Module, name: str, preprocessing: Preprocessing | None = None):
         super().__init__()
         self.model = model
         self.name = name
         self.is_vit = hasattr(model, "patch_embed") and hasattr(model, "num_prefix_tokens")
-        cfg = timm.data.resolve_data_config({}, model=model)
+        self.preprocessing = preprocessing or preprocessing_of(model)
         if self.is_vit:
             patch = model.patch_embed.patch_size
             stride = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
         else:
             info = getattr(model, "feature_info", None)
             stride = int(info[-1]["reduction"]) if info else 32
-        self.info = EncoderInfo(name, int(model.num_features), stride, int(cfg["input_size"][-1]),
-                                tuple(cfg["mean"]), tuple(cfg["std"]), self.is_vit)
+        self.info = EncoderInfo(name, int(model.num_features), stride, self.is_vit)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()
@@ -73,6 +72,7 @@ class FrozenEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) -> patch embeddings (B, C, h, w), ViT tokens laid out on the patch grid (no grad)."""
         feats = self.model.forward_features(x)
         if not self.is_vit:
             if feats.ndim != 4:
@@ -130,7 +130,4 @@ def create_encoder(
             raise TedlocError(f"unknown encoder {name!r}; see timm.list_models() (tedloc adds "
                               f"tedloc_resnet_tiny, tedloc_resnet_small)") from None
         raise
-    encoder = FrozenEncoder(model, name)
-    if img_size is not None:
-        encoder.info = EncoderInfo(**{**encoder.info.__dict__, "input_size": int(img_size)})
-    return encoder
+    return FrozenEncoder(model, name, preprocessing_of(model, img_size))

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tedloc.data.preprocessing import Preprocessing
+
 __all__ = ["TeDLocHead", "TeDLoc", "TeDLocLosses", "tedloc_losses", "tedloc_loss_terms", "class_logits",
            "weighted_pool"]
 
@@ -50,6 +52,7 @@ class Upsample2x(nn.Module):
     ``nn.Upsample(scale_factor=2, mode="nearest")``, 3-4x faster on CPU (forward and backward)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, 2H, 2W), each value repeated over a 2x2 block."""
         b, c, h, w = x.shape
         return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
 
@@ -91,17 +94,22 @@ class TeDLocHead(nn.Module):
 
 
 class TeDLoc(nn.Module):
-    """Encoder + head + frozen anchors; ``forward`` gives everything training and inference need."""
+    """Encoder + head + frozen anchors; ``forward`` gives everything training and inference need.
+
+    ``preprocessing``: what the model expects of an image (default: the encoder's record).
+    """
 
     def __init__(self, encoder: nn.Module, anchors: torch.Tensor, decoder_channels: tuple[int, ...] = (256, 128),
-                 logit: str = "dot", logit_scale: float = 1.0):
+                 logit: str = "dot", logit_scale: float = 1.0, preprocessing: Preprocessing | None = None):
         super().__init__()
         self.encoder = encoder
+        self.preprocessing = preprocessing or encoder.preprocessing
         self.register_buffer("anchors", anchors.detach().float().clone())
         self.head = TeDLocHead(encoder.info.channels, anchors.shape[1], decoder_channels)
         self.logit, self.logit_scale = logit, logit_scale
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """E's patch embeddings (B, C, h, w)."""
         return self.encoder(images)
 
     def forward_head(self, features: torch.Tensor, head: nn.Module | None = None) -> dict[str, torch.Tensor]:
@@ -117,6 +125,7 @@ class TeDLoc(nn.Module):
                 "logits": class_logits(h, self.anchors, self.logit, self.logit_scale)}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`forward_head` of :meth:`forward_features`."""
         return self.forward_head(self.forward_features(images))
 
     def embeddings(self, u: torch.Tensor) -> torch.Tensor:

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tedloc.data.transforms import EvalTransform, to_normalized_tensor
 from tedloc.errors import TedlocError
+from tedloc.eval.evaluator import box_from_map
 from tedloc.eval.scoremaps import normalize_scoremap
+from tedloc.models.localizer import ClassConditionalMaps
 from tedloc.utils.registry import Registry
 
-__all__ = ["ANNOTATORS", "create_annotator", "select_by_pointing_game", "selective_search_boxes",
-           "ClassifierTools"]
+__all__ = ["ANNOTATORS", "AnnotatorSpec", "AnnotatorContext", "Annotator", "register_annotator", "create_annotator",
+           "select_by_pointing_game", "selective_search_boxes", "ClassifierTools"]
 
 
 def _box_contains(boxes: np.ndarray, point: tuple[int, int]) -> np.ndarray:
@@ -76,12 +77,11 @@ def selective_search_boxes(image: Image.Image, mode: str = "fast", max_proposals
 class ClassifierTools:
     """What the annotators need from a pretrained classifier run (a CAM localizer)."""
 
-    localizer: object  # has .cams(images, classes), .model, .input_size, .mean, .std
+    localizer: ClassConditionalMaps  # a LocalizationModel with class-conditional maps (a CAM localizer)
     batch_size: int = 64
 
     def _tensor(self, image: Image.Image) -> torch.Tensor:
-        view = EvalTransform(self.localizer.input_size).view(image.size)
-        return to_normalized_tensor(view.image(image), self.localizer.mean, self.localizer.std)
+        return self.localizer.preprocessing.eval_input(image)
 
     def cam(self, image: Image.Image, label: int) -> np.ndarray:
         """The true-class CAM at the image's size, min-max normalised (the evaluation's rule)."""
@@ -90,6 +90,7 @@ class ClassifierTools:
         return normalize_scoremap(raw.double().cpu().numpy(), image.size)
 
     def peak(self, image: Image.Image, label: int) -> tuple[int, int]:
+        """``(x, y)`` of the maximum of the true-class CAM, in image pixels."""
         m = self.cam(image, label)
         y, x = np.unravel_index(int(np.argmax(m)), m.shape)
         return int(x), int(y)
@@ -117,6 +118,7 @@ class Annotator:
     name = ""
 
     def settings(self) -> dict:
+        """What, besides its name, makes its boxes (recorded beside the box file)."""
         return {}
 
     def __call__(self, image: Image.Image, label: int) -> np.ndarray:  # pragma: no cover - interface
@@ -124,24 +126,28 @@ class Annotator:
 
 
 class CAMAnnotator(Annotator):
+    """The box of the largest region of the Otsu-thresholded true-class CAM of the classifier."""
+
     name = "cam"
 
     def __init__(self, tools: ClassifierTools):
         self.tools = tools
 
     def __call__(self, image: Image.Image, label: int) -> np.ndarray:
-        from tedloc.inference import box_from_map
-
         return np.array(box_from_map(self.tools.cam(image, label), "otsu"), dtype=np.int64)
 
 
 class SelectiveSearchAnnotator(Annotator):
+    """Selective Search proposals ranked by the classifier's box confidence, then the pointing game on the
+    true-class CAM peak (:func:`select_by_pointing_game`); the whole image if there is no proposal."""
+
     name = "ss"
 
     def __init__(self, tools: ClassifierTools, mode: str = "fast", max_proposals: int = 200, fraction: float = 0.2):
         self.tools, self.mode, self.max_proposals, self.fraction = tools, mode, max_proposals, fraction
 
     def settings(self) -> dict:
+        """The Selective Search mode, the proposal cap and the fraction kept before the pointing game."""
         return {"mode": self.mode, "max_proposals": self.max_proposals, "fraction": self.fraction}
 
     def __call__(self, image: Image.Image, label: int) -> np.ndarray:
@@ -168,6 +174,7 @@ class RPNAnnotator(Annotator):
                  max_proposals: int = 1000, min_size: int = 800):
         from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
+        weights = None if weights == "random" else weights
         self.tools, self.fraction, self.weights = tools, fraction, weights
         kwargs = {"weights_backbone": None, "rpn_post_nms_top_n_test": max_proposals, "min_size": min_size}
         if weights in (None, "DEFAULT"):
@@ -181,6 +188,7 @@ class RPNAnnotator(Annotator):
         self.model = model.eval()
 
     def settings(self) -> dict:
+        """The detector weights and the fraction of proposals kept before the pointing game."""
         return {"weights": self.weights, "fraction": self.fraction}
 
     @torch.no_grad()
@@ -209,18 +217,87 @@ class RPNAnnotator(Annotator):
                                        lambda bs: self.tools.confidence(image, label, bs), self.fraction)
 
 
-ANNOTATORS: Registry[Callable[..., Annotator]] = Registry("pseudo-box annotator")
-ANNOTATORS.register("cam")(lambda tools, **kw: CAMAnnotator(tools))
-ANNOTATORS.register("ss")(lambda tools, **kw: SelectiveSearchAnnotator(tools, **kw))
-ANNOTATORS.register("rpn")(lambda tools, **kw: RPNAnnotator(tools, **kw))
+class CLIPAnnotator(Annotator):
+    """The Otsu box of a CLIP model's map of the true class's prompt (:class:`~tedloc.cams.clip_cam.CLIPCAM`);
+    no classifier is needed."""
+
+    name = "clip"
+
+    def __init__(self, clip_model: str, class_names: list[str], device: str | torch.device = "cpu"):
+        from tedloc.cams.clip_cam import CLIPCAM
+
+        self.clip = CLIPCAM(clip_model, class_names, device=device)
+
+    def __call__(self, image: Image.Image, label: int) -> np.ndarray:
+        return np.array(box_from_map(self.clip(image, label), "otsu"), dtype=np.int64)
 
 
-def create_annotator(name: str, classifier_run, runtime=None, **options) -> Annotator:
-    """An annotator using the classifier of ``classifier_run`` (a `tedloc pretrain` run) for CAMs and scores,
-    run on ``runtime`` (a :class:`~tedloc.utils.device.Runtime`; default the CPU)."""
-    from tedloc.methods import load_model
+@dataclass
+class AnnotatorContext:
+    """What an annotator may draw on: the classes, the device, and a classifier run when one is given."""
 
-    localizer = load_model(classifier_run, runtime=runtime)
-    if not hasattr(localizer, "cams"):
-        raise TedlocError(f"{classifier_run}: pseudo-boxes need a classifier run (tedloc pretrain), not this kind")
-    return ANNOTATORS.get(name)(ClassifierTools(localizer), **options)
+    class_names: list[str]
+    run: str | None = None  # a classifier run (tedloc pretrain)
+    runtime: object = None  # a Runtime (None: the CPU)
+
+    def classifier(self, method: str) -> ClassifierTools:
+        """The run's classifier (CAMs, confidences); without a run, or with a run of another kind, a
+        :class:`TedlocError` naming ``method``."""
+        from tedloc.methods import load_model
+
+        if self.run is None:
+            raise TedlocError(f"--method {method} needs --run (a classifier run from `tedloc pretrain`)")
+        localizer = load_model(self.run, runtime=self.runtime)
+        if not isinstance(localizer, ClassConditionalMaps):
+            raise TedlocError(f"{self.run}: pseudo-boxes need a classifier run (tedloc pretrain), not this kind")
+        return ClassifierTools(localizer)
+
+    @property
+    def device(self) -> torch.device:
+        """The device networks run on."""
+        return self.runtime.device if self.runtime is not None else torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class AnnotatorSpec:
+    """A registered annotator: ``build(context, **options) -> Annotator``; ``options``: the keyword options it
+    takes (``tedloc pseudo-boxes`` passes those given)."""
+
+    name: str
+    description: str
+    build: Callable[..., Annotator]
+    options: tuple[str, ...] = ()
+
+
+ANNOTATORS: Registry[AnnotatorSpec] = Registry("pseudo-box annotator")
+
+
+def register_annotator(spec: AnnotatorSpec) -> AnnotatorSpec:
+    """Add ``spec`` to :data:`ANNOTATORS` (``tedloc pseudo-boxes --method`` offers every registered name)."""
+    return ANNOTATORS.register(spec.name)(spec)
+
+
+register_annotator(AnnotatorSpec(
+    "cam", "Otsu box of the classifier's true-class CAM (needs --run)",
+    lambda ctx, **kw: CAMAnnotator(ctx.classifier("cam"), **kw)))
+register_annotator(AnnotatorSpec(
+    "ss", "Selective Search proposals, pointing game, classifier confidence (needs --run)",
+    lambda ctx, **kw: SelectiveSearchAnnotator(ctx.classifier("ss"), **kw), ("fraction",)))
+register_annotator(AnnotatorSpec(
+    "rpn", "Faster R-CNN region proposals, pointing game, classifier confidence (needs --run)",
+    lambda ctx, **kw: RPNAnnotator(ctx.classifier("rpn"), **kw), ("fraction", "weights")))
+
+
+def _clip(ctx: AnnotatorContext, clip_model: str | None = None) -> Annotator:
+    if not clip_model:
+        raise TedlocError("--method clip needs --clip-model open_clip:<arch>@<tag>")
+    return CLIPAnnotator(clip_model, ctx.class_names, ctx.device)
+
+
+register_annotator(AnnotatorSpec("clip", "Otsu box of a CLIP model's map of the class prompt (needs --clip-model)",
+                                 _clip, ("clip_model",)))
+
+
+def create_annotator(name: str, context: AnnotatorContext, **options) -> Annotator:
+    """The annotator registered as ``name``, built on ``context`` with ``options`` (keywords of its class)."""
+    return ANNOTATORS.get(name).build(context, **options)

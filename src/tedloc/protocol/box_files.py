@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from tedloc.data.dataset import Split
-from tedloc.errors import DataError, Problem
+from tedloc.errors import DataError, OptionError, Problem
 from tedloc.eval.boxes import box_iou, rescale_boxes
 from tedloc.utils.io import atomic_write_text
 
-__all__ = ["read_box_file", "write_box_file", "score_boxes", "box_ious"]
+__all__ = ["read_box_file", "write_box_file", "score_boxes", "box_ious", "split_with_box_file", "supervision_sets"]
 
 
 def read_box_file(path: str | os.PathLike, split: Split | None = None) -> dict[str, np.ndarray]:
@@ -100,3 +100,20 @@ def score_boxes(split: Split, boxes: dict[str, np.ndarray], rescale: int | None 
     return {"images": len(ious), "mIoU": 100.0 * float(ious.mean()),
             **{f"IoU>={t}": 100.0 * float((ious >= t / 100).mean()) for t in (30, 50, 70)},
             "rescale": rescale}
+
+
+def split_with_box_file(split: Split, path: str | os.PathLike) -> Split:
+    """``split`` with the boxes of a box file (one per image) in place of its GT boxes."""
+    boxes = read_box_file(path, split)
+    return split.with_boxes([boxes[i][None] for i in split.image_ids])
+
+
+def supervision_sets(val: Split, specs: list[str] | None) -> dict[str, Split]:
+    """``GT`` (the val split) and one set per ``NAME=FILE`` spec (the val split with that box file's boxes)."""
+    sets = {"GT": val}
+    for spec in specs or []:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise OptionError(f"--pseudo-boxes takes NAME=FILE, got {spec!r}")
+        sets[name] = split_with_box_file(val, path)
+    return sets

@@ -54,7 +54,7 @@ def _resume_partial(out: Path, settings: dict) -> dict[str, np.ndarray]:
     partial, recorded = _partial_files(out)
     if partial.exists() and recorded.exists():
         previous = json.loads(recorded.read_text())
-        if previous != json.loads(json.dumps(settings)):  # compared as stored: tuples are lists
+        if not _same_settings(previous, settings):
             raise TedlocError(f"{out}: an interrupted run with other settings ({previous}) left {partial}; "
                               f"resume it with those settings, or delete it")
     atomic_write_text(recorded, json.dumps(settings, indent=1) + "\n")
@@ -74,45 +74,38 @@ def _annotate_split(split, annotate: Annotator, done: dict[str, np.ndarray], par
     return {image_id: done[image_id] for image_id in split.image_ids}
 
 
-def _annotator(method: str, run: str | os.PathLike | None, clip_model: str | None, class_names: list[str],
-               options: dict, runtime=None) -> Annotator:
-    if method == "clip":
-        from tedloc.cams.clip_cam import CLIPCAM
-        from tedloc.inference import box_from_map
+def _same_settings(a: dict | None, b: dict) -> bool:
+    """Settings compared as stored (tuples are lists), entries of None ignored (older files recorded
+    ``clip_model: null`` for every method)."""
+    def norm(d: dict) -> dict:
+        return {k: v for k, v in json.loads(json.dumps(d)).items() if v is not None}
 
-        if not clip_model:
-            raise TedlocError("--method clip needs --clip-model open_clip:<arch>@<tag>")
-        clip = CLIPCAM(clip_model, class_names, device=runtime.device if runtime is not None else "cpu")
-
-        def annotate(image, label):
-            return np.array(box_from_map(clip(image, label), "otsu"), dtype=np.int64)
-
-        return annotate
-    from tedloc.protocol.annotators import create_annotator
-
-    if run is None:
-        raise TedlocError(f"--method {method} needs --run (a classifier run from `tedloc pretrain`)")
-    return create_annotator(method, run, runtime=runtime, **options)
+    return a is not None and norm(a) == norm(b)
 
 
 def make_pseudo_boxes(data: str | os.PathLike, split_name: str, method: str, run: str | os.PathLike | None,
-                      out: str | os.PathLike, clip_model: str | None = None, runtime=None, **options) -> dict:
-    """Pseudo-boxes of every image of a split by ``method``; returns the summary written to ``FILE.json``.
-    ``runtime``: where the networks run (a :class:`~tedloc.utils.device.Runtime`; default the CPU)."""
+                      out: str | os.PathLike, runtime=None, **options) -> dict:
+    """Pseudo-boxes of every image of a split by the annotator registered as ``method``
+    (:data:`~tedloc.protocol.annotators.ANNOTATORS`), with its ``options`` and the classifier ``run`` if it
+    needs one; returns the summary written to ``FILE.json``. ``runtime``: where the networks run (a
+    :class:`~tedloc.utils.device.Runtime`; default the CPU)."""
+    from tedloc.protocol.annotators import AnnotatorContext, create_annotator
+
     out = Path(out)
     dataset = load_dataset(data, splits=[split_name])
     split = dataset[split_name]
     settings = {"method": method, "data": str(Path(data).resolve()), "split": split_name,
-                "run": str(Path(run).resolve()) if run else None, "clip_model": clip_model, **options}
+                "run": str(Path(run).resolve()) if run else None, **options}
     summary_path = out.with_name(out.name + ".json")
     with file_lock(out):
         if out.exists() and summary_path.exists():
             summary = json.loads(summary_path.read_text())
-            if summary.get("settings") == settings:
+            if _same_settings(summary.get("settings"), settings):
                 return summary
             raise TedlocError(f"{out} exists with other settings ({summary.get('settings')}); "
                               f"choose another --out")
-        annotate = _annotator(method, run, clip_model, dataset.class_names, options, runtime)
+        context = AnnotatorContext(dataset.class_names, str(run) if run else None, runtime)
+        annotate = create_annotator(method, context, **options)
         done = _resume_partial(out, settings)
         desc = f"{method} pseudo-boxes of {split_name}"
         boxes = _annotate_split(split, annotate, done, _partial_files(out)[0], desc)

@@ -17,7 +17,8 @@ import numpy as np
 from tedloc.data.dataset import Split
 from tedloc.errors import OptionError
 
-__all__ = ["NOISE_LEVELS", "perturb_boxes", "noisy_split"]
+__all__ = ["NOISE_LEVELS", "perturb_boxes", "noisy_split", "noise_supervision", "noise_study_rows",
+           "format_noise_study"]
 
 NOISE_LEVELS = tuple(range(5, 55, 5))  # percent
 
@@ -56,3 +57,31 @@ def noisy_split(split: Split, level_percent: float, seed: int = 0) -> Split:
     boxes = [perturb_boxes(b, np.repeat(split.sizes[i][None], len(b), 0), level_percent / 100.0, rng)
              for i, b in enumerate(split.boxes)]
     return split.with_boxes(boxes)
+
+
+def noise_supervision(val: Split, seed: int = 0) -> dict[str, Split]:
+    """The val split with its GT boxes (``GT``) and perturbed at each level (``noise5`` ... ``noise50``)."""
+    return {"GT": val, **{f"noise{level}": noisy_split(val, level, seed) for level in NOISE_LEVELS}}
+
+
+def noise_study_rows(results: dict, names: list[str]) -> list[dict]:
+    """For each supervision of ``names`` (the keys of :func:`noise_supervision`): the BV-TT and BV-VT cells of
+    selection with it (``results``: :func:`~tedloc.protocol.selection.evaluate_runs` over those sets)."""
+    from tedloc.protocol.selection import select
+
+    rows = []
+    for name in names:
+        cells = select(results, name)
+        rows.append({"boxes": name, **{c: cells[c] for c in ("BV-TT", "BV-VT")}})
+    return rows
+
+
+def format_noise_study(rows: list[dict]) -> str:
+    """A Markdown table: the selected checkpoint, BV-TT, BV-VT and BV-VT's difference to clean GT (row ``GT``)."""
+    clean = next(r for r in rows if r["boxes"] == "GT")["BV-VT"]["MaxBoxAcc"]
+    lines = ["| val boxes | selected | BV-TT MaxBoxAcc | BV-VT MaxBoxAcc | BV-VT - clean BV-VT |", "|---|---|---|---|---|"]
+    for r in rows:
+        tt, vt = r["BV-TT"], r["BV-VT"]
+        lines.append(f"| {r['boxes']} | {vt['checkpoint']} | {tt['MaxBoxAcc']:.2f} | {vt['MaxBoxAcc']:.2f} | "
+                     f"{vt['MaxBoxAcc'] - clean:+.2f} |")
+    return "\n".join(lines)

@@ -20,7 +20,9 @@ interval), so adding a supervision set or a run only evaluates what is new.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -29,32 +31,37 @@ from pathlib import Path
 import numpy as np
 
 from tedloc.data.dataset import Split
+from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.localizer_eval import iter_score_maps
 from tedloc.utils.io import atomic_write_text
 
-__all__ = ["Checkpoint", "evaluate_checkpoint", "select", "protocol_table", "list_checkpoints", "CELLS"]
+__all__ = ["Checkpoint", "evaluate_checkpoint", "evaluate_runs", "select", "protocol_table", "list_checkpoints",
+           "format_table", "table_csv", "CELLS"]
 
 CELLS = ("BT-TT", "BT-VT", "BV-TT", "BV-VT")
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    run: Path
+    """One epoch of one run: a candidate of model selection."""
+
+    run: RunFolder
     epoch: int
 
     @property
     def name(self) -> str:
+        """``<run folder name>@<epoch>``."""
         return f"{self.run.name}@{self.epoch}"
 
 
-def list_checkpoints(run: str | os.PathLike) -> list[Checkpoint]:
+def list_checkpoints(run: str | os.PathLike | RunFolder) -> list[Checkpoint]:
     """Every epoch checkpoint of a finished run, in order."""
-    run = Path(run)
-    if not (run / "model.json").is_file():
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    if not run.is_finished():
         raise TedlocError(f"{run}: not a finished run (no model.json)")
-    epochs = sorted(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("epoch_*.safetensors"))
+    epochs = run.epochs()
     if not epochs:
         raise TedlocError(f"{run}: no epoch checkpoints")
     return [Checkpoint(run, e) for e in epochs]
@@ -90,7 +97,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
     """
     from tedloc.methods import load_model
 
-    path = ckpt.run / "protocol" / f"epoch_{ckpt.epoch:03d}.json"
+    path = ckpt.run.protocol_cache(ckpt.epoch)
     cache = json.loads(path.read_text()) if path.exists() else {}
     keys = {name: f"val:{_split_key(s)}:{interval}:v{_CACHE_VERSION}" for name, s in splits.items()}
     test_key = f"test:{_split_key(test)}:{interval}:v{_CACHE_VERSION}"
@@ -121,6 +128,13 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
             cache[test_key] = {**_curves(oracle.compute()), "otsu": {k: o[k] for k in ("MaxBoxAcc", "mIoU")}}
         atomic_write_text(path, json.dumps(cache) + "\n")
     return {"val": {name: cache[keys[name]] for name in splits}, "test": cache[test_key]}
+
+
+def evaluate_runs(runs: list[str | os.PathLike], splits: dict[str, Split], test: Split, interval: float = 0.01,
+                  runtime=None) -> dict[Checkpoint, dict]:
+    """:func:`evaluate_checkpoint` of every epoch checkpoint of ``runs``, in order."""
+    return {ckpt: evaluate_checkpoint(ckpt, splits, test, interval, runtime=runtime)
+            for run in runs for ckpt in list_checkpoints(run)}
 
 
 def select(results: dict[Checkpoint, dict], supervision: str) -> dict:
@@ -173,3 +187,15 @@ def format_table(table: dict, thresholds: list[float] | None = None) -> str:
             continue
         lines.append(f"| {cell} | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def table_csv(table: dict) -> str:
+    """The table as CSV: one row per (supervision, cell) with MaxBoxAcc, mIoU and the checkpoint."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["supervision", "cell", "MaxBoxAcc", "mIoU", "checkpoint"])
+    for s, cells in table.items():
+        for cell, v in cells.items():
+            if v is not None:
+                writer.writerow([s, cell, f"{v['MaxBoxAcc']:.4f}", f"{v['mIoU']:.4f}", v["checkpoint"]])
+    return buf.getvalue()

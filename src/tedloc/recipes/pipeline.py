@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
-from tedloc.training.pretrain import PretrainConfig
-from tedloc.training.tedloc import TeDLocTrainConfig
+from tedloc.methods import get_method
+from tedloc.methods.cam import PretrainConfig
+from tedloc.methods.tedloc import TeDLocTrainConfig
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.registry import Registry
@@ -70,8 +72,8 @@ def _log_step(log: Callable[[str], None], i: int, n: int, text: str) -> float:
 
 
 def _finished(run: Path, epochs: int) -> bool:
-    meta = run / "model.json"
-    return meta.is_file() and len(json.loads(meta.read_text()).get("history", [])) == epochs
+    folder = RunFolder(run)
+    return folder.is_finished() and len(folder.metadata().get("history", [])) == epochs
 
 
 def _anchors(data: Path, out: Path, encoder: str | None, runtime: Runtime):
@@ -95,7 +97,7 @@ def _evaluate(run: Path, data: Path, out: Path, batch_size: int, runtime: Runtim
     from tedloc.methods import load_model
 
     path = out / "eval" / f"{run.name}.json"
-    model_mtime = (run / "model.json").stat().st_mtime
+    model_mtime = RunFolder(run).metadata_path.stat().st_mtime
     if path.exists() and path.stat().st_mtime >= model_mtime:
         return json.loads(path.read_text())
     localizer = load_model(run, runtime=runtime)
@@ -137,7 +139,7 @@ def results_table(results: dict) -> str:
     lines = ["| method | map | " + " | ".join(HEADLINE_METRICS) + " |",
              "|---|---|" + "---|" * len(HEADLINE_METRICS)]
     for method, metrics in results.items():
-        rows = [(metrics.get("map", "cam" if method == "cam" else "-"), metrics)]
+        rows = [(metrics.get("map", "-"), metrics)]
         rows += [(kind, other) for kind, other in metrics.get("maps", {}).items()]
         for kind, m in rows:
             lines.append(f"| {method} | {kind} | " + " | ".join(cell(m, k) for k in HEADLINE_METRICS) + " |")
@@ -184,9 +186,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
                log: Callable[[str], None] = print, runtime: Runtime | None = None) -> dict:
     """Run (or resume) every step on ``runtime`` (default: the CPU in fp32); returns method -> test
     metrics (also in OUT/results.json)."""
-    from tedloc.cams.compute import compute_map_cache
-    from tedloc.training import pretrain
-    from tedloc.training.tedloc import train_tedloc
+    from tedloc.methods.run_maps import compute_run_map_cache
 
     data, out = Path(data), Path(out)
     runtime = runtime or Runtime()
@@ -206,12 +206,12 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     cam_run = out / "runs" / "cam"
     t0 = _log_step(log, step, n, f"pretrain the classifier {recipe.pretrain.arch} -> {cam_run}")
     if not _finished(cam_run, recipe.pretrain.epochs):
-        pretrain(data, cam_run, recipe.pretrain, runtime=runtime)
+        get_method("cam").train(data, cam_run, recipe.pretrain, runtime=runtime)
     done("pretrain", t0)
     step += 1
     t0 = _log_step(log, step, n, "CAM pseudo-label maps of the train split")
     cams = out / "cache" / "cams_train"
-    compute_map_cache(cam_run, data, "train", cams, batch_size=recipe.eval_batch_size, runtime=runtime)
+    compute_run_map_cache(cam_run, data, "train", cams, batch_size=recipe.eval_batch_size, runtime=runtime)
     done("cam_cache", t0)
     step += 1
     t0 = _log_step(log, step, n, "text anchors of the class names")
@@ -228,7 +228,8 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         t0 = _log_step(log, step, n, f"{variant.description} -> {run}")
         if not _finished(run, base.epochs):
             cfg = dataclasses.replace(base, lambdas=variant.lambdas)
-            train_tedloc(data, run, ortho if variant.orthogonal else raw, cams, cfg, runtime=runtime)
+            get_method("tedloc").train(data, run, cfg, runtime=runtime, anchors=ortho if variant.orthogonal else raw,
+                                       cams=cams)
         runs[name] = run
         done(name, t0)
         step += 1
@@ -244,8 +245,8 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     pictures: list[str] = []
     if recipe.overlays:
         t0 = _log_step(log, step, n, f"overlay pictures of {recipe.overlays} test images")
-        pictures = _overlays(data, out, {k: runs[k] for k in ("cam", "tedloc") if k in runs}, recipe.overlays,
-                             runtime)
+        drawn = ["cam", *recipe.variants[:1]]  # the baseline and the first variant, side by side
+        pictures = _overlays(data, out, {k: runs[k] for k in drawn}, recipe.overlays, runtime)
         done("overlays", t0)
         step += 1
     _log_step(log, step, n, f"report -> {out / 'report.md'}")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from tedloc.training.pretrain import PretrainConfig
-from tedloc.training.tedloc import TeDLocTrainConfig
+from tedloc.methods.cam import PretrainConfig
+from tedloc.methods.tedloc import TeDLocTrainConfig
 from tedloc.recipes.pipeline import VARIANTS, Recipe
 from tedloc.utils.registry import Registry
 
@@ -47,4 +47,5 @@ def _tin_full() -> Recipe:
 
 
 def get_preset(name: str) -> Recipe:
+    """A new :class:`Recipe` of the preset ``name`` (TedlocError listing the presets if unknown)."""
     return PRESETS.get(name)()

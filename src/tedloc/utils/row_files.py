@@ -68,6 +68,7 @@ class DoneRows:
             self.flags = np.load(self.path)
 
     def save(self) -> None:
+        """Write the flags to ``path`` (atomically)."""
         with atomic_write(self.path, "wb") as f:
             np.save(f, self.flags)
 
@@ -78,9 +79,11 @@ class DoneRows:
 
     @property
     def complete(self) -> bool:
+        """Whether every row is done."""
         return bool(self.flags.all())
 
     def missing(self) -> np.ndarray:
+        """The indices of the rows not done yet."""
         return np.flatnonzero(~self.flags)
 
 
@@ -117,9 +120,11 @@ class RowCache:
 
     @property
     def complete(self) -> bool:
+        """Whether every row of the cache is done."""
         return self.done_rows.complete
 
     def missing(self) -> np.ndarray:
+        """The indices of the rows not done yet."""
         return self.done_rows.missing()
 
     def _begin_write(self) -> None:

@@ -7,12 +7,8 @@ multiplied by ``lr_gamma`` every ``lr_step`` epochs; train transform = resize, r
 flip; validation top-1/top-5 after every epoch. The loop is the engine's
 (:class:`tedloc.engine.Trainer`): any device and precision, one process or ``torchrun``.
 
-Run folder::
-
-    RUN/config.json            resolved configuration, classes, preprocessing, device and precision
-    RUN/metrics.csv            one row per epoch
-    RUN/checkpoints/epoch_NNN  safetensors + JSON, every epoch (model and optimizer)
-    RUN/model.{safetensors,json}   the last epoch's model (what other commands load)
+The run folder (:class:`~tedloc.engine.RunFolder`) holds a checkpoint per epoch and the last
+epoch's model (``model.{safetensors,json}``, with its preprocessing record and the val threshold).
 
 An interrupted run resumes from its last complete checkpoint and ends with the same weights
 as an uninterrupted one: shuffling and augmentation depend only on (seed, epoch, index).
@@ -27,18 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from tedloc.data import EvalTransform, TrainTransform, WSOLImageDataset, load_dataset
-from tedloc.engine import Distributed, LossTerm, Schedule, Trainer
+from tedloc.data import load_dataset
+from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import save_checkpoint
 from tedloc.engine.distributed import shard_indices
 from tedloc.errors import TedlocError
 from tedloc.models.classifier import build_classifier
-from tedloc.training.runs import open_run
 from tedloc.utils.device import Runtime
 
-__all__ = ["PretrainConfig", "pretrain", "evaluate_classifier"]
-
-IMAGENET_PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+__all__ = ["PretrainConfig", "pretrain", "evaluate_classifier", "ClassifierTask"]
 
 
 @dataclass
@@ -94,22 +87,25 @@ class ClassifierTask:
 
     def __init__(self, model: torch.nn.Module, dataset, config: PretrainConfig):
         self.model, self.config = model, config
-        self.train_set = WSOLImageDataset(dataset["train"], TrainTransform(config.input_size, config.resize_size),
-                                          seed=config.seed)
-        self.val_set = WSOLImageDataset(dataset["val"], EvalTransform(config.input_size))
+        self.train_set = model.preprocessing.dataset(dataset["train"], train=True, seed=config.seed)
+        self.val_set = model.preprocessing.dataset(dataset["val"])
 
     def trainable(self) -> torch.nn.Module:
+        """The whole classifier trains."""
         return self.model
 
     def train_dataset(self) -> Dataset:
+        """Training views of the train split."""
         return self.train_set
 
     def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
+        """SGD with (Nesterov) momentum and weight decay."""
         c = self.config
         return torch.optim.SGD(module.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
                                weight_decay=c.weight_decay)
 
     def loss_terms(self, module: torch.nn.Module, batch: dict, epoch: int) -> dict[str, LossTerm]:
+        """Cross-entropy (and the batch's top-1, logged only)."""
         logits = module(batch["image"].contiguous(memory_format=torch.channels_last))
         labels = batch["label"]
         n = len(labels)
@@ -117,10 +113,12 @@ class ClassifierTask:
                 "top1": LossTerm(100.0 * (logits.argmax(1) == labels).sum(), n, weight=0.0)}
 
     def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+        """Top-1 / top-5 and loss on the val split."""
         c = self.config
         return evaluate_classifier(self.model, self.val_set, c.batch_size, c.workers, runtime, dist)
 
     def row(self, train: dict[str, float], val: dict) -> dict:
+        """The epoch's ``metrics.csv`` columns."""
         return {"train_loss": train["loss"], "train_top1": train["top1"], "val_top1": val["top1"],
                 "val_top5": val["top5"], "val_loss": val["loss"]}
 
@@ -129,12 +127,12 @@ def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig, runt
                    dist: Distributed) -> float | None:
     """The CAM threshold with the best val MaxBoxAcc (GT boxes), stored for `tedloc predict`; None without boxes."""
     from tedloc.eval.localizer_eval import evaluate_localizer
-    from tedloc.methods.cam import CAMLocalizer
+    from tedloc.methods.cam.localizer import CAMLocalizer
 
     val = dataset["val"]
     if not val.has_boxes:
         return None
-    localizer = CAMLocalizer(model, dataset.class_names, config.input_size, runtime=runtime)
+    localizer = CAMLocalizer(model, dataset.class_names, runtime=runtime)
     return evaluate_localizer(localizer, val, batch_size=config.batch_size, masks=False, dist=dist)["threshold"]
 
 
@@ -145,26 +143,27 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     ``runtime``: device and precision (default: the CPU in fp32). Under ``torchrun`` every process
     calls this; the first one writes the run folder.
     """
-    out = Path(out)
+    run = RunFolder(out)
     dataset = load_dataset(data)
     for split in ("train", "val"):
         if split not in dataset.splits:
             raise TedlocError(f"{data}: pretraining needs a {split!r} split")
     dist, runtime = Distributed.from_env(runtime or Runtime())
-    preprocessing = {"input_size": config.input_size, **IMAGENET_PREPROCESSING}
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "dataset": dataset.name,
-                "class_names": dataset.class_names, "kind": "classifier", "preprocessing": preprocessing}
-    with open_run(out, resolved, runtime, dist):
-        torch.manual_seed(config.seed)
-        model = build_classifier(config.arch, dataset.num_classes, config.pretrained, config.encoder_weights)
-        model = model.to(memory_format=torch.channels_last)  # ~30 % faster convolutions on CPU (BENCHMARKS.md)
-        task = ClassifierTask(model, dataset, config)
-        meta = {"config": asdict(config), "arch": config.arch, "num_classes": dataset.num_classes}
-        trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime, dist)
-        history = trainer.fit(task, out, resume=resume, meta=meta)
-        threshold = _val_threshold(model, dataset, config, runtime, dist)
-        if dist.is_main:
-            final = {**meta, "epoch": config.epochs - 1, "history": history, "class_names": dataset.class_names,
-                     "kind": "classifier", "preprocessing": preprocessing, "threshold": threshold}
-            save_checkpoint(out / "model", model, final)
+                "class_names": dataset.class_names, "kind": "classifier"}
+    run.start(resolved, runtime, dist)  # before any work: a folder in use or of another run is refused at once
+    torch.manual_seed(config.seed)
+    model = build_classifier(config.arch, dataset.num_classes, config.pretrained, config.encoder_weights,
+                             config.input_size, config.resize_size)
+    preprocessing = model.preprocessing.to_dict()
+    model = model.to(memory_format=torch.channels_last)  # ~30 % faster convolutions on CPU (BENCHMARKS.md)
+    task = ClassifierTask(model, dataset, config)
+    meta = {"config": asdict(config), "arch": config.arch, "num_classes": dataset.num_classes}
+    trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime, dist)
+    history = trainer.fit(task, run, resume=resume, meta=meta)
+    threshold = _val_threshold(model, dataset, config, runtime, dist)
+    if dist.is_main:
+        final = {**meta, "epoch": config.epochs - 1, "history": history, "class_names": dataset.class_names,
+                 "kind": "classifier", "preprocessing": preprocessing, "threshold": threshold}
+        save_checkpoint(run.model_stem, model, final)
     return history

@@ -3,34 +3,36 @@ Runs of kind ``tedloc`` hold the whole model (encoder, decoder, g, anchors) in `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from tedloc.data.preprocessing import Preprocessing
 from tedloc.engine.checkpoint import load_checkpoint
-from tedloc.methods.base import NetworkLocalizer, register_model
+from tedloc.engine.run_folder import RunFolder
+from tedloc.errors import OptionError
+from tedloc.methods.base import NetworkLocalizer, recorded_preprocessing
+from tedloc.models.tedloc import TeDLoc
 from tedloc.utils.device import Runtime
 
-if TYPE_CHECKING:
-    from tedloc.models.tedloc import TeDLoc
-
-__all__ = ["TeDLocLocalizer"]
+__all__ = ["TeDLocLocalizer", "load_tedloc_run"]
 
 
 class TeDLocLocalizer(NetworkLocalizer):
-    """TeD-Loc at inference: class = argmax <h, t_k>, map = g's foreground probability (or <z_p, t_c>)."""
+    """TeD-Loc at inference: class = argmax <h, t_k>, map = g's foreground probability (``g``) or
+    <z_p, t_c> of the predicted class (``class``)."""
 
     map_kinds = ("g", "class")
 
-    def __init__(self, model: TeDLoc, class_names: list[str], input_size: int, map_kind: str = "g",
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), runtime: Runtime = Runtime()):
+    def __init__(self, model: TeDLoc, class_names: list[str], map_kind: str = "g",
+                 preprocessing: Preprocessing | None = None, runtime: Runtime = Runtime()):
         if map_kind not in self.map_kinds:
-            raise ValueError("map_kind must be 'g' or 'class'")
-        super().__init__(model, class_names, input_size, mean, std, runtime)
+            raise OptionError("map_kind must be 'g' or 'class'")
+        super().__init__(model, class_names, preprocessing, runtime)
         self.map_kind = map_kind
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class probabilities and the map of :attr:`map_kind`."""
         scores, maps = self.predict_maps(images, (self.map_kind,))
         return scores, maps[self.map_kind]
 
@@ -46,19 +48,18 @@ class TeDLocLocalizer(NetworkLocalizer):
             return scores, {kind: maps[kind]().float() for kind in kinds}
 
 
-
-@register_model("tedloc")
-def _load(run: Path, meta: dict, checkpoint: Path | None = None, runtime: Runtime = Runtime()) -> TeDLocLocalizer:
+def load_tedloc_run(run: RunFolder, meta: dict, checkpoint: Path | None = None,
+                    runtime: Runtime = Runtime()) -> TeDLocLocalizer:
+    """A TeD-Loc run's model (or one epoch's head on its frozen encoder and anchors) as a localizer."""
     from tedloc.models.encoders import create_encoder
-    from tedloc.models.tedloc import TeDLoc
 
-    state, _, _ = load_checkpoint(run / "model")
+    state, _, _ = load_checkpoint(run.model_stem)
     config = meta["config"]
     encoder = create_encoder(config["encoder"], img_size=config["input_size"])  # weights come from the run
+    preprocessing = recorded_preprocessing(run, meta, encoder.preprocessing)
     model = TeDLoc(encoder, state["anchors"], tuple(config["decoder_channels"]), config.get("logit", "dot"),
-                   config.get("logit_scale", 1.0))
+                   config.get("logit_scale", 1.0), preprocessing)
     model.load_state_dict(state)
     if checkpoint is not None:  # epoch checkpoints hold the head only (E and the anchors are frozen)
         model.head.load_state_dict(load_checkpoint(checkpoint)[0])
-    pre = meta["preprocessing"]
-    return TeDLocLocalizer(model, meta["class_names"], pre["input_size"], "g", pre["mean"], pre["std"], runtime)
+    return TeDLocLocalizer(model, meta["class_names"], "g", preprocessing, runtime)

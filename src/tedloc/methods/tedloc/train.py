@@ -21,17 +21,18 @@ import torch
 from torch.utils.data import Dataset
 
 from tedloc.cams.cache import MapCache
-from tedloc.data import TrainTransform, WSOLImageDataset, load_dataset
-from tedloc.engine import Distributed, LossTerm, Schedule, Trainer
+from tedloc.data import load_dataset
+from tedloc.data.preprocessing import Preprocessing
+from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
 from tedloc.errors import TedlocError
-from tedloc.methods.tedloc import TeDLocLocalizer
+from tedloc.methods.base import recorded_preprocessing
+from tedloc.methods.tedloc.localizer import TeDLocLocalizer
 from tedloc.models.encoders import create_encoder
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
 from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, maps_on_grid
 from tedloc.text import TextAnchors
-from tedloc.training.runs import open_run
 from tedloc.utils.device import Runtime
 from tedloc.utils.keyed_random import sample_keys
 
@@ -73,17 +74,22 @@ class TeDLocTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TeDLocTrainConfig":
+        """The config of a dict (e.g. read from JSON): unknown keys are ignored, lists become tuples."""
         names = {f.name for f in fields(cls)}
         d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
         return cls(**d)
 
 
 def _encoder_from_run(run: str | os.PathLike, name: str, img_size: int):
-    """E from a pretrain run: its classifier without the head."""
-    state, _, meta = load_checkpoint(Path(run) / "model")
+    """E from a pretrain run: its classifier without the head (refused when the run normalised its images
+    otherwise than the encoder's record says)."""
+    folder = RunFolder(run)
+    state, _, meta = load_checkpoint(folder.model_stem)
     if meta.get("arch") != name:
         raise TedlocError(f"{run} trained {meta.get('arch')!r}, not the encoder {name!r}")
     encoder = create_encoder(name, img_size=img_size)
+    if "preprocessing" in meta:
+        recorded_preprocessing(folder, meta, encoder.preprocessing)
     backbone = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.fc.", "head."))}
     missing, unexpected = encoder.model.load_state_dict(backbone, strict=False)
     if unexpected or [m for m in missing if not m.startswith(("fc", "head"))]:
@@ -92,14 +98,16 @@ def _encoder_from_run(run: str | os.PathLike, name: str, img_size: int):
 
 
 def build_tedloc(config: TeDLocTrainConfig, anchors: TextAnchors) -> TeDLoc:
-    """The model of ``config`` with E loaded as the config says and the anchors as a frozen buffer."""
+    """The model of ``config`` with E loaded as the config says and the anchors as a frozen buffer; its
+    preprocessing is E's record (normalisation of E's weights) with the config's input and resize sizes."""
     if config.encoder_run:
         encoder = _encoder_from_run(config.encoder_run, config.encoder, config.input_size)
     else:
         encoder = create_encoder(config.encoder, pretrained=config.pretrained, weights=config.encoder_weights,
                                  img_size=config.input_size)
+    preprocessing: Preprocessing = encoder.preprocessing.replace(resize_size=config.resize_size)
     return TeDLoc(encoder, torch.from_numpy(anchors.vectors), tuple(config.decoder_channels), config.logit,
-                  config.logit_scale)
+                  config.logit_scale, preprocessing)
 
 
 class TeDLocTask:
@@ -118,12 +126,15 @@ class TeDLocTask:
         self.sampler = PseudoLabelSampler(SamplerConfig(k=config.k, fg_pool=config.fg_pool, bg_pool=config.bg_pool))
 
     def trainable(self) -> torch.nn.Module:
+        """The head (decoder D, projection and g); E and the anchors are frozen."""
         return self.model.head
 
     def train_dataset(self) -> Dataset:
+        """Training views (images, or E's cached features of them)."""
         return self.train_set
 
     def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
+        """SGD with momentum and weight decay."""
         c = self.config
         return torch.optim.SGD(module.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
@@ -135,6 +146,7 @@ class TeDLocTask:
             return self.sampler(maps.to(batch["label"].device), keys=keys)
 
     def loss_terms(self, module: torch.nn.Module, batch: dict, epoch: int) -> dict[str, LossTerm]:
+        """L_KD, P_CL and I_CL on the batch's pseudo-labels (their weights from ``lambdas``)."""
         features = batch["features"] if "features" in batch else self.model.forward_features(batch["image"])
         out = self.model.forward_head(features, head=module)
         pseudo = self._pseudo_labels(batch, tuple(out["fg"].shape[-2:]), epoch)
@@ -146,6 +158,7 @@ class TeDLocTask:
         return terms
 
     def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+        """Classification and localization (GT boxes) on the val split."""
         from tedloc.eval.localizer_eval import evaluate_localizer
 
         c = self.config
@@ -153,6 +166,7 @@ class TeDLocTask:
                                   dist=dist)
 
     def row(self, train: dict[str, float], val: dict) -> dict:
+        """The epoch's ``metrics.csv`` columns."""
         w = self.weights
         total = w.kd * train["kd"] + w.pcl * train["pcl"] + w.icl * train["icl"]
         return {"loss_kd": train["kd"], "loss_pcl": train["pcl"], "loss_icl": train["icl"], "loss_total": total,
@@ -176,7 +190,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     """
     if config.selection not in ("loc", "cls", "last"):
         raise TedlocError("selection must be loc, cls or last")
-    out = Path(out)
+    run = RunFolder(out)
     dataset = load_dataset(data)
     anchors = TextAnchors.load(anchors_path)
     if anchors.class_names != dataset.class_names:
@@ -188,31 +202,27 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     dist, runtime = Distributed.from_env(runtime or Runtime())
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "anchors": str(Path(anchors_path).resolve()),
                 "cams": str(Path(cams).resolve()), "class_names": dataset.class_names, "kind": "tedloc"}
-    with open_run(out, resolved, runtime, dist):
-        torch.manual_seed(config.seed)
-        model = build_tedloc(config, anchors).to(runtime.device)
-        info = model.encoder.info
-        transform = TrainTransform(config.input_size, config.resize_size)
-        if config.feature_cache:
-            features = build_feature_cache(model.encoder, train_split, transform, config.feature_cache,
-                                           config.cache_views, config.seed, config.batch_size, config.workers,
-                                           runtime=runtime, dist=dist)
-            train_set = CachedFeatureDataset(features, train_split.labels, seed=config.seed)
-        else:
-            train_set = WSOLImageDataset(train_split, transform, seed=config.seed, mean=info.mean, std=info.std)
-        localizer = TeDLocLocalizer(model, dataset.class_names, config.input_size, mean=info.mean, std=info.std,
-                                    runtime=runtime)
-        task = TeDLocTask(model, train_set, cache, localizer, val_split, config)
-        trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime, dist,
-                          find_unused_parameters=not all(config.lambdas))
-        history = trainer.fit(task, out, resume=resume, meta={"config": asdict(config)})
-        if dist.is_main:
-            best = _selected_epoch(history, config.selection)
-            model.head.load_state_dict(load_checkpoint(out / "checkpoints" / f"epoch_{best + 1:03d}")[0])
-            final = {"kind": "tedloc", "config": asdict(config), "class_names": dataset.class_names,
-                     "selected_epoch": best + 1, "selection": config.selection,
-                     "threshold": history[best]["val_threshold"], "anchors": anchors.metadata(), "history": history,
-                     "preprocessing": {"input_size": config.input_size, "mean": list(localizer.mean),
-                                       "std": list(localizer.std)}}
-            save_checkpoint(out / "model", model, final)
+    run.start(resolved, runtime, dist)
+    torch.manual_seed(config.seed)
+    model = build_tedloc(config, anchors).to(runtime.device)
+    if config.feature_cache:
+        features = build_feature_cache(model.encoder, train_split, model.preprocessing, config.feature_cache,
+                                       config.cache_views, config.seed, config.batch_size, config.workers,
+                                       runtime=runtime, dist=dist)
+        train_set = CachedFeatureDataset(features, train_split.labels, seed=config.seed)
+    else:
+        train_set = model.preprocessing.dataset(train_split, train=True, seed=config.seed)
+    localizer = TeDLocLocalizer(model, dataset.class_names, runtime=runtime)
+    task = TeDLocTask(model, train_set, cache, localizer, val_split, config)
+    trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime, dist,
+                      find_unused_parameters=not all(config.lambdas))
+    history = trainer.fit(task, run, resume=resume, meta={"config": asdict(config)})
+    if dist.is_main:
+        best = _selected_epoch(history, config.selection)
+        model.head.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
+        final = {"kind": "tedloc", "config": asdict(config), "class_names": dataset.class_names,
+                 "selected_epoch": best + 1, "selection": config.selection,
+                 "threshold": history[best]["val_threshold"], "anchors": anchors.metadata(), "history": history,
+                 "preprocessing": model.preprocessing.to_dict()}
+        save_checkpoint(run.model_stem, model, final)
     return history

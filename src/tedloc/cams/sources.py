@@ -1,0 +1,74 @@
+"""Sources of pseudo-label maps by name (``tedloc cams --method NAME``): a registry of :class:`MapSource`.
+
+A source turns a batch of preprocessed images (and their classes, or None for the predicted ones)
+into maps ``(B, h, w)`` with a model of the capability it needs. New sources (CLIP-ES, DiPS
+proposals, ...) register here; ``tedloc cams`` offers whatever is registered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from tedloc.errors import TedlocError
+from tedloc.models.localizer import ClassConditionalMaps, ClassifierNetwork
+from tedloc.utils.registry import Registry
+
+__all__ = ["MapSource", "MAP_SOURCES", "register_map_source", "map_source"]
+
+
+@dataclass(frozen=True)
+class MapSource:
+    """A way to compute class maps.
+
+    Attributes:
+        name: the name of ``tedloc cams --method``.
+        description: one line for ``--help``.
+        requires: the capability protocol a model needs (checked with ``isinstance``).
+        maps: ``maps(model, images, classes or None) -> (B, h, w)``.
+        default_size: the stored side when ``--size`` is not given (None: the maps' own resolution).
+    """
+
+    name: str
+    description: str
+    requires: type
+    maps: Callable[[object, torch.Tensor, torch.Tensor | None], torch.Tensor]
+    default_size: Callable[[object], int | None] = lambda model: None
+
+    def check(self, model: object, where: str) -> None:
+        """Refuse a model without the capability this source needs (one line naming ``where``)."""
+        if not isinstance(model, self.requires):
+            raise TedlocError(f"{where}: this kind of run cannot make {self.name!r} maps "
+                              f"(needs {self.requires.__name__})")
+
+
+MAP_SOURCES: Registry[MapSource] = Registry("map source")
+
+
+def register_map_source(source: MapSource) -> MapSource:
+    """Add ``source`` to :data:`MAP_SOURCES`."""
+    return MAP_SOURCES.register(source.name)(source)
+
+
+def map_source(name: str) -> MapSource:
+    """The source registered as ``name`` (an unknown name lists the choices)."""
+    return MAP_SOURCES.get(name)
+
+
+def _gradcam(model: ClassifierNetwork, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+    from tedloc.cams.gradcam import grad_cams
+
+    images = images.to(model.device)
+    if classes is None:
+        with torch.no_grad():
+            classes = model.model(images).argmax(dim=1)
+    return grad_cams(model.model, images, classes)
+
+
+register_map_source(MapSource(
+    "cam", "CAM of the classifier (stored at its feature resolution)", ClassConditionalMaps,
+    lambda model, images, classes: model.cams(images, classes)))
+register_map_source(MapSource(
+    "gradcam", "Grad-CAM (grad-cam package) on the classifier's last feature layer (stored at input/4)",
+    ClassifierNetwork, _gradcam, lambda model: max(1, model.preprocessing.input_size // 4)))

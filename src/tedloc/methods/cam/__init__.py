@@ -1,0 +1,37 @@
+"""The CAM baseline: a classifier (encoder + global pooling + linear head) trained on image labels, whose
+class activation map localizes. Its backbone is also TeD-Loc's offline encoder E and its true-class
+CAMs TeD-Loc's pseudo-labels. ``tedloc train --method cam`` (or ``tedloc pretrain``)."""
+from tedloc.methods.cam.localizer import CAMLocalizer, load_cam_run
+from tedloc.methods.cam.train import ClassifierTask, PretrainConfig, evaluate_classifier, pretrain
+from tedloc.methods.registry import Method, register_method
+
+__all__ = ["CAMLocalizer", "PretrainConfig", "pretrain", "evaluate_classifier", "ClassifierTask", "METHOD"]
+
+
+def _summary(history: list[dict]) -> str:
+    last = history[-1]
+    return f"{len(history)} epochs, val top-1 {last['val_top1']:.2f}, top-5 {last['val_top5']:.2f}"
+
+
+def _train(data, out, config: PretrainConfig, resume: bool = True, runtime=None) -> list[dict]:
+    return pretrain(data, out, config, resume=resume, runtime=runtime)
+
+
+METHOD = register_method(Method(
+    name="cam",
+    description="train a classifier (encoder + pooling + linear head); its CAM localizes",
+    run_kind="classifier",
+    config=PretrainConfig,
+    train=_train,
+    load=load_cam_run,
+    option_help={
+        "arch": {"help": "timm name (tedloc_resnet_tiny, resnet18, vit_tiny_patch16_224, ...)"},
+        "resize_size": {"help": "train resize before the random crop (default 256/224 of the input size)"},
+        "lr_step": {"help": "decay the LR every N epochs"},
+        "workers": {"help": "data loader processes"},
+        "pretrained": {"help": "start from timm's weights (network or cache)"},
+        "encoder_weights": {"help": "start from a local weight file (no download)"},
+        "batch_size": {"help": "images per process and step (with torchrun, the global batch is N times this)"},
+    },
+    summary=_summary,
+))

@@ -1,0 +1,100 @@
+"""What a localization model offers downstream, as typed protocols (no probing with ``hasattr``).
+
+Evaluation, pseudo-label maps, pseudo-boxes and inference see a :class:`LocalizationModel`; the
+optional capabilities are protocols of their own, checked with ``isinstance``:
+
+- :class:`MultiMapModel`: several maps from one forward pass (TeD-Loc: ``g`` and ``class``);
+- :class:`ClassConditionalMaps`: the map of any given class (CAM: the true class's, for pseudo-labels);
+- :class:`ClassifierNetwork`: a classifier network inside (Grad-CAM, box confidences).
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from tedloc.data.preprocessing import Preprocessing
+from tedloc.errors import TedlocError
+from tedloc.utils.device import Runtime
+
+__all__ = ["LocalizationModel", "MultiMapModel", "ClassConditionalMaps", "ClassifierNetwork", "map_kinds_of",
+           "use_map"]
+
+
+@runtime_checkable
+class LocalizationModel(Protocol):
+    """Images in, class scores and localization maps out, no label needed."""
+
+    class_names: list[str]
+    preprocessing: Preprocessing  # what it expects of an image: every consumer asks it
+    map_kind: str  # the name of the map :meth:`predict` returns
+
+    @property
+    def device(self) -> torch.device:
+        """Where it runs (images are moved there)."""
+        ...
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class scores (B, K), maps (B, h, w)) for images (B, 3, S, S) preprocessed by :attr:`preprocessing`."""
+        ...
+
+    def to(self, runtime: Runtime) -> "LocalizationModel":
+        """Move to ``runtime``'s device and run in its precision."""
+        ...
+
+
+@runtime_checkable
+class MultiMapModel(Protocol):
+    """A model with several maps (``map_kinds``); :attr:`map_kind` picks the one :meth:`predict` returns."""
+
+    map_kinds: tuple[str, ...]
+    map_kind: str
+
+    def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...]
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Class scores and the maps of ``kinds`` from one forward pass."""
+        ...
+
+
+@runtime_checkable
+class ClassConditionalMaps(Protocol):
+    """A model that gives the map of a given class (for pseudo-labels: the true one)."""
+
+    def cams(self, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        """Maps (B, h, w) of ``classes`` (B,), or of the predicted classes when None."""
+        ...
+
+
+@runtime_checkable
+class ClassifierNetwork(Protocol):
+    """A localizer built on a classifier network (``model``: logits from images), e.g. for Grad-CAM."""
+
+    model: torch.nn.Module
+    preprocessing: Preprocessing
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs."""
+        ...
+
+    def cams(self, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        """Maps (B, h, w) of ``classes``."""
+        ...
+
+
+def map_kinds_of(model: LocalizationModel) -> tuple[str, ...]:
+    """The maps ``model`` offers, its own first."""
+    kinds = tuple(model.map_kinds) if isinstance(model, MultiMapModel) else ()
+    return (model.map_kind, *[k for k in kinds if k != model.map_kind])
+
+
+def use_map(model: LocalizationModel, kind: str | None, where: str) -> LocalizationModel:
+    """Make ``kind`` the map :meth:`~LocalizationModel.predict` returns (None: keep the model's own);
+    a kind the model does not offer is a :class:`TedlocError` naming ``where`` and the choices."""
+    if kind is None or kind == model.map_kind:
+        return model
+    kinds = map_kinds_of(model)
+    if kind not in kinds:
+        raise TedlocError(f"{where}: map {kind!r} not offered; choose from {', '.join(kinds)}")
+    model.map_kind = kind
+    return model

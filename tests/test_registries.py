@@ -1,0 +1,93 @@
+"""One source of truth each: the preprocessing record, the registries the command line reads."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tedloc.cli import build_parser, main
+from tedloc.data import Preprocessing
+from tedloc.errors import OptionError, TedlocError
+
+
+def test_preprocessing_record_round_trips_and_fills_old_records():
+    pre = Preprocessing(48, 56, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2), "bicubic")
+    assert Preprocessing.from_dict(json.loads(json.dumps(pre.to_dict()))) == pre
+    old = {"input_size": 64, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # before the record
+    assert Preprocessing.from_dict(old) == Preprocessing(64)
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"mean": [0, 0, 0], "std": [1, 1, 1]}, "run/model.json: no 'input_size'"),
+    ({"input_size": 0, "mean": [0, 0, 0], "std": [1, 1, 1]}, "input_size must be positive"),
+    ({"input_size": 8, "mean": [0, 0], "std": [1, 1, 1]}, "3 values each"),
+    ({"input_size": 8, "mean": [0, 0, 0], "std": [1, 1, 1], "interpolation": "lanczos"}, "interpolation must be"),
+])
+def test_bad_preprocessing_records_are_one_line_errors(record, message):
+    with pytest.raises(TedlocError, match=message):
+        Preprocessing.from_dict(record, where="run/model.json")
+
+
+def test_normalisation_mismatch_is_refused():
+    imagenet = Preprocessing(64)
+    imagenet.check_normalization(Preprocessing(224, mean=[0.485, 0.456, 0.406]), "x")  # sizes may differ
+    clip = Preprocessing(64, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
+    with pytest.raises(TedlocError, match="x: preprocessing mean .* differs from the encoder's"):
+        imagenet.check_normalization(clip, "x")
+
+
+def test_models_carry_their_weights_preprocessing():
+    from tedloc.models import create_encoder
+    from tedloc.models.classifier import build_classifier
+
+    assert build_classifier("tedloc_resnet_tiny", 3, input_size=48).preprocessing == Preprocessing(48)
+    clip_vit = create_encoder("vit_tiny_patch16_224.augreg_in21k", img_size=32)  # timm's config: mean 0.5
+    assert clip_vit.preprocessing.mean == (0.5, 0.5, 0.5) and clip_vit.preprocessing.input_size == 32
+
+
+def test_methods_annotators_and_map_sources_come_from_their_registries():
+    from tedloc.cams.sources import MAP_SOURCES
+    from tedloc.methods import get_method, list_methods
+    from tedloc.protocol.annotators import ANNOTATORS
+
+    assert {"cam", "tedloc"} <= set(list_methods())
+    for command, registry in (("train", list_methods()), ("sweep", list_methods()),
+                              ("pseudo-boxes", ANNOTATORS.names()), ("cams", MAP_SOURCES.names())):
+        parser = build_parser([command])
+        action = next(a for a in parser._subparsers._group_actions[0].choices[command]._actions
+                      if "--method" in a.option_strings)
+        assert list(action.choices) == list(registry), command
+    with pytest.raises(TedlocError, match="unknown method 'nope'; available: cam"):
+        get_method("nope")
+
+
+def test_train_options_follow_the_method(capsys):
+    args = build_parser(["train", "--method", "cam"]).parse_args(
+        ["train", "--method", "cam", "--data", "d", "--out", "o", "--arch", "resnet18"])
+    assert args.arch == "resnet18" and not hasattr(args, "anchors")
+    with pytest.raises(SystemExit):  # TeD-Loc needs its inputs
+        build_parser(["train"]).parse_args(["train", "--data", "d", "--out", "o"])
+    assert "--anchors" in capsys.readouterr().err
+
+
+def test_unknown_run_kind_names_the_file(tmp_path):
+    from tedloc.methods import load_model
+
+    (tmp_path / "model.json").write_text(json.dumps({"kind": "mystery"}))
+    with pytest.raises(TedlocError, match=r"model.json: unknown run kind 'mystery'; known: classifier"):
+        load_model(tmp_path)
+
+
+def test_library_value_errors_are_one_line(monkeypatch, capsys):
+    import tedloc.cli.evaluate as evaluate_cli
+
+    def fail(*args, **kwargs):
+        raise ValueError("bad value of something\nsecond line")
+
+    monkeypatch.setattr(evaluate_cli, "load_dataset", fail)
+    assert main(["evaluate-maps", "--data", "d", "--maps", "m"]) == 2
+    assert capsys.readouterr().err == "error: bad value of something\n"
+
+
+def test_option_error_is_also_a_value_error():
+    assert issubclass(OptionError, ValueError) and issubclass(OptionError, TedlocError)
