@@ -4,7 +4,7 @@ Each method trains a tiny run on the small synthetic set; then: the run folder's
 :class:`LocalizationModel` with the recorded preprocessing, scores and maps of the right shapes and
 ranges, every map kind it offers, a save/load round trip (twice the same outputs; the epoch checkpoint
 of the selected epoch gives the selected model), label-free prediction, evaluation, and a tampered
-preprocessing record refused. A method without a case below fails ``test_every_method_has_a_case``.
+preprocessing record: used where the run trained its weights, refused where they come from timm. A method without a case below fails ``test_every_method_has_a_case``.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _tedloc_inputs(data, root):
     np.save(root / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
     build_anchors(load_dataset(data).class_names, f"file:{root / 'emb.npy'}").save(root / "anchors.safetensors")
     return ({"anchors": root / "anchors.safetensors", "cams": root / "cache"},
-            {"encoder_run": str(root / "cnn"), "input_size": 48, "decoder_channels": (16, 8), "epochs": 2,
+            {"encoder": "tedloc_resnet_tiny", "input_size": 48, "decoder_channels": (16, 8), "epochs": 2,
              "batch_size": 8, "lr_step": 1, "k": 4, "selection": "last"})
 
 
@@ -54,7 +54,8 @@ CASES = {"cam": _cam_inputs, "tedloc": _tedloc_inputs, "toy": _toy_inputs}
 
 
 def test_every_method_has_a_case():
-    assert set(list_methods()) == set(CASES)
+    builtin = {m for m in list_methods() if get_method(m).load.__module__.startswith("tedloc.methods.")}
+    assert builtin | {"toy"} == set(CASES)
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -141,8 +142,9 @@ def test_tampered_preprocessing_is_refused(trained, tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["preprocessing"]["mean"] = [0.5, 0.5, 0.5]
     meta_path.write_text(json.dumps(meta))
-    if name == "toy":  # its weights carry no normalisation of their own: the record is the truth
-        load_model(copy)
+    if name in ("cam", "toy"):  # weights trained by the run itself: its record is the truth, and is used
+        assert load_model(copy).preprocessing.mean == (0.5, 0.5, 0.5)
         return
+    # weights from timm (TeD-Loc's E here): the record must be the normalisation timm's config gives them
     with pytest.raises(TedlocError, match=r"model.json: preprocessing mean \[0.5, 0.5, 0.5\] differs"):
         load_model(copy)

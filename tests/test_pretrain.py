@@ -9,7 +9,7 @@ import torch
 from tedloc.cli import main
 from tedloc.engine import load_checkpoint
 from tedloc.methods.cam import PretrainConfig, pretrain
-from tedloc.engine.checkpoint import latest_checkpoint
+from tedloc.engine import RunFolder
 from tedloc.errors import TedlocError
 
 CFG = dict(arch="tedloc_resnet_tiny", input_size=48, epochs=2, batch_size=8, lr=0.05, lr_step=1, workers=0, seed=3)
@@ -38,7 +38,7 @@ def test_checkpoint_files_and_partial_writes(synthetic_small, tmp_path):
     assert sorted(p.name for p in ckpt.iterdir()) == ["epoch_001.json", "epoch_001.safetensors"]
     assert not list((tmp_path / "run").rglob("*.pt")) and not list((tmp_path / "run").rglob("*.pkl"))
     (ckpt / "epoch_002.safetensors").write_bytes(b"half-written")  # no JSON: not complete
-    assert latest_checkpoint(ckpt).name == "epoch_001"
+    assert RunFolder(ckpt.parent).latest_checkpoint().name == "epoch_001"
     assert (tmp_path / "run" / "metrics.csv").read_text().startswith("epoch,lr,train_loss")
 
 

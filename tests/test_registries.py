@@ -32,17 +32,59 @@ def test_normalisation_mismatch_is_refused():
     imagenet = Preprocessing(64)
     imagenet.check_normalization(Preprocessing(224, mean=[0.485, 0.456, 0.406]), "x")  # sizes may differ
     clip = Preprocessing(64, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
-    with pytest.raises(TedlocError, match="x: preprocessing mean .* differs from the encoder's"):
+    with pytest.raises(TedlocError, match="x: preprocessing mean .* differs from .*, the normalisation its weights expect"):
         imagenet.check_normalization(clip, "x")
 
 
-def test_models_carry_their_weights_preprocessing():
+def test_models_carry_their_weights_preprocessing(tmp_path):
+    from safetensors.torch import save_file
+
     from tedloc.models import create_encoder
     from tedloc.models.classifier import build_classifier
 
     assert build_classifier("tedloc_resnet_tiny", 3, input_size=48).preprocessing == Preprocessing(48)
-    clip_vit = create_encoder("vit_tiny_patch16_224.augreg_in21k", img_size=32)  # timm's config: mean 0.5
-    assert clip_vit.preprocessing.mean == (0.5, 0.5, 0.5) and clip_vit.preprocessing.input_size == 32
+    vit = create_encoder("vit_tiny_patch16_224.augreg_in21k", img_size=32)  # timm's config for these weights: 0.5
+    assert vit.preprocessing.mean == (0.5, 0.5, 0.5) and vit.preprocessing.input_size == 32
+    scratch = build_classifier("vit_tiny_patch16_224", 3, input_size=32)  # trained here: ImageNet's statistics
+    assert scratch.preprocessing == Preprocessing(32)
+    save_file({k: v.contiguous() for k, v in scratch.state_dict().items()}, tmp_path / "w.safetensors")
+    from_file = build_classifier("vit_tiny_patch16_224", 3, weights=str(tmp_path / "w.safetensors"), input_size=32)
+    assert from_file.preprocessing.mean == (0.5, 0.5, 0.5)  # a weight file: the name's normalisation
+
+
+def test_encoder_run_keeps_the_normalisation_it_was_trained_under(tmp_path):
+    from tedloc.engine import RunFolder, save_checkpoint
+    from tedloc.methods.tedloc.train import _encoder_from_run
+    from tedloc.models.classifier import build_classifier
+
+    model = build_classifier("vit_tiny_patch16_224", 3, input_size=32)
+    save_checkpoint(RunFolder(tmp_path).model_stem, model, {"arch": "vit_tiny_patch16_224", "kind": "classifier",
+                                                            "preprocessing": model.preprocessing.to_dict()})
+    encoder = _encoder_from_run(tmp_path, "vit_tiny_patch16_224", 32)
+    assert encoder.preprocessing == Preprocessing(32)  # not timm's 0.5 of the name: E was trained under ImageNet's
+
+
+def test_a_resume_under_another_preprocessing_is_refused(tmp_path):
+    from tedloc.engine import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.claim({"config": {"a": 1}})
+    run.confirm("preprocessing", Preprocessing(48).to_dict())
+    run.confirm("preprocessing", Preprocessing(48).to_dict())
+    with pytest.raises(TedlocError, match="another preprocessing \\(mean differs"):
+        run.confirm("preprocessing", Preprocessing(48, mean=(0.5, 0.5, 0.5)).to_dict())
+    config = json.loads(run.config_path.read_text())
+    config["preprocessing"] = {"input_size": 48, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    run.config_path.write_text(json.dumps(config))  # a record written before resize/interpolation were recorded
+    run.confirm("preprocessing", Preprocessing(48).to_dict())
+
+
+def test_pseudo_box_settings_compare_as_before():
+    from tedloc.protocol.make_boxes import _same_settings
+
+    assert _same_settings({"method": "ss", "clip_model": None, "fraction": 0.2}, {"method": "ss", "fraction": 0.2})
+    assert not _same_settings({"method": "rpn", "weights": None}, {"method": "rpn"})  # random != default weights
+    assert not _same_settings(None, {"method": "ss"})
 
 
 def test_methods_annotators_and_map_sources_come_from_their_registries():
@@ -86,7 +128,7 @@ def test_library_value_errors_are_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(evaluate_cli, "load_dataset", fail)
     assert main(["evaluate-maps", "--data", "d", "--maps", "m"]) == 2
-    assert capsys.readouterr().err == "error: bad value of something\n"
+    assert capsys.readouterr().err == "error: ValueError: bad value of something (--verbose shows where)\n"
 
 
 def test_option_error_is_also_a_value_error():

@@ -46,6 +46,7 @@ def compute_map_cache(model: LocalizationModel, data: str | os.PathLike, split: 
     where = str(origin) or type(model).__name__
     source_spec.check(model, where)
     dist, runtime = Distributed.from_env(runtime or Runtime())
+    model.to(runtime)  # the maps are made (and their precision recorded) on this runtime
     dataset_dir = load_dataset(data, splits=[split])
     if dataset_dir.class_names != model.class_names:
         raise TedlocError(f"{data} has other classes than the run {where} was trained on")

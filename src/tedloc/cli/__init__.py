@@ -100,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     except TedlocError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # a bad value the library refused: its message, one line
+    except ValueError as e:  # a bad value the library refused, one line (--verbose: the traceback)
         logging.debug("", exc_info=e)
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"error: {type(e).__name__}: {first} (--verbose shows where)", file=sys.stderr)
         return 2
     except OSError as e:  # full or read-only disk, no permission, ...: one line naming the path
         logging.debug("", exc_info=e)  # the traceback, with --verbose

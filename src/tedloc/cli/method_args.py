@@ -5,17 +5,20 @@ import argparse
 
 from tedloc.cli import option_value
 from tedloc.cli.config_args import add_config_arguments, config_from_args
+from tedloc.errors import TedlocError
 
 __all__ = ["add_method_arguments", "method_from_args", "config_of", "inputs_of"]
 
 
 def add_method_arguments(parser: argparse.ArgumentParser, argv: list[str] | None, default: str = "tedloc",
-                         fixed: str | None = None, skip: tuple[str, ...] = ()) -> None:
+                         fixed: str | None = None, search_space: bool = False) -> None:
     """``--method`` (choices: the registry; absent when ``fixed``), then the chosen method's config fields
-    (except ``skip``) and its inputs as required ``--name PATH`` options. The method is read from ``argv``
-    before parsing, so ``--help`` shows the chosen method's options."""
+    and its inputs as required ``--name PATH`` options; with ``search_space`` (a sweep), the searched fields
+    are left out. The method is read from ``argv`` before parsing, so ``--help`` shows the chosen method's
+    options (abbreviated options are refused: ``--meth`` would escape that reading)."""
     from tedloc.methods import get_method, list_methods
 
+    parser.allow_abbrev = False
     name = fixed or option_value(argv, "--method", default)
     names = list_methods()
     if fixed is None:
@@ -24,6 +27,7 @@ def add_method_arguments(parser: argparse.ArgumentParser, argv: list[str] | None
                                  f"--method {name if name in names else default}")
     method = get_method(name if name in names else default)
     parser.set_defaults(method_name=method.name)
+    skip = tuple(method.search_space) if search_space else ()
     group = parser.add_argument_group(f"{method.name} inputs")
     for input_name, help_text in method.inputs.items():
         group.add_argument("--" + input_name.replace("_", "-"), required=True, help=help_text)
@@ -35,7 +39,10 @@ def method_from_args(args: argparse.Namespace):
     """The :class:`~tedloc.methods.Method` the options chose."""
     from tedloc.methods import get_method
 
-    return get_method(getattr(args, "method", None) or args.method_name)
+    chosen = getattr(args, "method", None) or args.method_name
+    if chosen != args.method_name:  # options were made for another method than the one chosen
+        raise TedlocError(f"--method {chosen}: give it as '--method {chosen}' (its options depend on it)")
+    return get_method(chosen)
 
 
 def config_of(args: argparse.Namespace, **overrides):

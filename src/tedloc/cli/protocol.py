@@ -39,6 +39,8 @@ def _pseudo_boxes(args: argparse.Namespace) -> int:
     takes = ANNOTATORS.get(args.method).options
     options = {option: getattr(args, dest) for dest, option in _ANNOTATOR_OPTIONS.items()
                if option in takes and getattr(args, dest) is not None}
+    if options.get("weights") == "random":  # random weights (tests): recorded as null
+        options["weights"] = None
     summary = make_pseudo_boxes(args.data, args.split, args.method, args.run, args.out,
                                 runtime=runtime_from_args(args), **options)
     score = summary.get("score")
@@ -152,6 +154,6 @@ def configure_sweep(parser: argparse.ArgumentParser, argv: list[str] | None = No
                         help="range of the LR step size (default: the method's search space, [2, 9])")
     parser.add_argument("--sweep-interval", type=float, default=0.01, help="CAM threshold interval of the scoring")
     parser.add_argument("--sweep-seed", type=int, default=0, help="seed of Optuna's sampler")
-    add_method_arguments(parser, argv)
+    add_method_arguments(parser, argv, search_space=True)
     add_runtime_arguments(parser)
     parser.set_defaults(func=_sweep)

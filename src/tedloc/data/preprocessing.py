@@ -117,15 +117,11 @@ class Preprocessing:
         except (OptionError, TypeError, ValueError) as e:
             raise TedlocError(f"{where}: {e}") from None
 
-    def same_normalization(self, other: "Preprocessing") -> bool:
-        """True when ``other`` normalises images alike (mean and std within float32 round-off)."""
-        return all(abs(a - b) <= _TOLERANCE for a, b in zip(self.mean + self.std, other.mean + other.std))
-
     def check_normalization(self, expected: "Preprocessing", where: str) -> None:
-        """Refuse a record whose normalisation is not ``expected``'s (the weights'): an encoder used under
-        another normalisation than it was trained with gives wrong results without a word."""
+        """Refuse a record whose normalisation is not ``expected``'s (the weights'): a network used under
+        another normalisation than its weights were trained with gives wrong results without a word."""
         for name in ("mean", "std"):
             mine, theirs = getattr(self, name), getattr(expected, name)
             if any(abs(a - b) > _TOLERANCE for a, b in zip(mine, theirs)):
-                raise TedlocError(f"{where}: preprocessing {name} {list(mine)} differs from the encoder's "
-                                  f"{list(theirs)} (the normalisation its weights expect)")
+                raise TedlocError(f"{where}: preprocessing {name} {list(mine)} differs from {list(theirs)}, "
+                                  f"the normalisation its weights expect")

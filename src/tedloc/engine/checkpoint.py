@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write, atomic_write_text
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "optimizer_tensors", "restore_optimizer"]
+__all__ = ["save_checkpoint", "load_checkpoint", "optimizer_tensors", "restore_optimizer"]
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -77,12 +77,3 @@ def load_checkpoint(stem: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise TedlocError(f"cannot read checkpoint {stem}: {type(e).__name__}: {e}") from None
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     return model, tensors, meta
-
-
-def latest_checkpoint(folder: str | os.PathLike, prefix: str = "epoch_") -> Path | None:
-    """The complete checkpoint of the highest epoch in ``folder`` (its JSON exists), or None."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    done = sorted(p.with_suffix("") for p in folder.glob(f"{prefix}*.json") if p.with_suffix(".safetensors").exists())
-    return done[-1] if done else None

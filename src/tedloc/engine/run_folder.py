@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from tedloc.engine.checkpoint import latest_checkpoint
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.locks import PathLock, folder_lock
@@ -120,7 +119,8 @@ class RunFolder:
 
     def latest_checkpoint(self) -> Path | None:
         """The complete checkpoint of the highest epoch, or None."""
-        return latest_checkpoint(self.checkpoints_dir)
+        epochs = self.epochs()
+        return self.checkpoint(epochs[-1]) if epochs else None
 
     def is_finished(self) -> bool:
         """Whether the run has written its selected model (``model.json``)."""
@@ -177,6 +177,22 @@ class RunFolder:
                                   f"choose another --out")
         atomic_write_text(self.config_path, json.dumps(resolved, indent=1) + "\n")
         return lock
+
+    def confirm(self, key: str, value) -> None:
+        """Record ``key`` in ``config.json`` after the claim (what is known only once the model is built, such as
+        its preprocessing); a resumed run that recorded another value is refused (entries of a dict the older
+        record lacks are not compared)."""
+        config = json.loads(self.config_path.read_text())
+        new, old = json.loads(json.dumps(value)), config.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differ = [k for k in old if k in new and old[k] != new[k]]
+        else:
+            differ = [key] if old is not None and old != new else []
+        if differ:
+            raise TedlocError(f"{self.path} holds a run with another {key} ({', '.join(differ)} "
+                              f"{'differs' if len(differ) < 2 else 'differ'}: {old}); choose another --out")
+        config[key] = new
+        atomic_write_text(self.config_path, json.dumps(config, indent=1) + "\n")
 
     def start(self, resolved: dict, runtime, dist) -> None:
         """Claim the folder for a training run (the first process only; the others wait for it) and record

@@ -42,11 +42,13 @@ class NetworkLocalizer:
         return self.preprocessing.input_size
 
 
-def recorded_preprocessing(run: RunFolder, meta: dict, weights: Preprocessing) -> Preprocessing:
-    """The preprocessing recorded in ``run``'s ``model.json``, after checking that it normalises images as
-    the weights expect (``weights``: the record of the rebuilt network); a mismatch is a :class:`TedlocError`
-    naming the file."""
+def recorded_preprocessing(run: RunFolder, meta: dict, weights: Preprocessing | None) -> Preprocessing:
+    """The preprocessing recorded in ``run``'s ``model.json``. ``weights``: the record of weights the run did not
+    train (timm's or a file's, from :func:`~tedloc.models.preprocessing_of`): the recorded normalisation must be
+    theirs (a mismatch is a :class:`TedlocError` naming the file); None: weights the run (or the run it
+    started from) trained itself, whose record is the truth."""
     where = str(run.metadata_path)
     recorded = Preprocessing.from_dict(meta.get("preprocessing"), where=f"{where}: preprocessing")
-    recorded.check_normalization(weights, where)
+    if weights is not None:
+        recorded.check_normalization(weights, where)
     return recorded

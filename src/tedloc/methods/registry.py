@@ -74,7 +74,7 @@ _discovered = False
 
 def register_method(method: Method) -> Method:
     """Add ``method`` to the registry (a name or run kind registered twice is an error)."""
-    for other in _METHODS._items.values():
+    for other in _METHODS.values():
         if other.run_kind == method.run_kind:
             raise ValueError(f"run kind {method.run_kind!r} of method {method.name!r} is {other.name!r}'s")
     return _METHODS.register(method.name)(method)
@@ -85,7 +85,6 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    _discovered = True
     import tedloc.methods as package
 
     for info in pkgutil.iter_modules(package.__path__):
@@ -94,7 +93,12 @@ def _discover() -> None:
     from importlib.metadata import entry_points
 
     for entry in entry_points(group="tedloc.methods"):
-        entry.load()
+        try:
+            entry.load()
+        except Exception as e:  # a broken plugin: say which, one line
+            raise TedlocError(f"the tedloc.methods plugin {entry.name!r} ({entry.value}) failed to load: "
+                              f"{type(e).__name__}: {e}") from None
+    _discovered = True
 
 
 def get_method(name: str) -> Method:
@@ -112,10 +116,10 @@ def list_methods() -> list[str]:
 def method_for_kind(kind: str | None, where: str = "model.json") -> Method:
     """The method whose runs record ``kind``."""
     _discover()
-    for name in _METHODS.names():
-        if _METHODS.get(name).run_kind == kind:
-            return _METHODS.get(name)
-    kinds = sorted(_METHODS.get(n).run_kind for n in _METHODS.names())
+    for method in _METHODS.values():
+        if method.run_kind == kind:
+            return method
+    kinds = sorted(m.run_kind for m in _METHODS.values())
     raise TedlocError(f"{where}: unknown run kind {kind!r}; known: {', '.join(kinds)}")
 
 

@@ -7,6 +7,7 @@ import os
 import torch
 
 from tedloc.errors import TedlocError
+from tedloc.data.preprocessing import Preprocessing
 from tedloc.models.preprocessing import preprocessing_of
 
 __all__ = ["build_classifier"]
@@ -17,9 +18,10 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weig
     """A timm classifier (tedloc's small CNNs included) with a fresh ``num_classes`` head.
 
     ``pretrained`` takes timm's weights (network or cache); ``weights``, a local weight file. The model
-    carries its :class:`~tedloc.data.preprocessing.Preprocessing` as ``model.preprocessing`` (timm's
-    normalisation for ``arch``; ``input_size``, default timm's, and ``resize_size`` as given), as timm
-    models carry ``pretrained_cfg``.
+    carries its :class:`~tedloc.data.preprocessing.Preprocessing` as ``model.preprocessing``, as timm
+    models carry ``pretrained_cfg``: the normalisation its weights expect (timm's for ``arch`` when they
+    come from timm or a file; ImageNet's for weights trained here from scratch, which ``tedloc pretrain``
+    trains under it), ``input_size`` (default timm's) and ``resize_size`` as given.
     """
     import timm
 
@@ -32,10 +34,17 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weig
         kwargs["pretrained_cfg_overlay"] = dict(file=os.fspath(weights))
         pretrained = True
     try:
-        model = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, **kwargs)
+        try:  # ViTs are made for the input size (position embeddings resized when loading weights)
+            model = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes,
+                                      **({"img_size": int(input_size)} if input_size else {}), **kwargs)
+        except TypeError as e:  # CNNs take any input size and have no img_size argument
+            if "img_size" not in str(e):
+                raise
+            model = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, **kwargs)
     except RuntimeError as e:
         if "nknown model" in str(e):
             raise TedlocError(f"unknown architecture {arch!r}; see timm.list_models()") from None
         raise
-    model.preprocessing = preprocessing_of(model, input_size, resize_size)
+    weights_record = preprocessing_of(model, input_size, resize_size)
+    model.preprocessing = weights_record if pretrained else Preprocessing(weights_record.input_size, resize_size)
     return model

@@ -174,7 +174,6 @@ class RPNAnnotator(Annotator):
                  max_proposals: int = 1000, min_size: int = 800):
         from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-        weights = None if weights == "random" else weights
         self.tools, self.fraction, self.weights = tools, fraction, weights
         kwargs = {"weights_backbone": None, "rpn_post_nms_top_n_test": max_proposals, "min_size": min_size}
         if weights in (None, "DEFAULT"):

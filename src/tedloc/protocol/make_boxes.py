@@ -75,10 +75,10 @@ def _annotate_split(split, annotate: Annotator, done: dict[str, np.ndarray], par
 
 
 def _same_settings(a: dict | None, b: dict) -> bool:
-    """Settings compared as stored (tuples are lists), entries of None ignored (older files recorded
-    ``clip_model: null`` for every method)."""
+    """Settings compared as stored (tuples are lists); ``clip_model: null`` is ignored (older files recorded it
+    for every method)."""
     def norm(d: dict) -> dict:
-        return {k: v for k, v in json.loads(json.dumps(d)).items() if v is not None}
+        return {k: v for k, v in json.loads(json.dumps(d)).items() if not (k == "clip_model" and v is None)}
 
     return a is not None and norm(a) == norm(b)
 

@@ -99,7 +99,9 @@ def _evaluate(run: Path, data: Path, out: Path, batch_size: int, runtime: Runtim
     path = out / "eval" / f"{run.name}.json"
     model_mtime = RunFolder(run).metadata_path.stat().st_mtime
     if path.exists() and path.stat().st_mtime >= model_mtime:
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if "map" in cached:  # older files lack the map's name: evaluated again
+            return cached
     localizer = load_model(run, runtime=runtime)
     metrics = evaluate_localizer(localizer, load_dataset(data, splits=["test"])["test"], batch_size=batch_size,
                                  all_maps=True)

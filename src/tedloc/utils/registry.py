@@ -38,5 +38,9 @@ class Registry(Generic[T]):
         """The registered names, sorted."""
         return sorted(self._items)
 
+    def values(self) -> list[T]:
+        """The registered items, by name."""
+        return [self._items[name] for name in self.names()]
+
     def __contains__(self, name: str) -> bool:
         return name in self._items

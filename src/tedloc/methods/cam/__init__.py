@@ -2,7 +2,7 @@
 class activation map localizes. Its backbone is also TeD-Loc's offline encoder E and its true-class
 CAMs TeD-Loc's pseudo-labels. ``tedloc train --method cam`` (or ``tedloc pretrain``)."""
 from tedloc.methods.cam.localizer import CAMLocalizer, load_cam_run
-from tedloc.methods.cam.train import ClassifierTask, PretrainConfig, evaluate_classifier, pretrain
+from tedloc.methods.cam.train import RUN_KIND, ClassifierTask, PretrainConfig, evaluate_classifier, pretrain
 from tedloc.methods.registry import Method, register_method
 
 __all__ = ["CAMLocalizer", "PretrainConfig", "pretrain", "evaluate_classifier", "ClassifierTask", "METHOD"]
@@ -20,7 +20,7 @@ def _train(data, out, config: PretrainConfig, resume: bool = True, runtime=None)
 METHOD = register_method(Method(
     name="cam",
     description="train a classifier (encoder + pooling + linear head); its CAM localizes",
-    run_kind="classifier",
+    run_kind=RUN_KIND,
     config=PretrainConfig,
     train=_train,
     load=load_cam_run,

@@ -12,6 +12,7 @@ from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.run_folder import RunFolder
 from tedloc.methods.base import NetworkLocalizer, recorded_preprocessing
 from tedloc.models.classifier import build_classifier
+from tedloc.models.preprocessing import preprocessing_of
 from tedloc.utils.device import Runtime
 
 __all__ = ["CAMLocalizer", "load_cam_run"]
@@ -46,8 +47,10 @@ def load_cam_run(run: RunFolder, meta: dict, checkpoint: Path | None = None,
                  runtime: Runtime = Runtime()) -> CAMLocalizer:
     """The classifier of a ``tedloc pretrain`` run (or of one of its epoch checkpoints) as a localizer."""
     state, _, _ = load_checkpoint(checkpoint or run.model_stem)
-    pre = meta.get("preprocessing") or {}
+    pre, config = meta.get("preprocessing") or {}, meta.get("config") or {}
     model = build_classifier(meta["arch"], meta["num_classes"], input_size=pre.get("input_size"),
                              resize_size=pre.get("resize_size"))
     model.load_state_dict(state)
-    return CAMLocalizer(model, meta["class_names"], recorded_preprocessing(run, meta, model.preprocessing), runtime)
+    started_from_timm = config.get("pretrained") or config.get("encoder_weights")  # else trained from scratch here
+    weights = preprocessing_of(model, pre.get("input_size")) if started_from_timm else None
+    return CAMLocalizer(model, meta["class_names"], recorded_preprocessing(run, meta, weights), runtime)

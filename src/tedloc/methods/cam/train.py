@@ -31,7 +31,9 @@ from tedloc.errors import TedlocError
 from tedloc.models.classifier import build_classifier
 from tedloc.utils.device import Runtime
 
-__all__ = ["PretrainConfig", "pretrain", "evaluate_classifier", "ClassifierTask"]
+__all__ = ["PretrainConfig", "pretrain", "evaluate_classifier", "ClassifierTask", "RUN_KIND"]
+
+RUN_KIND = "classifier"  # model.json's kind of these runs
 
 
 @dataclass
@@ -150,12 +152,13 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
             raise TedlocError(f"{data}: pretraining needs a {split!r} split")
     dist, runtime = Distributed.from_env(runtime or Runtime())
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "dataset": dataset.name,
-                "class_names": dataset.class_names, "kind": "classifier"}
+                "class_names": dataset.class_names, "kind": RUN_KIND}
     run.start(resolved, runtime, dist)  # before any work: a folder in use or of another run is refused at once
     torch.manual_seed(config.seed)
     model = build_classifier(config.arch, dataset.num_classes, config.pretrained, config.encoder_weights,
                              config.input_size, config.resize_size)
     preprocessing = model.preprocessing.to_dict()
+    dist.on_main(lambda: run.confirm("preprocessing", preprocessing))  # a resume under another one is refused
     model = model.to(memory_format=torch.channels_last)  # ~30 % faster convolutions on CPU (BENCHMARKS.md)
     task = ClassifierTask(model, dataset, config)
     meta = {"config": asdict(config), "arch": config.arch, "num_classes": dataset.num_classes}
@@ -164,6 +167,6 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     threshold = _val_threshold(model, dataset, config, runtime, dist)
     if dist.is_main:
         final = {**meta, "epoch": config.epochs - 1, "history": history, "class_names": dataset.class_names,
-                 "kind": "classifier", "preprocessing": preprocessing, "threshold": threshold}
+                 "kind": RUN_KIND, "preprocessing": preprocessing, "threshold": threshold}
         save_checkpoint(run.model_stem, model, final)
     return history

@@ -2,7 +2,7 @@
 text anchors as class prototypes, three losses on CAM pseudo-labels. ``tedloc train --method tedloc``."""
 from tedloc.methods.registry import Method, register_method
 from tedloc.methods.tedloc.localizer import TeDLocLocalizer, load_tedloc_run
-from tedloc.methods.tedloc.train import TeDLocTask, TeDLocTrainConfig, build_tedloc, train_tedloc
+from tedloc.methods.tedloc.train import RUN_KIND, TeDLocTask, TeDLocTrainConfig, build_tedloc, train_tedloc
 
 __all__ = ["TeDLocLocalizer", "TeDLocTrainConfig", "TeDLocTask", "train_tedloc", "build_tedloc", "METHOD"]
 
@@ -19,7 +19,7 @@ def _train(data, out, config: TeDLocTrainConfig, resume: bool = True, runtime=No
 METHOD = register_method(Method(
     name="tedloc",
     description="train TeD-Loc (frozen encoder, decoder + patch classifier, text anchors)",
-    run_kind="tedloc",
+    run_kind=RUN_KIND,
     config=TeDLocTrainConfig,
     train=_train,
     load=load_tedloc_run,

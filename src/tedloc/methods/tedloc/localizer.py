@@ -56,7 +56,8 @@ def load_tedloc_run(run: RunFolder, meta: dict, checkpoint: Path | None = None,
     state, _, _ = load_checkpoint(run.model_stem)
     config = meta["config"]
     encoder = create_encoder(config["encoder"], img_size=config["input_size"])  # weights come from the run
-    preprocessing = recorded_preprocessing(run, meta, encoder.preprocessing)
+    # E trained by a `tedloc pretrain` run: its record is the truth; timm's or a file's weights: timm's config
+    preprocessing = recorded_preprocessing(run, meta, None if config.get("encoder_run") else encoder.preprocessing)
     model = TeDLoc(encoder, state["anchors"], tuple(config["decoder_channels"]), config.get("logit", "dot"),
                    config.get("logit_scale", 1.0), preprocessing)
     model.load_state_dict(state)

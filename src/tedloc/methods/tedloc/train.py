@@ -36,7 +36,9 @@ from tedloc.text import TextAnchors
 from tedloc.utils.device import Runtime
 from tedloc.utils.keyed_random import sample_keys
 
-__all__ = ["TeDLocTrainConfig", "train_tedloc", "build_tedloc"]
+__all__ = ["TeDLocTrainConfig", "train_tedloc", "build_tedloc", "RUN_KIND"]
+
+RUN_KIND = "tedloc"  # model.json's kind of these runs
 
 PSEUDO_LABEL_STREAM = 0x7073  # the pseudo-label draws' stream of keyed random numbers
 
@@ -81,15 +83,15 @@ class TeDLocTrainConfig:
 
 
 def _encoder_from_run(run: str | os.PathLike, name: str, img_size: int):
-    """E from a pretrain run: its classifier without the head (refused when the run normalised its images
-    otherwise than the encoder's record says)."""
+    """E from a pretrain run: its classifier without the head, with the normalisation that run trained it
+    under (its record; ImageNet's for runs that recorded none)."""
     folder = RunFolder(run)
     state, _, meta = load_checkpoint(folder.model_stem)
     if meta.get("arch") != name:
         raise TedlocError(f"{run} trained {meta.get('arch')!r}, not the encoder {name!r}")
     encoder = create_encoder(name, img_size=img_size)
-    if "preprocessing" in meta:
-        recorded_preprocessing(folder, meta, encoder.preprocessing)
+    trained = recorded_preprocessing(folder, meta, None) if "preprocessing" in meta else Preprocessing()
+    encoder.preprocessing = trained.replace(input_size=img_size, resize_size=None)
     backbone = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.fc.", "head."))}
     missing, unexpected = encoder.model.load_state_dict(backbone, strict=False)
     if unexpected or [m for m in missing if not m.startswith(("fc", "head"))]:
@@ -201,10 +203,11 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
         raise TedlocError(f"{cams}: the map cache is incomplete; finish it with `tedloc cams`")
     dist, runtime = Distributed.from_env(runtime or Runtime())
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "anchors": str(Path(anchors_path).resolve()),
-                "cams": str(Path(cams).resolve()), "class_names": dataset.class_names, "kind": "tedloc"}
+                "cams": str(Path(cams).resolve()), "class_names": dataset.class_names, "kind": RUN_KIND}
     run.start(resolved, runtime, dist)
     torch.manual_seed(config.seed)
     model = build_tedloc(config, anchors).to(runtime.device)
+    dist.on_main(lambda: run.confirm("preprocessing", model.preprocessing.to_dict()))
     if config.feature_cache:
         features = build_feature_cache(model.encoder, train_split, model.preprocessing, config.feature_cache,
                                        config.cache_views, config.seed, config.batch_size, config.workers,
@@ -220,7 +223,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     if dist.is_main:
         best = _selected_epoch(history, config.selection)
         model.head.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
-        final = {"kind": "tedloc", "config": asdict(config), "class_names": dataset.class_names,
+        final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
                  "selected_epoch": best + 1, "selection": config.selection,
                  "threshold": history[best]["val_threshold"], "anchors": anchors.metadata(), "history": history,
                  "preprocessing": model.preprocessing.to_dict()}
