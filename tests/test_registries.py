@@ -71,6 +71,7 @@ def test_a_resume_under_another_preprocessing_is_refused(tmp_path):
     run.claim({"config": {"a": 1}})
     run.confirm("preprocessing", Preprocessing(48).to_dict())
     run.confirm("preprocessing", Preprocessing(48).to_dict())
+    run.claim({"config": {"a": 1}})  # a resume claims the folder again: the record must survive it
     with pytest.raises(TedlocError, match="another preprocessing \\(mean differs"):
         run.confirm("preprocessing", Preprocessing(48, mean=(0.5, 0.5, 0.5)).to_dict())
     config = json.loads(run.config_path.read_text())

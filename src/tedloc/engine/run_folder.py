@@ -166,6 +166,7 @@ class RunFolder:
         lock = self._lock().acquire()
         if "data" in resolved:
             resolved = {**resolved, "data_sha1": data_fingerprint(resolved["data"])}
+        previous: dict = {}
         if self.config_path.exists():
             previous = json.loads(self.config_path.read_text())
             current = json.loads(json.dumps(resolved))  # tuples compare as the JSON lists they are stored as
@@ -175,7 +176,8 @@ class RunFolder:
                 was = f"; it was trained on {previous['data']}" if "data" in differ else ""
                 raise TedlocError(f"{self.path} holds a run with another configuration ({what}{was}); "
                                   f"choose another --out")
-        atomic_write_text(self.config_path, json.dumps(resolved, indent=1) + "\n")
+        # what a resume does not state again (the entries of :meth:`confirm`) is kept, to be compared there
+        atomic_write_text(self.config_path, json.dumps({**previous, **resolved}, indent=1) + "\n")
         return lock
 
     def confirm(self, key: str, value) -> None:
