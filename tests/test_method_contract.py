@@ -4,7 +4,8 @@ Each method trains a tiny run on the small synthetic set; then: the run folder's
 :class:`LocalizationModel` with the recorded preprocessing, scores and maps of the right shapes and
 ranges, every map kind it offers, a save/load round trip (twice the same outputs; the epoch checkpoint
 of the selected epoch gives the selected model), label-free prediction, evaluation, and a tampered
-preprocessing record: used where the run trained its weights, refused where they come from timm. A method without a case below fails ``test_every_method_has_a_case``.
+preprocessing record: used where the run trained its weights, refused where they come from timm.
+A method without a case below fails ``test_every_method_has_a_case``.
 """
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ def test_normalisation_mismatch_is_refused():
     imagenet = Preprocessing(64)
     imagenet.check_normalization(Preprocessing(224, mean=[0.485, 0.456, 0.406]), "x")  # sizes may differ
     clip = Preprocessing(64, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
-    with pytest.raises(TedlocError, match="x: preprocessing mean .* differs from .*, the normalisation its weights expect"):
+    with pytest.raises(TedlocError,
+                       match="x: preprocessing mean .* differs from .*, the normalisation its weights expect"):
         imagenet.check_normalization(clip, "x")
 
 

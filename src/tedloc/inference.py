@@ -126,7 +126,6 @@ class Localizer:
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.map_max_side = map_max_side
-        self.preprocessing = model.preprocessing
         self.decode_size = (DECODE_MARGIN * model.preprocessing.input_size,) * 2
         # torch.compile of the whole label-free forward pass (the model's own device and precision)
         self._forward = torch.compile(model.predict) if compile else model.predict
@@ -196,7 +195,7 @@ class Localizer:
             pil, size, source = self._decode(image, i)
         except TedlocError as e:
             return e
-        x = self.preprocessing.eval_input(pil)
+        x = self.model.preprocessing.eval_input(pil)
         return x, size, source
 
     def _decode(self, image: ImageInput, i: int) -> tuple[Image.Image, tuple[int, int], str]:

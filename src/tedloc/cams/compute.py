@@ -75,7 +75,8 @@ def compute_map_cache(model: LocalizationModel, data: str | os.PathLike, split: 
         labels = batch["label"] if classes == "true" else None
         maps = source_spec.maps(model, batch["image"], labels).float()
         if tuple(maps.shape[-2:]) != shape:
-            maps = torch.nn.functional.interpolate(maps[:, None], size=shape, mode="bilinear", align_corners=False)[:, 0]
+            maps = torch.nn.functional.interpolate(maps[:, None], size=shape, mode="bilinear",
+                                                   align_corners=False)[:, 0]
         rows = batch["index"].numpy()
         cache.write(rows, normalize_maps(maps))
         return rows.tolist()

@@ -80,10 +80,14 @@ class Preprocessing:
 
         return to_normalized_tensor(image, self.mean, self.std)
 
+    def view_input(self, view, image: Image.Image) -> torch.Tensor:
+        """``image`` through ``view`` (a :class:`~tedloc.data.transforms.View`, resized with :attr:`interpolation`),
+        normalised: what the model sees of it."""
+        return self.normalize(view.image(image, self.interpolation))
+
     def eval_input(self, image: Image.Image) -> torch.Tensor:
         """One image as the model sees it at evaluation: the eval view, then normalisation."""
-        view = self.eval_transform().view(image.size)
-        return self.normalize(view.image(image, self.interpolation))
+        return self.view_input(self.eval_transform().view(image.size), image)
 
     def dataset(self, split, train: bool = False, seed: int = 0):
         """A :class:`~tedloc.data.torch_dataset.WSOLImageDataset` of ``split`` with this preprocessing

@@ -74,5 +74,5 @@ class WSOLImageDataset(Dataset):
         image = load_sample_image(self.split.image_path(i))
         rng = np.random.default_rng([self.seed, self.epoch, i])
         view = self.transform.view(image.size, rng)
-        x = self.preprocessing.normalize(view.image(image, self.preprocessing.interpolation))
+        x = self.preprocessing.view_input(view, image)
         return {"image": x, "label": int(self.split.labels[i]), "index": i, "view": view.to_tensor()}

@@ -112,7 +112,7 @@ class _ViewsDataset(Dataset):
         images, views = [], []
         for v in range(self.num_views):
             view = self.transform.view(image.size, np.random.default_rng([self.seed, _VIEW_STREAM, v, i]))
-            images.append(self.preprocessing.normalize(view.image(image, self.preprocessing.interpolation)))
+            images.append(self.preprocessing.view_input(view, image))
             views.append(view.to_tensor())
         return {"images": torch.stack(images), "views": torch.stack(views), "index": i}
 
@@ -122,7 +122,8 @@ def build_feature_cache(encoder, split: Split, preprocessing: Preprocessing, roo
                         runtime: Runtime = Runtime(), dist: Distributed = Distributed()) -> FeatureCache:
     """Compute (or finish, or reuse) the feature cache of ``encoder`` over the views of ``split``.
 
-    The views are ``preprocessing``'s training views (the model's record). E runs on ``runtime``'s device and precision (features are stored in fp16 either way). Under
+    The views are ``preprocessing``'s training views (the model's record). E runs on ``runtime``'s device
+    and precision (features are stored in fp16 either way). Under
     ``torchrun`` the processes share the missing images: each writes its own rows, the first one
     creates the cache and marks the rows done.
     """

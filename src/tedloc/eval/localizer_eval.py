@@ -17,9 +17,9 @@ from tedloc.utils.progress import progress
 __all__ = ["evaluate_localizer", "iter_score_maps"]
 
 
-def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str, ...] | None = None, batch_size: int = 64,
-                    workers: int = 0, indices: list[int] | None = None, show_progress: bool = True
-                    ) -> Iterator[tuple[str, dict[str, np.ndarray], np.ndarray]]:
+def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str, ...] | None = None,
+                    batch_size: int = 64, workers: int = 0, indices: list[int] | None = None,
+                    show_progress: bool = True) -> Iterator[tuple[str, dict[str, np.ndarray], np.ndarray]]:
     """``(image id, kind -> score map, class scores)`` for every image of ``split`` (or ``indices``), in order.
 
     Each map is resized (bicubic) to the input size and min-max normalised, as wsolevaluation
@@ -52,8 +52,8 @@ def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str
             yield split.image_ids[i], {kind: normalize_scoremap(maps[kind][j], size) for kind in kinds}, scores[j]
 
 
-def evaluate_localizer(localizer: LocalizationModel, split: Split, batch_size: int = 64, workers: int = 0, all_maps: bool = False,
-                       dist=None, **evaluator_kwargs) -> dict:
+def evaluate_localizer(localizer: LocalizationModel, split: Split, batch_size: int = 64, workers: int = 0,
+                       all_maps: bool = False, dist=None, **evaluator_kwargs) -> dict:
     """Metrics of ``localizer`` on ``split``: each map is resized (bicubic) to the input size and
     min-max normalised, then scored against the split's GT (boxes rescaled to the input size).
 

@@ -36,11 +36,6 @@ class NetworkLocalizer:
         """Where the network runs."""
         return self.runtime.device
 
-    @property
-    def input_size(self) -> int:
-        """The side of the model's square input (from :attr:`preprocessing`)."""
-        return self.preprocessing.input_size
-
 
 def recorded_preprocessing(run: RunFolder, meta: dict, weights: Preprocessing | None) -> Preprocessing:
     """The preprocessing recorded in ``run``'s ``model.json``. ``weights``: the record of weights the run did not

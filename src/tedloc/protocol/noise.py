@@ -79,7 +79,8 @@ def noise_study_rows(results: dict, names: list[str]) -> list[dict]:
 def format_noise_study(rows: list[dict]) -> str:
     """A Markdown table: the selected checkpoint, BV-TT, BV-VT and BV-VT's difference to clean GT (row ``GT``)."""
     clean = next(r for r in rows if r["boxes"] == "GT")["BV-VT"]["MaxBoxAcc"]
-    lines = ["| val boxes | selected | BV-TT MaxBoxAcc | BV-VT MaxBoxAcc | BV-VT - clean BV-VT |", "|---|---|---|---|---|"]
+    lines = ["| val boxes | selected | BV-TT MaxBoxAcc | BV-VT MaxBoxAcc | BV-VT - clean BV-VT |",
+             "|---|---|---|---|---|"]
     for r in rows:
         tt, vt = r["BV-TT"], r["BV-VT"]
         lines.append(f"| {r['boxes']} | {vt['checkpoint']} | {tt['MaxBoxAcc']:.2f} | {vt['MaxBoxAcc']:.2f} | "

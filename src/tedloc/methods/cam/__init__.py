@@ -13,16 +13,12 @@ def _summary(history: list[dict]) -> str:
     return f"{len(history)} epochs, val top-1 {last['val_top1']:.2f}, top-5 {last['val_top5']:.2f}"
 
 
-def _train(data, out, config: PretrainConfig, resume: bool = True, runtime=None) -> list[dict]:
-    return pretrain(data, out, config, resume=resume, runtime=runtime)
-
-
 METHOD = register_method(Method(
     name="cam",
     description="train a classifier (encoder + pooling + linear head); its CAM localizes",
     run_kind=RUN_KIND,
     config=PretrainConfig,
-    train=_train,
+    train=pretrain,
     load=load_cam_run,
     option_help={
         "arch": {"help": "timm name (tedloc_resnet_tiny, resnet18, vit_tiny_patch16_224, ...)"},

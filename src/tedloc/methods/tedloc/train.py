@@ -202,7 +202,8 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     if not cache.complete:
         raise TedlocError(f"{cams}: the map cache is incomplete; finish it with `tedloc cams`")
     dist, runtime = Distributed.from_env(runtime or Runtime())
-    resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "anchors": str(Path(anchors_path).resolve()),
+    resolved = {"config": asdict(config), "data": str(Path(data).resolve()),
+                "anchors": str(Path(anchors_path).resolve()),
                 "cams": str(Path(cams).resolve()), "class_names": dataset.class_names, "kind": RUN_KIND}
     run.start(resolved, runtime, dist)
     torch.manual_seed(config.seed)
