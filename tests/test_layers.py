@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tedloc"
-ORDER = ["utils", "errors", "data", "text", "models", "pseudo", "engine", "eval", "cams", "viz", "methods",
+ORDER = ["utils", "errors", "data", "text", "models", "pseudo", "engine", "eval", "cams", "zeroshot", "viz", "methods",
          "inference", "protocol", "recipes", "cli"]
 _IMPORT = re.compile(r"from tedloc\.(\w+)|import tedloc\.(\w+)")
 
