@@ -24,6 +24,7 @@ words) see docs/CLIP.md.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -55,7 +56,7 @@ class ClipESConfig:
         drop_colliding_background: leave out, per class, the background words that are words of the
             class's name ("valley" for the class "valley"); False keeps the list verbatim.
         refine: apply CAA (False: the Grad-CAM alone).
-        caa_blocks: how many last blocks' attention CAA averages.
+        caa_blocks: how many last blocks' attention CAA averages (all blocks of a shallower tower).
         box_threshold: CAA's box mask, a fraction of the CAM's max.
         balance_rounds: column-then-row normalisations of the affinity.
     """
@@ -148,8 +149,8 @@ class ClipES:
     """
 
     def __init__(self, tower: ClipTower, class_names: list[str], config: ClipESConfig = ClipESConfig()):
-        if config.caa_blocks > tower.num_blocks:
-            raise OptionError(f"caa_blocks {config.caa_blocks} exceeds the {tower.num_blocks} blocks of the tower")
+        if config.caa_blocks > tower.num_blocks:  # a shallower tower than ViT-B's 12 blocks: all of them
+            config = dataclasses.replace(config, caa_blocks=tower.num_blocks)
         self.tower = tower
         self.config = config
         self.class_names = list(class_names)

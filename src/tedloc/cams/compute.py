@@ -28,22 +28,25 @@ def normalize_maps(maps: torch.Tensor) -> np.ndarray:
 
 def compute_map_cache(model: LocalizationModel, data: str | os.PathLike, split: str, out: str | os.PathLike,
                       classes: str = "true", method: str = "cam", size: int | None = None, batch_size: int = 64,
-                      workers: int = 0, runtime: Runtime | None = None, origin: str | os.PathLike = "") -> MapCache:
+                      workers: int = 0, runtime: Runtime | None = None, origin: str | os.PathLike = "",
+                      model_record: dict | None = None) -> MapCache:
     """Maps of every image of ``split`` (for the true class, or ``classes="pred"``) at the model's eval view.
 
     ``method``: a registered map source (:mod:`tedloc.cams.sources`: ``cam``, stored at the feature
     resolution unless ``size`` is given; ``gradcam``, stored at ``size``, default a quarter of the
-    input size). ``model`` runs on ``runtime`` (default: the CPU in fp32; under ``torchrun`` pass the
-    runtime of :meth:`Distributed.from_env`, the processes share the images). ``origin``: what made the
-    model (a run folder), recorded in the cache. Re-running reuses a complete cache; an interrupted
-    one resumes with the missing rows.
+    input size; the training-free CLIP localizers of :mod:`tedloc.zeroshot`, at their patch grid).
+    ``model`` runs on ``runtime`` (default: the CPU in fp32; under ``torchrun`` pass the runtime of
+    :meth:`Distributed.from_env`, the processes share the images). ``origin``: what made the model
+    (a run folder), recorded in the cache; ``model_record``: what the model is when it is no run (a
+    training-free localizer's ``record()``), recorded too. Re-running reuses a complete cache; an
+    interrupted one resumes with the missing rows.
     """
     from tedloc.engine.distributed import Distributed, fill_rows, step_chunks
 
     if classes not in ("true", "pred"):
         raise TedlocError("classes must be 'true' or 'pred'")
     source_spec = map_source(method)
-    where = str(origin) or type(model).__name__
+    where = str(origin) or (model_record or {}).get("localizer") or type(model).__name__
     source_spec.check(model, where)
     dist, runtime = Distributed.from_env(runtime or Runtime())
     model.to(runtime)  # the maps are made (and their precision recorded) on this runtime
@@ -62,6 +65,8 @@ def compute_map_cache(model: LocalizationModel, data: str | os.PathLike, split: 
         shape = (int(size), int(size))
     source = {"run": str(Path(origin).resolve()) if origin else "", "method": method, "classes": classes,
               "input_size": pre.input_size, "view": "eval", "precision": runtime.precision}
+    if model_record:
+        source["model"] = model_record
     cache = dist.on_main(lambda: MapCache(out, target.image_ids, shape, source))  # created (and locked) once
     if cache is None:
         cache = MapCache(out, target.image_ids, shape, source, shared=True)

@@ -1,4 +1,4 @@
-"""Sources of pseudo-label maps by name (``tedloc cams --method NAME``): a registry of :class:`MapSource`.
+"""Sources of pseudo-label maps by name (``tedloc cams --source NAME``): a registry of :class:`MapSource`.
 
 A source turns a batch of preprocessed images (and their classes, or None for the predicted ones)
 into maps ``(B, h, w)`` with a model of the capability it needs. New sources (CLIP-ES, DiPS
@@ -23,7 +23,7 @@ class MapSource:
     """A way to compute class maps.
 
     Attributes:
-        name: the name of ``tedloc cams --method``.
+        name: the name of ``tedloc cams --source``.
         description: one line for ``--help``.
         requires: the capability protocol a model needs (checked with ``isinstance``).
         maps: ``maps(model, images, classes or None) -> (B, h, w)``.

@@ -4,16 +4,35 @@ from __future__ import annotations
 import argparse
 
 from tedloc.cli import command
+from tedloc.cli.clip_args import add_clip_arguments, training_free_from_args
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
+from tedloc.errors import TedlocError
 
 
 def _cams(args: argparse.Namespace) -> int:
     from tedloc.engine.distributed import Distributed
-    from tedloc.methods.run_maps import compute_run_map_cache
+    from tedloc.zeroshot import TRAINING_FREE
 
-    cache = compute_run_map_cache(args.run, args.data, args.split, args.out, classes=args.classes,
-                                  method=args.method, size=args.size, batch_size=args.batch_size,
-                                  workers=args.workers, runtime=runtime_from_args(args))
+    options = dict(classes=args.classes, method=args.source, size=args.size, batch_size=args.batch_size,
+                   workers=args.workers)
+    if args.source in TRAINING_FREE:
+        from tedloc.cams.compute import compute_map_cache
+        from tedloc.data import load_dataset
+
+        if args.run:
+            raise TedlocError(f"--source {args.source} needs no --run (it is training-free: give --clip)")
+        dist, runtime = Distributed.from_env(runtime_from_args(args))
+        class_names = load_dataset(args.data, splits=[args.split]).class_names
+        model = training_free_from_args(args.source, class_names, args, runtime)
+        cache = compute_map_cache(model, args.data, args.split, args.out, runtime=runtime,
+                                  model_record=model.record(), **options)
+    else:
+        from tedloc.methods.run_maps import compute_run_map_cache
+
+        if not args.run:
+            raise TedlocError(f"--source {args.source} needs --run (a classifier run from `tedloc pretrain`)")
+        cache = compute_run_map_cache(args.run, args.data, args.split, args.out, runtime=runtime_from_args(args),
+                                      **options)
     if not Distributed.current().is_main:
         return 0
     print(f"{args.out}: {len(cache)} maps of {cache.size[0]}x{cache.size[1]} (float16), source {cache.source['method']}"
@@ -21,21 +40,26 @@ def _cams(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("cams", help="compute and cache the CAM / Grad-CAM pseudo-label maps of a split (resumable)")
+@command("cams", help="compute and cache the pseudo-label maps of a split: CAM / Grad-CAM of a classifier run, or "
+                      "CLIP-ES and the other training-free CLIP maps (resumable)")
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc cams``."""
-    parser.add_argument("--run", required=True, help="a classifier run (tedloc pretrain)")
+    from tedloc.cams.sources import MAP_SOURCES
+    import tedloc.zeroshot  # noqa: F401  (registers the CLIP sources)
+
+    parser.add_argument("--source", "--method", dest="source", choices=MAP_SOURCES.names(), default="cam",
+                        help="; ".join(f"{n}: {MAP_SOURCES.get(n).description}" for n in MAP_SOURCES.names())
+                        + " (default cam)")
+    parser.add_argument("--run", help="a classifier run (tedloc pretrain), for --source cam / gradcam")
     parser.add_argument("--data", required=True, help="dataset directory")
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", default="train", help="the split whose maps are made (default train)")
     parser.add_argument("--out", required=True, help="cache folder")
     parser.add_argument("--classes", choices=("true", "pred"), default="true",
-                        help="CAM of the true class (pseudo-labels) or of the predicted one")
-    from tedloc.cams.sources import MAP_SOURCES
-
-    parser.add_argument("--method", choices=MAP_SOURCES.names(), default="cam",
-                        help="; ".join(f"{n}: {MAP_SOURCES.get(n).description}" for n in MAP_SOURCES.names()))
-    parser.add_argument("--size", type=int, help="stored map side (default: CAM feature resolution; Grad-CAM: input/4)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0)
+                        help="maps of the true class (pseudo-labels) or of the predicted one (default true)")
+    parser.add_argument("--size", type=int, help="stored map side (default: the source's own resolution: CAM "
+                                                 "features, the CLIP patch grid; Grad-CAM: input/4)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
+    add_clip_arguments(parser)
     add_runtime_arguments(parser)
     parser.set_defaults(func=_cams)

@@ -7,13 +7,14 @@ import os
 import sys
 
 from tedloc.cli import command
+from tedloc.cli.clip_args import add_clip_arguments, training_free_from_args
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.data import load_dataset
 from tedloc.errors import TedlocError
 from tedloc.eval import THRESHOLD_MODES, evaluate_map_folder
 from tedloc.utils.io import atomic_write_text, check_writable
 
-_ORDER = ("MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70", "PxAP", "mIoU",
+_ORDER = ("map", "map_class", "MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70", "PxAP", "mIoU",
           "GTKnownLoc", "Top1Loc", "Top5Loc", "CL@1", "CL@5", "threshold")
 
 
@@ -45,7 +46,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     """Fail before the evaluation, not after it, when its results cannot be written (an ``OSError``)."""
     if args.json:
         check_writable(args.json)
-    if getattr(args, "save_threshold", False) and os.path.isdir(args.run):
+    if getattr(args, "save_threshold", False) and args.run and os.path.isdir(args.run):
         from tedloc.engine.run_folder import RunFolder
 
         check_writable(RunFolder(args.run).metadata_path)
@@ -75,53 +76,83 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=_evaluate_maps)
 
 
+def _localizer(args: argparse.Namespace, runtime, dataset):
+    """The localizer to evaluate and its name: a run's (``--run``) or a training-free one (``--method``)."""
+    from tedloc.models.localizer import use_map
+
+    if bool(args.run) == bool(args.method):
+        raise TedlocError("give either --run (a trained run) or --method (a training-free localizer)")
+    if args.method:
+        if args.save_threshold:
+            raise TedlocError("--save-threshold stores the threshold in a run; --method has none")
+        return training_free_from_args(args.method, dataset.class_names, args, runtime), args.method
+    from tedloc.methods import load_model
+
+    localizer = use_map(load_model(args.run, runtime=runtime), args.map, args.run)
+    if dataset.class_names != localizer.class_names:
+        raise TedlocError(f"{args.data} has other classes than the run {args.run} was trained on")
+    return localizer, args.run
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from tedloc.engine.distributed import Distributed
-    from tedloc.engine.run_folder import RunFolder
     from tedloc.eval.localizer_eval import evaluate_localizer
-    from tedloc.methods import load_model
-    from tedloc.models.localizer import use_map
 
     dist, runtime = Distributed.from_env(runtime_from_args(args))
     dist.on_main(lambda: _check_outputs(args))
-    run = RunFolder(args.run)
-    localizer = use_map(load_model(run, runtime=runtime), args.map, args.run)
     if args.save_threshold and args.mode != "oracle":
         raise TedlocError("--save-threshold stores the best threshold of --mode oracle")
     dataset = load_dataset(args.data, splits=[args.split])
-    if dataset.class_names != localizer.class_names:
-        raise TedlocError(f"{args.data} has other classes than the run {args.run} was trained on")
+    localizer, name = _localizer(args, runtime, dataset)
     if args.save_threshold and not dataset[args.split].has_boxes:
         raise TedlocError(f"--save-threshold needs GT boxes; split {args.split!r} of {args.data} has none")
     metrics = evaluate_localizer(localizer, dataset[args.split], batch_size=args.batch_size, workers=args.workers,
                                  all_maps=True, interval=args.interval, mode=args.mode, tau=args.tau,
-                                 num_classes=dataset.num_classes, dist=dist)
+                                 num_classes=dataset.num_classes, dist=dist, map_class=args.map_class)
     if not dist.is_main:  # the first process reports and writes
         return 0
-    code = report(metrics, f"{args.run} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
+    if args.method:
+        metrics["model"] = localizer.record()
+    code = report(metrics, f"{name} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
                   args.json)
     if args.save_threshold:
+        from tedloc.engine.run_folder import RunFolder
+
+        run = RunFolder(args.run)
         run.update_metadata(threshold=metrics["threshold"],
                             threshold_source={"split": args.split, "data": str(args.data), "criterion": "MaxBoxAcc"})
         print(f"stored threshold {metrics['threshold']} in {run.metadata_path}")
     return code
 
 
-@command("evaluate", help="evaluate a trained run (CAM baseline, TeD-Loc, ...) on a split")
+@command("evaluate", help="evaluate a trained run (CAM baseline, TeD-Loc, ...) or a training-free CLIP localizer "
+                          "(clip-es, clip, sclip, naclip) on a split")
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc evaluate``."""
-    parser.add_argument("--run", required=True, help="run folder")
+    from tedloc.eval.localizer_eval import MAP_CLASSES
+    from tedloc.zeroshot import TRAINING_FREE
+
+    parser.add_argument("--run", help="run folder (or --method)")
+    parser.add_argument("--method", choices=TRAINING_FREE.names(),
+                        help="a training-free localizer instead of a run: " + "; ".join(
+                            f"{n}: {TRAINING_FREE.get(n).description}" for n in TRAINING_FREE.names()))
     parser.add_argument("--data", required=True, help="dataset directory (same classes as the run)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--interval", type=float, default=0.01)
-    parser.add_argument("--mode", choices=list(THRESHOLD_MODES), default="oracle")
-    parser.add_argument("--tau", type=float)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--split", default="test", help="the split to evaluate (default test)")
+    parser.add_argument("--interval", type=float, default=0.01, help="CAM threshold interval (default 0.01)")
+    parser.add_argument("--mode", choices=list(THRESHOLD_MODES), default="oracle",
+                        help="oracle: best threshold on this split; fixed: --tau; otsu: per map (default oracle)")
+    parser.add_argument("--tau", type=float, help="threshold of --mode fixed")
+    parser.add_argument("--map-class", choices=MAP_CLASSES, default="pred",
+                        help="whose map is scored: pred, the predicted class's (no label used), or true, the true "
+                             "class's (GT-known: CLIP-ES (GT) of the paper); Top-1/5 Loc use the prediction either "
+                             "way (default pred)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
     parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g or class); all are "
                         "scored, this one is reported first")
     parser.add_argument("--save-threshold", action="store_true",
                         help="store the best threshold found on this split in the run (used by `tedloc predict`)")
     parser.add_argument("--json", help="write the metrics as JSON here")
+    add_clip_arguments(parser)
     add_runtime_arguments(parser)
     parser.set_defaults(func=_evaluate)

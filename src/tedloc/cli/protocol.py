@@ -11,7 +11,8 @@ from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
 
 # options of `tedloc pseudo-boxes` -> the annotator option they set
-_ANNOTATOR_OPTIONS = {"fraction": "fraction", "rpn_weights": "weights", "clip_model": "clip_model"}
+_ANNOTATOR_OPTIONS = {"fraction": "fraction", "rpn_weights": "weights", "clip": "clip",
+                      "clip_pretrained": "clip_pretrained"}
 
 
 def _pseudo_boxes(args: argparse.Namespace) -> int:
@@ -63,7 +64,10 @@ def configure_pseudo_boxes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="box file to write (plus FILE.json with settings and score)")
     parser.add_argument("--fraction", type=float, default=0.2, help="share of proposals kept before the pointing game")
     parser.add_argument("--rpn-weights", help="'DEFAULT' (torchvision COCO weights), a local file, or 'random'")
-    parser.add_argument("--clip-model", help="open_clip:<arch>@<tag> for --method clip")
+    parser.add_argument("--clip", default="ViT-B-16", metavar="NAME",
+                        help="open_clip architecture for --method clip (default ViT-B-16)")
+    parser.add_argument("--clip-pretrained", default="openai", metavar="TAG|FILE",
+                        help="its weights: an open_clip tag, a local file, or 'random' (tests) (default openai)")
     parser.add_argument("--boxes", help="box file to score (localization.txt format, one box per image)")
     parser.add_argument("--rescale", type=int, help="score after rescaling boxes to a square of this size")
     parser.add_argument("--json", action="store_true", help="print the score as JSON")

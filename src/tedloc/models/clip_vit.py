@@ -2,7 +2,7 @@
 
 :func:`load_clip` creates an open_clip model by name and weights (a tag of
 ``open_clip.list_pretrained()``, fetched once with network access, a local weight file, or
-``random`` for tests) and answers bad input with one line. :class:`ClipTower` runs its image
+``random``: seeded random weights, for tests) and answers bad input with one line. :class:`ClipTower` runs its image
 tower block by block on images of any size that is a multiple of the patch (the position
 embeddings of the patch grid are interpolated, the class token's kept), returns the head-averaged
 attention of the blocks asked for, and reads tokens out through ``ln_post`` and the projection.
@@ -63,11 +63,13 @@ def _create(spec: ClipSpec) -> nn.Module:
     weights = spec.pretrained
     if weights in ("", "random"):
         _logger.warning("open_clip %s with random weights (maps and numbers mean nothing)", spec.name)
-        return open_clip.create_model(spec.name, pretrained=None)
+        with torch.random.fork_rng(devices=[]):  # seeded: the same weights in every process and on resume
+            torch.manual_seed(0)
+            return open_clip.create_model(spec.name, pretrained=None)
     if os.path.isfile(weights):
         try:
             return open_clip.create_model(spec.name, pretrained=weights)
-        except (RuntimeError, KeyError, ValueError) as e:
+        except Exception as e:  # open_clip reports a misfit as RuntimeError, KeyError, AssertionError, ...
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise TedlocError(f"{weights}: these weights do not fit open_clip {spec.name} ({first})") from None
     tags = open_clip.list_pretrained_tags_by_model(spec.name)

@@ -5,7 +5,9 @@ optional capabilities are protocols of their own, checked with ``isinstance``:
 
 - :class:`MultiMapModel`: several maps from one forward pass (TeD-Loc: ``g`` and ``class``);
 - :class:`ClassConditionalMaps`: the map of any given class (CAM: the true class's, for pseudo-labels);
-- :class:`ClassifierNetwork`: a classifier network inside (Grad-CAM, box confidences).
+- :class:`ClassifierNetwork`: a classifier network inside (Grad-CAM, box confidences);
+- :class:`ClassScores`: class scores alone, cheaper than :meth:`LocalizationModel.predict` (for
+  evaluations whose maps are of the true class).
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import TedlocError
 from tedloc.utils.device import Runtime
 
-__all__ = ["LocalizationModel", "MultiMapModel", "ClassConditionalMaps", "ClassifierNetwork", "map_kinds_of",
-           "use_map"]
+__all__ = ["LocalizationModel", "MultiMapModel", "ClassConditionalMaps", "ClassifierNetwork", "ClassScores",
+           "map_kinds_of", "use_map"]
 
 
 @runtime_checkable
@@ -79,6 +81,15 @@ class ClassifierNetwork(Protocol):
 
     def cams(self, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
         """Maps (B, h, w) of ``classes``."""
+        ...
+
+
+@runtime_checkable
+class ClassScores(Protocol):
+    """A model whose class scores come without its maps."""
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """Class scores (B, K), as :meth:`LocalizationModel.predict` gives them."""
         ...
 
 

@@ -7,8 +7,8 @@
   confident survivor wins.
 - ``rpn``: class-agnostic proposals of torchvision's Faster R-CNN region proposal network, ranked
   by objectness; the top 20 % are kept, then the pointing game, then the classifier's confidence.
-- ``clip``: the CAM of a CLIP model for the true class's prompt (Grad-CAM on the image-text
-  similarity, softmax over all class prompts as in CLIP-ES), Otsu, the largest region.
+- ``clip``: the CLIP-ES map of the true class (:class:`~tedloc.zeroshot.ClipESLocalizer`, the same
+  implementation as ``tedloc cams --source clip-es``), Otsu, the largest region.
 
 Box content confidence: the softmax probability of the true class for the image whose outside
 of the box is blurred (a Gaussian of sigma = 1/8 of the image side; DiPS-style), so context
@@ -217,18 +217,19 @@ class RPNAnnotator(Annotator):
 
 
 class CLIPAnnotator(Annotator):
-    """The Otsu box of a CLIP model's map of the true class's prompt (:class:`~tedloc.cams.clip_cam.CLIPCAM`);
-    no classifier is needed."""
+    """The Otsu box of the CLIP-ES map of the true class (:class:`~tedloc.zeroshot.ClipESLocalizer`); no classifier
+    is needed."""
 
     name = "clip"
 
-    def __init__(self, clip_model: str, class_names: list[str], device: str | torch.device = "cpu"):
-        from tedloc.cams.clip_cam import CLIPCAM
-
-        self.clip = CLIPCAM(clip_model, class_names, device=device)
+    def __init__(self, localizer):
+        self.localizer = localizer
 
     def __call__(self, image: Image.Image, label: int) -> np.ndarray:
-        return np.array(box_from_map(self.clip(image, label), "otsu"), dtype=np.int64)
+        x = self.localizer.preprocessing.eval_input(image)[None]
+        cam = self.localizer.cams(x, torch.tensor([label]))[0]
+        return np.array(box_from_map(normalize_scoremap(cam.double().cpu().numpy(), image.size), "otsu"),
+                        dtype=np.int64)
 
 
 @dataclass
@@ -287,14 +288,18 @@ register_annotator(AnnotatorSpec(
     lambda ctx, **kw: RPNAnnotator(ctx.classifier("rpn"), **kw), ("fraction", "weights")))
 
 
-def _clip(ctx: AnnotatorContext, clip_model: str | None = None) -> Annotator:
-    if not clip_model:
-        raise TedlocError("--method clip needs --clip-model open_clip:<arch>@<tag>")
-    return CLIPAnnotator(clip_model, ctx.class_names, ctx.device)
+def _clip(ctx: AnnotatorContext, clip: str = "ViT-B-16", clip_pretrained: str = "openai") -> Annotator:
+    from tedloc.models.clip_vit import ClipSpec
+    from tedloc.utils.device import Runtime
+    from tedloc.zeroshot import create_training_free
+
+    runtime = ctx.runtime if ctx.runtime is not None else Runtime()
+    return CLIPAnnotator(create_training_free("clip-es", ctx.class_names, ClipSpec(clip, clip_pretrained),
+                                              runtime=runtime, templates="origami"))
 
 
-register_annotator(AnnotatorSpec("clip", "Otsu box of a CLIP model's map of the class prompt (needs --clip-model)",
-                                 _clip, ("clip_model",)))
+register_annotator(AnnotatorSpec("clip", "Otsu box of the CLIP-ES map of the true class (--clip, --clip-pretrained)",
+                                 _clip, ("clip", "clip_pretrained")))
 
 
 def create_annotator(name: str, context: AnnotatorContext, **options) -> Annotator:

@@ -1,0 +1,32 @@
+"""``--clip``, ``--clip-pretrained``, ``--input-size``, ``--templates``: the options of every command that builds a
+training-free CLIP localizer (``tedloc evaluate --method``, ``tedloc cams --source``)."""
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_clip_arguments", "training_free_from_args"]
+
+
+def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the CLIP model options (the paper's ViT-B/16 with OpenAI's weights by default)."""
+    parser.add_argument("--clip", default="ViT-B-16", metavar="NAME",
+                        help="open_clip architecture of the training-free localizers (default ViT-B-16, the paper's)")
+    parser.add_argument("--clip-pretrained", default="openai", metavar="TAG|FILE",
+                        help="its weights: an open_clip tag (fetched once, needs network), a local weight file, or "
+                             "'random' (tests: the numbers mean nothing) (default openai)")
+    parser.add_argument("--input-size", type=int, metavar="N",
+                        help="side of the square view CLIP sees, rounded up to a multiple of the patch "
+                             "(default: the model's, 224 for ViT-B-16)")
+    parser.add_argument("--templates", default="imagenet80",
+                        help="prompts of the zero-shot classifier and of the clip/sclip/naclip maps: imagenet80 "
+                             "(OpenAI's 80), photo, ensemble, origami (default imagenet80); CLIP-ES's maps always "
+                             "use 'a clean origami {}.'")
+
+
+def training_free_from_args(name: str, class_names: list[str], args: argparse.Namespace, runtime):
+    """The training-free localizer ``name`` for ``class_names`` with the parsed CLIP options."""
+    from tedloc.models.clip_vit import ClipSpec
+    from tedloc.zeroshot import create_training_free
+
+    return create_training_free(name, class_names, ClipSpec(args.clip, args.clip_pretrained), args.input_size,
+                                args.templates, runtime)

@@ -1,0 +1,321 @@
+"""CLIP-ES and the training-free CLIP localizers, with random open_clip weights (no CLIP weights exist here).
+
+A tiny open_clip config (``tedloc-tiny-clip``: 8-pixel patches, 3 blocks) is registered for speed;
+one test runs the real ViT-B/16 architecture. What is checked: the tower against open_clip's own
+forward and an explicit softmax(QK^T), position embeddings at other grids, the CAA and its box
+mask against direct computations, the text set of CLIP-ES, zero-shot prediction, shapes at
+non-square sizes, bad input, and the commands (cache with resume, training, evaluation, boxes).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+open_clip = pytest.importorskip("open_clip")
+
+from tedloc.cams.clip_dense import multihead_qkv, neighbourhood_bias  # noqa: E402
+from tedloc.cams.clip_es import (ClipES, ClipESConfig, background_allowed, balance_affinity, box_mask,  # noqa: E402
+                                 minmax_eps, refine_with_affinity)
+from tedloc.errors import TedlocError  # noqa: E402
+from tedloc.models.clip_vit import ClipSpec, ClipTower, load_clip  # noqa: E402
+from tedloc.zeroshot import ClipESLocalizer, DenseClipLocalizer, create_training_free  # noqa: E402
+
+TINY = "tedloc-tiny-clip"
+NAMES = ["red square", "sea lion", "valley", "cat"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip_config") / f"{TINY}.json"
+    path.write_text(json.dumps({"embed_dim": 32, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32,
+                                                               "layers": 3, "head_width": 16},
+                                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                                             "layers": 1}}))
+    open_clip.add_model_config(path)
+
+
+@pytest.fixture(scope="module")
+def tower() -> ClipTower:
+    torch.manual_seed(0)
+    return load_clip(ClipSpec(TINY, "random"))
+
+
+def _images(b=2, h=48, w=32, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).normal(size=(b, 3, h, w)).astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- the tower
+def test_tower_matches_open_clip_and_an_explicit_attention(tower):
+    x = _images(2, 32, 32)
+    with torch.no_grad():
+        tokens, grid = tower.embed(x)
+        out, mean_attention = tower.run_blocks(tokens, tower.num_blocks, weights_from=1)
+        expected = F.normalize(tower.model.encode_image(x), dim=-1)
+    assert grid == (4, 4)
+    torch.testing.assert_close(tower.pooled(out), expected, atol=1e-5, rtol=1e-5)
+    # the head-averaged attention of blocks 1 and 2 is softmax(q k^T / sqrt(d)) of their ln_1 input
+    with torch.no_grad():
+        h = tower.run_blocks(tokens, 1)[0]
+        explicit = []
+        for i in (1, 2):
+            block = tower.blocks[i]
+            q, k, _ = multihead_qkv(block.attn, block.ln_1(h))
+            explicit.append((q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(dim=-1).mean(dim=1))
+            h = tower.block(i, h)[0]
+    torch.testing.assert_close(mean_attention, (explicit[0] + explicit[1]) / 2, atol=1e-6, rtol=1e-5)
+
+
+def test_position_embeddings_at_another_grid(tower):
+    pos = tower.visual.positional_embedding
+    assert tower.position_embedding((4, 4)) is pos  # the trained grid: unchanged
+    new = tower.position_embedding((6, 3))
+    assert new.shape == (1 + 18, pos.shape[1])
+    torch.testing.assert_close(new[0], pos[0])  # the class token's entry is kept
+    grid = pos[1:].T.reshape(1, -1, 4, 4)
+    explicit = F.interpolate(grid, size=(6, 3), mode="bilinear", align_corners=False).reshape(pos.shape[1], -1).T
+    torch.testing.assert_close(new[1:], explicit)
+    # a linear ramp along the rows stays a ramp, constant along the columns
+    ramp = torch.arange(4.0)[:, None].expand(4, 4).reshape(16, 1).expand(16, pos.shape[1])
+    with torch.no_grad():
+        saved = pos.clone()
+        pos[1:] = ramp
+        stretched = tower.position_embedding((8, 4))[1:, 0].reshape(8, 4)
+        pos.copy_(saved)
+    assert torch.all(stretched[:, :1] == stretched) and torch.all(stretched[1:, 0] >= stretched[:-1, 0])
+
+
+def test_images_the_tower_cannot_take(tower):
+    with pytest.raises(TedlocError, match="smaller than one 8x8 patch"):
+        tower.embed(torch.zeros(1, 3, 4, 32))
+    with pytest.raises(TedlocError, match="not a multiple of the 8x8 patch"):
+        tower.embed(torch.zeros(1, 3, 36, 32))
+    assert tower.preprocessing(36).input_size == 40  # rounded up, as CLIP-ES does
+    pre = tower.preprocessing()
+    assert pre.input_size == 32 and pre.mean == pytest.approx(open_clip.OPENAI_DATASET_MEAN)
+
+
+# ----------------------------------------------------------------------------- CAA and its box mask
+def test_box_mask_follows_clip_es_boxes():
+    cam = np.zeros((6, 8), dtype=np.float32)
+    cam[1:3, 1:3] = 1.0  # a region inside
+    cam[3:6, 5:8] = 0.5  # a region touching the right and bottom borders
+    cam[0, 7] = 0.39  # under 0.4 x max: no region
+    mask = box_mask(cam, 0.4)
+    expected = np.zeros((6, 8), dtype=np.float32)
+    expected[1:3, 1:3] = 1
+    expected[3:5, 5:7] = 1  # the box's end is clipped to W-1 / H-1 (exclusive): the last row and column stay out
+    np.testing.assert_array_equal(mask, expected)
+    # the cut is on the uint8 map, strictly above int(0.4 * 255) = 102: 0.4 -> 102 is out, 0.41 -> 104 is in
+    cam = np.zeros((5, 5), dtype=np.float32)
+    cam[2, 2], cam[0, 0], cam[4, 0] = 1.0, 0.4, 0.41
+    assert box_mask(cam, 0.4)[0, 0] == 0 and box_mask(cam, 0.4)[2, 2] == 1
+    assert box_mask(np.zeros((4, 4), np.float32)).sum() == 0  # nothing above the cut: an empty mask
+
+
+def _caa_numpy(cam: np.ndarray, attention: np.ndarray, threshold: float, rounds: int) -> np.ndarray:
+    t = attention.astype(np.float64)
+    for _ in range(rounds):
+        t = t / t.sum(axis=0, keepdims=True)
+        t = t / t.sum(axis=1, keepdims=True)
+    t = (t + t.T) / 2
+    t = t @ t
+    m = box_mask(cam, threshold).reshape(-1)
+    refined = np.array([sum(t[i, j] * m[j] * cam.reshape(-1)[j] for j in range(t.shape[1]))
+                        for i in range(t.shape[0])]).reshape(cam.shape)
+    refined = refined - refined.min()
+    return refined / (refined.max() + 1e-7)
+
+
+def test_caa_equals_a_direct_computation_on_hand_made_attention():
+    rng = np.random.default_rng(0)
+    cams = rng.random((2, 3, 4)).astype(np.float32)
+    cams[0, 0, 0], cams[1, 2, 3] = 1.0, 1.0
+    attention = rng.random((2, 12, 12)).astype(np.float32) + np.eye(12, dtype=np.float32)[None] * 3
+    got = refine_with_affinity(torch.from_numpy(cams), torch.from_numpy(attention), 0.4, 3)
+    for b in range(2):
+        np.testing.assert_allclose(got[b].numpy(), _caa_numpy(cams[b], attention[b], 0.4, 3), atol=1e-5)
+    t = balance_affinity(torch.from_numpy(attention[0]).double(), 3)
+    torch.testing.assert_close(t, t.T)  # symmetrised before the square
+
+
+def test_minmax_eps_is_grad_cams_scaling():
+    x = torch.tensor([[[1.0, 3.0], [2.0, 5.0]]])
+    torch.testing.assert_close(minmax_eps(x), (x - 1) / (4 + 1e-7))
+
+
+# ----------------------------------------------------------------------------- CLIP-ES's text set
+def test_background_words_that_are_the_class_never_compete(tower):
+    allowed = background_allowed(NAMES, ("sea", "valley", "sky", "sea lion"), drop_colliding=True)
+    assert allowed.tolist() == [[True, True, True, True], [False, True, True, False], [True, False, True, True],
+                                [True, True, True, True]]
+    assert background_allowed(NAMES, ("sea",), drop_colliding=False).all()
+    es = ClipES(tower, NAMES, ClipESConfig(background=("sea", "valley", "sky")))
+    emb = F.normalize(torch.randn(4, es.class_text.shape[1]), dim=-1)
+    logits = es.text_logits(emb, torch.tensor([0, 1, 2, 3]))
+    assert logits.shape == (4, 4)
+    # column 0 is always the image's own class: the Grad-CAM target is never a background prompt
+    torch.testing.assert_close(logits[:, 0], tower.logit_scale * (emb * es.class_text).sum(dim=1))
+    assert torch.isinf(logits[1, 1]) and torch.isinf(logits[2, 2]) and torch.isfinite(logits[0]).all()
+    no_bg = ClipES(tower, NAMES, ClipESConfig(background=()))
+    assert no_bg.text_logits(emb, torch.tensor([0, 1, 2, 3])).shape == (4, 1)
+
+
+def test_clip_es_maps_shapes_ranges_and_refinement(tower):
+    es = ClipES(tower, NAMES, ClipESConfig(caa_blocks=2))
+    images = _images(3, 48, 32)
+    classes = torch.tensor([0, 1, 3])
+    _, refined = es.maps(images, classes)
+    _, plain = es.maps(images, classes, refine=False)
+    assert refined.shape == plain.shape == (3, 6, 4) and not refined.requires_grad
+    for m in (refined, plain):
+        assert m.min() >= 0 and m.max() <= 1 and torch.allclose(m.flatten(1).max(dim=1).values, torch.ones(3), atol=1e-3)
+    # one image alone gives the same maps as in the batch (images never interact)
+    _, single = es.maps(images[1:2], classes[1:2])
+    torch.testing.assert_close(single[0], refined[1], atol=1e-5, rtol=1e-4)
+
+
+def test_clip_es_on_the_real_vit_b16_architecture_at_a_non_square_size():
+    torch.manual_seed(0)
+    tower = load_clip(ClipSpec("ViT-B-16", "random"))
+    es = ClipES(tower, NAMES)
+    _, maps = es.maps(_images(1, 160, 224), torch.tensor([2]))
+    assert maps.shape == (1, 10, 14) and 0.9 < maps.max() <= 1 and maps.min() == 0
+    assert tower.preprocessing().input_size == 224 and tower.logit_scale == pytest.approx(1 / 0.07, rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- the localizers
+def _localizer(tower, name, **options):
+    pre = tower.preprocessing(48)
+    if name == "clip-es":
+        return ClipESLocalizer(tower, NAMES, pre, templates="photo", config=ClipESConfig(caa_blocks=2, **options))
+    return DenseClipLocalizer(tower, NAMES, pre, templates="photo", variant=name)
+
+
+@pytest.mark.parametrize("name", ["clip-es", "clip", "sclip", "naclip"])
+def test_localizers_predict_without_labels_and_map_given_classes(tower, name):
+    from tedloc.models.localizer import ClassConditionalMaps, ClassScores, LocalizationModel
+
+    loc = _localizer(tower, name)
+    assert isinstance(loc, LocalizationModel) and isinstance(loc, ClassConditionalMaps)
+    assert isinstance(loc, ClassScores) and loc.map_kind == name
+    images = _images(2, 48, 32)
+    scores, maps = loc.predict(images)
+    assert scores.shape == (2, 4) and torch.allclose(scores.sum(dim=1), torch.ones(2))
+    assert maps.shape == (2, 6, 4) and torch.isfinite(maps).all()
+    torch.testing.assert_close(loc.scores(images), scores, atol=1e-5, rtol=1e-4)
+    # predict's maps are those of the predicted classes
+    torch.testing.assert_close(loc.cams(images, scores.argmax(dim=1)), maps, atol=1e-5, rtol=1e-4)
+
+
+def test_zero_shot_prediction_picks_the_class_whose_text_is_the_image(tower):
+    loc = _localizer(tower, "clip")
+    images = _images(3, 48, 48, seed=5)
+    with torch.no_grad():
+        x, _ = tower.embed(images, pos_mode="bicubic")
+        pooled = tower.pooled(tower.run_blocks(x, tower.num_blocks)[0])
+    loc.classify_text = torch.cat([pooled[[2, 0, 1]], F.normalize(torch.randn(1, pooled.shape[1]), dim=-1)])
+    assert loc.scores(images).argmax(dim=1).tolist() == [1, 2, 0]
+    es = _localizer(tower, "clip-es")
+    es.classify_text = loc.classify_text
+    scores, _ = es.predict(images)
+    assert scores.argmax(dim=1).tolist() == [1, 2, 0]
+
+
+def test_dense_variants_last_blocks(tower):
+    bias = neighbourhood_bias((3, 4), sigma=5.0)
+    assert bias.shape == (13, 13) and torch.all(bias[0] == 0) and torch.all(bias[:, 0] == 0)
+    assert torch.allclose(torch.diagonal(bias)[1:], torch.ones(12))
+    assert bias[1, 2] == pytest.approx(np.exp(-1 / 50)) and bias[1, 6] == pytest.approx(np.exp(-2 / 50))
+    images = _images(1, 32, 32)
+    maps = {v: _localizer(tower, v).cams(images, torch.tensor([1])) for v in ("clip", "sclip", "naclip")}
+    assert not torch.allclose(maps["clip"], maps["sclip"]) and not torch.allclose(maps["clip"], maps["naclip"])
+    assert all(m.abs().max() <= 1 + 1e-6 for m in maps.values())  # cosines
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_models_and_class_names(tower, tmp_path):
+    with pytest.raises(TedlocError, match="unknown open_clip model 'ViT-B-61'"):
+        load_clip(ClipSpec("ViT-B-61", "random"))
+    with pytest.raises(TedlocError, match="unknown weights 'opneai' for open_clip ViT-B-16.*openai"):
+        load_clip(ClipSpec("ViT-B-16", "opneai"))
+    weights = tmp_path / "tiny.bin"
+    torch.save(tower.model.state_dict(), weights)
+    with pytest.raises(TedlocError, match="do not fit open_clip ViT-B-32"):
+        load_clip(ClipSpec("ViT-B-32", str(weights)))
+    assert load_clip(ClipSpec(TINY, str(weights))).patch_size == (8, 8)  # a fitting file loads
+    with pytest.raises(TedlocError, match=r"class 1 \(' '\) tokenises to nothing"):
+        tower.check_class_names(["cat", " "])
+    with pytest.raises(TedlocError, match="unknown training-free localizer 'clipes'"):
+        create_training_free("clipes", NAMES, ClipSpec(TINY, "random"))
+
+
+# ----------------------------------------------------------------------------- the commands
+def _main(*args) -> int:
+    from tedloc.cli import main
+
+    return main([str(a) for a in args])
+
+
+def test_cams_source_clip_es_fills_a_resumable_cache_that_tedloc_trains_on(synthetic_small, tmp_path, capsys):
+    from tedloc.cams import MapCache
+
+    clip = ["--clip", TINY, "--clip-pretrained", "random", "--input-size", "48", "--templates", "photo"]
+    out = tmp_path / "cache"
+    assert _main("cams", "--source", "clip-es", "--data", synthetic_small, "--split", "train", "--out", out,
+                 "--batch-size", "7", "--device", "cpu", *clip) == 0
+    cache = MapCache(out)
+    assert cache.size == (6, 6) and len(cache.missing()) == 0
+    assert cache.source["method"] == "clip-es" and cache.source["model"]["clip"] == TINY
+    first = np.asarray(cache.maps).copy()
+    # an interrupted cache resumes with the missing rows only, to the same maps
+    cache.maps[[2, 9]] = 0
+    cache.maps.flush()
+    cache.done[[2, 9]] = False
+    cache.done_rows.save()
+    del cache
+    assert _main("cams", "--source", "clip-es", "--data", synthetic_small, "--split", "train", "--out", out,
+                 "--device", "cpu", *clip) == 0
+    np.testing.assert_allclose(np.asarray(MapCache(out).maps, dtype=np.float32), first.astype(np.float32), atol=2e-3)
+    # another source into the same folder is refused; a run source needs --run
+    assert _main("cams", "--source", "naclip", "--data", synthetic_small, "--out", out, "--device", "cpu", *clip) == 2
+    assert "another source" in capsys.readouterr().err
+    assert _main("cams", "--source", "cam", "--data", synthetic_small, "--out", tmp_path / "x") == 2
+    assert "needs --run" in capsys.readouterr().err
+    # TeD-Loc trains on it unchanged
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    assert _main("anchors", "--data", synthetic_small, "--text-encoder", f"file:{tmp_path / 'emb.npy'}",
+                 "--out", tmp_path / "anchors.safetensors") == 0
+    assert _main("train", "--method", "tedloc", "--data", synthetic_small, "--anchors", tmp_path / "anchors.safetensors",
+                 "--cams", out, "--out", tmp_path / "run", "--encoder", "vit_tiny_patch16_224", "--input-size", "48",
+                 "--epochs", "1", "--batch-size", "8", "--device", "cpu") == 0
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_evaluate_a_training_free_localizer(synthetic_small, tmp_path, capsys):
+    clip = ["--clip", TINY, "--clip-pretrained", "random", "--input-size", "48", "--templates", "photo"]
+    for name, map_class in (("clip-es", "true"), ("clip-es", "pred"), ("naclip", "true")):
+        out = tmp_path / f"{name}-{map_class}.json"
+        assert _main("evaluate", "--method", name, "--data", synthetic_small, "--split", "test", "--map-class",
+                     map_class, "--json", out, "--device", "cpu", *clip) == 0
+        metrics = json.loads(out.read_text())
+        assert metrics["map"] == name and metrics["map_class"] == map_class and metrics["images"] == 8
+        assert 0 <= metrics["MaxBoxAccV2"] <= 100 and metrics["model"]["clip_pretrained"] == "random"
+    assert _main("evaluate", "--data", synthetic_small, *clip) == 2
+    assert "either --run" in capsys.readouterr().err
+
+
+def test_clip_pseudo_boxes_use_clip_es(synthetic_small, tmp_path):
+    from tedloc.data import load_dataset
+    from tedloc.protocol.make_boxes import make_pseudo_boxes
+
+    split = load_dataset(synthetic_small)["val"]
+    summary = make_pseudo_boxes(synthetic_small, "val", "clip", None, tmp_path / "clip.txt", clip=TINY,
+                                clip_pretrained="random")
+    assert summary["images"] == len(split)
+    for line, (w, h) in zip((tmp_path / "clip.txt").read_text().splitlines(), split.sizes):
+        x0, y0, x1, y1 = map(int, line.split(",")[1:])
+        assert 0 <= x0 <= x1 < w and 0 <= y0 <= y1 < h
