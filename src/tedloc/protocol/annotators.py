@@ -295,7 +295,7 @@ def _clip(ctx: AnnotatorContext, clip: str = "ViT-B-16", clip_pretrained: str = 
 
     runtime = ctx.runtime if ctx.runtime is not None else Runtime()
     return CLIPAnnotator(create_training_free("clip-es", ctx.class_names, ClipSpec(clip, clip_pretrained),
-                                              runtime=runtime, templates="origami"))
+                                              runtime=runtime))
 
 
 register_annotator(AnnotatorSpec("clip", "Otsu box of the CLIP-ES map of the true class (--clip, --clip-pretrained)",

@@ -52,7 +52,8 @@ class ClipLocalizer:
         self.class_names = list(class_names)
         self.preprocessing = preprocessing
         self.templates = templates
-        self.classify_text = tower.text_embeddings(self.class_names, classification_templates(templates))
+        classification_templates(templates)  # an unknown name fails now, not at the first prediction
+        self._classify_text: torch.Tensor | None = None
         self.to(runtime)
 
     @property
@@ -60,11 +61,22 @@ class ClipLocalizer:
         """Where the tower runs."""
         return self.runtime.device
 
+    @property
+    def classify_text(self) -> torch.Tensor:
+        """The class prompts' embeddings ``(K, E)`` (L2-normalised), made on first use: maps of given classes by
+        CLIP-ES need none, and K x 80 prompts take a while on a CPU."""
+        if self._classify_text is None:
+            self._classify_text = self.tower.text_embeddings(self.class_names, classification_templates(self.templates))
+        return self._classify_text.to(self.device)
+
+    @classify_text.setter
+    def classify_text(self, rows: torch.Tensor) -> None:
+        self._classify_text = rows
+
     def to(self, runtime: Runtime) -> "ClipLocalizer":
         """Run on ``runtime``'s device and precision."""
         self.runtime = runtime
         self.tower.to(runtime.device)
-        self.classify_text = self.classify_text.to(runtime.device)
         return self
 
     def record(self) -> dict:
@@ -72,8 +84,10 @@ class ClipLocalizer:
         return {"localizer": self.map_kind, **self.tower.spec.to_dict(), "input_size": self.preprocessing.input_size,
                 "templates": self.templates}
 
-    def forward(self, images: torch.Tensor, classes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(zero-shot class scores (B, K), maps (B, gh, gw) of ``classes`` or, None, of the predicted ones)."""
+    def forward(self, images: torch.Tensor, classes: torch.Tensor | None
+                ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(zero-shot class scores (B, K), maps (B, gh, gw) of ``classes`` or, None, of the predicted ones); a
+        localizer may leave the scores out (None) when ``classes`` are given."""
         raise NotImplementedError
 
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,11 +135,12 @@ class ClipESLocalizer(ClipLocalizer):
                 "drop_colliding_background": cfg.drop_colliding_background, "refine": cfg.refine,
                 "caa_blocks": cfg.caa_blocks, "box_threshold": cfg.box_threshold}
 
-    def forward(self, images: torch.Tensor, classes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(zero-shot scores, CLIP-ES maps of ``classes`` or of the predicted classes) from one trunk pass."""
+    def forward(self, images: torch.Tensor, classes: torch.Tensor | None
+                ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(zero-shot scores, CLIP-ES maps of the predicted classes) from one trunk pass when ``classes`` is None;
+        (None, the maps of ``classes``) otherwise."""
         with self.runtime.autocast():
-            scores, maps = self.clip_es.maps(images, classes, classify_text=self.classify_text)
-        return scores, maps
+            return self.clip_es.maps(images, classes, classify_text=self.classify_text if classes is None else None)
 
 
 class DenseClipLocalizer(ClipLocalizer):
