@@ -6,8 +6,8 @@ of linyq2117/CLIP-ES is given.
     python scripts/bench_clip_es.py --device cuda --images 256 --batch-sizes 1 32 128
 
 Random weights (speed, not accuracy): ``tiny`` (open_clip config of 8-pixel patches, 3 blocks of
-width 32) and OpenAI's ViT-B/16 architecture (``ViT-B-16-quickgelu``). Images are 224x224 (a
-14x14 grid), one class each, 20 classes and CLIP-ES's 25 background prompts; the full CLIP-ES map
+width 32) on 64x64 images (an 8x8 grid) and OpenAI's ViT-B/16 architecture (``ViT-B-16-quickgelu``)
+on 224x224 images (a 14x14 grid), one class each, 20 classes and CLIP-ES's 25 background prompts; the full CLIP-ES map
 (Grad-CAM + CAA) is timed, text embeddings excluded (computed once). tedloc runs at each
 ``--batch-sizes``; the reference runs its ``generate_cams_voc12.perform`` loop (one image, one
 class at a time, reading a JPEG and writing its ``.npy`` per image, as it does) on the same weights.
@@ -33,6 +33,7 @@ TINY_CONFIG = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "patch_size": 8
                                                "head_width": 16},
                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 _REF_MODULES = ("pytorch_grad_cam", "clip", "utils")
+IMAGE_SIZE = {"tiny": 64}  # other models: 224
 
 
 def load_reference(path: str | os.PathLike) -> types.SimpleNamespace:
@@ -181,12 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     ref_path = os.environ.get("TEDLOC_CLIPES_REF")
     ref = load_reference(ref_path) if ref_path else None
-    images = torch.from_numpy(np.random.default_rng(0).normal(size=(args.images, 3, 224, 224)).astype(np.float32))
     results = {"device": str(torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
                "torch": torch.__version__, "threads": torch.get_num_threads(), "images": args.images, "models": {}}
     try:
         for name in args.models:
             model_name, model = _model(name)
+            size = IMAGE_SIZE.get(name, 224)
+            images = torch.from_numpy(np.random.default_rng(0).normal(size=(args.images, 3, size, size))
+                                      .astype(np.float32))
             row = {"tedloc": bench_ours(model_name, model, images, args.batch_sizes, device, args.repeats)}
             if ref is not None and name != "tiny":  # the reference derives heads as width // 64: no tiny model
                 row["reference"] = bench_reference(ref, model, args.images, device, args.repeats)

@@ -69,6 +69,15 @@ def test_tower_matches_open_clip_and_an_explicit_attention(tower):
     torch.testing.assert_close(mean_attention, (explicit[0] + explicit[1]) / 2, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", [TINY, "ViT-B-16"])
+def test_text_encoded_up_to_the_end_token_equals_open_clips(name):
+    tower = load_clip(ClipSpec(name, "random"))
+    tokens = tower.tokenizer(["a clean origami sea lion.", "a photo of a cat.", "x"])
+    with torch.no_grad():
+        expected = tower.model.encode_text(tokens)
+    torch.testing.assert_close(tower.encode_tokens(tokens), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_position_embeddings_at_another_grid(tower):
     pos = tower.visual.positional_embedding
     assert tower.position_embedding((4, 4)) is pos  # the trained grid: unchanged
@@ -172,10 +181,65 @@ def test_clip_es_maps_shapes_ranges_and_refinement(tower):
     _, plain = es.maps(images, classes, refine=False)
     assert refined.shape == plain.shape == (3, 6, 4) and not refined.requires_grad
     for m in (refined, plain):
-        assert m.min() >= 0 and m.max() <= 1 and torch.allclose(m.flatten(1).max(dim=1).values, torch.ones(3), atol=1e-3)
+        assert m.min() >= 0 and m.max() <= 1
+        assert torch.allclose(m.flatten(1).max(dim=1).values, torch.ones(3), atol=1e-3)
     # one image alone gives the same maps as in the batch (images never interact)
     _, single = es.maps(images[1:2], classes[1:2])
     torch.testing.assert_close(single[0], refined[1], atol=1e-5, rtol=1e-4)
+
+
+def test_grad_cam_equals_a_hook_on_open_clips_own_forward(tower):
+    """The softmax-Grad-CAM (before CAA) against a computation through open_clip's own transformer forward,
+    with a hook on the last block's ln_1 (as pytorch-grad-cam takes it)."""
+    es = ClipES(tower, NAMES, ClipESConfig(background=("sky", "sea"), refine=False))
+    images, classes = _images(2, 48, 32, seed=7), torch.tensor([3, 1])
+    _, ours = es.maps(images, classes)
+    captured = {}
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        captured["a"] = output
+
+    handle = tower.blocks[-1].ln_1.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            x, grid = tower.embed(images.clone().requires_grad_(True))  # frozen weights: the graph starts here
+            tokens = tower.visual.transformer(x)
+            emb = F.normalize(tower.visual.ln_post(tokens[:, 1:]).mean(dim=1) @ tower.visual.proj, dim=-1)
+            probs = []
+            for b, c in enumerate(classes.tolist()):
+                text = torch.cat([es.class_text[c:c + 1], es.background_text[:1 if c == 1 else 2]])  # "sea" leaves
+                probs.append((tower.logit_scale * emb[b] @ text.T).softmax(dim=-1)[0])        # "sea lion"'s set
+            torch.stack(probs).sum().backward()
+    finally:
+        handle.remove()
+    a, g = captured["a"].detach()[:, 1:], captured["a"].grad[:, 1:]
+    cam = torch.relu((a * g.mean(dim=1, keepdim=True)).sum(dim=-1)).reshape(2, *grid)
+    torch.testing.assert_close(ours, minmax_eps(minmax_eps(cam)), atol=1e-5, rtol=1e-4)
+
+
+def test_without_background_prompts_the_target_is_the_logit(tower):
+    es = ClipES(tower, NAMES, ClipESConfig(background=(), refine=False))
+    _, maps = es.maps(_images(2, 32, 32), torch.tensor([0, 2]))
+    assert maps.flatten(1).max(dim=1).values.min() > 0.9  # not the all-zero map of a softmax over one prompt
+
+
+@pytest.mark.parametrize("name", ["clip-es", "clip", "sclip", "naclip"])
+def test_reduced_precision_keeps_the_head_in_float32(tower, name):
+    from tedloc.utils.device import Runtime
+
+    loc = _localizer(tower, name)
+    images, classes = _images(2, 48, 32), torch.tensor([1, 2])
+    full = loc.cams(images, classes)
+    loc.to(Runtime(torch.device("cpu"), "bf16"))
+    try:
+        scores, maps = loc.predict(images)
+        given, probs = loc.cams(images, classes), loc.scores(images)
+    finally:
+        loc.to(Runtime())
+    assert scores.dtype == maps.dtype == given.dtype == probs.dtype == torch.float32
+    assert torch.allclose(probs.sum(dim=1), torch.ones(2), atol=1e-5)
+    assert (given - full).abs().mean() < 0.1  # bf16 blocks: close to the fp32 maps
 
 
 def test_clip_es_on_the_real_vit_b16_architecture_at_a_non_square_size():
@@ -225,6 +289,51 @@ def test_zero_shot_prediction_picks_the_class_whose_text_is_the_image(tower):
     assert scores.argmax(dim=1).tolist() == [1, 2, 0]
 
 
+def _explicit_last_block(tower, x, variant):
+    """SCLIP's / NACLIP's last block written out head by head from the weights (no shared helper)."""
+    block = tower.blocks[-1]
+    attn = block.attn
+    h = block.ln_1(x)
+    d_model, heads = h.shape[-1], attn.num_heads
+    hd = d_model // heads
+    w, bias = attn.in_proj_weight, attn.in_proj_bias
+    q = h @ w[:d_model].T + bias[:d_model]
+    k = h @ w[d_model:2 * d_model].T + bias[d_model:2 * d_model]
+    v = h @ w[2 * d_model:].T + bias[2 * d_model:]
+    n = h.shape[1]
+    gh = int(round((n - 1) ** 0.5))
+    outs = []
+    for i in range(heads):
+        qi, ki, vi = (t[..., i * hd:(i + 1) * hd] for t in (q, k, v))
+        if variant == "sclip":
+            a = (torch.softmax(qi @ qi.transpose(1, 2) / hd ** 0.5, -1)
+                 + torch.softmax(ki @ ki.transpose(1, 2) / hd ** 0.5, -1))
+        else:
+            g = torch.zeros(n, n)
+            for p in range(1, n):
+                for r in range(1, n):
+                    dy, dx = (p - 1) // gh - (r - 1) // gh, (p - 1) % gh - (r - 1) % gh
+                    g[p, r] = np.exp(-(dy * dy + dx * dx) / (2 * 5.0 ** 2))
+            a = torch.softmax(ki @ ki.transpose(1, 2) / hd ** 0.5 + g, -1)
+        outs.append(a @ vi)
+    out = attn.out_proj(torch.cat(outs, dim=-1))
+    if variant == "naclip":
+        return out  # no residual, no MLP
+    y = x + out
+    return y + block.mlp(block.ln_2(y))
+
+
+@pytest.mark.parametrize("variant", ["sclip", "naclip"])
+def test_dense_variant_last_blocks_equal_their_definitions(tower, variant):
+    from tedloc.cams.clip_dense import LAST_BLOCKS
+
+    with torch.no_grad():
+        x, grid = tower.embed(_images(2, 32, 32))
+        x, _ = tower.run_blocks(x, tower.num_blocks - 1)
+        got = LAST_BLOCKS.get(variant)(tower, tower.blocks[-1], x, grid)
+        torch.testing.assert_close(got, _explicit_last_block(tower, x, variant), atol=1e-5, rtol=1e-4)
+
+
 def test_dense_variants_last_blocks(tower):
     bias = neighbourhood_bias((3, 4), sigma=5.0)
     assert bias.shape == (13, 13) and torch.all(bias[0] == 0) and torch.all(bias[:, 0] == 0)
@@ -251,6 +360,23 @@ def test_bad_models_and_class_names(tower, tmp_path):
         tower.check_class_names(["cat", " "])
     with pytest.raises(TedlocError, match="unknown training-free localizer 'clipes'"):
         create_training_free("clipes", NAMES, ClipSpec(TINY, "random"))
+
+
+def test_openai_weights_are_built_with_quick_gelu(monkeypatch):
+    """OpenAI's tags need QuickGELU, which open_clip >= 2.26 leaves to the caller for "ViT-B-16"."""
+    import tedloc.models.clip_vit as clip_vit
+
+    calls = []
+
+    def fake_create(name, pretrained=None, **kw):
+        calls.append((name, pretrained, kw.get("force_quick_gelu")))
+        raise RuntimeError("no network here")
+
+    monkeypatch.setattr(open_clip, "create_model", fake_create)
+    for tag in ("openai", "laion2b_s34b_b88k"):
+        with pytest.raises(TedlocError, match=f"ViT-B-16@{tag}: could not load the weights"):
+            clip_vit._create(ClipSpec("ViT-B-16", tag))
+    assert calls == [("ViT-B-16", "openai", True), ("ViT-B-16", "laion2b_s34b_b88k", False)]
 
 
 # ----------------------------------------------------------------------------- the commands
@@ -289,7 +415,8 @@ def test_cams_source_clip_es_fills_a_resumable_cache_that_tedloc_trains_on(synth
     np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
     assert _main("anchors", "--data", synthetic_small, "--text-encoder", f"file:{tmp_path / 'emb.npy'}",
                  "--out", tmp_path / "anchors.safetensors") == 0
-    assert _main("train", "--method", "tedloc", "--data", synthetic_small, "--anchors", tmp_path / "anchors.safetensors",
+    assert _main("train", "--method", "tedloc", "--data", synthetic_small,
+                 "--anchors", tmp_path / "anchors.safetensors",
                  "--cams", out, "--out", tmp_path / "run", "--encoder", "vit_tiny_patch16_224", "--input-size", "48",
                  "--epochs", "1", "--batch-size", "8", "--device", "cpu") == 0
     assert (tmp_path / "run" / "model.safetensors").is_file()
@@ -306,6 +433,29 @@ def test_evaluate_a_training_free_localizer(synthetic_small, tmp_path, capsys):
         assert 0 <= metrics["MaxBoxAccV2"] <= 100 and metrics["model"]["clip_pretrained"] == "random"
     assert _main("evaluate", "--data", synthetic_small, *clip) == 2
     assert "either --run" in capsys.readouterr().err
+    # the true class's maps are not the predicted class's: with a class no image has, every map is that class's
+    gt = json.loads((tmp_path / "clip-es-true.json").read_text())
+    pred = json.loads((tmp_path / "clip-es-pred.json").read_text())
+    assert gt["CL@1"] == pred["CL@1"]  # the same zero-shot classification either way
+
+
+def test_evaluate_a_run_with_the_true_classes_maps(synthetic_small, tmp_path):
+    from tedloc.data import load_dataset
+    from tedloc.eval.localizer_eval import evaluate_localizer
+    from tedloc.methods import load_model
+    from tedloc.methods.cam import PretrainConfig, pretrain
+
+    pretrain(synthetic_small, tmp_path / "cam", PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=1,
+                                                               batch_size=8, workers=0))
+    split = load_dataset(synthetic_small)["test"]
+    model = load_model(tmp_path / "cam")
+    pred = evaluate_localizer(model, split, map_class="pred")
+    true = evaluate_localizer(model, split, map_class="true")
+    assert true["map_class"] == "true" and true["CL@1"] == pred["CL@1"]
+    # the one-epoch CNN errs (seeded), and where it errs the true class's map is another map
+    assert pred["CL@1"] < 100 and true["curves"] != pred["curves"]
+    assert _main("evaluate", "--run", tmp_path / "cam", "--data", synthetic_small, "--map-class", "true",
+                 "--device", "cpu") == 0
 
 
 def test_clip_pseudo_boxes_use_clip_es(synthetic_small, tmp_path):

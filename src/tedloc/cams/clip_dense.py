@@ -17,7 +17,8 @@ temperature and the background thresholds (see docs/CLIP.md).
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, ContextManager
 
 import torch
 import torch.nn as nn
@@ -86,18 +87,22 @@ def _naclip(tower: ClipTower, block: nn.Module, x: torch.Tensor, grid: tuple[int
 
 @torch.no_grad()
 def dense_class_maps(tower: ClipTower, images: torch.Tensor, class_text: torch.Tensor, variant: str = "clip",
-                     pos_mode: str = "bicubic") -> tuple[torch.Tensor, torch.Tensor]:
+                     pos_mode: str = "bicubic", autocast: Callable[[], ContextManager] = contextlib.nullcontext
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """(cosine maps ``(B, K, gh, gw)`` of every class, the model's own image embedding ``(B, E)``).
 
     ``class_text``: L2-normalised text rows ``(K, E)``; ``variant``: a name of :data:`LAST_BLOCKS`.
     The image embedding (for zero-shot classification) comes from the last block as trained.
+    ``autocast``: the context of the blocks; the readout and the cosines run in float32.
     """
     last_block = LAST_BLOCKS.get(variant)
-    x, grid = tower.embed(images.to(tower.device), pos_mode=pos_mode)
-    last = tower.num_blocks - 1
-    x, _ = tower.run_blocks(x, last)
-    trained, _ = tower.block(last, x)
-    tokens = trained if variant == "clip" else last_block(tower, tower.blocks[last], x, grid)
-    patches = F.normalize(tower.readout(tokens[:, 1:]).float(), dim=-1)
-    maps = torch.einsum("bnd,kd->bkn", patches, class_text.to(patches.dtype))
-    return maps.reshape(maps.shape[0], maps.shape[1], *grid), tower.pooled(trained)
+    with autocast():
+        x, grid = tower.embed(images.to(tower.device), pos_mode=pos_mode)
+        last = tower.num_blocks - 1
+        x, _ = tower.run_blocks(x, last)
+        trained, _ = tower.block(last, x)
+        tokens = trained if variant == "clip" else last_block(tower, tower.blocks[last], x, grid)
+    with torch.autocast(x.device.type, enabled=False):
+        patches = F.normalize(tower.readout(tokens[:, 1:]), dim=-1)
+        maps = torch.einsum("bnd,kd->bkn", patches, class_text.float())
+        return maps.reshape(maps.shape[0], maps.shape[1], *grid), tower.pooled(trained)

@@ -24,8 +24,11 @@ words) see docs/CLIP.md.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 from dataclasses import dataclass
+from typing import Callable, ContextManager
 
 import cv2
 import numpy as np
@@ -52,7 +55,8 @@ class ClipESConfig:
 
     Attributes:
         template: the prompt of classes and background words.
-        background: the background words (empty: no background prompts, plain softmax-Grad-CAM over the class).
+        background: the background words (empty: no background prompts; the target is then the class's logit,
+            since a softmax over one prompt is constant).
         drop_colliding_background: leave out, per class, the background words that are words of the
             class's name ("valley" for the class "valley"); False keeps the list verbatim.
         refine: apply CAA (False: the Grad-CAM alone).
@@ -159,6 +163,7 @@ class ClipES:
         self.background_text = (tower.text_embeddings(bg, [config.template]) if bg
                                 else self.class_text.new_zeros(0, self.class_text.shape[1]))
         self.allowed = background_allowed(self.class_names, config.background, config.drop_colliding_background)
+        self.to(tower.device)
 
     def to(self, device: torch.device) -> "ClipES":
         """Move the text embeddings (the tower moves on its own)."""
@@ -172,30 +177,36 @@ class ClipES:
         words], the background words that collide with the class at -inf."""
         text = torch.cat([self.class_text[classes][:, None], self.background_text[None].expand(len(classes), -1, -1)],
                          dim=1)
-        logits = self.tower.logit_scale * torch.einsum("bd,btd->bt", embedding, text.to(embedding.dtype))
+        logits = self.tower.logit_scale * torch.einsum("bd,btd->bt", embedding.float(), text.float())
         keep = torch.cat([torch.ones_like(classes, dtype=torch.bool)[:, None], self.allowed[classes]], dim=1)
         return logits.masked_fill(~keep, float("-inf"))
 
     def maps(self, images: torch.Tensor, classes: torch.Tensor | None, refine: bool | None = None,
-             classify_text: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+             classify_text: torch.Tensor | None = None, autocast: Callable[[], ContextManager] = contextlib.nullcontext
+             ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(zero-shot class scores or None, CLIP-ES maps ``(B, gh, gw)`` in [0, 1] on the patch grid).
 
         ``classes`` (B,): the class of each image; None: the class CLIP predicts zero-shot with
         ``classify_text`` (L2-normalised rows ``(K, E)``), from the last block as trained and its own
         pooling (one trunk pass serves both). With ``classify_text`` the scores are returned too.
+        ``autocast``: the context of the transformer blocks (a runtime's reduced precision); the
+        readout, the softmax target, Grad-CAM and CAA always run in float32, as the reference's CAA.
         """
         cfg = self.config
         refine = cfg.refine if refine is None else refine
         tower = self.tower
         images = images.to(tower.device)
+        fp32 = functools.partial(torch.autocast, tower.device.type, enabled=False)
         last = tower.num_blocks - 1
         with torch.no_grad():
-            x, grid = tower.embed(images, pos_mode="bilinear")
-            x, attention = tower.run_blocks(x, last, weights_from=last - cfg.caa_blocks + 1 if refine else None)
+            with autocast():
+                x, grid = tower.embed(images, pos_mode="bilinear")
+                x, attention = tower.run_blocks(x, last, weights_from=last - cfg.caa_blocks + 1 if refine else None)
+                trained = tower.block(last, x)[0] if classify_text is not None else None
             scores = None
-            if classify_text is not None:
-                pooled = tower.pooled(tower.block(last, x)[0])
-                scores = (tower.logit_scale * pooled @ classify_text.to(pooled.dtype).T).softmax(dim=-1)
+            if trained is not None:
+                with fp32():
+                    scores = (tower.logit_scale * tower.pooled(trained) @ classify_text.float().T).softmax(dim=-1)
         if classes is None:
             if scores is None:
                 raise ValueError("CLIP-ES needs the classes, or classify_text to predict them")
@@ -203,20 +214,25 @@ class ClipES:
         classes = torch.as_tensor(classes, device=tower.device).long().reshape(-1)
         block = tower.blocks[last]
         with torch.enable_grad():
-            a = block.ln_1(x).detach().requires_grad_(True)
-            out, last_weights = tower.attention(block, a, need_weights=refine)
-            y = x + block.ls_1(out)
-            y = y + block.ls_2(block.mlp(block.ln_2(y)))
-            embedding = F.normalize(tower.readout(y[:, 1:]).mean(dim=1).float(), dim=-1)
-            probs = self.text_logits(embedding, classes).softmax(dim=-1)
-            (grads,) = torch.autograd.grad(probs[:, 0].sum(), a)
-        acts, grads = a.detach()[:, 1:].float(), grads[:, 1:].float()
-        cams = torch.relu(torch.einsum("bnd,bd->bn", acts, grads.mean(dim=1)))
-        cams = minmax_eps(minmax_eps(cams.reshape(-1, *grid)))  # per layer, then after the layer aggregation
-        if not refine:
-            return scores, cams
-        if cfg.caa_blocks == 1:
-            attention = last_weights.detach().float()
-        else:
-            attention = (attention * (cfg.caa_blocks - 1) + last_weights.detach().float()) / cfg.caa_blocks
-        return scores, refine_with_affinity(cams, attention[:, 1:, 1:], cfg.box_threshold, cfg.balance_rounds)
+            with autocast():
+                a = block.ln_1(x).detach().requires_grad_(True)
+                out, last_weights = tower.attention(block, a, need_weights=refine)
+                y = x + block.ls_1(out)
+                y = y + block.ls_2(block.mlp(block.ln_2(y)))
+            with fp32():
+                embedding = F.normalize(tower.readout(y[:, 1:]).mean(dim=1), dim=-1)
+                logits = self.text_logits(embedding, classes)
+                # a softmax over one prompt is constant: without background prompts the target is the logit
+                target = logits.softmax(dim=-1)[:, 0] if logits.shape[1] > 1 else logits[:, 0]
+                (grads,) = torch.autograd.grad(target.sum(), a)
+        with fp32():
+            acts, grads = a.detach()[:, 1:].float(), grads[:, 1:].float()
+            cams = torch.relu(torch.einsum("bnd,bd->bn", acts, grads.mean(dim=1)))
+            cams = minmax_eps(minmax_eps(cams.reshape(-1, *grid)))  # per layer, then after the layer aggregation
+            if not refine:
+                return scores, cams
+            if cfg.caa_blocks == 1:
+                attention = last_weights.detach().float()
+            else:
+                attention = (attention.float() * (cfg.caa_blocks - 1) + last_weights.detach().float()) / cfg.caa_blocks
+            return scores, refine_with_affinity(cams, attention[:, 1:, 1:], cfg.box_threshold, cfg.balance_rounds)

@@ -14,8 +14,8 @@ from tedloc.errors import TedlocError
 from tedloc.eval import THRESHOLD_MODES, evaluate_map_folder
 from tedloc.utils.io import atomic_write_text, check_writable
 
-_ORDER = ("map", "map_class", "MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70", "PxAP", "mIoU",
-          "GTKnownLoc", "Top1Loc", "Top5Loc", "CL@1", "CL@5", "threshold")
+_ORDER = ("map", "map_class", "MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70", "PxAP",
+          "mIoU", "GTKnownLoc", "Top1Loc", "Top5Loc", "CL@1", "CL@5", "threshold")
 
 
 def format_metrics(metrics: dict) -> str:
@@ -85,6 +85,8 @@ def _localizer(args: argparse.Namespace, runtime, dataset):
     if args.method:
         if args.save_threshold:
             raise TedlocError("--save-threshold stores the threshold in a run; --method has none")
+        if args.map:
+            raise TedlocError(f"--map picks among a run's maps; {args.method} has one")
         return training_free_from_args(args.method, dataset.class_names, args, runtime), args.method
     from tedloc.methods import load_model
 

@@ -103,7 +103,10 @@ def _open_clip(model: str, device: str) -> TextEncoder:
         pretrained = None
     elif os.path.exists(pretrained):
         _logger.info("open_clip %s: loading local weights %s", arch, pretrained)
-    clip = open_clip.create_model(arch, pretrained=pretrained, device=device).eval()
+    # OpenAI's weights were trained with QuickGELU: open_clip >= 2.26 builds "ViT-B-16" with GELU unless told
+    quick_gelu = bool(pretrained and not os.path.exists(pretrained)
+                      and open_clip.get_pretrained_cfg(arch, pretrained).get("quick_gelu", False))
+    clip = open_clip.create_model(arch, pretrained=pretrained, device=device, force_quick_gelu=quick_gelu).eval()
     tokenizer = open_clip.get_tokenizer(arch)
 
     @torch.no_grad()

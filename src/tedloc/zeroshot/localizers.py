@@ -71,6 +71,7 @@ class ClipLocalizer:
 
     @classify_text.setter
     def classify_text(self, rows: torch.Tensor) -> None:
+        """Use ``rows`` (L2-normalised, ``(K, E)``) as the class prompts' embeddings."""
         self._classify_text = rows
 
     def to(self, runtime: Runtime) -> "ClipLocalizer":
@@ -103,11 +104,12 @@ class ClipLocalizer:
         """Zero-shot class probabilities (B, K): softmax of ``exp(logit_scale)`` x cosine of the model's own
         image embedding with the class prompts."""
         tower = self.tower
+        text = self.classify_text
         with self.runtime.autocast():
             x, _ = tower.embed(images.to(self.device), pos_mode=self.pos_mode)
             x, _ = tower.run_blocks(x, tower.num_blocks)
-        pooled = tower.pooled(x)
-        return (tower.logit_scale * pooled @ self.classify_text.T).softmax(dim=-1)
+        with torch.autocast(self.device.type, enabled=False):
+            return (tower.logit_scale * tower.pooled(x) @ text.T).softmax(dim=-1)
 
 
 class ClipESLocalizer(ClipLocalizer):
@@ -131,16 +133,19 @@ class ClipESLocalizer(ClipLocalizer):
     def record(self) -> dict:
         """What made the maps, with CLIP-ES's settings."""
         cfg = self.clip_es.config
-        return {**super().record(), "template": cfg.template, "background": list(cfg.background),
-                "drop_colliding_background": cfg.drop_colliding_background, "refine": cfg.refine,
-                "caa_blocks": cfg.caa_blocks, "box_threshold": cfg.box_threshold}
+        record = {**super().record(), "template": cfg.template, "background": list(cfg.background),
+                  "drop_colliding_background": cfg.drop_colliding_background, "refine": cfg.refine,
+                  "caa_blocks": cfg.caa_blocks, "box_threshold": cfg.box_threshold,
+                  "balance_rounds": cfg.balance_rounds}
+        record.pop("templates")  # CLIP-ES's maps of given classes never use the classification prompts
+        return record
 
     def forward(self, images: torch.Tensor, classes: torch.Tensor | None
                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(zero-shot scores, CLIP-ES maps of the predicted classes) from one trunk pass when ``classes`` is None;
         (None, the maps of ``classes``) otherwise."""
-        with self.runtime.autocast():
-            return self.clip_es.maps(images, classes, classify_text=self.classify_text if classes is None else None)
+        classify_text = self.classify_text if classes is None else None
+        return self.clip_es.maps(images, classes, classify_text=classify_text, autocast=self.runtime.autocast)
 
 
 class DenseClipLocalizer(ClipLocalizer):
@@ -155,9 +160,9 @@ class DenseClipLocalizer(ClipLocalizer):
     @torch.no_grad()
     def forward(self, images: torch.Tensor, classes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(zero-shot scores, cosine maps of ``classes`` or of the predicted classes) from one pass."""
-        with self.runtime.autocast():
-            maps, pooled = dense_class_maps(self.tower, images, self.classify_text, self.map_kind, self.pos_mode)
-        scores = (self.tower.logit_scale * pooled @ self.classify_text.T).softmax(dim=-1)
+        text = self.classify_text
+        maps, pooled = dense_class_maps(self.tower, images, text, self.map_kind, self.pos_mode, self.runtime.autocast)
+        scores = (self.tower.logit_scale * pooled @ text.T).softmax(dim=-1)
         picked = scores.argmax(dim=1) if classes is None else torch.as_tensor(classes, device=maps.device).long()
         return scores, maps[torch.arange(len(maps), device=maps.device), picked.reshape(-1)].float()
 
