@@ -8,7 +8,8 @@ of linyq2117/CLIP-ES is given.
 Random weights (speed, not accuracy): ``tiny`` (open_clip config of 8-pixel patches, 3 blocks of
 width 32) on 64x64 images (an 8x8 grid) and OpenAI's ViT-B/16 architecture (``ViT-B-16-quickgelu``)
 on 224x224 images (a 14x14 grid), one class each, 20 classes and CLIP-ES's 25 background prompts; the full CLIP-ES map
-(Grad-CAM + CAA) is timed, text embeddings excluded (computed once). tedloc runs at each
+(Grad-CAM + CAA) is timed, text embeddings excluded (computed once; their speed is measured
+apart: 400 class prompts through open_clip's ``encode_text`` and through tedloc's ``encode_tokens``). tedloc runs at each
 ``--batch-sizes``; the reference runs its ``generate_cams_voc12.perform`` loop (one image, one
 class at a time, reading a JPEG and writing its ``.npy`` per image, as it does) on the same weights.
 """
@@ -145,6 +146,30 @@ def bench_ours(model_name: str, model, images: torch.Tensor, batch_sizes: list[i
     return out
 
 
+def bench_text(model_name: str, model, device: torch.device, prompts: int = 400) -> dict:
+    """Class prompts per second through the text tower: open_clip's ``encode_text`` (the full 77-token
+    context) and tedloc's ``ClipTower.encode_tokens`` (up to the last end token), outputs compared."""
+    import open_clip
+
+    from tedloc.models.clip_vit import ClipSpec, ClipTower
+
+    tower = ClipTower(model, open_clip.get_tokenizer("ViT-B-16"), ClipSpec(model_name, "random")).to(device)
+    tokens = tower.tokenizer([f"a bad photo of a object number {i}." for i in range(prompts)]).to(device)
+    out = {}
+    with torch.no_grad():
+        for name, encode in (("open_clip encode_text", tower.model.encode_text), ("tedloc", tower.encode_tokens)):
+            encode(tokens[:8])
+            _sync(device)
+            start = time.perf_counter()
+            result = torch.cat([encode(tokens[i:i + 100]) for i in range(0, prompts, 100)])
+            _sync(device)
+            out[name] = round(prompts / (time.perf_counter() - start), 1)
+            out.setdefault("outputs", []).append(result)
+    first, second = out.pop("outputs")
+    out["max abs difference"] = float((first - second).abs().max())
+    return out
+
+
 def bench_reference(ref, model, n: int, device: torch.device, repeats: int) -> float:
     """The reference loop's maps per second on ``n`` 224x224 VOC-style images."""
     gen = ref.gen
@@ -190,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             size = IMAGE_SIZE.get(name, 224)
             images = torch.from_numpy(np.random.default_rng(0).normal(size=(args.images, 3, size, size))
                                       .astype(np.float32))
-            row = {"tedloc": bench_ours(model_name, model, images, args.batch_sizes, device, args.repeats)}
+            row = {"tedloc": bench_ours(model_name, model, images, args.batch_sizes, device, args.repeats),
+                   "text prompts/s": bench_text(model_name, model, device)}
             if ref is not None and name != "tiny":  # the reference derives heads as width // 64: no tiny model
                 row["reference"] = bench_reference(ref, model, args.images, device, args.repeats)
             results["models"][name] = row
