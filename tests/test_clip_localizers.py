@@ -356,6 +356,10 @@ def test_bad_models_and_class_names(tower, tmp_path):
     with pytest.raises(TedlocError, match="do not fit open_clip ViT-B-32"):
         load_clip(ClipSpec("ViT-B-32", str(weights)))
     assert load_clip(ClipSpec(TINY, str(weights))).patch_size == (8, 8)  # a fitting file loads
+    scripted = tmp_path / "other.pt"  # a TorchScript archive that is not OpenAI's CLIP release file
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), scripted)
+    with pytest.raises(TedlocError, match="could not read it as OpenAI's CLIP release file"):
+        load_clip(ClipSpec("ViT-B-16", str(scripted)))
     with pytest.raises(TedlocError, match=r"class 1 \(' '\) tokenises to nothing"):
         tower.check_class_names(["cat", " "])
     with pytest.raises(TedlocError, match="unknown training-free localizer 'clipes'"):

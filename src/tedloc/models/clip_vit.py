@@ -104,8 +104,7 @@ def _create_model(spec: ClipSpec) -> nn.Module:
         return open_clip.create_model(spec.name, pretrained=weights, force_quick_gelu=quick_gelu)
     except Exception as e:  # the download: no network, a moved file, ...
         raise TedlocError(f"open_clip {spec.name}@{weights}: could not load the weights ({type(e).__name__}: "
-                          f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); without network access "
-                          f"give a local weight file") from None
+                          f"{_reason(e)}); without network access give a local weight file") from None
 
 
 def _reason(e: Exception) -> str:

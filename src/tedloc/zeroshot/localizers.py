@@ -67,7 +67,8 @@ class ClipLocalizer:
         CLIP-ES need none, and K x 80 prompts take a while on a CPU."""
         if self._classify_text is None:
             self._classify_text = self.tower.text_embeddings(self.class_names, classification_templates(self.templates))
-        return self._classify_text.to(self.device)
+        self._classify_text = self._classify_text.to(self.device)
+        return self._classify_text
 
     @classify_text.setter
     def classify_text(self, rows: torch.Tensor) -> None:
