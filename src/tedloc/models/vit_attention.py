@@ -1,0 +1,71 @@
+"""Self-attention maps of a timm ViT's last block: the class token's attention to the patches, per head.
+
+DiPS (thesis ch. 2) finds object proposals in these maps of a self-supervised ViT (DINO). Any timm
+``VisionTransformer``-style model works whose last block's ``attn`` is timm's ``Attention`` (a fused
+``qkv`` projection, ``num_heads``, ``scale``, optional q/k norms): the block's input is captured by
+a hook during ``forward_features`` and its attention ``softmax(q k^T * scale)`` is recomputed
+exactly, whatever attention kernel the model runs with (fused or not).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from tedloc.errors import TedlocError
+
+__all__ = ["last_block_attention", "cls_attention_maps", "patch_grid"]
+
+
+def _attention_module(model: nn.Module) -> nn.Module:
+    blocks = getattr(model, "blocks", None)
+    attn = getattr(blocks[-1], "attn", None) if blocks is not None and len(blocks) else None
+    if attn is None or not all(hasattr(attn, a) for a in ("qkv", "num_heads", "scale")):
+        raise TedlocError(f"{type(model).__name__}: attention maps need a timm ViT whose last block has a "
+                          f"self-attention with a fused qkv projection (a CNN has no attention)")
+    return attn
+
+
+def patch_grid(model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
+    """The patch grid ``(gh, gw)`` of ``model`` for images of ``(height, width)``."""
+    embed = model.patch_embed
+    if hasattr(embed, "dynamic_feat_size"):
+        return tuple(int(g) for g in embed.dynamic_feat_size(tuple(image_size)))
+    return tuple(int(g) for g in embed.grid_size)
+
+
+@torch.no_grad()
+def last_block_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The last block's attention weights ``(B, heads, T, T)`` (softmax over keys), prefix tokens included."""
+    attn = _attention_module(model)
+    captured = {}
+
+    def keep(_module, inputs):
+        captured["x"] = inputs[0]
+
+    handle = attn.register_forward_pre_hook(keep)
+    try:
+        model.forward_features(images)
+    finally:
+        handle.remove()
+    x = captured["x"]
+    b, n, _ = x.shape
+    heads = attn.num_heads
+    qkv = attn.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    q, k = qkv[0], qkv[1]
+    q, k = getattr(attn, "q_norm", nn.Identity())(q), getattr(attn, "k_norm", nn.Identity())(k)
+    return ((q * attn.scale) @ k.transpose(-2, -1)).float().softmax(dim=-1)
+
+
+def cls_attention_maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The class token's attention to the patch tokens, per head, on the patch grid: ``(B, heads, gh, gw)``
+    (other prefix tokens, such as registers, left out; NaN set to 0)."""
+    _attention_module(model)  # a model without attention is told so first
+    if getattr(model, "cls_token", None) is None:
+        raise TedlocError(f"{type(model).__name__}: no class token, so no class-token attention maps")
+    weights = last_block_attention(model, images)
+    prefix = int(getattr(model, "num_prefix_tokens", 1))
+    gh, gw = patch_grid(model, tuple(images.shape[-2:]))
+    maps = weights[:, :, 0, prefix:]
+    if maps.shape[-1] != gh * gw:
+        raise TedlocError(f"{type(model).__name__}: {maps.shape[-1]} patch tokens for a {gh}x{gw} grid")
+    return torch.nan_to_num(maps.reshape(maps.shape[0], maps.shape[1], gh, gw))

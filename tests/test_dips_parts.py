@@ -1,0 +1,150 @@
+"""DiPS's building blocks: ViT attention maps, proposals from attention, the dense CRF loss."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from tedloc.errors import TedlocError
+from tedloc.models.dense_crf_loss import bilateral_filter, dense_crf_loss
+from tedloc.models.vit_attention import cls_attention_maps, last_block_attention
+from tedloc.pseudo.proposals import Proposal, attention_map_set, image_proposals, map_proposals, otsu_cut_u8
+
+
+# ----------------------------------------------------------------------------- attention maps
+@pytest.mark.parametrize("name,kwargs,size", [
+    ("vit_small_patch16_224", {"img_size": 224}, (224, 224)),  # DiPS's DINO ViT-S/16 architecture
+    ("vit_tiny_patch16_224", {"img_size": 64, "reg_tokens": 2, "dynamic_img_size": True}, (48, 80)),
+])
+def test_attention_equals_timms_own_softmax(name, kwargs, size):
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs).eval()
+    images = torch.randn(2, 3, *size)
+    attn = model.blocks[-1].attn
+    attn.fused_attn = False  # timm's explicit path: softmax(q k^T * scale), seen by attn_drop
+    seen = {}
+    handle = attn.attn_drop.register_forward_hook(lambda m, i, o: seen.setdefault("w", o))
+    with torch.no_grad():
+        model.forward_features(images)
+    handle.remove()
+    attn.fused_attn = True
+    weights = last_block_attention(model, images)
+    torch.testing.assert_close(weights, seen["w"], atol=1e-6, rtol=1e-5)
+    maps = cls_attention_maps(model, images)
+    gh, gw = size[0] // 16, size[1] // 16
+    prefix = model.num_prefix_tokens
+    assert maps.shape == (2, attn.num_heads, gh, gw)
+    torch.testing.assert_close(maps, seen["w"][:, :, 0, prefix:].reshape(2, -1, gh, gw))
+
+
+def test_attention_maps_need_a_vit_with_a_class_token():
+    cnn = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    with pytest.raises(TedlocError, match="a CNN has no attention"):
+        cls_attention_maps(cnn, torch.zeros(1, 3, 32, 32))
+    pooled = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, class_token=False,
+                               global_pool="avg", img_size=32)
+    with pytest.raises(TedlocError, match="no class token"):
+        cls_attention_maps(pooled, torch.zeros(1, 3, 32, 32))
+
+
+# ----------------------------------------------------------------------------- proposals
+def test_map_set_is_the_mean_then_heads_each_over_its_max():
+    maps = torch.zeros(1, 6, 2, 2)
+    maps[0, :, 0, 0] = torch.arange(1.0, 7.0)
+    maps[0, 2] = 0  # a head with nothing: zeros, no NaN
+    out = attention_map_set(maps)
+    assert out.shape == (1, 5, 2, 2)
+    assert out[0, 0, 0, 0] == 1 and out[0, 1, 0, 0] == 1 and torch.all(out[0, 3] == 0)
+    with pytest.raises(ValueError):
+        attention_map_set(maps, heads=(0, 7))
+
+
+def test_otsu_cut_is_clamped_and_constant_maps_have_none():
+    assert otsu_cut_u8(np.full(10, 7)) is None
+    assert otsu_cut_u8(np.array([0, 0, 0, 1])) == 1  # Otsu gives 0: clamped to 1
+    assert otsu_cut_u8(np.array([254, 255, 255])) == 254
+    assert otsu_cut_u8(np.array([10] * 50 + [200] * 50)) in range(10, 200)
+
+
+def test_proposals_are_the_boxes_of_the_regions_above_otsu():
+    m = np.zeros((20, 30))
+    m[2:6, 3:9] = 1.0  # 24 px
+    m[10:18, 12:28] = 0.9  # 128 px, a second region
+    m[0, 29] = 0.95  # one pixel
+    found = map_proposals(m, min_size=0.0, map_index=2)
+    assert sorted(p.box for p in found) == [(3, 2, 8, 5), (12, 10, 27, 17), (29, 0, 29, 0)]
+    assert all(p.map_index == 2 for p in found)
+    # the minimum size (a share of the map's area) drops the small ones
+    assert [p.box for p in map_proposals(m, min_size=0.1)] == [(12, 10, 27, 17)]
+    # none large enough: the largest is kept
+    assert [p.box for p in map_proposals(m, min_size=0.5)] == [(12, 10, 27, 17)]
+    assert map_proposals(np.full((5, 5), 0.3), 0.0) == []  # constant: nothing
+    assert Proposal((0, 0, 1, 2), 0).area == 6
+
+
+def test_image_proposals_pool_every_map_at_the_image_size():
+    maps = torch.zeros(2, 4, 4)
+    maps[0, 0, 0] = 1  # top-left quarter... of a 4x4 grid
+    maps[1, 3, 3] = 1
+    props = image_proposals(maps, (40, 40), min_size=0.0)
+    assert {p.map_index for p in props} == {0, 1}
+    top_left = [p for p in props if p.map_index == 0][0].box
+    assert top_left[0] == 0 and top_left[1] == 0 and top_left[2] < 20 and top_left[3] < 20
+
+
+# ----------------------------------------------------------------------------- dense CRF loss
+def _brute_force(probs: np.ndarray, images: np.ndarray, sigma_rgb: float, sigma_xy: float) -> float:
+    b, k, h, w = probs.shape
+    total = 0.0
+    for n in range(b):
+        pix = [(y, x) for y in range(h) for x in range(w)]
+        for i, (yi, xi) in enumerate(pix):
+            for j, (yj, xj) in enumerate(pix):
+                d_xy = ((yi - yj) ** 2 + (xi - xj) ** 2) / sigma_xy ** 2
+                d_rgb = ((images[n, :, yi, xi] - images[n, :, yj, xj]) ** 2).sum() / sigma_rgb ** 2
+                weight = np.exp(-0.5 * (d_xy + d_rgb))
+                total -= weight * (probs[n, :, yi, xi] * probs[n, :, yj, xj]).sum()
+    return total / b
+
+
+def test_dense_crf_loss_equals_its_definition_and_its_gradient_is_minus_two_w_s():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 3, 5, 6)).astype(np.float64)
+    logits = torch.tensor(rng.normal(size=(2, 2, 5, 6)), requires_grad=True)
+    probs = logits.softmax(dim=1)
+    loss = dense_crf_loss(probs, torch.from_numpy(images), sigma_rgb=40.0, sigma_xy=3.0)
+    assert loss.item() == pytest.approx(_brute_force(probs.detach().numpy(), images, 40.0, 3.0), rel=1e-5)
+    # the gradient w.r.t. the segmentations: -2 W S / B
+    p = probs.detach().float().requires_grad_(True)
+    dense_crf_loss(p, torch.from_numpy(images), 40.0, 3.0).backward()
+    expected = -2 * bilateral_filter(torch.from_numpy(images), p.detach(), 40.0, 3.0) / 2
+    torch.testing.assert_close(p.grad, expected)
+    # and it trains: a finite gradient reaches the logits
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_dense_crf_loss_prefers_segmentations_that_follow_colour_edges():
+    images = torch.zeros(1, 3, 8, 8)
+    images[:, :, :, 4:] = 255  # two colour halves
+    aligned = torch.zeros(1, 2, 8, 8)
+    aligned[:, 0, :, :4], aligned[:, 1, :, 4:] = 1, 1
+    across = torch.zeros(1, 2, 8, 8)
+    across[:, 0, :4], across[:, 1, 4:] = 1, 1
+    assert dense_crf_loss(aligned, images, 15, 10) < dense_crf_loss(across, images, 15, 10)
+
+
+def test_dense_crf_loss_on_a_smaller_grid_and_blocks():
+    rng = np.random.default_rng(1)
+    images = torch.from_numpy(rng.integers(0, 256, (1, 3, 16, 16)).astype(np.float32))
+    probs = torch.rand(1, 2, 16, 16).softmax(dim=1)
+    small = dense_crf_loss(probs, images, 15, 100, scale=0.5)
+    direct = dense_crf_loss(torch.nn.functional.interpolate(probs, size=(8, 8), mode="bilinear"),
+                            torch.nn.functional.interpolate(images, size=(8, 8), mode="area"), 15, 50)
+    torch.testing.assert_close(small, direct)
+    # the row blocks change nothing
+    torch.testing.assert_close(bilateral_filter(images, probs, block=7), bilateral_filter(images, probs),
+                               atol=1e-4, rtol=1e-4)  # float32 distances: |a|^2 + |b|^2 - 2ab per block
+    with pytest.raises(ValueError, match="do not match"):
+        dense_crf_loss(probs, images[:, :, :8], 15, 100)
