@@ -148,3 +148,76 @@ def test_dense_crf_loss_on_a_smaller_grid_and_blocks():
                                atol=1e-4, rtol=1e-4)  # float32 distances: |a|^2 + |b|^2 - 2ab per block
     with pytest.raises(ValueError, match="do not match"):
         dense_crf_loss(probs, images[:, :, :8], 15, 100)
+
+
+# ----------------------------------------------------------------------------- pixel pseudo-labels
+def _scene():
+    from tedloc.pseudo.dips_sampling import box_masks
+
+    maps = torch.linspace(0, 1, 100).reshape(1, 10, 10)
+    boxes = torch.tensor([[[2, 2, 5, 5], [7, 7, 8, 8], [-1, -1, -1, -1]]])
+    masks = box_masks(boxes, (10, 10))
+    return maps, masks[:, 0], masks.any(dim=1)
+
+
+def test_box_masks_are_inclusive_and_skip_empty_rows():
+    _, chosen, union = _scene()
+    assert chosen.sum() == 16 and chosen[0, 2, 2] and chosen[0, 5, 5] and not chosen[0, 6, 5]
+    assert union.sum() == 20
+
+
+def test_seeds_respect_the_box_the_pools_and_the_counts():
+    from tedloc.pseudo.dips_sampling import IGNORE, DiPSSamplerConfig, sample_pixel_labels
+
+    maps, chosen, union = _scene()
+    g = torch.Generator().manual_seed(0)
+    cfg = DiPSSamplerConfig(fg_count=3, bg_count=5, fg_pool=0.5, bg_pool=0.3, dilation=1)
+    for _ in range(20):
+        labels = sample_pixel_labels(maps, chosen, union, torch.rand(1, 100, generator=g),
+                                     torch.rand(1, 100, generator=g), cfg)[0]
+        fg, bg = labels == 1, labels == 0
+        assert fg.sum() == 3 and bg.sum() == 5 and (labels == IGNORE).sum() == 92
+        assert torch.all(chosen[0][fg])  # inside the chosen box
+        assert maps[0][fg].min() >= maps[0][chosen[0]].sort().values[8]  # among the box's top half
+        assert not torch.any(union[0][bg])  # outside every box
+        outside = maps[0][~union[0]].sort().values
+        assert maps[0][bg].max() <= outside[int(0.3 * len(outside)) - 1]  # among the lowest 30 % outside
+    # the code's variant: background from the bottom of the whole map, boxes included
+    low = maps.clone()
+    low[0, 7:9, 7:9] = -1.0  # the other box holds the lowest values
+    anywhere = DiPSSamplerConfig(fg_count=1, bg_count=4, bg_pool=0.04, dilation=1, background="anywhere")
+    labels = sample_pixel_labels(low, chosen, union, torch.rand(1, 100, generator=g), torch.rand(1, 100, generator=g),
+                                 anywhere)[0]
+    assert torch.all(union[0][labels == 0]) and (labels == 0).sum() == 4
+
+
+def test_foreground_is_drawn_in_proportion_to_the_activation():
+    from tedloc.pseudo.dips_sampling import DiPSSamplerConfig, sample_pixel_labels
+
+    maps = torch.zeros(4000, 1, 2)
+    maps[:, 0, 0], maps[:, 0, 1] = 0.75, 0.25
+    chosen = torch.ones(4000, 1, 2, dtype=torch.bool)
+    g = torch.Generator().manual_seed(1)
+    cfg = DiPSSamplerConfig(fg_count=1, bg_count=0, fg_pool=1.0, dilation=1)
+    labels = sample_pixel_labels(maps, chosen, chosen, torch.rand(4000, 2, generator=g), torch.rand(4000, 2, generator=g),
+                                 cfg)
+    share = (labels[:, 0, 0] == 1).float().mean().item()
+    assert share == pytest.approx(0.75, abs=0.03)
+
+
+def test_dilation_and_conflicts():
+    from tedloc.pseudo.dips_sampling import IGNORE, DiPSSamplerConfig, sample_pixel_labels
+
+    maps = torch.full((1, 7, 7), 0.5)
+    maps[0, 3, 2] = 1.0  # the chosen box is this one pixel: the foreground seed
+    maps[0, 3, 4] = 0.0  # the lowest pixel outside the box: the background seed (pool of one)
+    chosen = torch.zeros(1, 7, 7, dtype=torch.bool)
+    chosen[0, 3, 2] = True
+    u = torch.full((1, 49), 0.5)
+    labels = sample_pixel_labels(maps, chosen, chosen, u, u, DiPSSamplerConfig(1, 1, 1.0, 0.01, dilation=3))[0]
+    assert torch.all(labels[2:5, 1:3] == 1)  # the foreground seed grown to 3x3 ...
+    assert torch.all(labels[2:5, 3] == IGNORE)  # ... where it meets the grown background seed: unset
+    assert torch.all(labels[2:5, 4:6] == 0)
+    assert (labels == 1).sum() == 6 and (labels == 0).sum() == 6 and (labels == IGNORE).sum() == 37
+    with pytest.raises(ValueError):
+        DiPSSamplerConfig(dilation=2)
