@@ -199,8 +199,8 @@ def test_foreground_is_drawn_in_proportion_to_the_activation():
     chosen = torch.ones(4000, 1, 2, dtype=torch.bool)
     g = torch.Generator().manual_seed(1)
     cfg = DiPSSamplerConfig(fg_count=1, bg_count=0, fg_pool=1.0, dilation=1)
-    labels = sample_pixel_labels(maps, chosen, chosen, torch.rand(4000, 2, generator=g), torch.rand(4000, 2, generator=g),
-                                 cfg)
+    u_fg, u_bg = torch.rand(4000, 2, generator=g), torch.rand(4000, 2, generator=g)
+    labels = sample_pixel_labels(maps, chosen, chosen, u_fg, u_bg, cfg)
     share = (labels[:, 0, 0] == 1).float().mean().item()
     assert share == pytest.approx(0.75, abs=0.03)
 
@@ -221,3 +221,32 @@ def test_dilation_and_conflicts():
     assert (labels == 1).sum() == 6 and (labels == 0).sum() == 6 and (labels == IGNORE).sum() == 37
     with pytest.raises(ValueError):
         DiPSSamplerConfig(dilation=2)
+
+
+# ----------------------------------------------------------------------------- heads
+def test_heads_have_the_thesis_size_and_shapes_for_vit_s16_at_224():
+    from tedloc.models.dips import ClassTokenClassifier, LocalizationDecoder, class_tokens, patch_tokens
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0).eval()
+    decoder, classifier = LocalizationDecoder(384), ClassTokenClassifier(384, 200, n_blocks=4)
+    n_decoder = sum(p.numel() for p in decoder.parameters())
+    n_heads = n_decoder + sum(p.numel() for p in classifier.parameters())
+    assert n_decoder == 1_308_620 and n_heads == 1_616_020  # the thesis: "1.616 M params" for both heads
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        tokens = class_tokens(vit, images, n_blocks=4)
+        assert tokens.shape == (2, 1536)
+        torch.testing.assert_close(class_tokens(vit, images, n_blocks=1), vit.forward_features(images)[:, 0])
+        assert classifier(tokens).shape == (2, 200)
+        logits = decoder(patch_tokens(vit, images, (14, 14)))
+    assert logits.shape == (2, 2, 224, 224) and logits.min() >= 0  # BN + ReLU end the last block too
+
+
+def test_decoder_on_a_small_offline_encoder():
+    from tedloc.models.dips import LocalizationDecoder, patch_tokens
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=64).eval()
+    with torch.no_grad():
+        out = LocalizationDecoder(192)(patch_tokens(vit, torch.randn(3, 3, 64, 64), (4, 4)))
+    assert out.shape == (3, 2, 64, 64)
