@@ -94,13 +94,18 @@ def test_methods_annotators_and_map_sources_come_from_their_registries():
     from tedloc.methods import get_method, list_methods
     from tedloc.protocol.annotators import ANNOTATORS
 
+    from tedloc.zeroshot import TRAINING_FREE
+
     assert {"cam", "tedloc"} <= set(list_methods())
-    for command, registry in (("train", list_methods()), ("sweep", list_methods()),
-                              ("pseudo-boxes", ANNOTATORS.names()), ("cams", MAP_SOURCES.names())):
+    for command, option, registry in (("train", "--method", list_methods), ("sweep", "--method", list_methods),
+                                      ("pseudo-boxes", "--method", ANNOTATORS.names),
+                                      ("cams", "--source", MAP_SOURCES.names),
+                                      ("evaluate", "--method", TRAINING_FREE.names)):
         parser = build_parser([command])
         action = next(a for a in parser._subparsers._group_actions[0].choices[command]._actions
-                      if "--method" in a.option_strings)
-        assert list(action.choices) == list(registry), command
+                      if option in a.option_strings)
+        assert list(action.choices) == list(registry()), command  # the names once the parser is built
+    assert {"cam", "gradcam", "clip-es", "clip", "sclip", "naclip"} <= set(MAP_SOURCES.names())
     with pytest.raises(TedlocError, match="unknown method 'nope'; available: cam"):
         get_method("nope")
 

@@ -10,8 +10,9 @@
 - ``clip``: the CLIP-ES map of the true class (:class:`~tedloc.zeroshot.ClipESLocalizer`, the same
   implementation as ``tedloc cams --source clip-es``), Otsu, the largest region.
 
-Box content confidence: the softmax probability of the true class for the image whose outside
-of the box is blurred (a Gaussian of sigma = 1/8 of the image side; DiPS-style), so context
+Box content confidence (:class:`~tedloc.cams.classifier_tools.ClassifierTools`): the softmax
+probability of the true class for the image whose outside of the box is blurred (a Gaussian of
+sigma = 1/8 of the image side; DiPS-style), so context
 is damped but the object's scale is kept. If the pointing game leaves no box, the most
 confident box of the pool is kept (the thesis does not say; documented in docs/PROTOCOL.md).
 """
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tedloc.cams.classifier_tools import ClassifierTools
 from tedloc.errors import TedlocError
 from tedloc.eval.evaluator import box_from_map
 from tedloc.eval.scoremaps import normalize_scoremap
@@ -71,45 +73,6 @@ def selective_search_boxes(image: Image.Image, mode: str = "fast", max_proposals
         raise TedlocError(f"unknown selective search mode {mode!r} (fast, quality)")
     rects = np.asarray(ss.process(), dtype=np.int64).reshape(-1, 4)[:max_proposals]
     return np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2] - 1, rects[:, 1] + rects[:, 3] - 1], axis=1)
-
-
-@dataclass
-class ClassifierTools:
-    """What the annotators need from a pretrained classifier run (a CAM localizer)."""
-
-    localizer: ClassConditionalMaps  # a LocalizationModel with class-conditional maps (a CAM localizer)
-    batch_size: int = 64
-
-    def _tensor(self, image: Image.Image) -> torch.Tensor:
-        return self.localizer.preprocessing.eval_input(image)
-
-    def cam(self, image: Image.Image, label: int) -> np.ndarray:
-        """The true-class CAM at the image's size, min-max normalised (the evaluation's rule)."""
-        with torch.no_grad():
-            raw = self.localizer.cams(self._tensor(image)[None], torch.tensor([label]))[0]
-        return normalize_scoremap(raw.double().cpu().numpy(), image.size)
-
-    def peak(self, image: Image.Image, label: int) -> tuple[int, int]:
-        """``(x, y)`` of the maximum of the true-class CAM, in image pixels."""
-        m = self.cam(image, label)
-        y, x = np.unravel_index(int(np.argmax(m)), m.shape)
-        return int(x), int(y)
-
-    def confidence(self, image: Image.Image, label: int, boxes: np.ndarray) -> np.ndarray:
-        """Softmax probability of ``label`` for the image with the outside of each box blurred."""
-        rgb = np.asarray(image.convert("RGB"))
-        sigma = max(1.0, max(rgb.shape[:2]) / 8)
-        blurred = cv2.GaussianBlur(rgb, (0, 0), sigma)
-        out = []
-        for start in range(0, len(boxes), self.batch_size):
-            batch = []
-            for x0, y0, x1, y1 in boxes[start:start + self.batch_size]:
-                composite = blurred.copy()
-                composite[y0:y1 + 1, x0:x1 + 1] = rgb[y0:y1 + 1, x0:x1 + 1]
-                batch.append(self._tensor(Image.fromarray(composite)))
-            scores, _ = self.localizer.predict(torch.stack(batch))
-            out.append(scores[:, label].double().cpu().numpy())
-        return np.concatenate(out)
 
 
 class Annotator:
