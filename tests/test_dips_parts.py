@@ -250,3 +250,43 @@ def test_decoder_on_a_small_offline_encoder():
     with torch.no_grad():
         out = LocalizationDecoder(192)(patch_tokens(vit, torch.randn(3, 3, 64, 64), (4, 4)))
     assert out.shape == (3, 2, 64, 64)
+
+
+# ----------------------------------------------------------------------------- the proposal cache
+def test_top_k_keeps_the_best_scores_first():
+    from tedloc.pseudo.proposal_cache import top_k
+
+    props = [Proposal((i, i, i + 1, i + 1), i % 2) for i in range(5)]
+    kept, scores = top_k(props, np.array([0.1, 0.9, 0.5, 0.9, 0.2]), 3)
+    assert [p.box[0] for p in kept] == [1, 3, 2] and scores.tolist() == pytest.approx([0.9, 0.9, 0.5])
+
+
+def test_proposal_cache_resumes_and_refuses_other_settings(tmp_path):
+    from tedloc.pseudo.proposal_cache import ProposalCache
+
+    ids = [f"img{i}" for i in range(4)]
+    settings = {"encoder": "vit_small_patch16_224.dino", "heads": [0, 1, 2, 3], "min_size": 0.05}
+    cache = ProposalCache(tmp_path / "p", ids, 2, settings)
+    cache.write([0, 2], [[Proposal((1, 2, 3, 4), 0), Proposal((0, 0, 9, 9), 3)], []],
+                [np.array([0.8, 0.4]), np.array([])])
+    assert cache.missing().tolist() == [1, 3]
+    with pytest.raises(TedlocError, match="not computed yet"):
+        cache.get(1)
+    del cache
+    again = ProposalCache(tmp_path / "p", ids, 2, settings)  # resumes: the written rows are kept
+    found, scores = again.get(0)
+    assert found == [Proposal((1, 2, 3, 4), 0), Proposal((0, 0, 9, 9), 3)]
+    assert scores.tolist() == pytest.approx([0.8, 0.4])
+    assert again.get(2)[0] == [] and len(again.get(2)[1]) == 0  # an image without proposals
+    again.write([1, 3], [[Proposal((5, 5, 6, 6), 1)], [Proposal((2, 2, 2, 2), 4)]],
+                [np.array([0.3]), np.array([1.0])])
+    assert again.complete
+    del again
+    with pytest.raises(TedlocError, match=r"other settings \(min_size: 0.05 here, 0.1 asked\)"):
+        ProposalCache(tmp_path / "p", ids, 2, {**settings, "min_size": 0.1})
+    with pytest.raises(TedlocError, match="other settings"):
+        ProposalCache(tmp_path / "p", ids, 3, settings)
+    with pytest.raises(TedlocError, match="other images"):
+        ProposalCache(tmp_path / "p", ids[:3], 2, settings)
+    with pytest.raises(ValueError, match="K=2"):
+        ProposalCache(tmp_path / "p").write([0], [[Proposal((0, 0, 1, 1), 0)] * 3], [np.zeros(3)])
