@@ -290,3 +290,39 @@ def test_proposal_cache_resumes_and_refuses_other_settings(tmp_path):
         ProposalCache(tmp_path / "p", ids[:3], 2, settings)
     with pytest.raises(ValueError, match="K=2"):
         ProposalCache(tmp_path / "p").write([0], [[Proposal((0, 0, 1, 1), 0)] * 3], [np.zeros(3)])
+
+
+def test_proposals_of_a_split_scored_by_a_classifier(synthetic_small, tmp_path):
+    from tedloc.cams.classifier_tools import ClassifierTools
+    from tedloc.cams.dips_proposals import compute_proposal_cache
+    from tedloc.data import load_dataset
+    from tedloc.data.preprocessing import Preprocessing
+    from tedloc.methods import load_model
+    from tedloc.methods.cam import PretrainConfig, pretrain
+    from tedloc.pseudo.proposal_cache import ProposalCache
+
+    pretrain(synthetic_small, tmp_path / "cnn", PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=1,
+                                                               batch_size=8, workers=0))
+    tools = ClassifierTools(load_model(tmp_path / "cnn"))
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=48).eval()
+    split = load_dataset(synthetic_small)["val"]
+    settings = {"encoder": "vit_tiny_patch16_224 (random)", "classifier": str(tmp_path / "cnn")}
+    cache = compute_proposal_cache(vit, Preprocessing(48), tools, split, tmp_path / "props", settings, heads=(0, 2),
+                                   k=3, min_size=0.02, batch_size=5)  # ViT-Ti has 3 heads
+    assert cache.complete and len(cache) == len(split)
+    for row in range(len(split)):
+        found, scores = cache.get(row)
+        w, h = (int(v) for v in split.sizes[row])
+        assert 1 <= len(found) <= 3 and np.all(np.diff(scores) <= 0)  # best first
+        assert all(0 <= p.box[0] <= p.box[2] < w and 0 <= p.box[1] <= p.box[3] < h for p in found)
+        assert all(0 <= p.map_index < 3 for p in found) and np.all((scores >= 0) & (scores <= 1))
+    # a finished cache is reused as it is; other settings are refused
+    stamp = (tmp_path / "props" / "done.npy").stat().st_mtime_ns
+    compute_proposal_cache(vit, Preprocessing(48), tools, split, tmp_path / "props", settings, heads=(0, 2), k=3,
+                           min_size=0.02)
+    assert (tmp_path / "props" / "done.npy").stat().st_mtime_ns == stamp
+    with pytest.raises(TedlocError, match="min_size"):
+        compute_proposal_cache(vit, Preprocessing(48), tools, split, tmp_path / "props", settings, heads=(0, 2), k=3,
+                               min_size=0.5)
+    assert isinstance(ProposalCache(tmp_path / "props"), ProposalCache)

@@ -1,0 +1,65 @@
+"""DiPS's proposals of a split (thesis Alg. 2.1): attention maps of a frozen ViT -> Otsu boxes -> scored by a
+classifier with the outside blurred -> the top K per image, in a resumable :class:`ProposalCache`.
+
+Attention maps come from the eval view the ViT's preprocessing defines; their boxes are found on
+the maps resized to the original image, so the cache holds original-image pixels and any training
+view can rasterise them. An image whose maps give no proposal at all (every map constant, or
+nothing above Otsu) gets the whole image as its only proposal (from the mean map): a documented
+fallback (scored like any proposal).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from tedloc.cams.classifier_tools import ClassifierTools
+from tedloc.data.dataset import Split
+from tedloc.data.images import load_image
+from tedloc.data.preprocessing import Preprocessing
+from tedloc.models.vit_attention import cls_attention_maps
+from tedloc.pseudo.proposal_cache import ProposalCache, top_k
+from tedloc.pseudo.proposals import Proposal, attention_map_set, image_proposals
+from tedloc.utils.progress import progress
+
+__all__ = ["compute_proposal_cache"]
+
+
+def compute_proposal_cache(encoder: nn.Module, preprocessing: Preprocessing, tools: ClassifierTools, split: Split,
+                           out: str | os.PathLike, settings: dict, heads: tuple[int, ...] = (0, 1, 2, 3),
+                           min_size: float = 0.05, k: int = 5, batch_size: int = 32) -> ProposalCache:
+    """Fill (or resume) the proposal cache of ``split`` at ``out``.
+
+    ``encoder``: a timm ViT with a class token (eval mode, on its device); ``preprocessing``: its record;
+    ``tools``: the scoring classifier; ``settings``: what else identifies the proposals (encoder and
+    classifier names), recorded with ``heads``, ``min_size`` and ``k``.
+    """
+    record = {**settings, "heads": list(heads), "min_size": float(min_size),
+              "blur_sigma": tools.blur_sigma, "view": "eval", "input_size": preprocessing.input_size}
+    cache = ProposalCache(out, split.image_ids, k, record)
+    missing = cache.missing().tolist()
+    if not missing:
+        return cache
+    device = next(encoder.parameters()).device
+    dataset = torch.utils.data.Subset(preprocessing.dataset(split), missing)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for batch in progress(loader, desc=f"proposals of {split.name}", unit="batch"):
+        with torch.no_grad():
+            map_sets = attention_map_set(cls_attention_maps(encoder, batch["image"].to(device)), heads).cpu()
+        rows, found, scores = [], [], []
+        for j, i in enumerate(batch["index"].tolist()):
+            image = load_image(split.image_path(i))
+            width, height = image.size
+            proposals = image_proposals(map_sets[j], (height, width), min_size)
+            if not proposals:
+                proposals = [Proposal((0, 0, width - 1, height - 1), 0)]
+            confidence = tools.confidence(image, int(split.labels[i]), np.array([p.box for p in proposals]))
+            kept, kept_scores = top_k(proposals, confidence, k)
+            rows.append(i)
+            found.append(kept)
+            scores.append(kept_scores)
+        cache.write(rows, found, scores)
+    return cache
