@@ -10,6 +10,7 @@ from tedloc.errors import TedlocError
 from tedloc.models.dense_crf_loss import bilateral_filter, dense_crf_loss
 from tedloc.models.vit_attention import cls_attention_maps, last_block_attention
 from tedloc.pseudo.proposals import Proposal, attention_map_set, image_proposals, map_proposals, otsu_cut_u8
+from tedloc.pseudo.sampling import otsu_levels
 
 
 # ----------------------------------------------------------------------------- attention maps
@@ -62,7 +63,8 @@ def test_map_set_is_the_mean_then_heads_each_over_its_max():
 
 def test_otsu_cut_is_clamped_and_constant_maps_have_none():
     assert otsu_cut_u8(np.full(10, 7)) is None
-    assert otsu_cut_u8(np.array([0, 0, 0, 1])) == 1  # Otsu gives 0: clamped to 1
+    assert otsu_levels(torch.tensor([[0, 0, 0, 200]]))[0] == 0 and otsu_cut_u8(np.array([0, 0, 0, 200])) == 1
+    # Otsu's 0 is clamped to 1: a pixel at level 1 is then not foreground
     assert otsu_cut_u8(np.array([254, 255, 255])) == 254
     assert otsu_cut_u8(np.array([10] * 50 + [200] * 50)) in range(10, 200)
 
@@ -81,6 +83,24 @@ def test_proposals_are_the_boxes_of_the_regions_above_otsu():
     assert [p.box for p in map_proposals(m, min_size=0.5)] == [(12, 10, 27, 17)]
     assert map_proposals(np.full((5, 5), 0.3), 0.0) == []  # constant: nothing
     assert Proposal((0, 0, 1, 2), 0).area == 6
+
+
+def test_the_minimum_size_applies_to_the_pool_of_all_maps():
+    maps = torch.zeros(2, 10, 10)
+    maps[0, 1, 1] = 1  # map 0: one small speck
+    maps[1, 4:9, 4:9] = 1  # map 1: a large region
+    props = image_proposals(maps, (10, 10), min_size=0.1)
+    assert [(p.box, p.map_index) for p in props] == [((4, 4, 8, 8), 1)]  # the speck of map 0 does not survive
+    only_specks = torch.zeros(2, 10, 10)
+    only_specks[0, 1, 1], only_specks[1, 7:9, 7:9] = 1, 1
+    assert [p.box for p in image_proposals(only_specks, (10, 10), min_size=0.5)] == [(7, 7, 8, 8)]  # the largest
+
+
+def test_attention_of_other_formulas_is_refused():
+    for name in ("beit_base_patch16_224", "eva02_tiny_patch14_224"):
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+        with pytest.raises(TedlocError, match="not timm's plain Attention"):
+            cls_attention_maps(model, torch.zeros(1, 3, 224, 224))
 
 
 def test_image_proposals_pool_every_map_at_the_image_size():
@@ -123,6 +143,17 @@ def test_dense_crf_loss_equals_its_definition_and_its_gradient_is_minus_two_w_s(
     # and it trains: a finite gradient reaches the logits
     loss.backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_dense_crf_loss_stays_float32_under_autocast():
+    rng = np.random.default_rng(2)
+    images = torch.from_numpy(rng.integers(0, 256, (2, 3, 12, 12)).astype(np.float32))
+    probs = torch.rand(2, 2, 12, 12).softmax(dim=1)
+    exact = dense_crf_loss(probs, images, 15, 100)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = dense_crf_loss(probs, images, 15, 100)
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, exact)
 
 
 def test_dense_crf_loss_prefers_segmentations_that_follow_colour_edges():
@@ -189,6 +220,17 @@ def test_seeds_respect_the_box_the_pools_and_the_counts():
     labels = sample_pixel_labels(low, chosen, union, torch.rand(1, 100, generator=g), torch.rand(1, 100, generator=g),
                                  anywhere)[0]
     assert torch.all(union[0][labels == 0]) and (labels == 0).sum() == 4
+
+
+def test_background_when_the_boxes_cover_the_view_and_an_empty_batch():
+    from tedloc.pseudo.dips_sampling import DiPSSamplerConfig, sample_pixel_labels
+
+    maps = torch.linspace(0, 1, 64).reshape(1, 8, 8)
+    everywhere = torch.ones(1, 8, 8, dtype=torch.bool)
+    u = torch.rand(1, 64, generator=torch.Generator().manual_seed(0))
+    labels = sample_pixel_labels(maps, everywhere, everywhere, u, u, DiPSSamplerConfig(4, 4, 0.5, 0.25, dilation=1))
+    assert (labels == 0).sum() == 4 and maps[labels == 0].max() < maps.flatten().sort().values[16]
+    assert sample_pixel_labels(maps[:0], everywhere[:0], everywhere[:0], u[:0], u[:0]).shape == (0, 8, 8)
 
 
 def test_foreground_is_drawn_in_proportion_to_the_activation():
@@ -288,6 +330,10 @@ def test_proposal_cache_resumes_and_refuses_other_settings(tmp_path):
         ProposalCache(tmp_path / "p", ids, 3, settings)
     with pytest.raises(TedlocError, match="other images"):
         ProposalCache(tmp_path / "p", ids[:3], 2, settings)
+    with pytest.raises(ValueError, match="K must be at least 1"):
+        ProposalCache(tmp_path / "zero", ids, 0, settings)
+    with pytest.raises(TedlocError, match="k: 2 here, 3 asked"):
+        ProposalCache(tmp_path / "p", k=3)
     with pytest.raises(ValueError, match="K=2"):
         ProposalCache(tmp_path / "p").write([0], [[Proposal((0, 0, 1, 1), 0)] * 3], [np.zeros(3)])
 

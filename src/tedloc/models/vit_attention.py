@@ -1,8 +1,9 @@
 """Self-attention maps of a timm ViT's last block: the class token's attention to the patches, per head.
 
-DiPS (thesis ch. 2) finds object proposals in these maps of a self-supervised ViT (DINO). Any timm
-``VisionTransformer``-style model works whose last block's ``attn`` is timm's ``Attention`` (a fused
-``qkv`` projection, ``num_heads``, ``scale``, optional q/k norms): the block's input is captured by
+DiPS (thesis ch. 2) finds object proposals in these maps of a self-supervised ViT (DINO). A timm
+``VisionTransformer``-style model works whose last block's ``attn`` is timm's plain ``Attention`` (a
+fused ``qkv`` projection, ``num_heads``, ``scale``, optional q/k norms; attentions with a relative
+position bias or rotary embeddings, as BEiT's and EVA's, are refused): the block's input is captured by
 a hook during ``forward_features`` and its attention ``softmax(q k^T * scale)`` is recomputed
 exactly, whatever attention kernel the model runs with (fused or not).
 """
@@ -17,11 +18,16 @@ __all__ = ["last_block_attention", "cls_attention_maps", "patch_grid"]
 
 
 def _attention_module(model: nn.Module) -> nn.Module:
+    from timm.layers import Attention
+
     blocks = getattr(model, "blocks", None)
     attn = getattr(blocks[-1], "attn", None) if blocks is not None and len(blocks) else None
-    if attn is None or not all(hasattr(attn, a) for a in ("qkv", "num_heads", "scale")):
+    if attn is None:
         raise TedlocError(f"{type(model).__name__}: attention maps need a timm ViT whose last block has a "
-                          f"self-attention with a fused qkv projection (a CNN has no attention)")
+                          f"self-attention (a CNN has no attention)")
+    if type(attn) is not Attention:  # BEiT's relative position bias, EVA's rotary embeddings: other formulas
+        raise TedlocError(f"{type(model).__name__}: its attention ({type(attn).__module__}.{type(attn).__name__}) "
+                          f"is not timm's plain Attention, whose softmax(q k^T * scale) tedloc recomputes")
     return attn
 
 

@@ -9,7 +9,8 @@ the training view's grid), the chosen proposal's box and the union of all its pr
   ``weighted`` seeds);
 - background: the pool is the bottom ``bg_pool`` share by ``A`` of the pixels outside every box
   (the thesis; ``background="anywhere"`` takes the bottom share of the whole map, as DiPS's code
-  does); ``bg_count`` pixels are drawn uniformly without replacement;
+  does; an image whose boxes cover the whole view falls back to the whole map); ``bg_count``
+  pixels are drawn uniformly without replacement;
 - every seed is dilated by a ``dilation`` x ``dilation`` square; pixels both FG and BG are unset.
 
 Labels: 1 foreground, 0 background, :data:`IGNORE` elsewhere. The draws come from keyed uniforms
@@ -87,9 +88,13 @@ def sample_pixel_labels(maps: torch.Tensor, chosen: torch.Tensor, any_box: torch
     """Labels ``(B, H, W)`` (1, 0, :data:`IGNORE`) from activation maps ``(B, H, W)`` in [0, 1], the chosen box's
     mask and the union of all boxes ``(B, H, W)`` bool, and uniforms in (0, 1) ``(B, H*W)`` for the two draws."""
     b, h, w = maps.shape
+    if b == 0:
+        return torch.full((0, h, w), IGNORE, dtype=torch.long, device=maps.device)
     values = maps.reshape(b, -1).float()
     inside = chosen.reshape(b, -1)
     outside = ~any_box.reshape(b, -1) if config.background == "outside" else torch.ones_like(inside)
+    # boxes covering the whole view leave nothing outside: that image's background comes from the whole map
+    outside = torch.where(outside.any(dim=1, keepdim=True), outside, torch.ones_like(outside))
     fg_pool = _share_by_value(values, inside, config.fg_pool, highest=True)
     weights = values.clamp_min(1e-12)
     fg = _top_in_pool(torch.log(u_fg.clamp_min(1e-300)).float() / weights, fg_pool, config.fg_count)

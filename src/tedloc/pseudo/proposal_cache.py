@@ -57,6 +57,8 @@ class ProposalCache(RowCache):
         if not index_path.exists():
             if image_ids is None or k is None or shared:
                 raise TedlocError(f"no proposal cache at {self.root}")
+            if int(k) < 1:
+                raise ValueError(f"K must be at least 1, got {k}")
             self._lock.acquire()
             if not index_path.exists():
                 self._create(list(image_ids), int(k), settings or {})
@@ -64,8 +66,11 @@ class ProposalCache(RowCache):
         if image_ids is not None and index["image_ids"] != list(image_ids):
             raise TedlocError(f"{self.root}: the cache holds other images (another split or dataset)")
         wanted = json.loads(json.dumps(settings)) if settings is not None else None
-        if wanted is not None and (index["settings"] != wanted or (k is not None and index["k"] != k)):
-            diff = _first_difference(index["settings"], wanted) or f"k: {index['k']} here, {k} asked"
+        if k is not None and index["k"] != k:
+            raise TedlocError(f"{self.root}: the proposals were made with other settings (k: {index['k']} here, "
+                              f"{k} asked)")
+        if wanted is not None and index["settings"] != wanted:
+            diff = _first_difference(index["settings"], wanted)
             raise TedlocError(f"{self.root}: the proposals were made with other settings ({diff})")
         self.index = index
         self.image_ids: list[str] = index["image_ids"]

@@ -4,10 +4,10 @@ tight box, a minimum size.
 The map set of an image is the mean over all heads of the class token's attention followed by the
 maps of a few heads (the thesis: heads 0-3), each divided by its own maximum. Each map, resized to
 the image, is cut by Otsu on its 8-bit levels (``floor(255 x map)``; the cut clamped to [1, 254] as
-DiPS does; a constant map gives no proposal); every 8-connected region gives its tight box; boxes
-whose area is at most ``min_size`` of the image are dropped, and when none is left the largest box
-of that map is kept. The pooled proposals of all maps, each with the index of its map, are the
-image's proposal set.
+DiPS does; a constant map gives no proposal); every 8-connected region gives its tight box. The
+boxes of all maps are pooled, each with the index of its map; those whose area is at most
+``min_size`` of the image are dropped, and when none is left the largest box of the pool is kept
+(DiPS's ``blur_bg`` applies the rule per image): the image's proposal set.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from tedloc.pseudo.sampling import otsu_levels
 
-__all__ = ["Proposal", "attention_map_set", "otsu_cut_u8", "map_proposals", "image_proposals"]
+__all__ = ["Proposal", "attention_map_set", "otsu_cut_u8", "map_regions", "keep_large", "map_proposals",
+           "image_proposals"]
 
 
 @dataclass(frozen=True)
@@ -56,29 +57,37 @@ def otsu_cut_u8(levels: np.ndarray) -> int | None:
     return min(max(cut, 1), 254)
 
 
-def map_proposals(score_map: np.ndarray, min_size: float, map_index: int = 0) -> list[Proposal]:
-    """Proposals of one map in [0, 1] (at the resolution boxes are wanted): the boxes of the 8-connected regions
-    above its Otsu cut whose area is more than ``min_size`` of the map's, else the largest one; none when the
-    map is constant or nothing is above the cut."""
+def map_regions(score_map: np.ndarray, map_index: int = 0) -> list[Proposal]:
+    """The boxes of the 8-connected regions of one map in [0, 1] above its Otsu cut (none when the map is
+    constant or nothing is above the cut)."""
     levels = np.floor(np.clip(np.asarray(score_map, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
     cut = otsu_cut_u8(levels)
     if cut is None:
         return []
     count, _, stats, _ = cv2.connectedComponentsWithStats((levels > cut).astype(np.uint8), connectivity=8)
-    found = [Proposal((int(x), int(y), int(x + w - 1), int(y + h - 1)), map_index)
-             for x, y, w, h, _area in stats[1:count]]
-    if not found:
+    return [Proposal((int(x), int(y), int(x + w - 1), int(y + h - 1)), map_index) for x, y, w, h, _a in stats[1:count]]
+
+
+def keep_large(proposals: list[Proposal], total_area: int, min_size: float) -> list[Proposal]:
+    """The proposals whose area is more than ``min_size`` of ``total_area``; when none is, the largest one alone
+    (DiPS's ``blur_bg``); none for none."""
+    if not proposals:
         return []
-    total = levels.shape[0] * levels.shape[1]
-    kept = [p for p in found if p.area / total > min_size]
-    return kept or [max(found, key=lambda p: p.area)]
+    kept = [p for p in proposals if p.area / total_area > min_size]
+    return kept or [max(proposals, key=lambda p: p.area)]
+
+
+def map_proposals(score_map: np.ndarray, min_size: float, map_index: int = 0) -> list[Proposal]:
+    """The proposals of one map alone: :func:`map_regions` filtered by :func:`keep_large`."""
+    return keep_large(map_regions(score_map, map_index), int(np.asarray(score_map).size), min_size)
 
 
 def image_proposals(map_set: torch.Tensor, size: tuple[int, int], min_size: float) -> list[Proposal]:
-    """The proposals of one image from its map set ``(M, gh, gw)``, each map resized (bilinear, corners not
-    aligned) to ``size`` = ``(height, width)`` first."""
+    """The proposals of one image from its map set ``(M, gh, gw)``: each map resized (bilinear, corners not
+    aligned) to ``size`` = ``(height, width)``, the regions of all maps pooled, then the minimum size applied
+    to the pool (the largest box kept when no box is large enough)."""
     resized = F.interpolate(map_set[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
-    out: list[Proposal] = []
+    regions: list[Proposal] = []
     for index, m in enumerate(resized.clamp(0, 1).cpu().numpy()):
-        out.extend(map_proposals(m, min_size, index))
-    return out
+        regions.extend(map_regions(m, index))
+    return keep_large(regions, size[0] * size[1], min_size)
