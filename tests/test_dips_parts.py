@@ -372,3 +372,28 @@ def test_proposals_of_a_split_scored_by_a_classifier(synthetic_small, tmp_path):
         compute_proposal_cache(vit, Preprocessing(48), tools, split, tmp_path / "props", settings, heads=(0, 2), k=3,
                                min_size=0.5)
     assert isinstance(ProposalCache(tmp_path / "props"), ProposalCache)
+
+
+def test_random_fourier_features_approximate_the_exact_filter():
+    from tedloc.models.dense_crf_loss import bilateral_filter_rff
+
+    torch.manual_seed(0)
+    images = torch.zeros(1, 3, 32, 32)
+    images[:, :, :16] = torch.tensor([200.0, 30, 30])[None, :, None, None]
+    images[:, :, 16:] = torch.tensor([30.0, 200, 60])[None, :, None, None]
+    images = images + torch.randn_like(images) * 10
+    probs = torch.rand(1, 2, 32, 32).softmax(dim=1)
+    exact = bilateral_filter(images, probs, 15, 100)
+    one = bilateral_filter_rff(images, probs, 15, 100, features=2048, seed=0)
+    error = ((one - exact).abs() / exact).mean()
+    assert error < 0.06
+    # unbiased: the mean over independent feature draws gets closer
+    mean = torch.stack([bilateral_filter_rff(images, probs, 15, 100, features=2048, seed=s) for s in range(8)]).mean(0)
+    assert ((mean - exact).abs() / exact).mean() < 0.7 * error
+    loss = dense_crf_loss(probs, images, 15, 100, method="rff", seed=3)
+    assert loss.item() == pytest.approx(dense_crf_loss(probs, images, 15, 100).item(), rel=0.05)
+    p = probs.clone().requires_grad_(True)
+    dense_crf_loss(p, images, 15, 100, method="rff", seed=3).backward()
+    torch.testing.assert_close(p.grad, -2 * bilateral_filter_rff(images, probs, 15, 100, seed=3) / 1)
+    with pytest.raises(ValueError, match="exact, rff"):
+        dense_crf_loss(probs, images, method="lattice")

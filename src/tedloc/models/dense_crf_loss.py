@@ -19,14 +19,18 @@ runs in float32 (autocast disabled): pair distances in bf16 are off by percents.
 
 Cost on the project's 2-core CPU (torch 2.14.1, forward and backward): one 224x224 image at scale 1
 (50,176 pixels, 2.5e9 pairs) 50 s; 32 images at scale 0.25 (56x56) 3.8 s; 8 images at 0.25, 1.0 s.
-Training at full resolution needs a GPU or a lattice approximation.
+Training at full resolution needs a GPU or an approximation: ``method="rff"`` (random Fourier features,
+linear in the pixels, unbiased, about 3 % error per pixel with 2,048 features) takes 2.4 s per 224x224
+image on this CPU (32 images: 78 s), 20x less than exact; on a GPU both are matrix products.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["dense_crf_loss", "bilateral_filter"]
+__all__ = ["dense_crf_loss", "bilateral_filter", "bilateral_filter_rff"]
 
 
 def _features(images: torch.Tensor, sigma_rgb: float, sigma_xy: float) -> torch.Tensor:
@@ -68,24 +72,55 @@ def _filter(images: torch.Tensor, values: torch.Tensor, sigma_rgb: float, sigma_
     return out.transpose(1, 2).reshape(b, k, h, w)
 
 
+@torch.no_grad()
+def bilateral_filter_rff(images: torch.Tensor, values: torch.Tensor, sigma_rgb: float = 15.0,
+                         sigma_xy: float = 100.0, features: int = 2048, seed: int = 0) -> torch.Tensor:
+    """``W values`` approximated with random Fourier features (Rahimi and Recht 2007): the Gaussian kernel is
+    ``E[phi(f_i) . phi(f_j)]`` with ``phi(f) = sqrt(2 / D) cos(omega f + b)``, omega ~ N(0, I), b ~ U(0, 2 pi),
+    so ``W S ~ Phi (Phi^T S)``: linear in the pixels, unbiased, error ~ 1 / sqrt(D) (about 3 % per pixel at
+    D = 2048 on a test image); ``seed`` fixes the features (draw a new seed per step for unbiased noise)."""
+    b, k, h, w = values.shape
+    generator = torch.Generator().manual_seed(int(seed))
+    omega = torch.randn(5, features, generator=generator).to(values.device)
+    phase = (torch.rand(features, generator=generator) * 2 * math.pi).to(values.device)
+    with torch.autocast(values.device.type, enabled=False):
+        feats = _features(images.to(values.device).float(), sigma_rgb, sigma_xy)
+        feats = feats - feats.mean(dim=1, keepdim=True)
+        flat = values.float().reshape(b, k, -1).transpose(1, 2)
+        out = torch.empty_like(flat)
+        for i in range(b):  # one image at a time: Phi is (H*W, D)
+            phi = math.sqrt(2.0 / features) * torch.cos(feats[i] @ omega + phase)
+            out[i] = phi @ (phi.T @ flat[i])
+    return out.transpose(1, 2).reshape(b, k, h, w)
+
+
+FILTERS = {"exact": bilateral_filter, "rff": bilateral_filter_rff}
+
+
 class _DenseCRF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, probs: torch.Tensor, images: torch.Tensor, sigma_rgb: float, sigma_xy: float) -> torch.Tensor:
+    def forward(ctx, probs: torch.Tensor, images: torch.Tensor, sigma_rgb: float, sigma_xy: float,
+                method: str = "exact", options: dict | None = None) -> torch.Tensor:
         ctx.dtype = probs.dtype
-        filtered = bilateral_filter(images, probs, sigma_rgb, sigma_xy)
+        filtered = FILTERS[method](images, probs, sigma_rgb, sigma_xy, **(options or {}))
         ctx.save_for_backward(filtered)
         return -(probs.float() * filtered).sum() / probs.shape[0]  # float32: the filtered values are
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (filtered,) = ctx.saved_tensors
-        return (-2 * grad * filtered / filtered.shape[0]).to(ctx.dtype), None, None, None
+        return (-2 * grad * filtered / filtered.shape[0]).to(ctx.dtype), None, None, None, None, None
 
 
 def dense_crf_loss(probs: torch.Tensor, images: torch.Tensor, sigma_rgb: float = 15.0, sigma_xy: float = 100.0,
-                   scale: float = 1.0) -> torch.Tensor:
+                   scale: float = 1.0, method: str = "exact", features: int = 2048, seed: int = 0) -> torch.Tensor:
     """The dense CRF loss of soft segmentations ``probs`` (B, K, H, W) on ``images`` (B, 3, H, W), RGB in [0, 255]
-    (the same crop and flip, not normalised); see the module docstring. Unweighted: multiply by DiPS's 2e-9."""
+    (the same crop and flip, not normalised); see the module docstring. Unweighted: multiply by DiPS's 2e-9.
+
+    ``method``: ``exact`` (every pixel pair) or ``rff`` (:func:`bilateral_filter_rff` with ``features`` and
+    ``seed``: linear in the pixels, for full-resolution training)."""
+    if method not in FILTERS:
+        raise ValueError(f"method must be one of {', '.join(FILTERS)}, got {method!r}")
     if probs.shape[0] != images.shape[0] or probs.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"segmentations {tuple(probs.shape)} and images {tuple(images.shape)} do not match")
     images = images.to(probs.device)
@@ -94,4 +129,5 @@ def dense_crf_loss(probs: torch.Tensor, images: torch.Tensor, sigma_rgb: float =
         images = F.interpolate(images.float(), size=size, mode="area")
         probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
         sigma_xy = sigma_xy * scale
-    return _DenseCRF.apply(probs, images, sigma_rgb, sigma_xy)
+    options = {"features": features, "seed": seed} if method == "rff" else {}
+    return _DenseCRF.apply(probs, images, sigma_rgb, sigma_xy, method, options)
