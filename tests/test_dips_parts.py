@@ -397,3 +397,20 @@ def test_random_fourier_features_approximate_the_exact_filter():
     torch.testing.assert_close(p.grad, -2 * bilateral_filter_rff(images, probs, 15, 100, seed=3) / 1)
     with pytest.raises(ValueError, match="exact, rff"):
         dense_crf_loss(probs, images, method="lattice")
+
+
+def test_proposal_quality_against_gt(tmp_path):
+    from tedloc.cams.dips_proposals import proposal_quality
+    from tedloc.data import Split
+    from tedloc.pseudo.proposal_cache import ProposalCache
+
+    split = Split("val", ["a.jpg", "b.jpg", "c.jpg"], [0, 0, 0], [[20, 20]] * 3,
+                  [np.array([[0, 0, 9, 9]]), np.array([[10, 10, 19, 19], [0, 0, 4, 4]]), np.zeros((0, 4))])
+    cache = ProposalCache(tmp_path / "p", split.image_ids, 2, {})
+    cache.write([0, 1, 2], [[Proposal((0, 0, 4, 9), 0), Proposal((0, 0, 9, 9), 1)],  # top-1 IoU 0.5, best 1
+                            [Proposal((10, 10, 19, 19), 0)],  # the second image's first GT box exactly
+                            [Proposal((0, 0, 1, 1), 0)]],  # no GT: skipped
+                [np.array([0.9, 0.1]), np.array([0.5]), np.array([0.5])])
+    q = proposal_quality(cache, split)
+    assert q["images"] == 2 and q["mIoU best"] == pytest.approx(100.0) and q["mIoU top-1"] == pytest.approx(75.0)
+    assert q["best IoU>=50"] == 100 and q["top-1 IoU>=50"] == 100

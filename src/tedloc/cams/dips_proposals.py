@@ -20,12 +20,13 @@ from tedloc.cams.classifier_tools import ClassifierTools
 from tedloc.data.dataset import Split
 from tedloc.data.images import load_image
 from tedloc.data.preprocessing import Preprocessing
+from tedloc.eval.boxes import box_iou
 from tedloc.models.vit_attention import cls_attention_maps
 from tedloc.pseudo.proposal_cache import ProposalCache, top_k
 from tedloc.pseudo.proposals import Proposal, attention_map_set, image_proposals
 from tedloc.utils.progress import progress
 
-__all__ = ["compute_proposal_cache"]
+__all__ = ["compute_proposal_cache", "proposal_quality"]
 
 
 def compute_proposal_cache(encoder: nn.Module, preprocessing: Preprocessing, tools: ClassifierTools, split: Split,
@@ -63,3 +64,30 @@ def compute_proposal_cache(encoder: nn.Module, preprocessing: Preprocessing, too
             scores.append(kept_scores)
         cache.write(rows, found, scores)
     return cache
+
+
+def proposal_quality(cache: ProposalCache, split: Split) -> dict:
+    """How good the stored proposals are against the GT boxes (the thesis reports it): the mean over images of
+    the IoU of the best proposal (the best any selection could do) and of the top-scored one, and the share of
+    images where each reaches IoU 0.5 (percent). IoU of inclusive pixel boxes, best over an image's GT boxes;
+    images without GT boxes are skipped."""
+    if cache.image_ids != split.image_ids:
+        raise ValueError("the proposal cache and the split hold other images")
+    best, top = [], []
+    for row in range(len(split)):
+        gt = np.asarray(split.boxes[row]).reshape(-1, 4)
+        found, _ = cache.get(row)
+        if len(gt) == 0:
+            continue
+        if not found:
+            best.append(0.0)
+            top.append(0.0)
+            continue
+        ious = box_iou(np.array([p.box for p in found]), gt).max(axis=1)
+        best.append(float(ious.max()))
+        top.append(float(ious[0]))
+    best_arr, top_arr = np.array(best), np.array(top)
+    if len(best_arr) == 0:
+        raise ValueError(f"split {split.name!r} has no GT boxes to score proposals with")
+    return {"images": len(best_arr), "mIoU best": 100 * best_arr.mean(), "mIoU top-1": 100 * top_arr.mean(),
+            "best IoU>=50": 100 * (best_arr >= 0.5).mean(), "top-1 IoU>=50": 100 * (top_arr >= 0.5).mean()}
