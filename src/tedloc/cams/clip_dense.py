@@ -89,10 +89,10 @@ def _naclip(tower: ClipTower, block: nn.Module, x: torch.Tensor, grid: tuple[int
 def dense_class_maps(tower: ClipTower, images: torch.Tensor, class_text: torch.Tensor, variant: str = "clip",
                      pos_mode: str = "bicubic", autocast: Callable[[], ContextManager] = contextlib.nullcontext
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cosine maps ``(B, K, gh, gw)`` of every class, the model's own image embedding ``(B, E)``).
+    """(cosine maps ``(B, K, gh, gw)`` of every class, CLIP's zero-shot class probabilities ``(B, K)``).
 
     ``class_text``: L2-normalised text rows ``(K, E)``; ``variant``: a name of :data:`LAST_BLOCKS`.
-    The image embedding (for zero-shot classification) comes from the last block as trained.
+    The probabilities come from the last block as trained (:meth:`ClipTower.class_probabilities`).
     ``autocast``: the context of the blocks; the readout and the cosines run in float32.
     """
     last_block = LAST_BLOCKS.get(variant)
@@ -100,9 +100,9 @@ def dense_class_maps(tower: ClipTower, images: torch.Tensor, class_text: torch.T
         x, grid = tower.embed(images.to(tower.device), pos_mode=pos_mode)
         last = tower.num_blocks - 1
         x, _ = tower.run_blocks(x, last)
-        trained, _ = tower.block(last, x)
-        tokens = trained if variant == "clip" else last_block(tower, tower.blocks[last], x, grid)
+        tokens = last_block(tower, tower.blocks[last], x, grid)
+        trained = tokens if variant == "clip" else tower.block(last, x)[0]  # vanilla's last block is the trained one
     with torch.autocast(x.device.type, enabled=False):
         patches = F.normalize(tower.readout(tokens[:, 1:]), dim=-1)
         maps = torch.einsum("bnd,kd->bkn", patches, class_text.float())
-        return maps.reshape(maps.shape[0], maps.shape[1], *grid), tower.pooled(trained)
+        return maps.reshape(maps.shape[0], maps.shape[1], *grid), tower.class_probabilities(trained, class_text)

@@ -203,10 +203,7 @@ class ClipES:
                 x, grid = tower.embed(images, pos_mode="bilinear")
                 x, attention = tower.run_blocks(x, last, weights_from=last - cfg.caa_blocks + 1 if refine else None)
                 trained = tower.block(last, x)[0] if classify_text is not None else None
-            scores = None
-            if trained is not None:
-                with fp32():
-                    scores = (tower.logit_scale * tower.pooled(trained) @ classify_text.float().T).softmax(dim=-1)
+            scores = tower.class_probabilities(trained, classify_text) if trained is not None else None
         if classes is None:
             if scores is None:
                 raise ValueError("CLIP-ES needs the classes, or classify_text to predict them")

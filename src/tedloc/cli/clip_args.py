@@ -1,19 +1,25 @@
 """``--clip``, ``--clip-pretrained``, ``--input-size``, ``--templates``: the options of every command that builds a
-training-free CLIP localizer (``tedloc evaluate --method``, ``tedloc cams --source``)."""
+training-free CLIP localizer (``tedloc evaluate --method``, ``tedloc cams --source``; ``tedloc pseudo-boxes
+--method clip`` takes the first two)."""
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_clip_arguments", "training_free_from_args"]
+__all__ = ["add_clip_arguments", "add_clip_model_arguments", "training_free_from_args"]
 
 
-def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the CLIP model options (the paper's ViT-B/16 with OpenAI's weights by default)."""
+def add_clip_model_arguments(parser: argparse.ArgumentParser, used_by: str = "the training-free localizers") -> None:
+    """Add ``--clip`` and ``--clip-pretrained`` (the paper's ViT-B/16 with OpenAI's weights by default)."""
     parser.add_argument("--clip", default="ViT-B-16", metavar="NAME",
-                        help="open_clip architecture of the training-free localizers (default ViT-B-16, the paper's)")
+                        help=f"open_clip architecture of {used_by} (default ViT-B-16, the paper's)")
     parser.add_argument("--clip-pretrained", default="openai", metavar="TAG|FILE",
                         help="its weights: an open_clip tag (fetched once, needs network), a local weight file, or "
                              "'random' (tests: the numbers mean nothing) (default openai)")
+
+
+def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the CLIP model options, the input size and the prompt templates of a training-free localizer."""
+    add_clip_model_arguments(parser)
     parser.add_argument("--input-size", type=int, metavar="N",
                         help="side of the square view CLIP sees, rounded up to a multiple of the patch "
                              "(default: the model's, 224 for ViT-B-16)")

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from tedloc.cli import command
+from tedloc.cli.clip_args import add_clip_model_arguments
 from tedloc.cli.method_args import add_method_arguments, config_of, inputs_of
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.errors import TedlocError
@@ -64,10 +65,7 @@ def configure_pseudo_boxes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="box file to write (plus FILE.json with settings and score)")
     parser.add_argument("--fraction", type=float, default=0.2, help="share of proposals kept before the pointing game")
     parser.add_argument("--rpn-weights", help="'DEFAULT' (torchvision COCO weights), a local file, or 'random'")
-    parser.add_argument("--clip", default="ViT-B-16", metavar="NAME",
-                        help="open_clip architecture for --method clip (default ViT-B-16)")
-    parser.add_argument("--clip-pretrained", default="openai", metavar="TAG|FILE",
-                        help="its weights: an open_clip tag, a local file, or 'random' (tests) (default openai)")
+    add_clip_model_arguments(parser, used_by="--method clip")
     parser.add_argument("--boxes", help="box file to score (localization.txt format, one box per image)")
     parser.add_argument("--rescale", type=int, help="score after rescaling boxes to a square of this size")
     parser.add_argument("--json", action="store_true", help="print the score as JSON")

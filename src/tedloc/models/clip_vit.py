@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import TedlocError
+from tedloc.text.encoders import open_clip_quick_gelu
 
 __all__ = ["ClipSpec", "ClipTower", "load_clip"]
 
@@ -98,10 +99,9 @@ def _create_model(spec: ClipSpec) -> nn.Module:
         known = ", ".join(tags) if tags else "none"
         raise TedlocError(f"unknown weights {weights!r} for open_clip {spec.name} (known tags: {known}; "
                           f"or give a local weight file)")
-    # OpenAI's weights were trained with QuickGELU: open_clip >= 2.26 builds "ViT-B-16" with GELU unless told
-    quick_gelu = bool(open_clip.get_pretrained_cfg(spec.name, weights).get("quick_gelu", False))
     try:
-        return open_clip.create_model(spec.name, pretrained=weights, force_quick_gelu=quick_gelu)
+        return open_clip.create_model(spec.name, pretrained=weights,
+                                      force_quick_gelu=open_clip_quick_gelu(spec.name, weights))
     except Exception as e:  # the download: no network, a moved file, ...
         raise TedlocError(f"open_clip {spec.name}@{weights}: could not load the weights ({type(e).__name__}: "
                           f"{_reason(e)}); without network access give a local weight file") from None
@@ -291,6 +291,12 @@ class ClipTower(nn.Module):
         else:
             x = self.readout(tokens[:, 1:]).mean(dim=1)
         return F.normalize(x, dim=-1)
+
+    def class_probabilities(self, tokens: torch.Tensor, class_text: torch.Tensor) -> torch.Tensor:
+        """CLIP's zero-shot class probabilities ``(B, K)`` from the last block's output: softmax of
+        ``exp(logit_scale)`` x the cosine of :meth:`pooled` with the L2-normalised class rows ``(K, E)``, in float32."""
+        with torch.autocast(tokens.device.type, enabled=False):
+            return (self.logit_scale * self.pooled(tokens) @ class_text.float().T).softmax(dim=-1)
 
     @property
     def logit_scale(self) -> float:

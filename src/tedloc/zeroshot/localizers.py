@@ -109,8 +109,7 @@ class ClipLocalizer:
         with self.runtime.autocast():
             x, _ = tower.embed(images.to(self.device), pos_mode=self.pos_mode)
             x, _ = tower.run_blocks(x, tower.num_blocks)
-        with torch.autocast(self.device.type, enabled=False):
-            return (tower.logit_scale * tower.pooled(x) @ text.T).softmax(dim=-1)
+        return tower.class_probabilities(x, text)
 
 
 class ClipESLocalizer(ClipLocalizer):
@@ -162,8 +161,7 @@ class DenseClipLocalizer(ClipLocalizer):
     def forward(self, images: torch.Tensor, classes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(zero-shot scores, cosine maps of ``classes`` or of the predicted classes) from one pass."""
         text = self.classify_text
-        maps, pooled = dense_class_maps(self.tower, images, text, self.map_kind, self.pos_mode, self.runtime.autocast)
-        scores = (self.tower.logit_scale * pooled @ text.T).softmax(dim=-1)
+        maps, scores = dense_class_maps(self.tower, images, text, self.map_kind, self.pos_mode, self.runtime.autocast)
         picked = scores.argmax(dim=1) if classes is None else torch.as_tensor(classes, device=maps.device).long()
         return scores, maps[torch.arange(len(maps), device=maps.device), picked.reshape(-1)].float()
 
