@@ -46,12 +46,24 @@ def _tedloc_inputs(data, root):
              "batch_size": 8, "lr_step": 1, "k": 4, "selection": "last"})
 
 
+def _dips_inputs(data, root):
+    from tedloc.methods.dips import make_proposals
+
+    cam = get_method("cam")
+    cam.train(data, root / "vit", cam.config(arch="tedloc_vit_tiny", input_size=32, epochs=1, batch_size=8, lr=0.01))
+    cam.train(data, root / "cnn", cam.config(input_size=48, epochs=1, batch_size=8))
+    make_proposals(data, "train", root / "proposals", root / "cnn", "tedloc_vit_tiny", 32, encoder_run=root / "vit")
+    return ({"proposals": root / "proposals"},
+            {"encoder_run": str(root / "vit"), "input_size": 32, "epochs": 2, "classifier_epochs": 1,
+             "batch_size": 8, "lr_step": 1, "fg_count": 10, "bg_count": 10})
+
+
 def _toy_inputs(data, root):
     return {}, {"input_size": 32, "epochs": 2}
 
 
 # name -> (data, work folder) -> (training inputs, config overrides): the tiny run of each method
-CASES = {"cam": _cam_inputs, "tedloc": _tedloc_inputs, "toy": _toy_inputs}
+CASES = {"cam": _cam_inputs, "dips": _dips_inputs, "tedloc": _tedloc_inputs, "toy": _toy_inputs}
 
 
 def test_every_method_has_a_case():
@@ -143,7 +155,7 @@ def test_tampered_preprocessing_is_refused(trained, tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["preprocessing"]["mean"] = [0.5, 0.5, 0.5]
     meta_path.write_text(json.dumps(meta))
-    if name in ("cam", "toy"):  # weights trained by the run itself: its record is the truth, and is used
+    if name in ("cam", "dips", "toy"):  # weights trained by the run itself (DiPS: its ViT by `tedloc pretrain`): its record is the truth, and is used
         assert load_model(copy).preprocessing.mean == (0.5, 0.5, 0.5)
         return
     # weights from timm (TeD-Loc's E here): the record must be the normalisation timm's config gives them

@@ -55,13 +55,13 @@ def test_models_carry_their_weights_preprocessing(tmp_path):
 
 def test_encoder_run_keeps_the_normalisation_it_was_trained_under(tmp_path):
     from tedloc.engine import RunFolder, save_checkpoint
-    from tedloc.methods.tedloc.train import _encoder_from_run
+    from tedloc.methods.base import load_encoder
     from tedloc.models.classifier import build_classifier
 
     model = build_classifier("vit_tiny_patch16_224", 3, input_size=32)
     save_checkpoint(RunFolder(tmp_path).model_stem, model, {"arch": "vit_tiny_patch16_224", "kind": "classifier",
                                                             "preprocessing": model.preprocessing.to_dict()})
-    encoder = _encoder_from_run(tmp_path, "vit_tiny_patch16_224", 32)
+    encoder = load_encoder("vit_tiny_patch16_224", 32, run=tmp_path)
     assert encoder.preprocessing == Preprocessing(32)  # not timm's 0.5 of the name: E was trained under ImageNet's
 
 

@@ -73,12 +73,12 @@ def test_feature_cache_builds_once_resumes_and_refuses_other_encoders(inputs, sy
     from tedloc.data.images import load_image
     from tedloc.data.transforms import View
     from tedloc.engine.feature_cache import CachedFeatureDataset, FeatureCache, build_feature_cache
-    from tedloc.methods.tedloc.train import _encoder_from_run
+    from tedloc.methods.base import load_encoder
     from tedloc.models import create_encoder
 
     root, cfg = inputs
     split = load_dataset(synthetic_small)["train"]
-    encoder = _encoder_from_run(root / "cnn", "tedloc_resnet_tiny", 48)
+    encoder = load_encoder("tedloc_resnet_tiny", 48, run=root / "cnn")
     transform = encoder.preprocessing.replace(input_size=48)
     cache = build_feature_cache(encoder, split, transform, tmp_path / "f", num_views=2, batch_size=8)
     assert cache.complete and cache.features.shape == (len(split), 2, encoder.info.channels, 6, 6)

@@ -3,7 +3,8 @@
 ``cam[b] = mean_c W[y_b, c] * F[b, c]`` over the last feature map F: the channel *mean*, no bias,
 no ReLU, exactly as wsolevaluation computes CAMs (the scale does not matter after min-max).
 Works for any timm CNN classifier (and tedloc's small CNNs): ``forward_features`` gives F,
-``get_classifier()`` gives the linear layer W.
+``get_classifier()`` gives the linear layer W. A timm ViT's F is its final patch tokens on the patch
+grid (through ``fc_norm`` when the model has one): the class weights applied token by token.
 """
 from __future__ import annotations
 
@@ -23,14 +24,26 @@ def _linear_head(model: nn.Module) -> nn.Linear:
                       f"(found {type(head).__name__}); use Grad-CAM for other heads")
 
 
+def _vit_feature_map(model: nn.Module, tokens: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """A ViT's patch tokens (B, T, C), prefix tokens dropped, through ``fc_norm``, on the grid: (B, C, h, w)."""
+    from tedloc.models.vit_attention import patch_grid
+
+    if not hasattr(model, "patch_embed") or not hasattr(model, "num_prefix_tokens"):
+        raise TedlocError(f"CAM needs a (B, C, h, w) feature map, got {tuple(tokens.shape)}")
+    patches = getattr(model, "fc_norm", nn.Identity())(tokens[:, int(model.num_prefix_tokens):])
+    h, w = patch_grid(model, image_size)
+    return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
+
+
 @torch.no_grad()
 def cam_and_logits(model: nn.Module, images: torch.Tensor, classes: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(CAMs (B, h, w) for ``classes`` or the predicted classes, logits (B, K)) in one forward pass."""
-    features = model.forward_features(images)
+    tokens = model.forward_features(images)
+    logits = model.forward_head(tokens)
+    features = _vit_feature_map(model, tokens, tuple(images.shape[-2:])) if tokens.ndim == 3 else tokens
     if features.ndim != 4:
         raise TedlocError(f"CAM needs a (B, C, h, w) feature map, got {tuple(features.shape)}")
-    logits = model.forward_head(features)
     weights = _linear_head(model).weight  # K x C
     target = logits.argmax(dim=1) if classes is None else classes.to(logits.device).long()
     cams = torch.einsum("bc,bchw->bhw", weights[target], features) / features.shape[1]

@@ -50,7 +50,7 @@ def _load_commands() -> None:
     """Import the subcommand modules (they register themselves)."""
     # modules register their commands on import
     from tedloc.cli import (anchors, baseline, bench, cams, data, demo, evaluate, predict,  # noqa: F401
-                            protocol, train)
+                            proposals, protocol, train)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -1,13 +1,18 @@
 """What the built-in localizers share: a network, its class names and preprocessing, on a runtime."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from tedloc.data.preprocessing import Preprocessing
+from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.run_folder import RunFolder
+from tedloc.errors import TedlocError
+from tedloc.models.encoders import FrozenEncoder, create_encoder
 from tedloc.utils.device import Runtime
 
-__all__ = ["NetworkLocalizer", "recorded_preprocessing"]
+__all__ = ["NetworkLocalizer", "recorded_preprocessing", "load_encoder"]
 
 
 class NetworkLocalizer:
@@ -47,3 +52,29 @@ def recorded_preprocessing(run: RunFolder, meta: dict, weights: Preprocessing | 
     if weights is not None:
         recorded.check_normalization(weights, where)
     return recorded
+
+
+def _encoder_from_run(run: str | os.PathLike, name: str, img_size: int) -> FrozenEncoder:
+    """E from a pretrain run: its classifier without the head, with the normalisation that run trained it
+    under (its record; ImageNet's for runs that recorded none)."""
+    folder = RunFolder(run)
+    state, _, meta = load_checkpoint(folder.model_stem)
+    if meta.get("arch") != name:
+        raise TedlocError(f"{run} trained {meta.get('arch')!r}, not the encoder {name!r}")
+    encoder = create_encoder(name, img_size=img_size)
+    trained = recorded_preprocessing(folder, meta, None) if "preprocessing" in meta else Preprocessing()
+    encoder.preprocessing = trained.replace(input_size=img_size, resize_size=None)
+    backbone = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.fc.", "head."))}
+    missing, unexpected = encoder.model.load_state_dict(backbone, strict=False)
+    if unexpected or [m for m in missing if not m.startswith(("fc", "head"))]:
+        raise TedlocError(f"{run}: weights do not fit {name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return encoder
+
+
+def load_encoder(name: str, img_size: int, run: str | os.PathLike | None = None,
+                 weights: str | os.PathLike | None = None, pretrained: bool = False) -> FrozenEncoder:
+    """The frozen encoder ``name`` at ``img_size`` with its weights from a ``tedloc pretrain`` ``run`` (its
+    backbone and recorded normalisation), a local ``weights`` file, timm's (``pretrained``), or random."""
+    if run:
+        return _encoder_from_run(run, name, img_size)
+    return create_encoder(name, pretrained=pretrained, weights=weights, img_size=img_size)

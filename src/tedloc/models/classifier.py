@@ -26,6 +26,7 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weig
     import timm
 
     import tedloc.models.cnn  # noqa: F401  (registers tedloc_resnet_*)
+    import tedloc.models.tiny_vit  # noqa: F401  (registers tedloc_vit_tiny)
 
     kwargs = {}
     if weights is not None:

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 import tedloc.models.cnn  # noqa: F401  (registers tedloc's small CNNs with timm)
+import tedloc.models.tiny_vit  # noqa: F401  (registers tedloc_vit_tiny)
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import TedlocError
 from tedloc.models.preprocessing import preprocessing_of

@@ -9,12 +9,24 @@ exactly, whatever attention kernel the model runs with (fused or not).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 import torch.nn as nn
 
 from tedloc.errors import TedlocError
 
-__all__ = ["last_block_attention", "cls_attention_maps", "patch_grid"]
+__all__ = ["last_block_attention", "cls_attention_maps", "patch_grid", "last_block_input", "attention_of_input",
+           "class_token_maps", "check_attention"]
+
+
+def check_attention(model: nn.Module) -> None:
+    """Refuse (one line) a model whose class-token attention maps tedloc cannot compute: no timm plain
+    ``Attention`` in its last block (a CNN, BEiT, EVA) or no class token."""
+    _attention_module(model)
+    if getattr(model, "cls_token", None) is None:
+        raise TedlocError(f"{type(model).__name__}: no class token, so no class-token attention maps")
 
 
 def _attention_module(model: nn.Module) -> nn.Module:
@@ -39,21 +51,27 @@ def patch_grid(model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]
     return tuple(int(g) for g in embed.grid_size)
 
 
-@torch.no_grad()
-def last_block_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The last block's attention weights ``(B, heads, T, T)`` (softmax over keys), prefix tokens included."""
+@contextmanager
+def last_block_input(model: nn.Module) -> Iterator[dict]:
+    """While open, every forward of ``model`` stores its last block's attention input in the yielded dict
+    (``"x"``), for :func:`attention_of_input`."""
     attn = _attention_module(model)
-    captured = {}
+    captured: dict = {}
 
     def keep(_module, inputs):
         captured["x"] = inputs[0]
 
     handle = attn.register_forward_pre_hook(keep)
     try:
-        model.forward_features(images)
+        yield captured
     finally:
         handle.remove()
-    x = captured["x"]
+
+
+def attention_of_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The last block's attention weights ``(B, heads, T, T)`` (float32, softmax over keys) for its input ``x``
+    (the normed tokens its ``attn`` receives)."""
+    attn = _attention_module(model)
     b, n, _ = x.shape
     heads = attn.num_heads
     qkv = attn.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
@@ -62,16 +80,29 @@ def last_block_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor
     return ((q * attn.scale) @ k.transpose(-2, -1)).float().softmax(dim=-1)
 
 
-def cls_attention_maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The class token's attention to the patch tokens, per head, on the patch grid: ``(B, heads, gh, gw)``
-    (other prefix tokens, such as registers, left out; NaN set to 0)."""
-    _attention_module(model)  # a model without attention is told so first
+@torch.no_grad()
+def last_block_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The last block's attention weights ``(B, heads, T, T)`` (softmax over keys), prefix tokens included."""
+    with last_block_input(model) as captured:
+        model.forward_features(images)
+    return attention_of_input(model, captured["x"])
+
+
+def class_token_maps(model: nn.Module, weights: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """The class token's rows of attention ``weights`` (B, heads, T, T) to the patch tokens on their grid:
+    ``(B, heads, gh, gw)`` (other prefix tokens, such as registers, left out; NaN set to 0)."""
     if getattr(model, "cls_token", None) is None:
         raise TedlocError(f"{type(model).__name__}: no class token, so no class-token attention maps")
-    weights = last_block_attention(model, images)
     prefix = int(getattr(model, "num_prefix_tokens", 1))
-    gh, gw = patch_grid(model, tuple(images.shape[-2:]))
+    gh, gw = patch_grid(model, tuple(image_size))
     maps = weights[:, :, 0, prefix:]
     if maps.shape[-1] != gh * gw:
         raise TedlocError(f"{type(model).__name__}: {maps.shape[-1]} patch tokens for a {gh}x{gw} grid")
     return torch.nan_to_num(maps.reshape(maps.shape[0], maps.shape[1], gh, gw))
+
+
+def cls_attention_maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The class token's attention to the patch tokens, per head, on the patch grid: ``(B, heads, gh, gw)``
+    (other prefix tokens, such as registers, left out; NaN set to 0)."""
+    check_attention(model)  # a model without attention is told so first
+    return class_token_maps(model, last_block_attention(model, images), tuple(images.shape[-2:]))

@@ -22,14 +22,12 @@ from torch.utils.data import Dataset
 
 from tedloc.cams.cache import MapCache
 from tedloc.data import load_dataset
-from tedloc.data.preprocessing import Preprocessing
 from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
 from tedloc.errors import TedlocError
-from tedloc.methods.base import recorded_preprocessing
+from tedloc.methods.base import load_encoder
 from tedloc.methods.tedloc.localizer import TeDLocLocalizer
-from tedloc.models.encoders import create_encoder
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
 from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, maps_on_grid
 from tedloc.text import TextAnchors
@@ -82,31 +80,11 @@ class TeDLocTrainConfig:
         return cls(**d)
 
 
-def _encoder_from_run(run: str | os.PathLike, name: str, img_size: int):
-    """E from a pretrain run: its classifier without the head, with the normalisation that run trained it
-    under (its record; ImageNet's for runs that recorded none)."""
-    folder = RunFolder(run)
-    state, _, meta = load_checkpoint(folder.model_stem)
-    if meta.get("arch") != name:
-        raise TedlocError(f"{run} trained {meta.get('arch')!r}, not the encoder {name!r}")
-    encoder = create_encoder(name, img_size=img_size)
-    trained = recorded_preprocessing(folder, meta, None) if "preprocessing" in meta else Preprocessing()
-    encoder.preprocessing = trained.replace(input_size=img_size, resize_size=None)
-    backbone = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.fc.", "head."))}
-    missing, unexpected = encoder.model.load_state_dict(backbone, strict=False)
-    if unexpected or [m for m in missing if not m.startswith(("fc", "head"))]:
-        raise TedlocError(f"{run}: weights do not fit {name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return encoder
-
-
 def build_tedloc(config: TeDLocTrainConfig, anchors: TextAnchors) -> TeDLoc:
     """The model of ``config`` with E loaded as the config says and the anchors as a frozen buffer; its
     preprocessing is E's record (normalisation of E's weights) with the config's input and resize sizes."""
-    if config.encoder_run:
-        encoder = _encoder_from_run(config.encoder_run, config.encoder, config.input_size)
-    else:
-        encoder = create_encoder(config.encoder, pretrained=config.pretrained, weights=config.encoder_weights,
-                                 img_size=config.input_size)
+    encoder = load_encoder(config.encoder, config.input_size, run=config.encoder_run, weights=config.encoder_weights,
+                           pretrained=config.pretrained)
     preprocessing: Preprocessing = encoder.preprocessing.replace(resize_size=config.resize_size)
     return TeDLoc(encoder, torch.from_numpy(anchors.vectors), tuple(config.decoder_channels), config.logit,
                   config.logit_scale, preprocessing)

@@ -1,0 +1,55 @@
+"""``tedloc proposals``: DiPS's scored proposals of a split (the input of ``tedloc train --method dips``)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from tedloc.cli import command
+from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
+
+
+def _proposals(args: argparse.Namespace) -> int:
+    from tedloc.methods.dips import make_proposals
+
+    cache, quality = make_proposals(
+        args.data, args.split, args.out, args.classifier_run, args.encoder, args.input_size,
+        encoder_run=args.encoder_run, encoder_weights=args.encoder_weights, pretrained=args.pretrained,
+        heads=tuple(args.heads), min_size=args.min_size, k=args.k, blur_sigma=args.blur_sigma,
+        batch_size=args.batch_size, runtime=runtime_from_args(args))
+    if args.json:
+        print(json.dumps({"images": len(cache.image_ids), "k": cache.k, "quality": quality}))
+        return 0
+    line = f"{args.out}: the top {cache.k} proposals of {len(cache.image_ids)} {args.split} images"
+    if quality:
+        line += (f"; vs GT: mIoU of the best {quality['mIoU best']:.2f} (IoU>=0.5 {quality['best IoU>=50']:.2f} %), "
+                 f"of the top-scored {quality['mIoU top-1']:.2f} (IoU>=0.5 {quality['top-1 IoU>=50']:.2f} %)")
+    print(line)
+    return 0
+
+
+@command("proposals", help="DiPS proposals of a split: attention of a frozen ViT, scored by a classifier run")
+def configure_proposals(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tedloc proposals``."""
+    parser.add_argument("--data", required=True, help="dataset directory")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--out", required=True, help="proposal cache folder (resumed if it exists)")
+    parser.add_argument("--classifier-run", required=True,
+                        help="the scoring classifier f_r: a `tedloc pretrain` run (the thesis: a ResNet-50)")
+    parser.add_argument("--encoder", default="tedloc_vit_tiny",
+                        help="timm name of the ViT whose attention gives the proposals (the thesis: "
+                             "vit_small_patch16_224.dino); the same as the DiPS run's")
+    parser.add_argument("--encoder-run", help="the ViT's weights from a `tedloc pretrain` run")
+    parser.add_argument("--encoder-weights", help="or from a local weight file")
+    parser.add_argument("--pretrained", action="store_true", help="or timm's weights (network or cache)")
+    parser.add_argument("--input-size", type=int, default=64, help="the ViT's input (the eval view)")
+    parser.add_argument("--heads", type=int, nargs="+", default=[0, 1, 2, 3],
+                        help="attention heads of the map set (with their mean)")
+    parser.add_argument("--min-size", type=float, default=0.05,
+                        help="keep boxes larger than this share of the image (else the largest)")
+    parser.add_argument("--k", type=int, default=5, help="proposals kept per image (the best scored)")
+    parser.add_argument("--blur-sigma", type=float,
+                        help="the Gaussian blur outside a box when scoring (default: 1/8 of the longer side)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", action="store_true", help="print the counts and quality as JSON")
+    add_runtime_arguments(parser)
+    parser.set_defaults(func=_proposals)

@@ -1,0 +1,349 @@
+"""``tedloc train --method dips``: DiPS (thesis ch. 2, the journal version) on the training engine, in two stages.
+
+1. **f_c**: the linear classifier on the frozen ViT's class tokens (last ``n_blocks`` blocks), trained
+   with cross-entropy on the training views into ``RUN/classifier/`` (its own checkpoints; the epoch
+   of best val top-1 is kept), then frozen.
+2. **f_l**: the localization decoder on the frozen ViT's patch tokens, trained into ``RUN/``. Every step,
+   per image: one of its top-``top_k`` stored proposals is chosen uniformly (keyed by (seed, epoch,
+   sample)), all its boxes go through the sample's resize, crop and flip; the chosen box's attention
+   map (the ViT's, computed on the training view in the same forward pass) gives the pixel
+   pseudo-labels (:func:`tedloc.pseudo.dips_sampling.sample_pixel_labels`); the loss is
+   ``lambda_seed`` x partial cross-entropy + ``lambda_crf`` x the dense CRF loss on the view's RGB.
+   After every epoch: validation with GT boxes (or none, ``selection last``), a checkpoint (the
+   decoder) and a ``metrics.csv`` row.
+
+``RUN/model.{safetensors,json}`` holds the whole network (ViT, f_c, the selected f_l), its class names,
+preprocessing and threshold: inference needs nothing else.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tedloc.data import load_dataset
+from tedloc.data.transforms import View
+from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
+from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
+from tedloc.errors import TedlocError
+from tedloc.methods.base import load_encoder
+from tedloc.methods.dips.localizer import DiPSLocalizer
+from tedloc.methods.dips.proposals import check_proposals, encoder_source
+from tedloc.models.dense_crf_loss import FILTERS, dense_crf_loss
+from tedloc.models.dips import DiPSNet, partial_cross_entropy
+from tedloc.pseudo.dips_sampling import IGNORE, DiPSSamplerConfig, sample_pixel_labels
+from tedloc.pseudo.proposal_cache import ProposalCache
+from tedloc.pseudo.proposals import attention_map_set
+from tedloc.pseudo.views import boxes_on_view
+from tedloc.utils.device import Runtime
+from tedloc.utils.keyed_random import keyed_uniform, sample_keys
+
+__all__ = ["DiPSTrainConfig", "train_dips", "build_dips", "RUN_KIND", "choose_proposals"]
+
+RUN_KIND = "dips"  # model.json's kind of these runs
+PROPOSAL_STREAM = 0x6470  # keyed random numbers: which proposal a sample uses at an epoch
+SEED_STREAM = 0x6473  # and where its pixel seeds fall
+
+
+@dataclass
+class DiPSTrainConfig:
+    """Hyper-parameters of ``tedloc train --method dips`` (docs/DIPS.md gives the thesis' values)."""
+
+    encoder: str = "tedloc_vit_tiny"  # a timm ViT with a class token (DINO ViT-S/16 in the thesis)
+    encoder_run: str | None = None  # its weights from a `tedloc pretrain` run
+    encoder_weights: str | None = None  # or a local weight file
+    pretrained: bool = False  # or timm's weights (network / cache)
+    input_size: int = 64
+    resize_size: int | None = None
+    n_blocks: int = 4
+    heads: tuple[int, ...] = (0, 1, 2, 3)
+    top_k: int = 5
+    fg_count: int = 100
+    bg_count: int = 100
+    fg_pool: float = 0.2
+    bg_pool: float = 0.2
+    background: str = "outside"
+    dilation: int = 3
+    lambda_seed: float = 1.0
+    lambda_crf: float = 2e-9
+    sigma_rgb: float = 15.0
+    sigma_xy: float = 100.0
+    crf_scale: float = 1.0
+    crf_method: str = "exact"
+    classifier_epochs: int = 10
+    classifier_lr: float = 0.01
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    lr_step: int = 3
+    lr_gamma: float = 0.1
+    selection: str = "loc"
+    interval: float = 0.01
+    seed: int = 0
+    workers: int = 0
+
+    def __post_init__(self):
+        self.heads = tuple(int(h) for h in self.heads)
+        if self.selection not in ("loc", "last"):
+            raise TedlocError("selection must be loc (best val MaxBoxAcc) or last")
+        if self.crf_method not in FILTERS:
+            raise TedlocError(f"crf_method must be one of {', '.join(FILTERS)}")
+        if self.top_k < 1 or self.classifier_epochs < 1:
+            raise TedlocError("top_k and classifier_epochs must be at least 1")
+        if not 0 < self.crf_scale <= 1:
+            raise TedlocError("crf_scale must be in (0, 1]")
+        self.sampler()  # the seed settings are checked now, not at the first step
+
+    def sampler(self) -> DiPSSamplerConfig:
+        """The pixel pseudo-labels' settings."""
+        try:
+            return DiPSSamplerConfig(self.fg_count, self.bg_count, self.fg_pool, self.bg_pool, self.background,
+                                     self.dilation)
+        except ValueError as e:
+            raise TedlocError(str(e)) from None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiPSTrainConfig":
+        """The config of a dict (e.g. read from JSON): unknown keys are ignored, lists become tuples."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+
+
+def build_dips(config: DiPSTrainConfig, num_classes: int) -> DiPSNet:
+    """The network of ``config``: the ViT loaded as the config says (frozen), new f_c and f_l; its preprocessing
+    is the ViT's record with the config's input and resize sizes."""
+    encoder = load_encoder(config.encoder, config.input_size, run=config.encoder_run,
+                           weights=config.encoder_weights, pretrained=config.pretrained)
+    return DiPSNet(encoder, num_classes, config.n_blocks, encoder.preprocessing.replace(resize_size=config.resize_size))
+
+
+def choose_proposals(cache: ProposalCache, rows: list[int], views: torch.Tensor, keys: torch.Tensor, top_k: int,
+                     size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sample: one of its first ``min(top_k, stored)`` proposals, uniformly by its key. Returns the chosen
+    box's mask and the union of those proposals' boxes on the view ``(B, H, W)`` bool, and the map index of
+    the chosen box ``(B,)``."""
+    u = keyed_uniform(keys, 1)[:, 0]
+    chosen, union, maps = [], [], []
+    for row, view, uniform in zip(rows, views, u.tolist()):
+        found, _ = cache.get(row)
+        found = found[:top_k]
+        if not found:
+            raise TedlocError(f"{cache.root}: image {cache.image_ids[row]} has no stored proposal")
+        pick = min(int(uniform * len(found)), len(found) - 1)
+        masks = boxes_on_view(np.array([p.box for p in found]), View.from_tensor(view), size)
+        chosen.append(masks[pick])
+        union.append(masks.any(dim=0))
+        maps.append(found[pick].map_index)
+    return torch.stack(chosen), torch.stack(union), torch.tensor(maps, dtype=torch.long)
+
+
+class _ClassTokenModel(nn.Module):
+    """f_c on the frozen ViT as one module (images -> logits), for the classifier stage's validation."""
+
+    def __init__(self, net: DiPSNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.classifier(self.net.vit(images).class_tokens)
+
+
+class ClassifierStage:
+    """Stage 1 (an engine :class:`TrainingTask`): f_c with cross-entropy on the frozen ViT's class tokens."""
+
+    def __init__(self, net: DiPSNet, train_set, val_set, config: DiPSTrainConfig):
+        self.net, self.train_set, self.val_set, self.config = net, train_set, val_set, config
+
+    def trainable(self) -> nn.Module:
+        """f_c."""
+        return self.net.classifier
+
+    def train_dataset(self):
+        """Training views."""
+        return self.train_set
+
+    def make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        """SGD with momentum, no weight decay (DINO's linear evaluation)."""
+        return torch.optim.SGD(module.parameters(), lr=self.config.classifier_lr, momentum=self.config.momentum)
+
+    def loss_terms(self, module: nn.Module, batch: dict, epoch: int) -> dict[str, LossTerm]:
+        """Cross-entropy of the class tokens' logits."""
+        logits = module(self.net.vit(batch["image"]).class_tokens)
+        loss = F.cross_entropy(logits.float(), batch["label"], reduction="sum")
+        correct = (logits.argmax(dim=1) == batch["label"]).sum()
+        n = len(batch["label"])
+        return {"loss": LossTerm(loss, n), "top1": LossTerm(100.0 * correct.float(), n, 0.0)}
+
+    def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+        """Top-1 / top-5 on the val split."""
+        from tedloc.methods.cam.train import evaluate_classifier
+
+        c = self.config
+        return evaluate_classifier(_ClassTokenModel(self.net), self.val_set, c.batch_size, c.workers, runtime, dist)
+
+    def row(self, train: dict[str, float], val: dict) -> dict:
+        """The epoch's ``metrics.csv`` columns."""
+        return {"train_loss": train["loss"], "train_top1": train["top1"], "val_top1": val["top1"],
+                "val_top5": val["top5"], "val_loss": val["loss"]}
+
+
+class DecoderStage:
+    """Stage 2 (an engine :class:`TrainingTask`): f_l with the partial cross-entropy on pixel pseudo-labels
+    from the stored proposals and the ViT's attention, plus the dense CRF loss."""
+
+    host_keys = ("index", "view")
+
+    def __init__(self, net: DiPSNet, train_set, proposals: ProposalCache, localizer: DiPSLocalizer, val_split,
+                 config: DiPSTrainConfig):
+        self.net, self.train_set, self.proposals, self.localizer = net, train_set, proposals, localizer
+        self.val_split, self.config = val_split, config
+        self.sampler = config.sampler()
+        p = net.preprocessing
+        self._mean = torch.tensor(p.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(p.std).view(1, 3, 1, 1)
+
+    def trainable(self) -> nn.Module:
+        """f_l (the ViT and f_c are frozen)."""
+        return self.net.decoder
+
+    def train_dataset(self):
+        """Training views."""
+        return self.train_set
+
+    def make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        """SGD with Nesterov momentum (DiPS: no weight decay)."""
+        c = self.config
+        return torch.optim.SGD(module.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and
+                               c.momentum > 0, weight_decay=c.weight_decay)
+
+    def pixel_labels(self, batch: dict, attention: torch.Tensor, size: tuple[int, int], epoch: int) -> torch.Tensor:
+        """The batch's pixel pseudo-labels ``(B, H, W)`` (1 FG, 0 BG, IGNORE) on the view grid ``size``."""
+        c = self.config
+        index = batch["index"]
+        device = batch["label"].device
+        with torch.autocast(device.type, enabled=False):
+            keys = sample_keys(c.seed, epoch, index, stream=PROPOSAL_STREAM)
+            chosen, union, which = choose_proposals(self.proposals, index.tolist(), batch["view"], keys, c.top_k, size)
+            maps = attention_map_set(attention.float(), c.heads)
+            maps = maps[torch.arange(len(which), device=maps.device), which.to(maps.device)]
+            maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+            seeds = sample_keys(c.seed, epoch, index, stream=SEED_STREAM).to(device)
+            uniforms = keyed_uniform(seeds, 2 * size[0] * size[1])
+            u_fg, u_bg = uniforms[:, :size[0] * size[1]], uniforms[:, size[0] * size[1]:]
+            return sample_pixel_labels(maps, chosen.to(device), union.to(device), u_fg, u_bg, self.sampler)
+
+    def rgb(self, images: torch.Tensor) -> torch.Tensor:
+        """The views' RGB in [0, 255] (un-normalised), what the CRF's colour kernel compares."""
+        return (images.float() * self._std.to(images.device) + self._mean.to(images.device)) * 255.0
+
+    def loss_terms(self, module: nn.Module, batch: dict, epoch: int) -> dict[str, LossTerm]:
+        """The partial cross-entropy (per labelled pixel) and the dense CRF loss (per image)."""
+        c = self.config
+        images = batch["image"]
+        size = tuple(images.shape[-2:])
+        out = self.net.vit(images, attention=True)
+        labels = self.pixel_labels(batch, out.attention, size, epoch)
+        seg = self.net.segment(out.patch_tokens, size, decoder=module)
+        seed_sum, seed_count = partial_cross_entropy(seg, labels, IGNORE)
+        n = len(labels)
+        terms = {"seed": LossTerm(seed_sum, seed_count, c.lambda_seed)}
+        if c.lambda_crf:
+            probs = seg.float().softmax(dim=1)
+            crf = dense_crf_loss(probs, self.rgb(images), c.sigma_rgb, c.sigma_xy, c.crf_scale, c.crf_method,
+                                 seed=c.seed + epoch)
+            terms["crf"] = LossTerm(crf * n, n, c.lambda_crf)
+        empty = ((labels == 1).flatten(1).any(dim=1) == 0).sum()
+        terms["no_fg_seeds"] = LossTerm(empty.float(), None, 0.0)
+        return terms
+
+    def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+        """Classification (f_c) and localization (GT boxes) on the val split; nothing with ``selection last``
+        on a split without boxes."""
+        from tedloc.eval.localizer_eval import evaluate_localizer
+
+        if not self.val_split.has_boxes:
+            return {}
+        c = self.config
+        return evaluate_localizer(self.localizer, self.val_split, batch_size=c.batch_size, interval=c.interval,
+                                  dist=dist)
+
+    def row(self, train: dict[str, float], val: dict) -> dict:
+        """The epoch's ``metrics.csv`` columns."""
+        c = self.config
+        crf = train.get("crf")
+        total = c.lambda_seed * train["seed"] + (c.lambda_crf * crf if crf is not None else 0.0)
+        return {"loss_seed": train["seed"], "loss_crf": crf, "loss_total": total,
+                "no_fg_seeds": int(train["no_fg_seeds"]), "val_CL@1": val.get("CL@1"),
+                "val_MaxBoxAcc": val.get("MaxBoxAcc"), "val_MaxBoxAccV2": val.get("MaxBoxAccV2"),
+                "val_threshold": val.get("threshold")}
+
+
+def _best(history: list[dict], key: str | None) -> int:
+    """The epoch (0-based) of the largest ``key`` (the earliest on ties); the last without a key."""
+    if key is None or all(row.get(key) is None for row in history):
+        return len(history) - 1
+    return max(range(len(history)), key=lambda i: (history[i].get(key) or 0, -i))
+
+
+def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str | os.PathLike,
+               config: DiPSTrainConfig = DiPSTrainConfig(), resume: bool = True,
+               runtime: Runtime | None = None) -> list[dict]:
+    """Train (or resume) a DiPS run from the proposal cache of the train split; returns the decoder stage's
+    per-epoch metrics (the classifier stage's are in ``RUN/classifier/metrics.csv``)."""
+    run = RunFolder(out)
+    dataset = load_dataset(data)
+    for split in ("train", "val"):
+        if split not in dataset.splits:
+            raise TedlocError(f"{data}: DiPS needs a {split!r} split")
+    train_split, val_split = dataset["train"], dataset["val"]
+    if config.selection == "loc" and not val_split.has_boxes:
+        raise TedlocError(f"{data}: selection loc needs GT boxes on val; use --selection last")
+    cache = ProposalCache(proposals, train_split.image_ids, shared=True)
+    if not cache.complete:
+        raise TedlocError(f"{proposals}: the proposal cache is incomplete; finish it with `tedloc proposals`")
+    source = encoder_source(config.encoder_run, config.encoder_weights, config.pretrained)
+    check_proposals(cache, config.encoder, source, config.heads)
+    dist, runtime = Distributed.from_env(runtime or Runtime())
+    resolved = {"config": asdict(config), "data": str(Path(data).resolve()),
+                "proposals": str(Path(proposals).resolve()), "class_names": dataset.class_names, "kind": RUN_KIND}
+    run.start(resolved, runtime, dist)
+    torch.manual_seed(config.seed)
+    net = build_dips(config, dataset.num_classes).to(runtime.device)
+    dist.on_main(lambda: run.confirm("preprocessing", net.preprocessing.to_dict()))
+    train_set = net.preprocessing.dataset(train_split, train=True, seed=config.seed)
+    val_set = net.preprocessing.dataset(val_split)
+
+    stage1 = RunFolder(run.path / "classifier")
+    stage1.start({"config": asdict(config), "data": resolved["data"], "class_names": dataset.class_names,
+                  "kind": "dips_classifier"}, runtime, dist)
+    schedule1 = replace(Schedule.of(config), epochs=config.classifier_epochs, lr=config.classifier_lr)
+    history1 = Trainer(schedule1, runtime, dist).fit(ClassifierStage(net, train_set, val_set, config), stage1,
+                                                      resume=resume, meta={"config": asdict(config)})
+    best1 = _best(history1, "val_top1")
+    net.classifier.load_state_dict(load_checkpoint(stage1.checkpoint(best1 + 1))[0])
+    for p in net.classifier.parameters():
+        p.requires_grad_(False)
+
+    localizer = DiPSLocalizer(net, dataset.class_names, runtime=runtime)
+    task = DecoderStage(net, train_set, cache, localizer, val_split, config)
+    history = Trainer(Schedule.of(config), runtime, dist).fit(task, run, resume=resume,
+                                                              meta={"config": asdict(config)})
+    if dist.is_main:
+        best = _best(history, "val_MaxBoxAcc" if config.selection == "loc" else None)
+        net.decoder.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
+        final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
+                 "selected_epoch": best + 1, "selection": config.selection,
+                 "threshold": history[best].get("val_threshold"), "history": history,
+                 "classifier_epoch": best1 + 1, "classifier_history": history1,
+                 "proposals": {"path": resolved["proposals"], "settings": cache.settings, "k": cache.k},
+                 "preprocessing": net.preprocessing.to_dict()}
+        save_checkpoint(run.model_stem, net, final)
+    return history
