@@ -77,17 +77,7 @@ def _class_and_last_tokens(model: nn.Module, images: torch.Tensor, n_blocks: int
 
 def class_tokens(model: nn.Module, images: torch.Tensor, n_blocks: int = 4) -> torch.Tensor:
     """The class tokens of the last ``n_blocks`` blocks, each through the final norm, concatenated: ``(B, n*D)``."""
-    x = model.patch_embed(images)
-    x = model._pos_embed(x)
-    x = model.patch_drop(x) if hasattr(model, "patch_drop") else x
-    x = model.norm_pre(x) if hasattr(model, "norm_pre") else x
-    outputs = []
-    first = len(model.blocks) - n_blocks
-    for i, block in enumerate(model.blocks):
-        x = block(x)
-        if i >= first:
-            outputs.append(model.norm(x)[:, 0])
-    return torch.cat(outputs, dim=1)
+    return _class_and_last_tokens(model, images, n_blocks)[0]
 
 
 def patch_tokens(model: nn.Module, images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

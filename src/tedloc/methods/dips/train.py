@@ -48,6 +48,10 @@ __all__ = ["DiPSTrainConfig", "train_dips", "build_dips", "RUN_KIND", "choose_pr
 RUN_KIND = "dips"  # model.json's kind of these runs
 PROPOSAL_STREAM = 0x6470  # keyed random numbers: which proposal a sample uses at an epoch
 SEED_STREAM = 0x6473  # and where its pixel seeds fall
+# what the classifier stage depends on (RUN/classifier's configuration): the decoder's settings may change
+CLASSIFIER_FIELDS = ("encoder", "encoder_run", "encoder_weights", "pretrained", "input_size", "resize_size",
+                     "n_blocks", "classifier_epochs", "classifier_lr", "batch_size", "momentum", "lr_step",
+                     "lr_gamma", "seed", "workers")
 
 
 @dataclass
@@ -322,11 +326,12 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     val_set = net.preprocessing.dataset(val_split)
 
     stage1 = RunFolder(run.path / "classifier")
-    stage1.start({"config": asdict(config), "data": resolved["data"], "class_names": dataset.class_names,
+    stage1_config = {k: v for k, v in asdict(config).items() if k in CLASSIFIER_FIELDS}
+    stage1.start({"config": stage1_config, "data": resolved["data"], "class_names": dataset.class_names,
                   "kind": "dips_classifier"}, runtime, dist)
     schedule1 = replace(Schedule.of(config), epochs=config.classifier_epochs, lr=config.classifier_lr)
     history1 = Trainer(schedule1, runtime, dist).fit(ClassifierStage(net, train_set, val_set, config), stage1,
-                                                      resume=resume, meta={"config": asdict(config)})
+                                                      resume=resume, meta={"config": stage1_config})
     best1 = _best(history1, "val_top1")
     net.classifier.load_state_dict(load_checkpoint(stage1.checkpoint(best1 + 1))[0])
     for p in net.classifier.parameters():

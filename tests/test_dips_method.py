@@ -1,0 +1,231 @@
+"""DiPS as a method: one ViT pass, the partial cross-entropy, proposals on training views, the pixel seeds of a
+step, training that resumes bit for bit, the commands, and bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tedloc.cli import main
+from tedloc.data import load_dataset
+from tedloc.data.transforms import View
+from tedloc.engine import load_checkpoint
+from tedloc.errors import TedlocError
+from tedloc.methods import get_method, load_model
+from tedloc.methods.dips import DiPSTrainConfig, make_proposals, train_dips
+from tedloc.methods.dips.train import DecoderStage, build_dips, choose_proposals
+from tedloc.models.dips import DiPSNet, partial_cross_entropy, vit_outputs
+from tedloc.models.encoders import create_encoder
+from tedloc.models.vit_attention import cls_attention_maps
+from tedloc.pseudo.dips_sampling import IGNORE
+from tedloc.pseudo.proposal_cache import ProposalCache
+from tedloc.pseudo.proposals import Proposal
+from tedloc.pseudo.views import boxes_on_view
+from tedloc.utils.keyed_random import sample_keys
+
+
+@pytest.fixture(scope="module")
+def inputs(synthetic_small, tmp_path_factory):
+    """A ViT and a CNN trained for an epoch, and the ViT's proposals of the train split scored by the CNN."""
+    root = tmp_path_factory.mktemp("dips")
+    cam = get_method("cam")
+    cam.train(synthetic_small, root / "vit", cam.config(arch="tedloc_vit_tiny", input_size=32, epochs=1,
+                                                        batch_size=8, lr=0.01))
+    cam.train(synthetic_small, root / "cnn", cam.config(input_size=48, epochs=1, batch_size=8))
+    make_proposals(synthetic_small, "train", root / "proposals", root / "cnn", "tedloc_vit_tiny", 32,
+                   encoder_run=root / "vit", k=3)
+    cfg = DiPSTrainConfig(encoder_run=str(root / "vit"), input_size=32, epochs=2, classifier_epochs=2, batch_size=8,
+                          lr_step=1, top_k=3, fg_count=10, bg_count=10, lambda_crf=1e-6, crf_scale=0.5)
+    return root, cfg
+
+
+# ----------------------------------------------------------------------------- the network
+def test_one_vit_pass_gives_class_tokens_patch_tokens_and_attention():
+    from tedloc.models.dips import class_tokens, patch_tokens
+
+    torch.manual_seed(0)
+    encoder = create_encoder("tedloc_vit_tiny", img_size=64)
+    images = torch.randn(2, 3, 64, 64)
+    out = vit_outputs(encoder.model, images, n_blocks=2, attention=True)
+    with torch.no_grad():
+        torch.testing.assert_close(out.class_tokens, class_tokens(encoder.model, images, 2))
+        torch.testing.assert_close(out.patch_tokens, patch_tokens(encoder.model, images, (8, 8)))
+        torch.testing.assert_close(out.patch_tokens, encoder(images))
+    torch.testing.assert_close(out.attention, cls_attention_maps(encoder.model, images))
+    assert out.class_tokens.shape == (2, 384) and out.attention.shape == (2, 6, 8, 8)
+
+
+@pytest.mark.parametrize("name,size,classes,grid", [("vit_small_patch16_224", 224, 200, 14),
+                                                    ("tedloc_vit_tiny", 64, 4, 8)])
+def test_network_shapes_for_vit_s16_and_the_offline_vit(name, size, classes, grid):
+    torch.manual_seed(0)
+    net = DiPSNet(create_encoder(name, img_size=size), classes).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, size, size))
+    assert out["logits"].shape == (2, classes) and out["seg"].shape == (2, 2, size, size)
+    assert out["fg"].shape == (2, size, size) and 0 <= out["fg"].min() and out["fg"].max() <= 1
+    assert net.vit(torch.randn(1, 3, size, size), attention=True).attention.shape[-2:] == (grid, grid)
+    # only the heads train
+    assert not any(p.requires_grad for p in net.encoder.parameters())
+
+
+def test_the_grid_need_not_tile_the_input():
+    net = DiPSNet(create_encoder("tedloc_vit_tiny", img_size=60), 3).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 60, 60))["seg"].shape == (1, 2, 60, 60)  # a 7x7 grid -> 56, resized
+
+
+def test_dips_needs_a_vit_with_a_class_token():
+    with pytest.raises(TedlocError, match="DiPS needs a timm ViT with a class token"):
+        DiPSNet(create_encoder("tedloc_resnet_tiny", img_size=32), 3)
+
+
+def test_partial_cross_entropy_on_hand_made_tensors():
+    logits = torch.tensor([[[[2.0, 0.0], [0.0, 1.0]], [[0.0, 3.0], [0.0, 0.0]]]])  # (1, 2, 2, 2)
+    labels = torch.tensor([[[0, 1], [IGNORE, 0]]])
+    total, count = partial_cross_entropy(logits, labels, IGNORE)
+    expected = (np.log(1 + np.exp(-2.0)) + np.log(1 + np.exp(-3.0)) + np.log(1 + np.exp(-1.0)))
+    assert count.item() == 3 and total.item() == pytest.approx(expected, rel=1e-6)
+    empty, none = partial_cross_entropy(logits, torch.full((1, 2, 2), IGNORE), IGNORE)
+    assert none.item() == 0 and empty.item() == 0
+
+
+# ----------------------------------------------------------------------------- proposals on training views
+def test_boxes_on_a_view_follow_resize_crop_and_flip():
+    identity = View((10, 8), (10, 8), (0, 0, 10, 8))
+    mask = boxes_on_view(np.array([[2, 1, 5, 3]]), identity)[0]
+    expected = torch.zeros(8, 10, dtype=torch.bool)
+    expected[1:4, 2:6] = True
+    assert torch.equal(mask, expected)
+    view = View((10, 8), (20, 16), (2, 2, 12, 12), flip=True)
+    mask = boxes_on_view(np.array([[2, 1, 5, 3], [9, 7, 9, 7]]), view)
+    expected = torch.zeros(12, 12, dtype=torch.bool)
+    expected[0:6, 2:10] = True  # x [4, 12) -> crop [2, 10) -> flipped [2, 10); y [2, 8) -> [0, 6)
+    assert torch.equal(mask[0], expected) and not mask[1].any()  # the second box is cropped away
+    assert boxes_on_view(np.array([[0, 0, 9, 7]]), identity, size=(4, 5))[0].all()
+
+
+def _cache(tmp_path, rows):
+    cache = ProposalCache(tmp_path / "cache", [f"im{i}" for i in range(len(rows))], 3, {"encoder": "x"})
+    cache.write(list(range(len(rows))), [[Proposal(b, m) for b, m in row] for row in rows],
+                [np.linspace(1, 0.5, len(row)) for row in rows])
+    return cache
+
+
+def test_choose_proposals_is_keyed_uniform_over_the_top_k(tmp_path):
+    boxes = [((0, 0, 3, 3), 1), ((4, 4, 7, 7), 2), ((0, 4, 3, 7), 0)]
+    cache = _cache(tmp_path, [boxes] * 64)
+    views = torch.stack([View((8, 8), (8, 8), (0, 0, 8, 8)).to_tensor()] * 64)
+    keys = sample_keys(0, 0, torch.arange(64))
+    chosen, union, which = choose_proposals(cache, list(range(64)), views, keys, 3, (8, 8))
+    assert set(which.tolist()) == {0, 1, 2}  # every proposal is drawn
+    for c, m in zip(chosen, which.tolist()):
+        box = {1: boxes[0][0], 2: boxes[1][0], 0: boxes[2][0]}[m]
+        assert torch.equal(c, boxes_on_view(np.array([box]), View((8, 8), (8, 8), (0, 0, 8, 8)))[0])
+    assert union[0].sum() == 48 and union.all(dim=0).sum() == 48
+    again = choose_proposals(cache, list(range(64)), views, keys, 3, (8, 8))
+    assert torch.equal(again[2], which)  # the same keys draw the same proposals
+    _, union1, which1 = choose_proposals(cache, list(range(64)), views, keys, 1, (8, 8))
+    assert (which1 == 1).all() and union1[0].sum() == 16  # K = 1: the best one, and only its box is "taken"
+
+
+def test_the_pixel_seeds_of_a_step(tmp_path):
+    """FG seeds (before dilation) inside the chosen box, BG outside every considered box, drawn per sample."""
+    torch.manual_seed(0)
+    cfg = DiPSTrainConfig(encoder="tedloc_vit_tiny", input_size=32, top_k=2, fg_count=5, bg_count=5, dilation=1)
+    net = build_dips(cfg, 4)
+    boxes = [((2, 2, 13, 13), 0), ((16, 16, 29, 29), 3)]
+    cache = _cache(tmp_path, [boxes] * 8)
+    views = torch.stack([View((32, 32), (32, 32), (0, 0, 32, 32)).to_tensor()] * 8)
+    batch = {"index": torch.arange(8), "view": views, "label": torch.zeros(8, dtype=torch.long)}
+    task = DecoderStage(net, None, cache, None, None, cfg)
+    attention = net.vit(torch.randn(8, 3, 32, 32), attention=True).attention
+    labels = task.pixel_labels(batch, attention, (32, 32), epoch=0)
+    keys = sample_keys(cfg.seed, 0, batch["index"], stream=0x6470)
+    chosen, union, _ = choose_proposals(cache, list(range(8)), views, keys, 2, (32, 32))
+    assert ((labels == 1) & ~chosen).sum() == 0 and ((labels == 0) & union).sum() == 0
+    assert ((labels == 1).flatten(1).sum(1) == 5).all() and ((labels == 0).flatten(1).sum(1) == 5).all()
+    assert torch.equal(labels, task.pixel_labels(batch, attention, (32, 32), epoch=0))
+    assert not torch.equal(labels, task.pixel_labels(batch, attention, (32, 32), epoch=1))
+
+
+# ----------------------------------------------------------------------------- training
+def test_training_resumes_bit_identically(inputs, synthetic_small, tmp_path):
+    root, cfg = inputs
+    full = train_dips(synthetic_small, tmp_path / "full", root / "proposals", cfg)
+    one = DiPSTrainConfig(**{**cfg.__dict__, "epochs": 1})
+    train_dips(synthetic_small, tmp_path / "part", root / "proposals", one)
+    conf = json.loads((tmp_path / "part" / "config.json").read_text())
+    conf["config"]["epochs"] = 2
+    (tmp_path / "part" / "config.json").write_text(json.dumps(conf))
+    train_dips(synthetic_small, tmp_path / "part", root / "proposals", cfg)
+    a, _, meta = load_checkpoint(tmp_path / "full" / "model")
+    b, _, _ = load_checkpoint(tmp_path / "part" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(full) == 2 and all(np.isfinite(r["loss_seed"]) and r["loss_crf"] < 0 for r in full)
+    assert meta["kind"] == "dips" and meta["classifier_epoch"] in (1, 2) and len(meta["classifier_history"]) == 2
+    # the ViT is the pretrained one and stays frozen; f_c is stage 1's selected epoch
+    vit, _, _ = load_checkpoint(root / "vit" / "model")
+    assert torch.equal(a["encoder.model.blocks.0.attn.qkv.weight"], vit["blocks.0.attn.qkv.weight"])
+    stage1, _, _ = load_checkpoint(tmp_path / "full" / "classifier" / "checkpoints" / f"epoch_{meta['classifier_epoch']:03d}")
+    assert torch.equal(a["classifier.linear.weight"], stage1["linear.weight"])
+
+
+def test_without_the_crf_loss(inputs, synthetic_small, tmp_path):
+    root, cfg = inputs
+    history = train_dips(synthetic_small, tmp_path / "run", root / "proposals",
+                         DiPSTrainConfig(**{**cfg.__dict__, "lambda_crf": 0.0, "epochs": 1}))
+    assert history[0]["loss_crf"] is None and history[0]["loss_total"] == history[0]["loss_seed"]
+
+
+def test_proposals_of_another_encoder_or_map_set_are_refused(inputs, synthetic_small, tmp_path):
+    root, cfg = inputs
+    with pytest.raises(TedlocError, match=r"proposals were made with other settings \(encoder_source"):
+        train_dips(synthetic_small, tmp_path / "a", root / "proposals",
+                   DiPSTrainConfig(**{**cfg.__dict__, "encoder_run": None}))
+    with pytest.raises(TedlocError, match=r"other settings \(heads"):
+        train_dips(synthetic_small, tmp_path / "b", root / "proposals", DiPSTrainConfig(**{**cfg.__dict__,
+                                                                                          "heads": (0, 1)}))
+    with pytest.raises(TedlocError, match="no proposal cache"):
+        train_dips(synthetic_small, tmp_path / "c", tmp_path / "none", cfg)
+
+
+def test_proposals_need_an_encoder_with_attention(inputs, synthetic_small, tmp_path):
+    root, _ = inputs
+    with pytest.raises(TedlocError, match="a CNN has no attention"):
+        make_proposals(synthetic_small, "train", tmp_path / "p", root / "cnn", "tedloc_resnet_tiny", 32)
+
+
+def test_bad_settings_are_one_line_errors():
+    with pytest.raises(TedlocError, match="selection"):
+        DiPSTrainConfig(selection="cls")
+    with pytest.raises(TedlocError, match="background"):
+        DiPSTrainConfig(background="inside")
+    with pytest.raises(TedlocError, match="crf_method"):
+        DiPSTrainConfig(crf_method="lattice")
+
+
+def test_commands(inputs, synthetic_small, tmp_path, capsys):
+    root, _ = inputs
+    assert main(["proposals", "--data", str(synthetic_small), "--out", str(tmp_path / "p"), "--classifier-run",
+                 str(root / "cnn"), "--encoder-run", str(root / "vit"), "--input-size", "32", "--k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "top 2 proposals of 24 train images" in out and "mIoU of the best" in out
+    assert main(["train", "--method", "dips", "--data", str(synthetic_small), "--out", str(tmp_path / "run"),
+                 "--proposals", str(tmp_path / "p"), "--encoder-run", str(root / "vit"), "--input-size", "32",
+                 "--epochs", "1", "--classifier-epochs", "1", "--batch-size", "8", "--top-k", "2",
+                 "--fg-count", "5", "--bg-count", "5", "--crf-scale", "0.5"]) == 0
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(synthetic_small), "--json",
+                 str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["map"] == "fg" and 0 <= metrics["MaxBoxAcc"] <= 100
+    split = load_dataset(synthetic_small)["test"]
+    assert main(["predict", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "pred"),
+                 split.image_path(0).as_posix()]) == 0
+    model = load_model(tmp_path / "run")
+    x = model.preprocessing.eval_input(__import__("PIL.Image").Image.open(split.image_path(0)))[None]
+    scores, maps = model.predict(x)
+    assert scores.shape == (1, 4) and maps.shape == (1, 32, 32) and not F.relu(-maps).any()
