@@ -229,3 +229,22 @@ def test_commands(inputs, synthetic_small, tmp_path, capsys):
     x = model.preprocessing.eval_input(__import__("PIL.Image").Image.open(split.image_path(0)))[None]
     scores, maps = model.predict(x)
     assert scores.shape == (1, 4) and maps.shape == (1, 32, 32) and not F.relu(-maps).any()
+
+
+def test_sweep_runs_dips_trials_scored_by_pseudo_boxes(inputs, synthetic_small, tmp_path):
+    pytest.importorskip("optuna")
+    import optuna
+
+    from tedloc.protocol.make_boxes import make_pseudo_boxes
+
+    root, _ = inputs
+    boxes = tmp_path / "cam.txt"
+    make_pseudo_boxes(synthetic_small, "val", "cam", root / "cnn", boxes)
+    assert main(["sweep", "--method", "dips", "--data", str(synthetic_small), "--pseudo-boxes", str(boxes),
+                 "--out", str(tmp_path / "sweep"), "--trials", "1", "--epochs", "1", "--classifier-epochs", "1",
+                 "--batch-size", "8", "--input-size", "32", "--proposals", str(root / "proposals"), "--encoder-run",
+                 str(root / "vit"), "--top-k", "3", "--fg-count", "5", "--bg-count", "5", "--crf-scale", "0.5"]) == 0
+    study = optuna.load_study(study_name="tedloc-dips", storage=f"sqlite:///{tmp_path / 'sweep' / 'study.db'}")
+    (trial,) = study.trials
+    assert 0 <= trial.value <= 100 and "lambda_seed" in trial.params
+    assert json.loads((tmp_path / "sweep" / "trial_0000" / "model.json").read_text())["kind"] == "dips"

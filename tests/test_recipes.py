@@ -44,3 +44,31 @@ def test_presets_are_well_formed():
         assert all(v in VARIANTS for v in recipe.variants) and recipe.tedloc.epochs >= 1
     with pytest.raises(Exception, match="unknown"):
         get_preset("nope")
+
+
+def test_pipeline_with_dips(synthetic_small, tmp_path):
+    """DiPS's steps: its ViT, one proposal cache per map set, a shared classifier stage, a run per variant."""
+    from tedloc.methods.dips import DiPSTrainConfig
+
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    recipe = Recipe(
+        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
+        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1),
+        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False,
+        vit=PretrainConfig(arch="tedloc_vit_tiny", input_size=32, epochs=1, batch_size=8, workers=0,
+                           optimizer="adamw", lr=1e-3),
+        dips=DiPSTrainConfig(classifier_epochs=1, epochs=1, batch_size=8, fg_count=5, bg_count=5, crf_scale=0.5),
+        dips_variants=("dips", "dips_mean_map"), proposal_k=3)
+    out = tmp_path / "out"
+    results = run_recipe(synthetic_small, out, recipe, log=lambda _: None)
+    assert list(results) == ["cam", "tedloc", "dips", "dips_mean_map"] and results["dips"]["map"] == "fg"
+    quality = json.loads((out / "proposals.json").read_text())
+    assert set(quality) == {"h0123", "mean"} and quality["h0123"]["images"] == 24
+    assert "## DiPS proposals of the train split" in (out / "report.md").read_text()
+    metas = [json.loads((out / "runs" / v / "model.json").read_text()) for v in ("dips", "dips_mean_map")]
+    assert [m["config"]["heads"] for m in metas] == [[0, 1, 2, 3], []]
+    assert metas[0]["classifier_history"] == metas[1]["classifier_history"]  # one shared stage 1
+    assert metas[0]["config"]["classifier_dir"] == str((out / "runs" / "dips_classifier").resolve())
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")}
+    assert run_recipe(synthetic_small, out, recipe, log=lambda _: None) == results
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")} == stamps

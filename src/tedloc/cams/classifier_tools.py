@@ -46,16 +46,26 @@ class ClassifierTools:
 
     def confidence(self, image: Image.Image, label: int, boxes: np.ndarray) -> np.ndarray:
         """Softmax probability of ``label`` for the image with the outside of each box blurred."""
-        rgb = np.asarray(image.convert("RGB"))
-        sigma = self.blur_sigma if self.blur_sigma is not None else max(1.0, max(rgb.shape[:2]) / 8)
-        blurred = cv2.GaussianBlur(rgb, (0, 0), sigma)
-        out = []
-        for start in range(0, len(boxes), self.batch_size):
-            batch = []
-            for x0, y0, x1, y1 in boxes[start:start + self.batch_size]:
+        return self.confidences([(image, label, boxes)])[0]
+
+    def confidences(self, items: list[tuple[Image.Image, int, np.ndarray]]) -> list[np.ndarray]:
+        """:meth:`confidence` of several ``(image, label, boxes)`` at once: the composites of all the images go
+        through the classifier in batches of ``batch_size`` (the same numbers, fewer and fuller forwards)."""
+        inputs, owners = [], []
+        for n, (image, label, boxes) in enumerate(items):
+            rgb = np.asarray(image.convert("RGB"))
+            sigma = self.blur_sigma if self.blur_sigma is not None else max(1.0, max(rgb.shape[:2]) / 8)
+            blurred = cv2.GaussianBlur(rgb, (0, 0), sigma)
+            for x0, y0, x1, y1 in np.asarray(boxes).reshape(-1, 4):
                 composite = blurred.copy()
                 composite[y0:y1 + 1, x0:x1 + 1] = rgb[y0:y1 + 1, x0:x1 + 1]
-                batch.append(self._tensor(Image.fromarray(composite)))
-            scores, _ = self.localizer.predict(torch.stack(batch))
-            out.append(scores[:, label].double().cpu().numpy())
-        return np.concatenate(out)
+                inputs.append(self._tensor(Image.fromarray(composite)))
+                owners.append((n, label))
+        probs = []
+        for start in range(0, len(inputs), self.batch_size):
+            scores, _ = self.localizer.predict(torch.stack(inputs[start:start + self.batch_size]))
+            labels = torch.tensor([label for _, label in owners[start:start + self.batch_size]])
+            probs.append(scores.gather(1, labels[:, None].to(scores.device))[:, 0].double().cpu().numpy())
+        flat = np.concatenate(probs) if probs else np.zeros(0)
+        which = np.array([n for n, _ in owners], dtype=np.int64)
+        return [flat[which == n] for n in range(len(items))]

@@ -50,18 +50,18 @@ def compute_proposal_cache(encoder: nn.Module, preprocessing: Preprocessing, too
     for batch in progress(loader, desc=f"proposals of {split.name}", unit="batch"):
         with torch.no_grad():
             map_sets = attention_map_set(cls_attention_maps(encoder, batch["image"].to(device)), heads).cpu()
-        rows, found, scores = [], [], []
+        rows, found, items = [], [], []
         for j, i in enumerate(batch["index"].tolist()):
             image = load_image(split.image_path(i))
             width, height = image.size
             proposals = image_proposals(map_sets[j], (height, width), min_size)
             if not proposals:
                 proposals = [Proposal((0, 0, width - 1, height - 1), 0)]
-            confidence = tools.confidence(image, int(split.labels[i]), np.array([p.box for p in proposals]))
-            kept, kept_scores = top_k(proposals, confidence, k)
             rows.append(i)
-            found.append(kept)
-            scores.append(kept_scores)
+            found.append(proposals)
+            items.append((image, int(split.labels[i]), np.array([p.box for p in proposals])))
+        kept = [top_k(proposals, confidence, k) for proposals, confidence in zip(found, tools.confidences(items))]
+        found, scores = [p for p, _ in kept], [s for _, s in kept]
         cache.write(rows, found, scores)
     return cache
 

@@ -25,7 +25,7 @@ def _demo(args: argparse.Namespace) -> int:
         print("\n".join(report.problems))
         return 1
     recipe = get_preset("demo")
-    recipe.pretrain.seed = recipe.tedloc.seed = args.seed
+    recipe.pretrain.seed = recipe.tedloc.seed = recipe.vit.seed = recipe.dips.seed = args.seed
     run_recipe(data, out, recipe, log=lambda text: print(text, flush=True), runtime=runtime_from_args(args))
     print(f"demo finished in {time.perf_counter() - start:.0f} s; report: {out / 'report.md'}")
     print(f"try: tedloc predict --run {out / 'runs' / 'tedloc'} {out / 'data' / 'images' / 'test' / 'red_circle'}"

@@ -5,6 +5,11 @@
     OUT/cache/features/       E's features of fixed training views (shared by all TeD-Loc runs)
     OUT/anchors/              text anchors, QR-orthogonalised and raw
     OUT/runs/<variant>/       one TeD-Loc run per variant (the paper's ablations)
+    OUT/runs/vit/             DiPS's ViT (trained here: the offline stand-in for DINO), when the recipe has DiPS
+    OUT/cache/proposals_<h>/  its proposals of the train split (map set h), scored by the CAM classifier
+    OUT/runs/dips_classifier/ DiPS's class-token classifier (stage 1), shared by the DiPS runs
+    OUT/runs/<dips variant>/  one DiPS run per variant (the thesis' ablations)
+    OUT/proposals.json        the proposals' quality against the train GT boxes
     OUT/eval/<method>.json    test metrics of each method (same keys as `tedloc evaluate --json`)
     OUT/results.json          method -> test metrics
     OUT/report.md             a table and, if asked, overlay pictures (OUT/report/)
@@ -26,12 +31,13 @@ from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
 from tedloc.methods import get_method
 from tedloc.methods.cam import PretrainConfig
+from tedloc.methods.dips import DiPSTrainConfig
 from tedloc.methods.tedloc import TeDLocTrainConfig
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.registry import Registry
 
-__all__ = ["Recipe", "Variant", "VARIANTS", "run_recipe", "HEADLINE_METRICS"]
+__all__ = ["Recipe", "Variant", "VARIANTS", "DiPSVariant", "DIPS_VARIANTS", "run_recipe", "HEADLINE_METRICS"]
 
 HEADLINE_METRICS = ("CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "mIoU")
 
@@ -52,9 +58,26 @@ VARIANTS.register("tedloc_kd")(Variant("L_KD only", lambdas=(1.0, 0.0, 0.0)))
 VARIANTS.register("tedloc_kd_pcl")(Variant("L_KD + P_CL", lambdas=(1.0, 1.0, 0.0)))
 
 
+@dataclass(frozen=True)
+class DiPSVariant:
+    """A DiPS configuration of the thesis' ablations: overrides of the recipe's base DiPS config."""
+
+    description: str
+    overrides: dict = field(default_factory=dict)
+
+
+DIPS_VARIANTS: Registry[DiPSVariant] = Registry("DiPS variant")
+DIPS_VARIANTS.register("dips")(DiPSVariant("DiPS: partial CE + dense CRF, the mean and heads 0-3"))
+DIPS_VARIANTS.register("dips_no_crf")(DiPSVariant("DiPS without the CRF loss", {"lambda_crf": 0.0}))
+DIPS_VARIANTS.register("dips_k1")(DiPSVariant("DiPS with K = 1 (the best-scored proposal only)", {"top_k": 1}))
+DIPS_VARIANTS.register("dips_mean_map")(DiPSVariant("DiPS with the mean attention map only (no single heads)",
+                                                    {"heads": ()}))
+
+
 @dataclass
 class Recipe:
-    """What to train and evaluate; ``tedloc`` is the base config of every variant."""
+    """What to train and evaluate; ``tedloc`` is the base config of every variant, ``dips`` of every DiPS
+    variant (None: no DiPS); ``vit`` trains DiPS's ViT."""
 
     pretrain: PretrainConfig
     tedloc: TeDLocTrainConfig
@@ -62,8 +85,13 @@ class Recipe:
     text_encoder: str | None = None  # None: the offline default
     centered_box: bool = True
     eval_batch_size: int = 128
-    overlays: int = 0  # test images drawn in the report (CAM vs TeD-Loc)
+    overlays: int = 0  # test images drawn in the report (CAM vs TeD-Loc vs DiPS)
     notes: dict = field(default_factory=dict)
+    vit: PretrainConfig | None = None
+    dips: DiPSTrainConfig | None = None
+    dips_variants: tuple[str, ...] = ("dips",)
+    proposal_k: int = 5
+    proposal_min_size: float = 0.05
 
 
 def _log_step(log: Callable[[str], None], i: int, n: int, text: str) -> float:
@@ -184,6 +212,59 @@ def _overlays(data: Path, out: Path, runs: dict[str, Path], count: int, runtime:
     return files
 
 
+def _proposal_tag(heads: tuple[int, ...]) -> str:
+    return "h" + "".join(str(h) for h in heads) if heads else "mean"
+
+
+def proposals_table(quality: dict) -> str:
+    """Markdown: per map set, the mean IoU of the best and of the top-scored proposal and their IoU>=0.5 shares."""
+    lines = ["| map set | images | mIoU best | mIoU top-1 | best IoU>=0.5 | top-1 IoU>=0.5 |", "|---|---|---|---|---|---|"]
+    for tag, q in quality.items():
+        lines.append(f"| {tag} | {q['images']} | {q['mIoU best']:.2f} | {q['mIoU top-1']:.2f} | "
+                     f"{q['best IoU>=50']:.2f} | {q['top-1 IoU>=50']:.2f} |")
+    return "\n".join(lines)
+
+
+def _dips_steps(data: Path, out: Path, recipe: Recipe, cam_run: Path, runs: dict, runtime: Runtime, log, done,
+                step: int, n: int) -> tuple[int, dict]:
+    """DiPS's steps: its ViT, the proposals of every map set the variants use (scored by the CAM classifier),
+    one run per variant. Returns the next step number and the proposals' quality per map set."""
+    from tedloc.methods.dips import make_proposals
+
+    vit = recipe.vit or PretrainConfig(arch=recipe.dips.encoder, input_size=recipe.dips.input_size)
+    vit_run = out / "runs" / "vit"
+    t0 = _log_step(log, step, n, f"train DiPS's ViT {vit.arch} (the stand-in for DINO) -> {vit_run}")
+    if not _finished(vit_run, vit.epochs):
+        get_method("cam").train(data, vit_run, vit, runtime=runtime)
+    done("vit", t0)
+    step += 1
+    base = dataclasses.replace(recipe.dips, encoder=vit.arch, encoder_run=str(vit_run.resolve()),
+                               input_size=vit.input_size,
+                               classifier_dir=str((out / "runs" / "dips_classifier").resolve()))
+    configs = {name: dataclasses.replace(base, **DIPS_VARIANTS.get(name).overrides) for name in recipe.dips_variants}
+    t0 = _log_step(log, step, n, "DiPS proposals of the train split (attention of the ViT, scored by the CAM run)")
+    quality = {}
+    for heads in dict.fromkeys(c.heads for c in configs.values()):
+        tag = _proposal_tag(heads)
+        _, quality[tag] = make_proposals(data, "train", out / "cache" / f"proposals_{tag}", cam_run, vit.arch,
+                                         vit.input_size, encoder_run=vit_run, heads=heads, k=recipe.proposal_k,
+                                         min_size=recipe.proposal_min_size, batch_size=recipe.eval_batch_size,
+                                         runtime=runtime)
+    atomic_write_text(out / "proposals.json", json.dumps(quality, indent=1) + "\n")
+    done("proposals", t0)
+    step += 1
+    for name, config in configs.items():
+        run = out / "runs" / name
+        t0 = _log_step(log, step, n, f"{DIPS_VARIANTS.get(name).description} -> {run}")
+        if not _finished(run, config.epochs):
+            get_method("dips").train(data, run, config, runtime=runtime,
+                                     proposals=out / "cache" / f"proposals_{_proposal_tag(config.heads)}")
+        runs[name] = run
+        done(name, t0)
+        step += 1
+    return step, quality
+
+
 def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
                log: Callable[[str], None] = print, runtime: Runtime | None = None) -> dict:
     """Run (or resume) every step on ``runtime`` (default: the CPU in fp32); returns method -> test
@@ -197,7 +278,10 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
                           "steps under torchrun one by one instead (docs/GPU.md)")
     for name in recipe.variants:
         VARIANTS.get(name)  # fail early on a typo
-    n = 5 + len(recipe.variants) + (1 if recipe.overlays else 0)
+    dips_variants = recipe.dips_variants if recipe.dips is not None else ()
+    for name in dips_variants:
+        DIPS_VARIANTS.get(name)
+    n = 5 + len(recipe.variants) + (1 if recipe.overlays else 0) + (2 + len(dips_variants) if dips_variants else 0)
     step = 1
     timings: dict[str, float] = {}
 
@@ -235,6 +319,9 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         runs[name] = run
         done(name, t0)
         step += 1
+    proposal_quality: dict = {}
+    if dips_variants:
+        step, proposal_quality = _dips_steps(data, out, recipe, cam_run, runs, runtime, log, done, step, n)
     t0 = _log_step(log, step, n, "evaluate every method on the test split")
     results: dict = {}
     if recipe.centered_box:
@@ -247,7 +334,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     pictures: list[str] = []
     if recipe.overlays:
         t0 = _log_step(log, step, n, f"overlay pictures of {recipe.overlays} test images")
-        drawn = ["cam", *recipe.variants[:1]]  # the baseline and the first variant, side by side
+        drawn = ["cam", *recipe.variants[:1], *dips_variants[:1]]  # the baseline and each method's first variant
         pictures = _overlays(data, out, {k: runs[k] for k in drawn}, recipe.overlays, runtime)
         done("overlays", t0)
         step += 1
@@ -258,6 +345,8 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     if pictures:
         text += ["## Test images (GT boxes green, predicted boxes white)", ""]
         text += [f"![{p}]({p})" for p in pictures] + [""]
+    if proposal_quality:
+        text += ["## DiPS proposals of the train split vs GT boxes", "", proposals_table(proposal_quality), ""]
     text += ["## Step times (s)", "", json.dumps(timings), ""]
     atomic_write_text(out / "report.md", "\n".join(text))
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1) + "\n")

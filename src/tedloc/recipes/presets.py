@@ -8,15 +8,25 @@ from __future__ import annotations
 from typing import Callable
 
 from tedloc.methods.cam import PretrainConfig
+from tedloc.methods.dips import DiPSTrainConfig
 from tedloc.methods.tedloc import TeDLocTrainConfig
-from tedloc.recipes.pipeline import VARIANTS, Recipe
+from tedloc.recipes.pipeline import DIPS_VARIANTS, VARIANTS, Recipe
 from tedloc.utils.registry import Registry
 
 __all__ = ["PRESETS", "get_preset"]
 
 PRESETS: Registry[Callable[[], Recipe]] = Registry("recipe preset")
 ALL_VARIANTS = ("tedloc", "tedloc_no_orth", "tedloc_kd", "tedloc_kd_pcl")
-assert all(v in VARIANTS for v in ALL_VARIANTS)
+DIPS_ABLATIONS = ("dips", "dips_no_crf", "dips_k1")  # "dips_mean_map" too needs its own proposals: +15 min
+assert all(v in VARIANTS for v in ALL_VARIANTS) and all(v in DIPS_VARIANTS for v in DIPS_ABLATIONS)
+# The offline DiPS recipes: 64x64 images whose content is an ImageNet image's (Tiny ImageNet is ImageNet downscaled),
+# the CRF loss on a 32x32 grid (crf_scale 0.5; exact, every pair). DiPS's weight 2e-9 is for 224x224 (50,176 pixels);
+# the loss sums over pixel pairs, so it is rescaled by the pair count, (50,176 / 1,024)^2 = 2,401, to weigh as
+# much against the seed loss; sigma_xy 100 pixels of a 224 image is 100 * 64 / 224 of a 64 image.
+# DiPS's ViT trained here (the stand-in for DINO): AdamW, as ViTs from scratch need
+OFFLINE_VIT = dict(arch="tedloc_vit_tiny", optimizer="adamw", lr=1e-3, weight_decay=0.05)
+OFFLINE_DIPS = dict(lambda_crf=2e-9 * (224 * 224 / (32 * 32)) ** 2, sigma_xy=100 * 64 / 224, crf_scale=0.5,
+                    workers=0)
 
 
 @PRESETS.register("demo")
@@ -25,7 +35,9 @@ def _demo() -> Recipe:
         pretrain=PretrainConfig(epochs=8, lr_step=6, batch_size=64, workers=1),
         tedloc=TeDLocTrainConfig(decoder_channels=(32,), epochs=6, lr_step=4, batch_size=64, lr=0.01,
                                  cache_views=2, workers=0),
-        variants=("tedloc",), overlays=6, eval_batch_size=100)
+        variants=("tedloc",), overlays=6, eval_batch_size=100,
+        vit=PretrainConfig(epochs=5, lr_step=4, batch_size=64, workers=1, **OFFLINE_VIT),
+        dips=DiPSTrainConfig(classifier_epochs=2, epochs=2, lr_step=2, batch_size=32, **OFFLINE_DIPS))
 
 
 @PRESETS.register("tinyimagenet-quick")
@@ -34,7 +46,10 @@ def _tin_quick() -> Recipe:
         pretrain=PretrainConfig(epochs=2, lr_step=1, workers=1),
         tedloc=TeDLocTrainConfig(decoder_channels=(32,), epochs=1, lr_step=1, batch_size=128, cache_views=1,
                                  workers=0),
-        variants=ALL_VARIANTS, overlays=4)
+        variants=ALL_VARIANTS, overlays=4,
+        vit=PretrainConfig(epochs=1, lr_step=1, workers=1, **OFFLINE_VIT),
+        dips=DiPSTrainConfig(classifier_epochs=1, epochs=1, lr_step=1, batch_size=64, **OFFLINE_DIPS),
+        dips_variants=("dips",))
 
 
 @PRESETS.register("tinyimagenet-full")
@@ -43,7 +58,10 @@ def _tin_full() -> Recipe:
         pretrain=PretrainConfig(epochs=8, lr_step=3, workers=1),
         tedloc=TeDLocTrainConfig(decoder_channels=(32,), epochs=6, lr_step=4, batch_size=128, cache_views=2,
                                  workers=0),
-        variants=ALL_VARIANTS, overlays=6)
+        variants=ALL_VARIANTS, overlays=6,
+        vit=PretrainConfig(epochs=2, lr_step=2, workers=1, **OFFLINE_VIT),
+        dips=DiPSTrainConfig(classifier_epochs=1, epochs=1, lr_step=1, batch_size=64, **OFFLINE_DIPS),
+        dips_variants=DIPS_ABLATIONS)
 
 
 def get_preset(name: str) -> Recipe:

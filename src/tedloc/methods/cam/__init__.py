@@ -24,6 +24,8 @@ METHOD = register_method(Method(
         "arch": {"help": "timm name (tedloc_resnet_tiny, resnet18, vit_tiny_patch16_224, ...)"},
         "resize_size": {"help": "train resize before the random crop (default 256/224 of the input size)"},
         "lr_step": {"help": "decay the LR every N epochs"},
+        "optimizer": {"choices": ("sgd", "adamw"), "help": "SGD with momentum, or AdamW (momentum unused; ViTs "
+                                                           "from scratch train far better with it)"},
         "workers": {"help": "data loader processes"},
         "pretrained": {"help": "start from timm's weights (network or cache)"},
         "encoder_weights": {"help": "start from a local weight file (no download)"},

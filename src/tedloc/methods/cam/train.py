@@ -36,6 +36,9 @@ __all__ = ["PretrainConfig", "pretrain", "evaluate_classifier", "ClassifierTask"
 RUN_KIND = "classifier"  # model.json's kind of these runs
 
 
+OPTIMIZERS = ("sgd", "adamw")
+
+
 @dataclass
 class PretrainConfig:
     """Hyper-parameters of ``tedloc pretrain`` (defaults: the Tiny ImageNet / synthetic recipe)."""
@@ -55,6 +58,11 @@ class PretrainConfig:
     workers: int = 2
     pretrained: bool = False
     encoder_weights: str | None = None
+    optimizer: str = "sgd"
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise TedlocError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
 
 @torch.no_grad()
@@ -101,8 +109,10 @@ class ClassifierTask:
         return self.train_set
 
     def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
-        """SGD with (Nesterov) momentum and weight decay."""
+        """SGD with (Nesterov) momentum and weight decay, or AdamW (``optimizer adamw``: ViTs from scratch)."""
         c = self.config
+        if c.optimizer == "adamw":
+            return torch.optim.AdamW(module.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         return torch.optim.SGD(module.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
                                weight_decay=c.weight_decay)
 

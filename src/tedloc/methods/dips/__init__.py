@@ -51,6 +51,8 @@ METHOD = register_method(Method(
         "crf_method": {"choices": ("exact", "rff"), "help": "every pixel pair, or random Fourier features"},
         "classifier_epochs": {"help": "epochs of f_c (stage 1, RUN/classifier)"},
         "classifier_lr": {"help": "learning rate of f_c"},
+        "classifier_dir": {"help": "folder of stage 1 (default RUN/classifier); runs with the same ViT and f_c "
+                                   "settings may share one"},
         "lr_step": {"help": "decay the LR every N epochs (both stages)"},
         "selection": {"choices": ("loc", "last"), "help": "the decoder of best val MaxBoxAcc (GT boxes) or the last"},
         "interval": {"help": "threshold interval of the validation"},

@@ -2,7 +2,8 @@
 
 1. **f_c**: the linear classifier on the frozen ViT's class tokens (last ``n_blocks`` blocks), trained
    with cross-entropy on the training views into ``RUN/classifier/`` (its own checkpoints; the epoch
-   of best val top-1 is kept), then frozen.
+   of best val top-1 is kept), then frozen. ``classifier_dir`` names another folder, which runs of the
+   same ViT and classifier settings share (the folder's configuration holds only those settings).
 2. **f_l**: the localization decoder on the frozen ViT's patch tokens, trained into ``RUN/``. Every step,
    per image: one of its top-``top_k`` stored proposals is chosen uniformly (keyed by (seed, epoch,
    sample)), all its boxes go through the sample's resize, crop and flip; the chosen box's attention
@@ -81,6 +82,7 @@ class DiPSTrainConfig:
     crf_method: str = "exact"
     classifier_epochs: int = 10
     classifier_lr: float = 0.01
+    classifier_dir: str | None = None  # stage 1's folder (default RUN/classifier; runs may share one)
     epochs: int = 10
     batch_size: int = 32
     lr: float = 0.01
@@ -325,7 +327,7 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     train_set = net.preprocessing.dataset(train_split, train=True, seed=config.seed)
     val_set = net.preprocessing.dataset(val_split)
 
-    stage1 = RunFolder(run.path / "classifier")
+    stage1 = RunFolder(config.classifier_dir or run.path / "classifier")
     stage1_config = {k: v for k, v in asdict(config).items() if k in CLASSIFIER_FIELDS}
     stage1.start({"config": stage1_config, "data": resolved["data"], "class_names": dataset.class_names,
                   "kind": "dips_classifier"}, runtime, dist)
