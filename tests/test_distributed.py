@@ -137,3 +137,17 @@ def test_a_killed_two_process_run_resumes_to_the_same_weights(data, tedloc_input
     tedloc(*killed, processes=2)
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_processes_train_dips_like_one(data, cnn, tmp_path):
+    vit = tmp_path / "vit"
+    tedloc("pretrain", "--data", data, "--out", vit, "--arch", "tedloc_vit_tiny", "--input-size", "32", "--epochs", "1",
+           "--batch-size", "8", "--optimizer", "adamw", "--lr", "1e-3", "--workers", "0", "--device", "cpu")
+    tedloc("proposals", "--data", data, "--out", tmp_path / "proposals", "--classifier-run", cnn, "--encoder-run", vit,
+           "--input-size", "32", "--k", "3", "--device", "cpu")
+    args = ["train", "--method", "dips", "--data", data, "--proposals", tmp_path / "proposals", "--encoder-run", vit,
+            "--input-size", "32", "--epochs", "2", "--classifier-epochs", "1", "--lr-step", "1", "--top-k", "3",
+            "--fg-count", "5", "--bg-count", "5", "--crf-scale", "0.5", "--lambda-crf", "1e-6", "--device", "cpu"]
+    tedloc(*args, "--out", tmp_path / "one", "--batch-size", "8")
+    tedloc(*args, "--out", tmp_path / "two", "--batch-size", "4", processes=2)
+    _assert_close(_weights(tmp_path / "two"), _weights(tmp_path / "one"), atol=2e-4)
