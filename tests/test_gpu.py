@@ -88,3 +88,57 @@ def test_tedloc_trains_on_cuda_from_cuda_maps_and_predicts_compiled(tmp_path):
     compiled = Localizer.from_run(tmp_path / "run", device="cuda", precision="fp32", compile=True)(images)
     for a, b in zip(eager, compiled):
         assert a.top_classes[0][0] == b.top_classes[0][0] and np.abs(a.map - b.map).max() < 1e-3
+
+
+def test_dips_seeds_and_crf_loss_on_cuda(tmp_path):
+    from tedloc.data.transforms import View
+    from tedloc.methods.dips.train import DecoderStage, DiPSTrainConfig, build_dips, choose_proposals
+    from tedloc.models.dense_crf_loss import dense_crf_loss
+    from tedloc.pseudo.proposal_cache import ProposalCache
+    from tedloc.pseudo.proposals import Proposal
+
+    torch.manual_seed(0)
+    cfg = DiPSTrainConfig(input_size=32, top_k=2, fg_count=5, bg_count=5, dilation=1)
+    net = build_dips(cfg, 4)
+    cache = ProposalCache(tmp_path / "cache", [f"im{i}" for i in range(8)], 2, {})
+    cache.write(list(range(8)), [[Proposal((2, 2, 13, 13), 0), Proposal((16, 16, 29, 29), 3)]] * 8,
+                [np.array([1.0, 0.5])] * 8)
+    views = torch.stack([View((32, 32), (32, 32), (0, 0, 32, 32)).to_tensor()] * 8)
+    attention = net.vit(torch.randn(8, 3, 32, 32), attention=True).attention
+    task = DecoderStage(net, None, cache, None, None, cfg)
+    labels = {}
+    for device in ("cpu", "cuda"):
+        batch = {"index": torch.arange(8), "view": views, "label": torch.zeros(8, dtype=torch.long, device=device)}
+        labels[device] = task.pixel_labels(batch, attention.to(device), (32, 32), epoch=0).cpu()
+    keys = sample_keys(cfg.seed, 0, torch.arange(8), stream=0x6470)
+    chosen, union, _ = choose_proposals(cache, list(range(8)), views, keys, 2, (32, 32))
+    gpu = labels["cuda"]
+    assert ((gpu == 1) & ~chosen).sum() == 0 and ((gpu == 0) & union).sum() == 0
+    assert ((gpu == 1).flatten(1).sum(1) == 5).all() and ((gpu == 0).flatten(1).sum(1) == 5).all()
+    assert (gpu == labels["cpu"]).float().mean() > 0.99  # bilinear maps may differ in the last bit on CUDA
+    probs = torch.rand(2, 2, 32, 32, generator=torch.Generator().manual_seed(2)).softmax(dim=1)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 255
+    torch.testing.assert_close(dense_crf_loss(probs.cuda(), images.cuda()).cpu(), dense_crf_loss(probs, images),
+                               rtol=1e-4, atol=1e-2)
+
+
+def test_dips_trains_on_cuda_in_bf16_and_predicts(tmp_path):
+    from tedloc.cli import main
+    from tedloc.data import SyntheticConfig, make_synthetic
+    from tedloc.methods import load_model
+
+    data = make_synthetic(tmp_path / "data", SyntheticConfig(classes=4, train=64, val=16, test=16, size=48, seed=3))
+    cuda = ["--device", "cuda", "--precision", "bf16"]
+    assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "vit"), "--arch", "tedloc_vit_tiny",
+                 "--input-size", "32", "--epochs", "1", "--optimizer", "adamw", "--lr", "1e-3", "--workers", "0",
+                 *cuda]) == 0
+    assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "cnn"), "--input-size", "48", "--epochs", "1",
+                 "--workers", "0", *cuda]) == 0
+    assert main(["proposals", "--data", str(data), "--out", str(tmp_path / "p"), "--classifier-run",
+                 str(tmp_path / "cnn"), "--encoder-run", str(tmp_path / "vit"), "--input-size", "32", *cuda]) == 0
+    assert main(["train", "--method", "dips", "--data", str(data), "--out", str(tmp_path / "run"), "--proposals",
+                 str(tmp_path / "p"), "--encoder-run", str(tmp_path / "vit"), "--input-size", "32", "--epochs", "1",
+                 "--classifier-epochs", "1", "--batch-size", "16", *cuda]) == 0
+    model = load_model(tmp_path / "run", runtime=Runtime.create("cuda", "bf16"))
+    scores, maps = model.predict(torch.randn(2, 3, 32, 32))
+    assert scores.shape == (2, 4) and maps.shape == (2, 32, 32) and torch.isfinite(maps).all()
