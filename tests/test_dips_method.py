@@ -248,3 +248,36 @@ def test_sweep_runs_dips_trials_scored_by_pseudo_boxes(inputs, synthetic_small, 
     (trial,) = study.trials
     assert 0 <= trial.value <= 100 and "lambda_seed" in trial.params
     assert json.loads((tmp_path / "sweep" / "trial_0000" / "model.json").read_text())["kind"] == "dips"
+
+
+def test_an_image_without_proposals_gets_the_whole_image(inputs, synthetic_small, tmp_path):
+    """Constant attention (q = k = 0): every map is flat, Otsu finds nothing, the image is its one proposal."""
+    from tedloc.cams.classifier_tools import ClassifierTools
+    from tedloc.cams.dips_proposals import compute_proposal_cache
+
+    root, _ = inputs
+    encoder = create_encoder("tedloc_vit_tiny", img_size=32)
+    torch.nn.init.zeros_(encoder.model.blocks[-1].attn.qkv.weight)
+    torch.nn.init.zeros_(encoder.model.blocks[-1].attn.qkv.bias)
+    split = load_dataset(synthetic_small)["val"]
+    tools = ClassifierTools(load_model(root / "cnn"))
+    cache = compute_proposal_cache(encoder.model, encoder.preprocessing, tools, split, tmp_path / "p", {}, k=2)
+    for row in range(len(split)):
+        (proposal,), scores = cache.get(row)
+        w, h = (int(v) for v in split.sizes[row])
+        assert proposal.box == (0, 0, w - 1, h - 1) and proposal.map_index == 0 and 0 <= scores[0] <= 1
+
+
+def test_batched_confidences_equal_one_image_at_a_time(inputs, synthetic_small):
+    from tedloc.cams.classifier_tools import ClassifierTools
+    from tedloc.data.images import load_image
+
+    root, _ = inputs
+    split = load_dataset(synthetic_small)["val"]
+    tools = ClassifierTools(load_model(root / "cnn"), batch_size=3)
+    items = [(load_image(split.image_path(i)), int(split.labels[i]), np.array([[0, 0, 20, 20], [5, 5, 40, 30]][:1 + i % 2]))
+             for i in range(5)]
+    batched = tools.confidences(items)
+    for (image, label, boxes), got in zip(items, batched):
+        np.testing.assert_allclose(got, tools.confidence(image, label, boxes), rtol=1e-5, atol=1e-6)
+        assert got.shape == (len(boxes),)

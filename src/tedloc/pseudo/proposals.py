@@ -85,9 +85,13 @@ def map_proposals(score_map: np.ndarray, min_size: float, map_index: int = 0) ->
 def image_proposals(map_set: torch.Tensor, size: tuple[int, int], min_size: float) -> list[Proposal]:
     """The proposals of one image from its map set ``(M, gh, gw)``: each map resized (bilinear, corners not
     aligned) to ``size`` = ``(height, width)``, the regions of all maps pooled, then the minimum size applied
-    to the pool (the largest box kept when no box is large enough)."""
+    to the pool (the largest box kept when no box is large enough). A constant map has no region (checked
+    before the resize, whose float rounding would make it uneven)."""
     resized = F.interpolate(map_set[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
+    flat = map_set.flatten(1)
+    constant = (flat.max(dim=1).values == flat.min(dim=1).values).tolist()
     regions: list[Proposal] = []
     for index, m in enumerate(resized.clamp(0, 1).cpu().numpy()):
-        regions.extend(map_regions(m, index))
+        if not constant[index]:
+            regions.extend(map_regions(m, index))
     return keep_large(regions, size[0] * size[1], min_size)
