@@ -72,10 +72,11 @@ def test_network_shapes_for_vit_s16_and_the_offline_vit(name, size, classes, gri
     assert not any(p.requires_grad for p in net.encoder.parameters())
 
 
-def test_the_grid_need_not_tile_the_input():
-    net = DiPSNet(create_encoder("tedloc_vit_tiny", img_size=60), 3).eval()
-    with torch.no_grad():
-        assert net(torch.randn(1, 3, 60, 60))["seg"].shape == (1, 2, 60, 60)  # a 7x7 grid -> 56, resized
+def test_sizes_the_decoder_cannot_cover_and_missing_blocks_are_refused():
+    with pytest.raises(TedlocError, match="multiple of the patch"):
+        DiPSNet(create_encoder("tedloc_vit_tiny", img_size=60), 3)  # a 7x7 grid covers 56 pixels
+    with pytest.raises(TedlocError, match="has 4 blocks"):
+        DiPSNet(create_encoder("tedloc_vit_tiny", img_size=64), 3, n_blocks=5)
 
 
 def test_dips_needs_a_vit_with_a_class_token():
@@ -200,6 +201,8 @@ def test_proposals_need_an_encoder_with_attention(inputs, synthetic_small, tmp_p
 
 
 def test_bad_settings_are_one_line_errors():
+    with pytest.raises(TedlocError, match="lambda_seed and lambda_crf must be >= 0"):
+        DiPSTrainConfig(lambda_crf=-1.0)
     with pytest.raises(TedlocError, match="selection"):
         DiPSTrainConfig(selection="cls")
     with pytest.raises(TedlocError, match="background"):
@@ -281,3 +284,45 @@ def test_batched_confidences_equal_one_image_at_a_time(inputs, synthetic_small):
     for (image, label, boxes), got in zip(items, batched):
         np.testing.assert_allclose(got, tools.confidence(image, label, boxes), rtol=1e-5, atol=1e-6)
         assert got.shape == (len(boxes),)
+
+
+def test_bad_proposal_settings_leave_no_cache_behind(inputs, synthetic_small, tmp_path, capsys):
+    root, _ = inputs
+    args = ["proposals", "--data", str(synthetic_small), "--out", str(tmp_path / "p"), "--classifier-run",
+            str(root / "cnn"), "--encoder-run", str(root / "vit"), "--input-size", "32"]
+    assert main([*args, "--heads", "0", "9"]) == 2
+    assert "has 6 attention heads (0-5); asked for [9]" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert main([*args, "--blur-sigma", "0"]) == 2
+    assert "blur_sigma must be positive" in capsys.readouterr().err
+    assert main([*args, "--heads", "--k", "2", "--input-size", "48"]) == 0  # the mean map only; a ViT trained at 32
+    cache = ProposalCache(tmp_path / "p")
+    assert cache.settings["heads"] == [] and all(p.map_index == 0 for r in range(len(cache)) for p in cache.get(r)[0])
+
+
+def test_bad_training_settings_fail_before_the_folder_is_claimed(inputs, synthetic_small, tmp_path):
+    root, cfg = inputs
+    with pytest.raises(TedlocError, match="has 4 blocks"):
+        train_dips(synthetic_small, tmp_path / "run", root / "proposals", DiPSTrainConfig(**{**cfg.__dict__,
+                                                                                            "n_blocks": 5}))
+    assert not (tmp_path / "run" / "config.json").exists()
+    with pytest.raises(TedlocError, match="3 proposals stored per image, top_k 4 asked"):
+        train_dips(synthetic_small, tmp_path / "run", root / "proposals", DiPSTrainConfig(**{**cfg.__dict__,
+                                                                                            "top_k": 4}))
+
+
+def test_retrained_weights_at_the_same_path_are_another_encoder(inputs, tmp_path):
+    import shutil
+
+    from tedloc.methods.dips import encoder_source
+
+    root, _ = inputs
+    shutil.copytree(root / "vit", tmp_path / "vit")
+    before = encoder_source(tmp_path / "vit")
+    assert before.startswith(f"run:{(tmp_path / 'vit').resolve()}@") and before == encoder_source(tmp_path / "vit")
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "vit" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["model.blocks.0.attn.qkv.weight"] += 1  # "retrained"
+    save_file(tensors, weights)
+    assert encoder_source(tmp_path / "vit") != before

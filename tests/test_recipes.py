@@ -58,12 +58,12 @@ def test_pipeline_with_dips(synthetic_small, tmp_path):
         vit=PretrainConfig(arch="tedloc_vit_tiny", input_size=32, epochs=1, batch_size=8, workers=0,
                            optimizer="adamw", lr=1e-3),
         dips=DiPSTrainConfig(classifier_epochs=1, epochs=1, batch_size=8, fg_count=5, bg_count=5, crf_scale=0.5),
-        dips_variants=("dips", "dips_mean_map"), proposal_k=3)
+        dips_variants=("dips", "dips_mean_map"))
     out = tmp_path / "out"
     results = run_recipe(synthetic_small, out, recipe, log=lambda _: None)
     assert list(results) == ["cam", "tedloc", "dips", "dips_mean_map"] and results["dips"]["map"] == "fg"
     quality = json.loads((out / "proposals.json").read_text())
-    assert set(quality) == {"h0123", "mean"} and quality["h0123"]["images"] == 24
+    assert set(quality) == {"h0-1-2-3", "mean"} and quality["h0-1-2-3"]["images"] == 24
     assert "## DiPS proposals of the train split" in (out / "report.md").read_text()
     metas = [json.loads((out / "runs" / v / "model.json").read_text()) for v in ("dips", "dips_mean_map")]
     assert [m["config"]["heads"] for m in metas] == [[0, 1, 2, 3], []]

@@ -405,3 +405,17 @@ def test_repeated_problems_of_a_file_are_counted_not_listed(data_copy, capsys):
     assert problems[-1] == f"problem: ... and 43 more problems in {labels}"  # 24 unknown classes, 24 unlabelled
     assert main(["pretrain", "--data", str(data_copy), "--out", str(data_copy / "run")]) == 2
     assert len(capsys.readouterr().err.splitlines()) == 6
+
+
+def test_a_run_made_before_an_option_existed_resumes(tmp_path):
+    """Options added to tedloc since (keys the recorded configuration lacks) are not compared; changed ones are."""
+    from tedloc.engine import RunFolder
+    from tedloc.errors import TedlocError
+
+    run = RunFolder(tmp_path / "run")
+    with run.claim({"config": {"lr": 0.1}, "kind": "cam"}):
+        pass
+    with run.claim({"config": {"lr": 0.1, "optimizer": "sgd"}, "kind": "cam"}):
+        pass
+    with pytest.raises(TedlocError, match="another configuration"):
+        run.claim({"config": {"lr": 0.2, "optimizer": "sgd"}, "kind": "cam"})

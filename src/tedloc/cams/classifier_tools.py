@@ -29,6 +29,12 @@ class ClassifierTools:
     batch_size: int = 64
     blur_sigma: float | None = None  # the blur outside a box (None: 1/8 of the image's longer side)
 
+    def __post_init__(self):
+        if self.blur_sigma is not None and not self.blur_sigma > 0:
+            raise ValueError(f"blur_sigma must be positive, got {self.blur_sigma}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
     def _tensor(self, image: Image.Image) -> torch.Tensor:
         return self.localizer.preprocessing.eval_input(image)
 
@@ -50,8 +56,20 @@ class ClassifierTools:
 
     def confidences(self, items: list[tuple[Image.Image, int, np.ndarray]]) -> list[np.ndarray]:
         """:meth:`confidence` of several ``(image, label, boxes)`` at once: the composites of all the images go
-        through the classifier in batches of ``batch_size`` (the same numbers, fewer and fuller forwards)."""
-        inputs, owners = [], []
+        through the classifier in batches of ``batch_size`` (the same numbers, fewer and fuller forwards; at most
+        one batch of composites in memory)."""
+        probs: list[np.ndarray] = []
+        owners: list[int] = []
+        batch: list[torch.Tensor] = []
+        labels: list[int] = []
+
+        def flush() -> None:
+            scores, _ = self.localizer.predict(torch.stack(batch))
+            index = torch.tensor(labels, device=scores.device)[:, None]
+            probs.append(scores.gather(1, index)[:, 0].double().cpu().numpy())
+            batch.clear()
+            labels.clear()
+
         for n, (image, label, boxes) in enumerate(items):
             rgb = np.asarray(image.convert("RGB"))
             sigma = self.blur_sigma if self.blur_sigma is not None else max(1.0, max(rgb.shape[:2]) / 8)
@@ -59,13 +77,13 @@ class ClassifierTools:
             for x0, y0, x1, y1 in np.asarray(boxes).reshape(-1, 4):
                 composite = blurred.copy()
                 composite[y0:y1 + 1, x0:x1 + 1] = rgb[y0:y1 + 1, x0:x1 + 1]
-                inputs.append(self._tensor(Image.fromarray(composite)))
-                owners.append((n, label))
-        probs = []
-        for start in range(0, len(inputs), self.batch_size):
-            scores, _ = self.localizer.predict(torch.stack(inputs[start:start + self.batch_size]))
-            labels = torch.tensor([label for _, label in owners[start:start + self.batch_size]])
-            probs.append(scores.gather(1, labels[:, None].to(scores.device))[:, 0].double().cpu().numpy())
+                batch.append(self._tensor(Image.fromarray(composite)))
+                labels.append(int(label))
+                owners.append(n)
+                if len(batch) == self.batch_size:
+                    flush()
+        if batch:
+            flush()
         flat = np.concatenate(probs) if probs else np.zeros(0)
-        which = np.array([n for n, _ in owners], dtype=np.int64)
+        which = np.array(owners, dtype=np.int64)
         return [flat[which == n] for n in range(len(items))]

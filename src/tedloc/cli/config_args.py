@@ -28,7 +28,7 @@ def _option_type(hint: Any) -> tuple[Any, Any]:
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = (),
                          **options: dict) -> None:
     """Add one option per field of ``config_cls`` (except ``skip``); ``options[name]`` adds argparse
-    keywords for that field (``help``, ``choices``, ``metavar``)."""
+    keywords for that field (``help``, ``choices``, ``metavar``, ``nargs``)."""
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         if field.name in skip:
@@ -36,6 +36,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip
         flag = "--" + field.name.replace("_", "-")
         extra = dict(options.get(field.name, {}))
         element, nargs = _option_type(hints[field.name])
+        nargs = extra.pop("nargs", nargs)
         if element is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, **extra)
             continue

@@ -42,8 +42,8 @@ def configure_proposals(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-weights", help="or from a local weight file")
     parser.add_argument("--pretrained", action="store_true", help="or timm's weights (network or cache)")
     parser.add_argument("--input-size", type=int, default=64, help="the ViT's input (the eval view)")
-    parser.add_argument("--heads", type=int, nargs="+", default=[0, 1, 2, 3],
-                        help="attention heads of the map set (with their mean)")
+    parser.add_argument("--heads", type=int, nargs="*", default=[0, 1, 2, 3],
+                        help="attention heads of the map set, besides their mean (none: the mean only)")
     parser.add_argument("--min-size", type=float, default=0.05,
                         help="keep boxes larger than this share of the image (else the largest)")
     parser.add_argument("--k", type=int, default=5, help="proposals kept per image (the best scored)")

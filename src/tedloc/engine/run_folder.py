@@ -44,6 +44,14 @@ def data_fingerprint(root: str | os.PathLike, splits: tuple[str, ...] = ("train"
     return digest.hexdigest()
 
 
+def _same(old, new) -> bool:
+    """Whether a recorded entry equals the new one; in a recorded configuration (a dict), options added to tedloc
+    after the run was made (keys it lacks) are not compared."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return set(old) <= set(new) and all(_same(old[k], new[k]) for k in old)
+    return old == new
+
+
 class RunFolder:
     """The files of one run (see the module docstring); ``RunFolder(path)`` touches nothing on disk."""
 
@@ -160,7 +168,7 @@ class RunFolder:
 
         Refused: a folder another process is writing (``"<run> is in use by another tedloc process (pid N)"``),
         or one holding a run of another configuration, classes, data (path or content), anchors or maps
-        (entries an older run did not record are not compared). The lock is held until the process ends,
+        (entries an older run did not record, and options added since, are not compared). The lock is held until the process ends,
         or until the returned lock is released (``with run.claim(resolved): ...``).
         """
         lock = self._lock().acquire()
@@ -170,7 +178,7 @@ class RunFolder:
         if self.config_path.exists():
             previous = json.loads(self.config_path.read_text())
             current = json.loads(json.dumps(resolved))  # tuples compare as the JSON lists they are stored as
-            differ = [k for k in _IDENTITY if k in current and k in previous and previous[k] != current[k]]
+            differ = [k for k in _IDENTITY if k in current and k in previous and not _same(previous[k], current[k])]
             if differ or "config" not in previous:
                 what = ", ".join(differ or ["config"]) + (" differs" if len(differ) < 2 else " differ")
                 was = f"; it was trained on {previous['data']}" if "data" in differ else ""

@@ -65,7 +65,18 @@ def _encoder_from_run(run: str | os.PathLike, name: str, img_size: int) -> Froze
     trained = recorded_preprocessing(folder, meta, None) if "preprocessing" in meta else Preprocessing()
     encoder.preprocessing = trained.replace(input_size=img_size, resize_size=None)
     backbone = {k: v for k, v in state.items() if not k.startswith(("fc.", "head.fc.", "head."))}
-    missing, unexpected = encoder.model.load_state_dict(backbone, strict=False)
+    pos = getattr(encoder.model, "pos_embed", None)
+    if pos is not None and "pos_embed" in backbone and backbone["pos_embed"].shape != pos.shape:
+        # a ViT trained at another input size: its position embeddings resampled to this grid (as timm does)
+        from timm.layers import resample_abs_pos_embed
+
+        prefix = 0 if getattr(encoder.model, "no_embed_class", False) else int(encoder.model.num_prefix_tokens)
+        backbone["pos_embed"] = resample_abs_pos_embed(backbone["pos_embed"], list(encoder.model.patch_embed.grid_size),
+                                                       num_prefix_tokens=prefix)
+    try:
+        missing, unexpected = encoder.model.load_state_dict(backbone, strict=False)
+    except RuntimeError as e:  # shapes that do not fit: one line
+        raise TedlocError(f"{run}: weights do not fit {name}: {str(e).splitlines()[-1].strip()}") from None
     if unexpected or [m for m in missing if not m.startswith(("fc", "head"))]:
         raise TedlocError(f"{run}: weights do not fit {name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return encoder

@@ -142,7 +142,7 @@ class DiPSNet(nn.Module):
     """DiPS at inference: a frozen ViT, the class-token classifier f_c and the localization decoder f_l.
 
     ``forward(images)`` -> ``logits`` (B, K) from f_c, ``seg`` (B, 2, H, W) the decoder's logits at the input
-    size, ``fg`` (B, H, W) the foreground probability (the map).
+    size (a multiple of the patch), ``fg`` (B, H, W) the foreground probability (the map).
     """
 
     def __init__(self, encoder: FrozenEncoder, num_classes: int, n_blocks: int = 4,
@@ -150,12 +150,19 @@ class DiPSNet(nn.Module):
         super().__init__()
         if not encoder.is_vit or getattr(encoder.model, "cls_token", None) is None:
             raise TedlocError(f"DiPS needs a timm ViT with a class token; {encoder.name} is not one")
+        depth = len(encoder.model.blocks)
+        if not 1 <= n_blocks <= depth:
+            raise TedlocError(f"{encoder.name} has {depth} blocks; f_c cannot read the class tokens of {n_blocks}")
         self.encoder = encoder
         self.n_blocks = n_blocks
         dim = encoder.info.channels
         self.classifier = ClassTokenClassifier(dim, num_classes, n_blocks)
         self.decoder = LocalizationDecoder(dim, decoder_stages(encoder.info.stride))
         self.preprocessing = preprocessing or encoder.preprocessing
+        size, patch = self.preprocessing.input_size, encoder.info.stride
+        if size % patch:
+            raise TedlocError(f"DiPS needs an input size that is a multiple of the patch ({patch}); got {size} "
+                              f"(the decoder's map would not cover the image)")
 
     def vit(self, images: torch.Tensor, attention: bool = False) -> ViTOutputs:
         """The frozen ViT's outputs (see :func:`vit_outputs`)."""
@@ -163,10 +170,10 @@ class DiPSNet(nn.Module):
 
     def segment(self, patch_tokens: torch.Tensor, size: tuple[int, int], decoder: nn.Module | None = None
                 ) -> torch.Tensor:
-        """The decoder's 2-channel logits at ``size`` (resized bilinearly when the grid does not tile it)."""
+        """The decoder's 2-channel logits, of the images' ``size`` (the grid times the patch)."""
         seg = (decoder or self.decoder)(patch_tokens)
         if tuple(seg.shape[-2:]) != tuple(size):
-            seg = F.interpolate(seg, size=tuple(size), mode="bilinear", align_corners=False)
+            raise TedlocError(f"the decoder's {tuple(seg.shape[-2:])} map does not cover {tuple(size)} images")
         return seg
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

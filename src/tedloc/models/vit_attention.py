@@ -14,11 +14,12 @@ from typing import Iterator
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from tedloc.errors import TedlocError
 
 __all__ = ["last_block_attention", "cls_attention_maps", "patch_grid", "last_block_input", "attention_of_input",
-           "class_token_maps", "check_attention"]
+           "class_token_maps", "check_attention", "check_heads"]
 
 
 def check_attention(model: nn.Module) -> None:
@@ -27,6 +28,14 @@ def check_attention(model: nn.Module) -> None:
     _attention_module(model)
     if getattr(model, "cls_token", None) is None:
         raise TedlocError(f"{type(model).__name__}: no class token, so no class-token attention maps")
+
+
+def check_heads(model: nn.Module, heads: tuple[int, ...]) -> None:
+    """Refuse (one line) head indices that the last block of ``model`` does not have."""
+    count = _attention_module(model).num_heads
+    bad = [h for h in heads if not 0 <= int(h) < count]
+    if bad:
+        raise TedlocError(f"{type(model).__name__} has {count} attention heads (0-{count - 1}); asked for {bad}")
 
 
 def _attention_module(model: nn.Module) -> nn.Module:
@@ -74,10 +83,12 @@ def attention_of_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     attn = _attention_module(model)
     b, n, _ = x.shape
     heads = attn.num_heads
-    qkv = attn.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
-    q, k = qkv[0], qkv[1]
-    q, k = getattr(attn, "q_norm", nn.Identity())(q), getattr(attn, "k_norm", nn.Identity())(k)
-    return ((q * attn.scale) @ k.transpose(-2, -1)).float().softmax(dim=-1)
+    with torch.autocast(x.device.type, enabled=False):  # the maps of any precision are those of float32
+        qkv = F.linear(x.float(), attn.qkv.weight.float(), None if attn.qkv.bias is None else attn.qkv.bias.float())
+        qkv = qkv.reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = qkv[0], qkv[1]
+        q, k = getattr(attn, "q_norm", nn.Identity())(q), getattr(attn, "k_norm", nn.Identity())(k)
+        return ((q * attn.scale) @ k.transpose(-2, -1)).float().softmax(dim=-1)
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@
     OUT/anchors/              text anchors, QR-orthogonalised and raw
     OUT/runs/<variant>/       one TeD-Loc run per variant (the paper's ablations)
     OUT/runs/vit/             DiPS's ViT (trained here: the offline stand-in for DINO), when the recipe has DiPS
-    OUT/cache/proposals_<h>/  its proposals of the train split (map set h), scored by the CAM classifier
+    OUT/cache/proposals_<heads>/  its proposals of the train split (map set h), scored by the CAM classifier
     OUT/runs/dips_classifier/ DiPS's class-token classifier (stage 1), shared by the DiPS runs
     OUT/runs/<dips variant>/  one DiPS run per variant (the thesis' ablations)
     OUT/proposals.json        the proposals' quality against the train GT boxes
@@ -90,7 +90,6 @@ class Recipe:
     vit: PretrainConfig | None = None
     dips: DiPSTrainConfig | None = None
     dips_variants: tuple[str, ...] = ("dips",)
-    proposal_k: int = 5
     proposal_min_size: float = 0.05
 
 
@@ -213,7 +212,7 @@ def _overlays(data: Path, out: Path, runs: dict[str, Path], count: int, runtime:
 
 
 def _proposal_tag(heads: tuple[int, ...]) -> str:
-    return "h" + "".join(str(h) for h in heads) if heads else "mean"
+    return "h" + "-".join(str(h) for h in heads) if heads else "mean"
 
 
 def proposals_table(quality: dict) -> str:
@@ -246,10 +245,12 @@ def _dips_steps(data: Path, out: Path, recipe: Recipe, cam_run: Path, runs: dict
     quality = {}
     for heads in dict.fromkeys(c.heads for c in configs.values()):
         tag = _proposal_tag(heads)
+        k = max(c.top_k for c in configs.values() if c.heads == heads)  # the most any variant picks from
         _, quality[tag] = make_proposals(data, "train", out / "cache" / f"proposals_{tag}", cam_run, vit.arch,
-                                         vit.input_size, encoder_run=vit_run, heads=heads, k=recipe.proposal_k,
+                                         vit.input_size, encoder_run=vit_run, heads=heads, k=k,
                                          min_size=recipe.proposal_min_size, batch_size=recipe.eval_batch_size,
                                          runtime=runtime)
+    quality = {tag: q for tag, q in quality.items() if q is not None}  # a train split without GT boxes: none
     atomic_write_text(out / "proposals.json", json.dumps(quality, indent=1) + "\n")
     done("proposals", t0)
     step += 1

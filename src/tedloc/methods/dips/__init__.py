@@ -36,7 +36,7 @@ METHOD = register_method(Method(
         "pretrained": {"help": "or timm's weights (network or cache)"},
         "resize_size": {"help": "train resize before the random crop (default 256/224 of the input size)"},
         "n_blocks": {"help": "f_c reads the class tokens of the last N blocks"},
-        "heads": {"help": "attention heads of the map set (with their mean)"},
+        "heads": {"nargs": "*", "help": "attention heads of the map set, besides their mean (none: the mean only)"},
         "top_k": {"help": "K: each step picks one of an image's K best proposals"},
         "fg_count": {"help": "n+: FG pixel seeds per image per step"},
         "bg_count": {"help": "n-: BG pixel seeds per image per step"},

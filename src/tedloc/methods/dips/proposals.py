@@ -6,28 +6,46 @@ proposals of another encoder: the map index of every box names one of *its* atte
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 from tedloc.cams.classifier_tools import ClassifierTools
 from tedloc.cams.dips_proposals import compute_proposal_cache, proposal_quality
 from tedloc.data import load_dataset
+from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
 from tedloc.methods.base import load_encoder
+from tedloc.models.vit_attention import check_attention, check_heads
 from tedloc.pseudo.proposal_cache import ProposalCache
 from tedloc.utils.device import Runtime
 
 __all__ = ["encoder_source", "make_proposals", "check_proposals"]
 
 
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def encoder_source(run: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
                    pretrained: bool = False) -> str:
-    """Where an encoder's weights come from, as recorded with its proposals: ``run:PATH``, ``file:PATH``,
-    ``timm`` or ``random``."""
+    """Where an encoder's weights come from, as recorded with its proposals: ``run:PATH@SHA1``, ``file:PATH@SHA1``
+    (the SHA-1 of the weights, so retrained weights at the same path are another encoder), ``timm`` or
+    ``random``."""
     if run:
-        return f"run:{Path(run).resolve()}"
+        folder = RunFolder(run)
+        stem = folder.model_stem.with_suffix(".safetensors")
+        if not stem.is_file():
+            raise TedlocError(f"{run}: no trained model (model.safetensors) to take the ViT from")
+        return f"run:{Path(run).resolve()}@{_sha1(stem)}"
     if weights:
-        return f"file:{Path(weights).resolve()}"
+        if not Path(weights).is_file():
+            raise TedlocError(f"encoder weights not found: {weights}")
+        return f"file:{Path(weights).resolve()}@{_sha1(Path(weights))}"
     return "timm" if pretrained else "random"
 
 
@@ -46,14 +64,19 @@ def make_proposals(data: str | os.PathLike, split: str, out: str | os.PathLike, 
     if split not in dataset.splits:
         raise TedlocError(f"{data}: no split {split!r} (has {', '.join(dataset.splits)})")
     part = dataset[split]
+    if int(k) < 1:
+        raise TedlocError(f"K must be at least 1, got {k}")
+    source = encoder_source(encoder_run, encoder_weights, pretrained)
     vit = load_encoder(encoder, input_size, run=encoder_run, weights=encoder_weights, pretrained=pretrained)
+    check_attention(vit.model)  # before the cache is made: a wrong setting never leaves a folder behind
+    check_heads(vit.model, tuple(heads))
     scorer = load_model(classifier_run, runtime=runtime)
     if scorer.class_names != dataset.class_names:
         raise TedlocError(f"{classifier_run}: a classifier of other classes than {data}")
     if not hasattr(scorer, "cams"):
         raise TedlocError(f"{classifier_run}: the scoring classifier must be a classifier run (tedloc pretrain)")
     tools = ClassifierTools(scorer, batch_size=batch_size, blur_sigma=blur_sigma)
-    settings = {"encoder": encoder, "encoder_source": encoder_source(encoder_run, encoder_weights, pretrained),
+    settings = {"encoder": encoder, "encoder_source": source,
                 "classifier": str(Path(classifier_run).resolve())}
     vit.model.to(runtime.device)
     cache = compute_proposal_cache(vit.model, vit.preprocessing, tools, part, out, settings, tuple(heads),
@@ -61,8 +84,11 @@ def make_proposals(data: str | os.PathLike, split: str, out: str | os.PathLike, 
     return cache, (proposal_quality(cache, part) if part.has_boxes else None)
 
 
-def check_proposals(cache: ProposalCache, encoder: str, source: str, heads: tuple[int, ...]) -> None:
-    """Refuse (naming the cache and the first difference) proposals made by another encoder or map set."""
+def check_proposals(cache: ProposalCache, encoder: str, source: str, heads: tuple[int, ...], top_k: int) -> None:
+    """Refuse (naming the cache and the first difference) proposals made by another encoder or map set, or
+    fewer stored per image than ``top_k``."""
+    if top_k > cache.k:
+        raise TedlocError(f"{cache.root}: {cache.k} proposals stored per image, top_k {top_k} asked")
     wanted = {"encoder": encoder, "encoder_source": source, "heads": list(heads)}
     for key, value in wanted.items():
         if cache.settings.get(key) != value:

@@ -51,8 +51,8 @@ PROPOSAL_STREAM = 0x6470  # keyed random numbers: which proposal a sample uses a
 SEED_STREAM = 0x6473  # and where its pixel seeds fall
 # what the classifier stage depends on (RUN/classifier's configuration): the decoder's settings may change
 CLASSIFIER_FIELDS = ("encoder", "encoder_run", "encoder_weights", "pretrained", "input_size", "resize_size",
-                     "n_blocks", "classifier_epochs", "classifier_lr", "batch_size", "momentum", "lr_step",
-                     "lr_gamma", "seed", "workers")
+                     "n_blocks", "classifier_epochs", "classifier_lr", "classifier_lr_step", "batch_size", "momentum",
+                     "seed")
 
 
 @dataclass
@@ -82,6 +82,7 @@ class DiPSTrainConfig:
     crf_method: str = "exact"
     classifier_epochs: int = 10
     classifier_lr: float = 0.01
+    classifier_lr_step: int = 4  # stage 1's LR x0.1 every N epochs (its own: the sweep searches the decoder's)
     classifier_dir: str | None = None  # stage 1's folder (default RUN/classifier; runs may share one)
     epochs: int = 10
     batch_size: int = 32
@@ -106,6 +107,10 @@ class DiPSTrainConfig:
             raise TedlocError("top_k and classifier_epochs must be at least 1")
         if not 0 < self.crf_scale <= 1:
             raise TedlocError("crf_scale must be in (0, 1]")
+        if self.lambda_seed < 0 or self.lambda_crf < 0:
+            raise TedlocError("lambda_seed and lambda_crf must be >= 0")
+        if self.classifier_lr_step < 1 or self.lr_step < 1:
+            raise TedlocError("lr_step and classifier_lr_step must be at least 1")
         self.sampler()  # the seed settings are checked now, not at the first step
 
     def sampler(self) -> DiPSSamplerConfig:
@@ -316,13 +321,13 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     if not cache.complete:
         raise TedlocError(f"{proposals}: the proposal cache is incomplete; finish it with `tedloc proposals`")
     source = encoder_source(config.encoder_run, config.encoder_weights, config.pretrained)
-    check_proposals(cache, config.encoder, source, config.heads)
+    check_proposals(cache, config.encoder, source, config.heads, config.top_k)
     dist, runtime = Distributed.from_env(runtime or Runtime())
+    torch.manual_seed(config.seed)
+    net = build_dips(config, dataset.num_classes).to(runtime.device)  # bad settings fail before the folder is claimed
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()),
                 "proposals": str(Path(proposals).resolve()), "class_names": dataset.class_names, "kind": RUN_KIND}
     run.start(resolved, runtime, dist)
-    torch.manual_seed(config.seed)
-    net = build_dips(config, dataset.num_classes).to(runtime.device)
     dist.on_main(lambda: run.confirm("preprocessing", net.preprocessing.to_dict()))
     train_set = net.preprocessing.dataset(train_split, train=True, seed=config.seed)
     val_set = net.preprocessing.dataset(val_split)
@@ -331,9 +336,12 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     stage1_config = {k: v for k, v in asdict(config).items() if k in CLASSIFIER_FIELDS}
     stage1.start({"config": stage1_config, "data": resolved["data"], "class_names": dataset.class_names,
                   "kind": "dips_classifier"}, runtime, dist)
-    schedule1 = replace(Schedule.of(config), epochs=config.classifier_epochs, lr=config.classifier_lr)
+    schedule1 = replace(Schedule.of(config), epochs=config.classifier_epochs, lr=config.classifier_lr,
+                        lr_step=config.classifier_lr_step, lr_gamma=0.1)
+    # a shared stage-1 folder is never trained again (other runs use its classifier): it always resumes
     history1 = Trainer(schedule1, runtime, dist).fit(ClassifierStage(net, train_set, val_set, config), stage1,
-                                                      resume=resume, meta={"config": stage1_config})
+                                                      resume=resume or bool(config.classifier_dir),
+                                                      meta={"config": stage1_config})
     best1 = _best(history1, "val_top1")
     net.classifier.load_state_dict(load_checkpoint(stage1.checkpoint(best1 + 1))[0])
     for p in net.classifier.parameters():

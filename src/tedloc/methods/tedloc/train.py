@@ -85,7 +85,7 @@ def build_tedloc(config: TeDLocTrainConfig, anchors: TextAnchors) -> TeDLoc:
     preprocessing is E's record (normalisation of E's weights) with the config's input and resize sizes."""
     encoder = load_encoder(config.encoder, config.input_size, run=config.encoder_run, weights=config.encoder_weights,
                            pretrained=config.pretrained)
-    preprocessing: Preprocessing = encoder.preprocessing.replace(resize_size=config.resize_size)
+    preprocessing = encoder.preprocessing.replace(resize_size=config.resize_size)
     return TeDLoc(encoder, torch.from_numpy(anchors.vectors), tuple(config.decoder_channels), config.logit,
                   config.logit_scale, preprocessing)
 
