@@ -234,7 +234,7 @@ def test_commands(inputs, synthetic_small, tmp_path, capsys):
     assert scores.shape == (1, 4) and maps.shape == (1, 32, 32) and not F.relu(-maps).any()
 
 
-def test_sweep_runs_dips_trials_scored_by_pseudo_boxes(inputs, synthetic_small, tmp_path):
+def test_sweep_and_protocol_table_take_dips_runs(inputs, synthetic_small, tmp_path):
     pytest.importorskip("optuna")
     import optuna
 
@@ -251,6 +251,10 @@ def test_sweep_runs_dips_trials_scored_by_pseudo_boxes(inputs, synthetic_small, 
     (trial,) = study.trials
     assert 0 <= trial.value <= 100 and "lambda_seed" in trial.params
     assert json.loads((tmp_path / "sweep" / "trial_0000" / "model.json").read_text())["kind"] == "dips"
+    # the protocol's table compares the trial's epoch checkpoints with GT and with pseudo-boxes
+    assert main(["protocol-table", "--runs", str(tmp_path / "sweep" / "trial_0000"), "--data", str(synthetic_small),
+                 "--pseudo-boxes", f"cam={boxes}", "--json", str(tmp_path / "table.json")]) == 0
+    assert (tmp_path / "table.json").read_text().count("trial_0000") >= 1
 
 
 def test_an_image_without_proposals_gets_the_whole_image(inputs, synthetic_small, tmp_path):
