@@ -17,11 +17,11 @@ rescaling of the pair count), so the weight is tuned with the scale. The gradien
 (W is symmetric), kept from the forward pass: memory O(B K H W), not O((HW)^2). The filter always
 runs in float32 (autocast disabled): pair distances in bf16 are off by percents.
 
-Cost on the project's 2-core CPU (torch 2.14.1, forward and backward): one 224x224 image at scale 1
-(50,176 pixels, 2.5e9 pairs) about 25 s; 32 images of 64x64 5.5 s; 32 images at 32x32 0.5 s.
-Training at full resolution needs a GPU or an approximation: ``method="rff"`` (random Fourier features,
-linear in the pixels, unbiased, about 3 % error per pixel with 2,048 features) takes 2.4 s per 224x224
-image on this CPU (32 images: 78 s), 20x less than exact; on a GPU both are matrix products.
+Cost (forward and backward; ``scripts/bench_dense_crf.py``, BENCHMARKS.md): one 224x224 image exact
+(50,176 pixels, 2.5e9 pairs) takes tens of seconds on the project's 2-core CPU; 32 images of 64x64 on a
+32x32 grid (``scale=0.5``, the offline recipes) a fifth of a second. Training at 224x224 needs a GPU
+(both methods are matrix products there) or ``method="rff"`` (random Fourier features: linear in the
+pixels, unbiased, about 3 % error per pixel with 2,048 features), about 13x faster than exact here.
 """
 from __future__ import annotations
 
