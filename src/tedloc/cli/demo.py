@@ -33,7 +33,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("demo", help="the whole pipeline on the built-in synthetic benchmark (data, CAM, TeD-Loc, report)")
+@command("demo", help="the whole pipeline on the built-in synthetic benchmark (data, CAM, TeD-Loc, DiPS, report)")
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc demo``."""
     parser.add_argument("--out", default="runs/demo", help="folder for data, runs and the report")
