@@ -178,11 +178,8 @@ def convert_tinyimagenet(
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def download_tinyimagenet(out: str | os.PathLike, url: str = TINYIMAGENET_URL, val_per_class: int = 10) -> Path:

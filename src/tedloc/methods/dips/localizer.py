@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 
-from tedloc.data.preprocessing import Preprocessing
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.run_folder import RunFolder
 from tedloc.methods.base import NetworkLocalizer, recorded_preprocessing
@@ -20,10 +19,7 @@ class DiPSLocalizer(NetworkLocalizer):
     """DiPS at inference: class probabilities from f_c, the map ``fg`` = softmax(f_l)[foreground]."""
 
     map_kind = "fg"
-
-    def __init__(self, model: DiPSNet, class_names: list[str], preprocessing: Preprocessing | None = None,
-                 runtime: Runtime = Runtime()):
-        super().__init__(model, class_names, preprocessing, runtime)
+    model: DiPSNet
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,11 +24,8 @@ __all__ = ["encoder_source", "make_proposals", "check_proposals"]
 
 
 def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def encoder_source(run: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
