@@ -1,6 +1,7 @@
 """What the built-in localizers share: a network, its class names and preprocessing, on a runtime."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
@@ -12,7 +13,7 @@ from tedloc.errors import TedlocError
 from tedloc.models.encoders import FrozenEncoder, create_encoder
 from tedloc.utils.device import Runtime
 
-__all__ = ["NetworkLocalizer", "recorded_preprocessing", "load_encoder"]
+__all__ = ["NetworkLocalizer", "recorded_preprocessing", "load_encoder", "config_from_dict", "best_epoch"]
 
 
 class NetworkLocalizer:
@@ -89,3 +90,17 @@ def load_encoder(name: str, img_size: int, run: str | os.PathLike | None = None,
     if run:
         return _encoder_from_run(run, name, img_size)
     return create_encoder(name, pretrained=pretrained, weights=weights, img_size=img_size)
+
+
+def config_from_dict(cls: type, d: dict):
+    """The config dataclass ``cls`` of a dict (e.g. read from JSON): unknown keys are ignored, lists become tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+
+
+def best_epoch(history: list[dict], key: str | None) -> int:
+    """The epoch (0-based) of the largest ``history[i][key]`` (None counts as 0; the earliest on ties); the last
+    epoch when ``key`` is None."""
+    if key is None:
+        return len(history) - 1
+    return max(range(len(history)), key=lambda i: (history[i][key] or 0, -i))

@@ -19,7 +19,7 @@ preprocessing and threshold: inference needs nothing else.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from tedloc.data.transforms import View
 from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.errors import TedlocError
-from tedloc.methods.base import load_encoder
+from tedloc.methods.base import best_epoch, config_from_dict, load_encoder
 from tedloc.methods.dips.localizer import DiPSLocalizer
 from tedloc.methods.dips.proposals import check_proposals, encoder_source
 from tedloc.models.dense_crf_loss import FILTERS, dense_crf_loss
@@ -68,12 +68,12 @@ class DiPSTrainConfig:
     n_blocks: int = 4
     heads: tuple[int, ...] = (0, 1, 2, 3)
     top_k: int = 5
-    fg_count: int = 100
-    bg_count: int = 100
-    fg_pool: float = 0.2
-    bg_pool: float = 0.2
-    background: str = "outside"
-    dilation: int = 3
+    fg_count: int = DiPSSamplerConfig.fg_count  # the seeds' settings: DiPSSamplerConfig's, flat for the CLI
+    bg_count: int = DiPSSamplerConfig.bg_count
+    fg_pool: float = DiPSSamplerConfig.fg_pool
+    bg_pool: float = DiPSSamplerConfig.bg_pool
+    background: str = DiPSSamplerConfig.background
+    dilation: int = DiPSSamplerConfig.dilation
     lambda_seed: float = 1.0
     lambda_crf: float = 2e-9
     sigma_rgb: float = 15.0
@@ -124,8 +124,7 @@ class DiPSTrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "DiPSTrainConfig":
         """The config of a dict (e.g. read from JSON): unknown keys are ignored, lists become tuples."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+        return config_from_dict(cls, d)
 
 
 def build_dips(config: DiPSTrainConfig, num_classes: int) -> DiPSNet:
@@ -297,13 +296,6 @@ class DecoderStage:
                 "val_threshold": val.get("threshold")}
 
 
-def _best(history: list[dict], key: str | None) -> int:
-    """The epoch (0-based) of the largest ``key`` (the earliest on ties); the last without a key."""
-    if key is None or all(row.get(key) is None for row in history):
-        return len(history) - 1
-    return max(range(len(history)), key=lambda i: (history[i].get(key) or 0, -i))
-
-
 def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str | os.PathLike,
                config: DiPSTrainConfig = DiPSTrainConfig(), resume: bool = True,
                runtime: Runtime | None = None) -> list[dict]:
@@ -342,7 +334,7 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     history1 = Trainer(schedule1, runtime, dist).fit(ClassifierStage(net, train_set, val_set, config), stage1,
                                                       resume=resume or bool(config.classifier_dir),
                                                       meta={"config": stage1_config})
-    best1 = _best(history1, "val_top1")
+    best1 = best_epoch(history1, "val_top1")
     net.classifier.load_state_dict(load_checkpoint(stage1.checkpoint(best1 + 1))[0])
     for p in net.classifier.parameters():
         p.requires_grad_(False)
@@ -352,7 +344,7 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     history = Trainer(Schedule.of(config), runtime, dist).fit(task, run, resume=resume,
                                                               meta={"config": asdict(config)})
     if dist.is_main:
-        best = _best(history, "val_MaxBoxAcc" if config.selection == "loc" else None)
+        best = best_epoch(history, "val_MaxBoxAcc" if config.selection == "loc" else None)
         net.decoder.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
                  "selected_epoch": best + 1, "selection": config.selection,

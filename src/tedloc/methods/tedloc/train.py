@@ -14,7 +14,7 @@ outside it, under ``no_grad``.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
 from tedloc.errors import TedlocError
-from tedloc.methods.base import load_encoder
+from tedloc.methods.base import best_epoch, config_from_dict, load_encoder
 from tedloc.methods.tedloc.localizer import TeDLocLocalizer
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
 from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, maps_on_grid
@@ -75,9 +75,7 @@ class TeDLocTrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TeDLocTrainConfig":
         """The config of a dict (e.g. read from JSON): unknown keys are ignored, lists become tuples."""
-        names = {f.name for f in fields(cls)}
-        d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def build_tedloc(config: TeDLocTrainConfig, anchors: TextAnchors) -> TeDLoc:
@@ -155,11 +153,6 @@ class TeDLocTask:
                 "val_threshold": val.get("threshold")}
 
 
-def _selected_epoch(history: list[dict], selection: str) -> int:
-    key = {"loc": "val_MaxBoxAcc", "cls": "val_CL@1", "last": "epoch"}[selection]
-    return max(range(len(history)), key=lambda i: (history[i][key] or 0, -i if key != "epoch" else i))
-
-
 def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: str | os.PathLike,
                  cams: str | os.PathLike, config: TeDLocTrainConfig = TeDLocTrainConfig(), resume: bool = True,
                  runtime: Runtime | None = None) -> list[dict]:
@@ -200,7 +193,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
                       find_unused_parameters=not all(config.lambdas))
     history = trainer.fit(task, run, resume=resume, meta={"config": asdict(config)})
     if dist.is_main:
-        best = _selected_epoch(history, config.selection)
+        best = best_epoch(history, {"loc": "val_MaxBoxAcc", "cls": "val_CL@1", "last": None}[config.selection])
         model.head.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
                  "selected_epoch": best + 1, "selection": config.selection,
