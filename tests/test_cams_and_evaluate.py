@@ -116,3 +116,45 @@ def test_gradcam_cache_and_opencv_environment(cam_run, synthetic_small, tmp_path
     assert cache.complete and cache.size == (12, 12) and cache.source["method"] == "gradcam"
     maps = cache.get(np.arange(len(cache)))
     assert maps.max() <= 1 and (maps.amax(dim=(1, 2)) > 0.99).sum() >= len(cache) - 1
+
+
+def test_cam_box_metrics_are_gt_known_and_the_predicted_class_map_is_scored_beside(cam_run, synthetic_small):
+    """The papers' convention: MaxBoxAcc of a CAM uses the true class's map; `cam@pred` the predicted one's."""
+    from tedloc.data import load_dataset
+    from tedloc.eval import WSOLEvaluator
+    from tedloc.eval.localizer_eval import evaluate_localizer
+    from tedloc.eval.scoremaps import normalize_scoremap
+
+    split = load_dataset(synthetic_small)["test"]
+    localizer = load_model(cam_run)
+    true = evaluate_localizer(localizer, split, all_maps=True, interval=0.001)
+    pred = evaluate_localizer(localizer, split, all_maps=True, interval=0.001, map_class="pred")
+    assert true["map_class"] == "true" and true["map_size"] == 48 and set(true["maps"]) == {"cam@pred"}
+    assert "maps" not in pred and true["interval"] == 0.001
+    # the predicted-class version beside the GT-known one equals the `pred` evaluation
+    assert true["maps"]["cam@pred"]["MaxBoxAcc"] == pred["MaxBoxAcc"]
+    assert true["CL@1"] == pred["CL@1"]
+    # the GT-known numbers are those of the maps of the true labels, computed directly
+    images = torch.stack([localizer.preprocessing.dataset(split)[i]["image"] for i in range(len(split))])
+    cams = localizer.cams(images, torch.as_tensor(split.labels)).double().numpy()
+    scores = localizer.predict(images)[0].double().numpy()
+    direct = WSOLEvaluator(split, interval=0.001)
+    for i, image_id in enumerate(split.image_ids):
+        direct.accumulate(image_id, normalize_scoremap(cams[i], (48, 48)), scores[i])
+    expected = direct.compute()
+    for key in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP", "Top1Loc", "Top5Loc", "GTKnownLoc"):
+        assert true[key] == pytest.approx(expected[key], abs=1e-9), key
+
+
+def test_map_size_rescales_maps_and_boxes(cam_run, synthetic_small, tmp_path):
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--run", str(cam_run), "--data", str(synthetic_small), "--split", "test",
+                 "--map-size", "64", "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["map_size"] == 64 and m["interval"] == 0.001 and m["map_class"] == "true"
+    from tedloc.data import load_dataset
+    from tedloc.eval.localizer_eval import iter_score_maps
+
+    split = load_dataset(synthetic_small)["test"]
+    _, maps, _ = next(iter_score_maps(load_model(cam_run), split, map_size=64, show_progress=False))
+    assert maps["cam"].shape == (64, 64) and maps["cam"].max() == 1.0

@@ -222,3 +222,30 @@ def test_sweep_runs_tedloc_trials_scored_by_pseudo_boxes(inputs, synthetic_small
     assert meta["kind"] == "tedloc"
     config = json.loads((tmp_path / "sweep" / "trial_0000" / "config.json").read_text())["config"]
     assert config["lr"] == pytest.approx(trial.params["lr"]) and config["cache_views"] == 1
+
+
+def test_class_map_of_the_true_class_beside_the_predicted_one(trained_run, synthetic_small):
+    """Paper Table 4: <z_p, t_y> with the true class y; `class@pred` is the predicted-class version."""
+    from tedloc.data import load_dataset
+    from tedloc.eval.localizer_eval import evaluate_localizer, iter_score_maps
+    from tedloc.methods import load_model
+
+    split = load_dataset(synthetic_small)["test"]
+    localizer = load_model(trained_run)
+    true = evaluate_localizer(localizer, split, all_maps=True)
+    pred = evaluate_localizer(localizer, split, all_maps=True, map_class="pred")
+    assert set(true["maps"]) == {"class", "class@pred"} and set(pred["maps"]) == {"class"}
+    assert true["maps"]["class@pred"]["MaxBoxAcc"] == pred["maps"]["class"]["MaxBoxAcc"]
+    assert true["MaxBoxAcc"] == pred["MaxBoxAcc"]  # g does not depend on a class
+    images = torch.stack([localizer.preprocessing.dataset(split)[i]["image"] for i in range(len(split))])
+    labels = torch.as_tensor(split.labels)
+    with torch.no_grad():
+        out = localizer.model.eval()(images)
+        direct = localizer.model.class_map(out["u"], labels).double().numpy()
+    for i, (_, maps, _) in enumerate(iter_score_maps(localizer, split, ("g", "class", "class@pred"),
+                                                     show_progress=False)):
+        from tedloc.eval.scoremaps import normalize_scoremap
+
+        assert np.allclose(maps["class"], normalize_scoremap(direct[i], (48, 48)), atol=1e-6)
+    with pytest.raises(TedlocError, match="offers the maps"):
+        next(iter_score_maps(localizer, split, ("class@pred",), map_class="pred"))

@@ -14,7 +14,7 @@ from tedloc.errors import TedlocError
 from tedloc.eval import THRESHOLD_MODES, evaluate_map_folder
 from tedloc.utils.io import atomic_write_text, check_writable
 
-_ORDER = ("map", "map_class", "MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70", "PxAP",
+_ORDER = ("map", "map_class", "map_size", "MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70", "PxAP",
           "mIoU", "GTKnownLoc", "Top1Loc", "Top5Loc", "CL@1", "CL@5", "threshold")
 
 
@@ -66,7 +66,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--split", default="test")
     parser.add_argument("--maps", required=True, help="folder with <image_id>.npy maps (and <image_id>.scores.npy)")
-    parser.add_argument("--interval", type=float, default=0.01, help="CAM threshold interval (0.001 works too)")
+    parser.add_argument("--interval", type=float, default=0.001,
+                        help="CAM threshold interval (default 0.001, wsolevaluation's final evaluation)")
     parser.add_argument("--mode", choices=list(THRESHOLD_MODES), default="oracle",
                         help="oracle: best threshold on this split; fixed: --tau; otsu: per map")
     parser.add_argument("--tau", type=float, help="threshold of --mode fixed")
@@ -110,7 +111,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise TedlocError(f"--save-threshold needs GT boxes; split {args.split!r} of {args.data} has none")
     metrics = evaluate_localizer(localizer, dataset[args.split], batch_size=args.batch_size, workers=args.workers,
                                  all_maps=True, interval=args.interval, mode=args.mode, tau=args.tau,
-                                 num_classes=dataset.num_classes, dist=dist, map_class=args.map_class)
+                                 num_classes=dataset.num_classes, dist=dist, map_class=args.map_class,
+                                 map_size=args.map_size)
     if not dist.is_main:  # the first process reports and writes
         return 0
     if args.method:
@@ -140,14 +142,20 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
                             f"{n}: {TRAINING_FREE.get(n).description}" for n in TRAINING_FREE.names()))
     parser.add_argument("--data", required=True, help="dataset directory (same classes as the run)")
     parser.add_argument("--split", default="test", help="the split to evaluate (default test)")
-    parser.add_argument("--interval", type=float, default=0.01, help="CAM threshold interval (default 0.01)")
+    parser.add_argument("--interval", type=float, default=0.001,
+                        help="CAM threshold interval (default 0.001, wsolevaluation's final evaluation: 1,000 "
+                             "thresholds)")
     parser.add_argument("--mode", choices=list(THRESHOLD_MODES), default="oracle",
                         help="oracle: best threshold on this split; fixed: --tau; otsu: per map (default oracle)")
     parser.add_argument("--tau", type=float, help="threshold of --mode fixed")
-    parser.add_argument("--map-class", choices=MAP_CLASSES, default="pred",
-                        help="whose map is scored: pred, the predicted class's (no label used), or true, the true "
-                             "class's (GT-known: CLIP-ES (GT) of the paper); Top-1/5 Loc use the prediction either "
-                             "way (default pred)")
+    parser.add_argument("--map-class", choices=MAP_CLASSES, default="true",
+                        help="whose map a class-dependent map (CAM, TeD-Loc's class map, CLIP) is: true, the true "
+                             "class's (GT-known, as wsolevaluation and the papers; the predicted class's is "
+                             "scored beside it as KIND@pred), or pred, the predicted class's (no label used); "
+                             "Top-1/5 Loc use the prediction either way (default true)")
+    parser.add_argument("--map-size", type=int,
+                        help="side of the square the maps are resized to (bicubic) and scored at, boxes rescaled "
+                             "to it (default: the input size; wsolevaluation 224, the TeD-Loc paper 256)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
     parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g or class); all are "

@@ -12,48 +12,75 @@ from tedloc.engine.distributed import shard_indices
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.scoremaps import normalize_scoremap
 from tedloc.errors import TedlocError
-from tedloc.models.localizer import ClassConditionalMaps, ClassScores, LocalizationModel, MultiMapModel, map_kinds_of
+from tedloc.models.localizer import (ClassScores, LocalizationModel, MultiMapModel, class_map_kinds,
+                                     map_kinds_of)
 from tedloc.utils.progress import progress
 
-__all__ = ["evaluate_localizer", "iter_score_maps", "MAP_CLASSES"]
+__all__ = ["evaluate_localizer", "iter_score_maps", "scored_kinds", "MAP_CLASSES", "PRED_SUFFIX"]
 
-MAP_CLASSES = ("pred", "true")  # whose map is scored: the predicted class's (no label) or the true class's
+MAP_CLASSES = ("true", "pred")  # whose map is scored: the true class's (GT-known) or the predicted class's
+PRED_SUFFIX = "@pred"  # "cam@pred": a class-dependent map of the predicted class, beside the GT-known one
+
+
+def scored_kinds(localizer: LocalizationModel, map_class: str, all_maps: bool) -> list[str]:
+    """The maps an evaluation scores, the localizer's own first: its own only, or (``all_maps``) every map it
+    offers and, under ``map_class='true'``, each class-dependent map of the predicted class too (``KIND@pred``)."""
+    if map_class not in MAP_CLASSES:
+        raise ValueError(f"map_class must be one of {MAP_CLASSES}, got {map_class!r}")
+    if not all_maps:
+        return [localizer.map_kind]
+    kinds = list(map_kinds_of(localizer))
+    if map_class == "true":
+        kinds += [kind + PRED_SUFFIX for kind in class_map_kinds(localizer)]
+    return kinds
 
 
 def _predict(localizer: LocalizationModel, images: torch.Tensor, labels: torch.Tensor, kinds: tuple[str, ...],
              map_class: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Class scores and the maps of ``kinds`` for one batch."""
+    """Class scores and the maps of ``kinds`` for one batch: under ``map_class='true'`` the class-dependent
+    maps are the true classes' (``KIND@pred``: the predicted classes'), every other map as predicted."""
     main = localizer.map_kind
-    if map_class == "true":
+    true_kinds = tuple(k for k in kinds if k in class_map_kinds(localizer)) if map_class == "true" else ()
+    pred_kinds = tuple(dict.fromkeys(k.removesuffix(PRED_SUFFIX) for k in kinds if k not in true_kinds))
+    maps: dict[str, torch.Tensor] = {}
+    if pred_kinds == (main,):
+        scores, maps[main] = localizer.predict(images)
+    elif pred_kinds:
+        scores, maps = localizer.predict_maps(images, pred_kinds)
+    else:
         scores = localizer.scores(images) if isinstance(localizer, ClassScores) else localizer.predict(images)[0]
-        return scores, {main: localizer.cams(images, labels.to(images.device))}
-    if kinds == (main,):
-        scores, main_maps = localizer.predict(images)
-        return scores, {main: main_maps}
-    return localizer.predict_maps(images, kinds)
+    out = {(k + PRED_SUFFIX if k in true_kinds else k): m for k, m in maps.items()}
+    if true_kinds:
+        labels = labels.to(images.device)
+        if isinstance(localizer, MultiMapModel):
+            out.update(localizer.predict_maps(images, true_kinds, classes=labels)[1])
+        else:
+            out[main] = localizer.cams(images, labels)
+    return scores, {k: out[k] for k in kinds}
 
 
 def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str, ...] | None = None,
                     batch_size: int = 64, workers: int = 0, indices: list[int] | None = None,
-                    show_progress: bool = True, map_class: str = "pred"
+                    show_progress: bool = True, map_class: str = "true", map_size: int | None = None
                     ) -> Iterator[tuple[str, dict[str, np.ndarray], np.ndarray]]:
     """``(image id, kind -> score map, class scores)`` for every image of ``split`` (or ``indices``), in order.
 
-    Each map is resized (bicubic) to the input size and min-max normalised, as wsolevaluation
-    does; ``kinds`` (default: the localizer's own map) uses ``predict_maps`` when several are asked.
-    ``map_class``: ``pred``, the maps of the predicted classes (no label used), or ``true``, the
-    map of each image's true class (GT-known; a :class:`ClassConditionalMaps` model, its own map only).
-    Images are preprocessed as the localizer's record says and go to its device.
+    Each map is resized (bicubic) to ``map_size`` x ``map_size`` (default: the input size) and min-max
+    normalised, as wsolevaluation does; ``kinds`` (default: the localizer's own map) uses ``predict_maps``
+    when several are asked. ``map_class``: ``true`` (GT-known, as wsolevaluation and the papers: a CAM is the
+    true class's map) or ``pred`` (the predicted class's: no label used); maps that do not depend on a class
+    (TeD-Loc's g, DiPS) are the same either way. ``KIND@pred`` asks for a class-dependent map of the
+    predicted class under ``true``. Images are preprocessed as the localizer's record says and go to its device.
     """
     main = localizer.map_kind
     kinds = tuple(kinds or (main,))
-    if kinds != (main,) and not isinstance(localizer, MultiMapModel):
-        raise TypeError(f"{type(localizer).__name__} offers one map ({main!r}), not {kinds}")
     if map_class not in MAP_CLASSES:
         raise ValueError(f"map_class must be one of {MAP_CLASSES}, got {map_class!r}")
-    if map_class == "true" and (kinds != (main,) or not isinstance(localizer, ClassConditionalMaps)):
-        raise TedlocError(f"{type(localizer).__name__}: maps of the true class need a model that gives the map of "
-                          f"a given class, and one map kind ({main!r})")
+    offered = set(map_kinds_of(localizer)) | {k + PRED_SUFFIX for k in class_map_kinds(localizer)}
+    unknown = [k for k in kinds if k not in offered or (k.endswith(PRED_SUFFIX) and map_class != "true")]
+    if unknown:
+        raise TedlocError(f"{type(localizer).__name__} offers the maps {', '.join(sorted(offered))} "
+                          f"(KIND@pred under map_class 'true' only), not {', '.join(unknown)}")
     pre = localizer.preprocessing
     dataset = pre.dataset(split)
     if indices is not None:
@@ -61,7 +88,8 @@ def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str
     device = localizer.device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
-    size = (pre.input_size, pre.input_size)
+    side = int(map_size or pre.input_size)
+    size = (side, side)
     for batch in progress(loader, desc=f"evaluating {split.name}", unit="batch", enabled=show_progress):
         batch["image"] = batch["image"].to(device, non_blocking=True)
         with torch.no_grad():
@@ -73,28 +101,33 @@ def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str
 
 
 def evaluate_localizer(localizer: LocalizationModel, split: Split, batch_size: int = 64, workers: int = 0,
-                       all_maps: bool = False, dist=None, map_class: str = "pred", **evaluator_kwargs) -> dict:
-    """Metrics of ``localizer`` on ``split``: each map is resized (bicubic) to the input size and
-    min-max normalised, then scored against the split's GT (boxes rescaled to the input size).
+                       all_maps: bool = False, dist=None, map_class: str = "true", map_size: int | None = None,
+                       **evaluator_kwargs) -> dict:
+    """Metrics of ``localizer`` on ``split``: each map is resized (bicubic) to ``map_size`` (default: the
+    input size) and min-max normalised, then scored against the split's GT (boxes rescaled to that size).
 
     With ``all_maps``, a method that offers several maps (``predict_maps``, e.g. TeD-Loc's g and
     <z_p, t_c>) has each scored in the same pass: the main map's metrics at the top level, the
-    others under ``maps`` -> kind (without curves).
+    others under ``maps`` -> kind (without curves); under ``map_class='true'`` each class-dependent map
+    is also scored with the predicted class (``cam@pred``, ``class@pred``).
 
-    ``map_class``: whose maps are scored (``pred`` or ``true``, see :func:`iter_score_maps`; recorded
-    in the metrics); Top-1/Top-5 Loc always use the predicted classes' scores.
+    ``map_class``: whose maps are scored (``true``, GT-known, the convention of wsolevaluation and the
+    papers; or ``pred``; see :func:`iter_score_maps`; recorded in the metrics). Top-1 Loc needs the right
+    class, so the true class's map is the predicted one wherever it counts; Top-5 Loc scores the true
+    class's map when the true class is among the top 5.
 
     With ``dist`` (a :class:`tedloc.engine.distributed.Distributed` of several processes) each
     process scores every ``world_size``-th batch and the evaluators' sums are merged: every
     process gets exactly the metrics of a single-process evaluation.
     """
     main = localizer.map_kind
-    kinds = list(map_kinds_of(localizer)) if all_maps and map_class == "pred" else [main]
+    kinds = scored_kinds(localizer, map_class, all_maps)
     evaluators = {kind: WSOLEvaluator(split, **evaluator_kwargs) for kind in kinds}
     sharded = dist is not None and dist.world_size > 1
     indices = shard_indices(len(split), batch_size, dist.rank, dist.world_size) if sharded else None
     for image_id, maps, scores in iter_score_maps(localizer, split, tuple(kinds), batch_size, workers, indices,
-                                                  show_progress=dist is None or dist.is_main, map_class=map_class):
+                                                  show_progress=dist is None or dist.is_main, map_class=map_class,
+                                                  map_size=map_size):
         for kind, evaluator in evaluators.items():
             evaluator.accumulate(image_id, maps[kind], scores)
     if sharded:
@@ -106,6 +139,7 @@ def evaluate_localizer(localizer: LocalizationModel, split: Split, batch_size: i
     metrics = evaluators[main].compute()
     metrics["map"] = main
     metrics["map_class"] = map_class
+    metrics["map_size"] = int(map_size or localizer.preprocessing.input_size)
     if len(kinds) > 1:
         metrics["maps"] = {}
         for kind in kinds[1:]:

@@ -20,7 +20,7 @@ from tedloc.errors import TedlocError
 from tedloc.utils.device import Runtime
 
 __all__ = ["LocalizationModel", "MultiMapModel", "ClassConditionalMaps", "ClassifierNetwork", "ClassScores",
-           "map_kinds_of", "use_map"]
+           "map_kinds_of", "class_map_kinds", "use_map"]
 
 
 @runtime_checkable
@@ -52,9 +52,10 @@ class MultiMapModel(Protocol):
     map_kinds: tuple[str, ...]
     map_kind: str
 
-    def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...]
+    def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...], classes: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Class scores and the maps of ``kinds`` from one forward pass."""
+        """Class scores and the maps of ``kinds`` from one forward pass; the maps that depend on a class
+        (``class_map_kinds``) are those of ``classes`` (B,) when given, else of the predicted classes."""
         ...
 
 
@@ -91,6 +92,14 @@ class ClassScores(Protocol):
     def scores(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores (B, K), as :meth:`LocalizationModel.predict` gives them."""
         ...
+
+
+def class_map_kinds(model: LocalizationModel) -> tuple[str, ...]:
+    """The maps of ``model`` that depend on a class (a CAM's; TeD-Loc's <z_p, t_c>): those scored with the
+    true class under the GT-known convention. A multi-map model lists them in ``class_map_kinds``."""
+    if isinstance(model, MultiMapModel):
+        return tuple(getattr(model, "class_map_kinds", ()))
+    return (model.map_kind,) if isinstance(model, ClassConditionalMaps) else ()
 
 
 def map_kinds_of(model: LocalizationModel) -> tuple[str, ...]:

@@ -91,6 +91,9 @@ class Recipe:
     dips: DiPSTrainConfig | None = None
     dips_variants: tuple[str, ...] = ("dips",)
     proposal_min_size: float = 0.05
+    eval_interval: float = 0.001  # the test evaluation's threshold interval (wsolevaluation's final one)
+    map_class: str = "true"  # class-dependent maps (CAM, TeD-Loc's class map) of the true class: GT-known
+    map_size: int | None = None  # maps scored at this side (None: each run's input size)
 
 
 def _log_step(log: Callable[[str], None], i: int, n: int, text: str) -> float:
@@ -117,8 +120,9 @@ def _anchors(data: Path, out: Path, encoder: str | None, runtime: Runtime):
     return ortho, raw
 
 
-def _evaluate(run: Path, data: Path, out: Path, batch_size: int, runtime: Runtime) -> dict:
-    """Test metrics of a run, cached in OUT/eval/<name>.json until the run's model changes."""
+def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> dict:
+    """Test metrics of a run under the recipe's conventions, cached in OUT/eval/<name>.json until the run's
+    model or the conventions change."""
     from tedloc.data import load_dataset
     from tedloc.eval.localizer_eval import evaluate_localizer
     from tedloc.methods import load_model
@@ -127,13 +131,20 @@ def _evaluate(run: Path, data: Path, out: Path, batch_size: int, runtime: Runtim
     model_mtime = RunFolder(run).metadata_path.stat().st_mtime
     if path.exists() and path.stat().st_mtime >= model_mtime:
         cached = json.loads(path.read_text())
-        if "map" in cached:  # older files lack the map's name: evaluated again
+        if all(cached.get(k) == v for k, v in _conventions(recipe, cached).items()):  # else evaluated again
             return cached
     localizer = load_model(run, runtime=runtime)
-    metrics = evaluate_localizer(localizer, load_dataset(data, splits=["test"])["test"], batch_size=batch_size,
-                                 all_maps=True)
+    metrics = evaluate_localizer(localizer, load_dataset(data, splits=["test"])["test"],
+                                 batch_size=recipe.eval_batch_size, all_maps=True, interval=recipe.eval_interval,
+                                 map_class=recipe.map_class, map_size=recipe.map_size)
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
+
+
+def _conventions(recipe: Recipe, metrics: dict) -> dict:
+    """What a cached evaluation must have been made with (the map size: the recipe's, or the run's input)."""
+    return {"map_class": recipe.map_class, "interval": recipe.eval_interval,
+            "map_size": recipe.map_size or metrics.get("map_size", -1)}
 
 
 def _centered_box(data: Path, out: Path, size: int) -> dict:
@@ -328,7 +339,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     if recipe.centered_box:
         results["centered_box"] = _strip(_centered_box(data, out, recipe.pretrain.input_size))
     for name, run in runs.items():
-        results[name] = _strip(_evaluate(run, data, out, recipe.eval_batch_size, runtime))
+        results[name] = _strip(_evaluate(run, data, out, recipe, runtime))
     done("evaluate", t0)
     step += 1
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")

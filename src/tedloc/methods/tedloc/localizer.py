@@ -22,6 +22,7 @@ class TeDLocLocalizer(NetworkLocalizer):
     <z_p, t_c> of the predicted class (``class``)."""
 
     map_kinds = ("g", "class")
+    class_map_kinds = ("class",)
 
     def __init__(self, model: TeDLoc, class_names: list[str], map_kind: str = "g",
                  preprocessing: Preprocessing | None = None, runtime: Runtime = Runtime()):
@@ -37,14 +38,16 @@ class TeDLocLocalizer(NetworkLocalizer):
         return scores, maps[self.map_kind]
 
     @torch.no_grad()
-    def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...] = map_kinds
-                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Class probabilities and several maps from one forward pass; ``class`` uses the predicted class."""
+    def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...] = map_kinds,
+                     classes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Class probabilities and several maps from one forward pass; ``class`` is <z_p, t_c> of ``classes``
+        (the true ones: the paper's Table 4 map) or of the predicted classes when None."""
         self.model.eval()
         with self.runtime.autocast():
             out = self.model(self.runtime.to_device(images))
             scores = out["logits"].float().softmax(dim=1)
-            maps = {"g": lambda: out["fg"], "class": lambda: self.model.class_map(out["u"], scores.argmax(dim=1))}
+            picked = scores.argmax(dim=1) if classes is None else self.runtime.to_device(classes).long()
+            maps = {"g": lambda: out["fg"], "class": lambda: self.model.class_map(out["u"], picked)}
             return scores, {kind: maps[kind]().float() for kind in kinds}
 
 
