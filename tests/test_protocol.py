@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from tedloc.data import Split
 from tedloc.errors import DataError
@@ -87,6 +88,42 @@ def test_selection_table_arithmetic():
     assert table["ps"]["BV-TT"]["checkpoint"] == "r2@3" and table["ps"]["BV-VT"]["MaxBoxAcc"] == 70.0
     assert table["cls"]["BV-TT"]["checkpoint"] == "r2@3" and table["cls"]["BV-VT"] is None
     assert table["cls"]["BV-Otsu"] == {"MaxBoxAcc": 44.0, "mIoU": 45.0, "checkpoint": "r2@3"}
+
+
+def _curves(acc50, v2=None, cl=50.0):
+    v2 = v2 or {d: acc50 for d in (30, 50, 70)}
+    return {"acc50": acc50, "miou": [a + 1 for a in acc50], "CL@1": cl, **{f"v2@{d}": c for d, c in v2.items()}}
+
+
+def test_selection_is_per_column_on_two_levels():
+    """The epoch within each run is chosen on val against the column's boxes, then the run: BT differs by column."""
+    from pathlib import Path
+
+    from tedloc.protocol.selection import Checkpoint, format_table, protocol_table, table_csv
+
+    a1, a2, b1 = Checkpoint(Path("a"), 1), Checkpoint(Path("a"), 2), Checkpoint(Path("b"), 1)
+    otsu = {"MaxBoxAcc": 0.0, "mIoU": 0.0}
+    results = {
+        # run a: epoch 1 is best on test (90) but GT-val prefers epoch 2; ps-val prefers epoch 1
+        a1: {"val": {"GT": _curves([10, 20]), "ps": _curves([60, 50])}, "test": {**_curves([90, 0]), "otsu": otsu}},
+        a2: {"val": {"GT": _curves([30, 40]), "ps": _curves([10, 10])}, "test": {**_curves([50, 20]), "otsu": otsu}},
+        b1: {"val": {"GT": _curves([35, 0]), "ps": _curves([20, 30])},
+             "test": {**_curves([70, 10], {30: [80, 95], 50: [70, 10], 70: [5, 40]}), "otsu": otsu}},
+    }
+    table = protocol_table(results, ["GT", "ps"])
+    # GT column: a -> epoch 2 (val 40), b -> epoch 1; BT among {a@2: test 50, b@1: test 70} = b@1
+    assert table["GT"]["BT-TT"]["checkpoint"] == "b@1" and table["GT"]["BT-TT"]["MaxBoxAcc"] == 70.0
+    # ps column: a -> epoch 1 (val 60); BT among {a@1: 90, b@1: 70} = a@1: BT-TT differs by column
+    assert table["ps"]["BT-TT"]["checkpoint"] == "a@1" and table["ps"]["BT-TT"]["MaxBoxAcc"] == 90.0
+    assert table["GT"]["BV-TT"]["checkpoint"] == "a@2" and table["ps"]["BV-TT"]["checkpoint"] == "a@1"
+    # IoU 30/50/70 cells: TT takes each curve's best; VT each delta's own val threshold
+    tt = table["GT"]["BT-TT"]
+    assert (tt["@30"], tt["@50"], tt["@70"]) == (95.0, 70.0, 40.0) and tt["MaxBoxAccV2"] == pytest.approx(205 / 3)
+    vt = table["GT"]["BT-VT"]  # b@1 val GT curves [35, 0]: every delta picks threshold 0
+    assert (vt["@30"], vt["@50"], vt["@70"], vt["MaxBoxAcc"]) == (80.0, 70.0, 5.0, 70.0)
+    text = format_table(table, detail=True)
+    assert "| BT-TT |" in text and "95.00 / 70.00 / 40.00 / 68.33" in text and "BV: the one with" in text
+    assert "BoxAcc@30" in table_csv(table).splitlines()[0]
 
 
 def test_pointing_game_selection():
@@ -198,3 +235,46 @@ def test_sweep_is_resumable(classifier_run, synthetic_small, tmp_path):
     assert [t.number for t in study.trials] == [0, 1] and all(0 <= t.value <= 100 for t in study.trials)
     assert set(study.trials[0].params) == {"lr", "weight_decay", "lr_gamma", "lr_step"}
     assert (tmp_path / "sweep" / "trial_0001" / "model.json").exists()
+
+
+def test_selection_on_val_pseudo_boxes_uses_no_gt_box(classifier_run, synthetic_small, tmp_path, capsys):
+    """`--selection pseudo:FILE`: the epoch and the stored threshold come from the val pseudo-boxes."""
+    import json
+
+    from tedloc.cli import main
+    from tedloc.data import load_dataset
+    from tedloc.data.box_files import write_box_file
+    from tedloc.engine.checkpoint import load_checkpoint
+    from tedloc.eval.localizer_eval import evaluate_localizer
+    from tedloc.methods import load_model
+
+    val = load_dataset(synthetic_small)["val"]
+    # pseudo-boxes far from the GT: the top-left quarter of every image
+    boxes = {i: np.array([0, 0, int(w) // 4, int(h) // 4]) for i, (w, h) in zip(val.image_ids, val.sizes)}
+    box_file = tmp_path / "corner.txt"
+    write_box_file(box_file, boxes)
+    run = tmp_path / "cam"
+    common = ["pretrain", "--data", str(synthetic_small), "--input-size", "48", "--epochs", "2", "--batch-size", "8",
+              "--workers", "0"]
+    assert main([*common, "--out", str(run), "--selection", f"pseudo:{box_file}"]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    history = meta["history"]
+    best = max(range(2), key=lambda i: (history[i]["val_MaxBoxAcc"], -i))
+    assert meta["epoch"] == best and meta["threshold"] == history[best]["val_threshold"]
+    assert meta["threshold_source"]["boxes"] == str(box_file.resolve())
+    # the recorded numbers are the CAM's against the pseudo-boxes, not against the GT boxes
+    pseudo = val.with_boxes([boxes[i][None] for i in val.image_ids])
+    localizer = load_model(run)
+    ours = evaluate_localizer(localizer, pseudo, batch_size=8, masks=False)
+    gt = evaluate_localizer(localizer, val, batch_size=8, masks=False)
+    assert ours["MaxBoxAcc"] == history[best]["val_MaxBoxAcc"] and ours["threshold"] == meta["threshold"]
+    assert ours["curves"]["mIoU"] != gt["curves"]["mIoU"]
+    state = load_checkpoint(run / "checkpoints" / f"epoch_{best + 1:03d}")[0]
+    assert all(torch.equal(v, localizer.model.state_dict()[k]) for k, v in state.items())
+    # a box file missing images: one line naming the file, before any training
+    write_box_file(tmp_path / "short.txt", {val.image_ids[0]: boxes[val.image_ids[0]]})
+    assert main([*common, "--out", str(tmp_path / "bad"), "--selection", f"pseudo:{tmp_path / 'short.txt'}"]) == 2
+    err = capsys.readouterr().err
+    assert "short.txt" in err and "have no box" in err and not (tmp_path / "bad").exists()
+    assert main([*common, "--out", str(tmp_path / "bad"), "--selection", "best"]) == 2
+    assert "selection must be last, loc or pseudo:FILE" in capsys.readouterr().err

@@ -80,10 +80,13 @@ def _protocol_table(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.data, splits=["val", "test"])
     sets = supervision_sets(dataset["val"], args.pseudo_boxes)
-    results = evaluate_runs(args.runs, sets, dataset["test"], args.interval, runtime=runtime_from_args(args))
+    results = evaluate_runs(args.runs, sets, dataset["test"], args.interval, runtime=runtime_from_args(args),
+                            map_class=args.map_class)
     table = protocol_table(results, list(sets))
-    print(f"{len(results)} checkpoints of {len(args.runs)} runs; test MaxBoxAcc / mIoU (%)")
+    print(f"{len(results)} checkpoints of {len(args.runs)} runs (configurations); test MaxBoxAcc / mIoU (%)")
     print(format_table(table))
+    print("\nTest BoxAcc at IoU 30 / 50 / 70 / MaxBoxAccV2 (%), the same selections (thesis Tables 4.7/4.8):")
+    print(format_table(table, detail=True))
     if args.json:
         atomic_write_text(args.json, json.dumps(table, indent=1) + "\n")
     if args.csv:
@@ -94,12 +97,21 @@ def _protocol_table(args: argparse.Namespace) -> int:
 @command("protocol-table", help="model selection and thresholds with GT vs pseudo-boxes (thesis Table 4.2)")
 def configure_protocol_table(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc protocol-table``."""
-    parser.add_argument("--runs", nargs="+", required=True, help="finished runs (their epoch checkpoints are compared)")
-    parser.add_argument("--data", required=True)
+    from tedloc.eval.localizer_eval import MAP_CLASSES
+    from tedloc.protocol.selection import CELL_HELP
+
+    parser.description = ("Each run is one configuration; each column (a supervision of the val split) selects "
+                          "on two levels, the epoch within each run, then the run. " + CELL_HELP)
+    parser.add_argument("--runs", nargs="+", required=True,
+                        help="finished runs, one per configuration (their epoch checkpoints are compared)")
+    parser.add_argument("--data", required=True, help="dataset directory (val and test splits with GT boxes)")
     parser.add_argument("--pseudo-boxes", nargs="*", metavar="NAME=FILE", help="val pseudo-box files, one column each")
-    parser.add_argument("--interval", type=float, default=0.01)
-    parser.add_argument("--json")
-    parser.add_argument("--csv")
+    parser.add_argument("--interval", type=float, default=0.01,
+                        help="CAM threshold interval of the val and test curves (default 0.01; the thesis 0.001)")
+    parser.add_argument("--map-class", choices=MAP_CLASSES, default="true",
+                        help="whose map a CAM is: the true class's (GT-known, default) or the predicted class's")
+    parser.add_argument("--json", help="write the table (every cell, its checkpoint and threshold) as JSON here")
+    parser.add_argument("--csv", help="write the table as CSV here")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_protocol_table)
 

@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from tedloc.data.box_files import split_with_box_file
+from tedloc.data.dataset import Split
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.run_folder import RunFolder
@@ -13,7 +15,10 @@ from tedloc.errors import TedlocError
 from tedloc.models.encoders import FrozenEncoder, create_encoder
 from tedloc.utils.device import Runtime
 
-__all__ = ["NetworkLocalizer", "recorded_preprocessing", "load_encoder", "config_from_dict", "best_epoch"]
+__all__ = ["NetworkLocalizer", "recorded_preprocessing", "load_encoder", "config_from_dict", "best_epoch",
+           "selection_criterion", "selection_split", "threshold_source", "PSEUDO_SELECTION"]
+
+PSEUDO_SELECTION = "pseudo:"  # selection "pseudo:FILE": best val MaxBoxAcc against FILE's val pseudo-boxes
 
 
 class NetworkLocalizer:
@@ -104,3 +109,38 @@ def best_epoch(history: list[dict], key: str | None) -> int:
     if key is None:
         return len(history) - 1
     return max(range(len(history)), key=lambda i: (history[i][key] or 0, -i))
+
+
+def selection_criterion(selection: str, choices: tuple[str, ...]) -> tuple[str, str | None]:
+    """``(criterion, box file)`` of a ``selection`` option: one of ``choices`` (``loc``: best val MaxBoxAcc
+    against the GT boxes), or ``pseudo:FILE``: ``loc`` against the val pseudo-boxes of FILE (a box file of
+    ``tedloc pseudo-boxes``), so no GT box is used for model selection or for the stored threshold."""
+    if selection.startswith(PSEUDO_SELECTION) and "loc" in choices:
+        path = selection[len(PSEUDO_SELECTION):]
+        if not path:
+            raise TedlocError("selection pseudo:FILE needs the box file's path after 'pseudo:'")
+        return "loc", path
+    if selection not in choices:
+        raise TedlocError(f"selection must be {', '.join(choices)} or pseudo:FILE (val pseudo-boxes), "
+                          f"got {selection!r}")
+    return selection, None
+
+
+def selection_split(selection: str, choices: tuple[str, ...], val: Split) -> Split:
+    """The val split localization is validated on: with its GT boxes, or with the boxes of ``pseudo:FILE``
+    in their place (every val image needs one: a :class:`~tedloc.errors.DataError` names the file and line).
+    ``loc`` on a val split without GT boxes is refused."""
+    criterion, path = selection_criterion(selection, choices)
+    if path is not None:
+        return split_with_box_file(val, path)
+    if criterion == "loc" and not val.has_boxes:
+        raise TedlocError(f"selection loc needs GT boxes on the val split; use --selection pseudo:FILE "
+                          f"(val pseudo-boxes) or last")
+    return val
+
+
+def threshold_source(selection: str, choices: tuple[str, ...]) -> dict:
+    """What a run's stored threshold was estimated on (recorded in ``model.json``): the val split against
+    its GT boxes, or against the pseudo-boxes of ``pseudo:FILE``."""
+    _, path = selection_criterion(selection, choices)
+    return {"split": "val", "boxes": "GT" if path is None else str(os.path.abspath(path)), "criterion": "MaxBoxAcc"}

@@ -1,8 +1,7 @@
 """Pseudo-box files and their quality against GT boxes.
 
-A box file is a ``localization.txt`` of the wsolevaluation format with one box per image:
-``<image_id>,<x0>,<y0>,<x1>,<y1>`` in the image's own pixels, inclusive. That is the format of
-the thesis' pseudo-boxes (``wsol_model_selection``) and of ``tedloc pseudo-boxes``.
+A box file (:mod:`tedloc.data.box_files`) is a ``localization.txt`` of the wsolevaluation format with one
+box per image: ``<image_id>,<x0>,<y0>,<x1>,<y1>`` in the image's own pixels, inclusive.
 
 Scoring conventions (``score_boxes``): IoU as in wsolevaluation (inclusive pixel boxes, areas
 ``(x1 - x0 + 1) * (y1 - y0 + 1)``), the best IoU over an image's GT boxes, computed in the
@@ -16,66 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tedloc.data.box_files import read_box_file, split_with_box_file, write_box_file
 from tedloc.data.dataset import Split
-from tedloc.errors import DataError, OptionError, Problem
+from tedloc.errors import DataError, OptionError
 from tedloc.eval.boxes import box_iou, rescale_boxes
-from tedloc.utils.io import atomic_write_text
 
 __all__ = ["read_box_file", "write_box_file", "score_boxes", "box_ious", "split_with_box_file", "supervision_sets"]
-
-
-def read_box_file(path: str | os.PathLike, split: Split | None = None) -> dict[str, np.ndarray]:
-    """image id -> box (4,) int64; with ``split``, every image of the split must have exactly one box.
-
-    Every problem (malformed line, negative or inverted box, duplicate id, unknown or missing
-    image) is collected and raised as one :class:`DataError` naming the file and line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("no such box file", path)
-    problems: list[Problem] = []
-    boxes: dict[str, np.ndarray] = {}
-    lines = path.read_text(encoding="utf-8").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    known = set(split.image_ids) if split is not None else None
-    for number, line in enumerate(lines, start=1):
-        parts = line.rstrip("\r").split(",")
-        if len(parts) != 5:
-            problems.append(Problem(f"expected image_id,x0,y0,x1,y1, got {line!r}", str(path), number))
-            continue
-        image_id = parts[0]
-        try:
-            box = np.array([int(v) for v in parts[1:]], dtype=np.int64)
-        except ValueError:
-            problems.append(Problem(f"box coordinates must be integers, got {parts[1:]}", str(path), number))
-            continue
-        if (box < 0).any() or box[2] < box[0] or box[3] < box[1]:
-            problems.append(Problem(f"invalid box {box.tolist()} (need 0 <= x0 <= x1, 0 <= y0 <= y1)", str(path),
-                                    number))
-            continue
-        if image_id in boxes:
-            problems.append(Problem(f"second box for {image_id!r} (one box per image)", str(path), number))
-            continue
-        if known is not None and image_id not in known:
-            problems.append(Problem(f"image {image_id!r} is not in split {split.name!r}", str(path), number))
-            continue
-        boxes[image_id] = box
-    if split is not None:
-        missing = [i for i in split.image_ids if i not in boxes]
-        if missing:
-            problems.append(Problem(f"{len(missing)} images of split {split.name!r} have no box, e.g. "
-                                    f"{missing[0]!r}", str(path)))
-    if problems:
-        shown = "\n  ".join(str(p) for p in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise DataError(f"{len(problems)} problem(s) in the box file:\n  {shown}{more}")
-    return boxes
-
-
-def write_box_file(path: str | os.PathLike, boxes: dict[str, np.ndarray]) -> None:
-    """Write one ``image_id,x0,y0,x1,y1`` line per image (atomically)."""
-    atomic_write_text(path, "".join(f"{k},{','.join(str(int(v)) for v in b)}\n" for k, b in boxes.items()))
 
 
 def box_ious(split: Split, boxes: dict[str, np.ndarray], rescale: int | None = None) -> np.ndarray:
@@ -100,12 +45,6 @@ def score_boxes(split: Split, boxes: dict[str, np.ndarray], rescale: int | None 
     return {"images": len(ious), "mIoU": 100.0 * float(ious.mean()),
             **{f"IoU>={t}": 100.0 * float((ious >= t / 100).mean()) for t in (30, 50, 70)},
             "rescale": rescale}
-
-
-def split_with_box_file(split: Split, path: str | os.PathLike) -> Split:
-    """``split`` with the boxes of a box file (one per image) in place of its GT boxes."""
-    boxes = read_box_file(path, split)
-    return split.with_boxes([boxes[i][None] for i in split.image_ids])
 
 
 def supervision_sets(val: Split, specs: list[str] | None) -> dict[str, Split]:

@@ -6,17 +6,25 @@ For every checkpoint (run x epoch) we evaluate once:
   noisy GT boxes...): the per-threshold BoxAcc@50 and mIoU curves, and CL@1;
 - on the test split, against GT: the same curves, and the metrics with Otsu per image.
 
-Then, for a supervision s:
+Then, for a supervision s (one column of the table), selection on two levels, as in the thesis:
 
-- BV (best validation): the checkpoint with the best val MaxBoxAcc against s (``cls``: best val CL@1);
-- BT (best test): the checkpoint with the best test MaxBoxAcc (GT; the unrealistic reference);
+1. within each run (one configuration), the epoch with the best val MaxBoxAcc against s (``cls``: the
+   best val CL@1); ties: the earliest;
+2. across runs, BV (best validation): the run whose selected epoch has the best val score against s;
+   BT (best test): the run whose selected epoch has the best test MaxBoxAcc (GT; the unrealistic
+   reference). So BT differs by column too.
+
 - TT (test threshold): the best threshold on the test curve (GT; the usual, optimistic practice);
-- VT (validation threshold): the threshold maximising BoxAcc@50 on val against s, applied to test.
+- VT (validation threshold): the threshold maximising BoxAcc on val against s, applied to test (for
+  each IoU threshold delta its own, as wsolevaluation's ``best_tau_list``).
 
-Cells report test MaxBoxAcc (BoxAcc@50 at the cell's threshold) and test mIoU at that threshold.
-``cls`` has no VT (classification gives no threshold); its row also reports Otsu per image.
-The per-checkpoint numbers are cached in ``RUN/protocol/`` (keyed by split, supervision and
-interval), so adding a supervision set or a run only evaluates what is new.
+Cells report test MaxBoxAcc (BoxAcc@50, largest box, at the cell's threshold), test mIoU at that
+threshold, BoxAcc at IoU 30/50/70 (all boxes, wsolevaluation's MaxBoxAccV2 boxes) and their mean
+(MaxBoxAccV2), as the thesis' Tables 4.7/4.8. ``cls`` has no VT (classification gives no
+threshold); its row also reports Otsu per image. Class-dependent maps (CAM) are the true class's
+(GT-known, as wsolevaluation). The per-checkpoint numbers are cached in ``RUN/protocol/`` (keyed by
+split, supervision, interval and map convention), so adding a supervision set or a run only
+evaluates what is new.
 """
 from __future__ import annotations
 
@@ -38,9 +46,14 @@ from tedloc.eval.localizer_eval import iter_score_maps
 from tedloc.utils.io import atomic_write_text
 
 __all__ = ["Checkpoint", "evaluate_checkpoint", "evaluate_runs", "select", "protocol_table", "list_checkpoints",
-           "format_table", "table_csv", "CELLS"]
+           "format_table", "table_csv", "CELLS", "CELL_HELP", "IOU_THRESHOLDS"]
 
 CELLS = ("BT-TT", "BT-VT", "BV-TT", "BV-VT")
+IOU_THRESHOLDS = (30, 50, 70)
+CELL_HELP = ("BT: the configuration with the best test score (GT; unrealistic); BV: the one with the best val "
+             "score against the column's boxes (each run's epoch is chosen on val against them first); TT: the "
+             "best threshold on test (GT); VT: the threshold best on val against the column's boxes; cls: "
+             "selection by val CL@1 (no threshold, so no VT; BV-Otsu: Otsu's threshold per image).")
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,8 @@ def list_checkpoints(run: str | os.PathLike | RunFolder) -> list[Checkpoint]:
 
 
 # part of every cache key: bump it when a change of the evaluation changes its numbers
-# (2: NaN class scores no longer count as correct)
-_CACHE_VERSION = 2
+# (2: NaN class scores no longer count as correct; 3: BoxAcc@30/50/70 curves of all boxes)
+_CACHE_VERSION = 3
 
 
 def _split_key(split: Split) -> str:
@@ -82,32 +95,36 @@ def _split_key(split: Split) -> str:
 
 def _curves(metrics: dict) -> dict:
     c = metrics["curves"]
-    out = {"acc50": c["BoxAccV1@50"], "miou": c["mIoU"], "MaxBoxAcc": metrics["MaxBoxAcc"]}
+    out = {"acc50": c["BoxAccV1@50"], "miou": c["mIoU"], "MaxBoxAcc": metrics["MaxBoxAcc"],
+           **{f"v2@{d}": c[f"BoxAcc@{d}"] for d in IOU_THRESHOLDS}}
     if "CL@1" in metrics:
         out["CL@1"] = metrics["CL@1"]
     return out
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split, interval: float = 0.01,
-                        batch_size: int = 128, runtime=None) -> dict:
+                        batch_size: int = 128, runtime=None, map_class: str = "true") -> dict:
     """Curves of one checkpoint: ``val`` -> supervision -> curves, ``test`` -> curves + Otsu metrics.
 
-    ``splits`` maps supervision names to val splits (same images, different boxes). Cached per
-    checkpoint in ``RUN/protocol/epoch_NNN.json``; only missing entries are computed.
+    ``splits`` maps supervision names to val splits (same images, different boxes); ``map_class``: whose
+    map a class-dependent map is (``true``: GT-known). Cached per checkpoint in
+    ``RUN/protocol/epoch_NNN.json``; only missing entries are computed.
     """
     from tedloc.methods import load_model
 
     path = ckpt.run.protocol_cache(ckpt.epoch)
     cache = json.loads(path.read_text()) if path.exists() else {}
-    keys = {name: f"val:{_split_key(s)}:{interval}:v{_CACHE_VERSION}" for name, s in splits.items()}
-    test_key = f"test:{_split_key(test)}:{interval}:v{_CACHE_VERSION}"
+    tail = f"{interval}:{map_class}:v{_CACHE_VERSION}"
+    keys = {name: f"val:{_split_key(s)}:{tail}" for name, s in splits.items()}
+    test_key = f"test:{_split_key(test)}:{tail}"
     todo = {name: s for name, s in splits.items() if keys[name] not in cache}
     need_test = test_key not in cache
     if todo or need_test:
         localizer = load_model(ckpt.run, ckpt.epoch, runtime=runtime)
 
         def maps_of(split: Split):
-            for image_id, maps, scores in iter_score_maps(localizer, split, batch_size=batch_size):
+            for image_id, maps, scores in iter_score_maps(localizer, split, batch_size=batch_size,
+                                                          map_class=map_class):
                 yield image_id, next(iter(maps.values())), scores
 
         if todo:
@@ -131,25 +148,31 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
 
 
 def evaluate_runs(runs: list[str | os.PathLike], splits: dict[str, Split], test: Split, interval: float = 0.01,
-                  runtime=None) -> dict[Checkpoint, dict]:
+                  runtime=None, map_class: str = "true") -> dict[Checkpoint, dict]:
     """:func:`evaluate_checkpoint` of every epoch checkpoint of ``runs``, in order."""
-    return {ckpt: evaluate_checkpoint(ckpt, splits, test, interval, runtime=runtime)
+    return {ckpt: evaluate_checkpoint(ckpt, splits, test, interval, runtime=runtime, map_class=map_class)
             for run in runs for ckpt in list_checkpoints(run)}
 
 
+def _at(curves: dict, index: int | None, deltas: dict[int, int | None] | None = None) -> dict:
+    """A cell's numbers from one split's curves: MaxBoxAcc and mIoU at ``index`` (None: the best), BoxAcc@d at
+    ``deltas[d]`` (None: the best) and their mean, MaxBoxAccV2."""
+    k = int(np.argmax(curves["acc50"])) if index is None else index
+    out = {"MaxBoxAcc": float(curves["acc50"][k]), "mIoU": float(curves["miou"][k]), "tau_index": k}
+    if all(f"v2@{d}" in curves for d in IOU_THRESHOLDS):
+        deltas = deltas or {}
+        for d in IOU_THRESHOLDS:
+            curve = curves[f"v2@{d}"]
+            j = deltas.get(d)
+            out[f"@{d}"] = float(max(curve) if j is None else curve[j])
+        out["MaxBoxAccV2"] = float(np.mean([out[f"@{d}"] for d in IOU_THRESHOLDS]))
+    return out
+
+
 def select(results: dict[Checkpoint, dict], supervision: str) -> dict:
-    """The four cells for one supervision (``cls`` or a name of the val supervision sets)."""
+    """The four cells for one supervision (``cls`` or a name of the val supervision sets): each run's epoch
+    chosen on val against it, then the run by val (BV) or by test (BT); see the module docstring."""
     ckpts = list(results)
-
-    def test_at(c: Checkpoint, index: int | None) -> dict:
-        t = results[c]["test"]
-        k = int(np.argmax(t["acc50"])) if index is None else index
-        return {"MaxBoxAcc": float(t["acc50"][k]), "mIoU": float(t["miou"][k]), "checkpoint": c.name, "tau_index": k}
-
-    def val_tau(c: Checkpoint) -> int | None:
-        if supervision == "cls":
-            return None
-        return int(np.argmax(results[c]["val"][supervision]["acc50"]))
 
     def val_score(c: Checkpoint) -> float:
         if supervision == "cls":
@@ -157,15 +180,33 @@ def select(results: dict[Checkpoint, dict], supervision: str) -> dict:
             return float(val.get("CL@1", float("nan")))
         return float(max(results[c]["val"][supervision]["acc50"]))
 
-    bt = max(ckpts, key=lambda c: (max(results[c]["test"]["acc50"]), -ckpts.index(c)))
-    bv = max(ckpts, key=lambda c: (val_score(c), -ckpts.index(c)))
-    cells = {"BT-TT": test_at(bt, None), "BV-TT": test_at(bv, None)}
+    def test_score(c: Checkpoint) -> float:
+        return float(max(results[c]["test"]["acc50"]))
+
+    def earliest_best(candidates: list[Checkpoint], score) -> Checkpoint:
+        return max(candidates, key=lambda c: (np.nan_to_num(score(c), nan=-np.inf), -ckpts.index(c)))
+
+    runs: dict = {}
+    for c in ckpts:
+        runs.setdefault(c.run, []).append(c)
+    chosen = [earliest_best(epochs, val_score) for epochs in runs.values()]  # level 1: the epoch of each run
+    bt, bv = earliest_best(chosen, test_score), earliest_best(chosen, val_score)  # level 2: the configuration
+
+    def cell(c: Checkpoint, threshold_from_val: bool) -> dict:
+        test = results[c]["test"]
+        if not threshold_from_val:
+            return {**_at(test, None), "checkpoint": c.name}
+        val = results[c]["val"][supervision]
+        deltas = {d: int(np.argmax(val[f"v2@{d}"])) for d in IOU_THRESHOLDS if f"v2@{d}" in val}
+        return {**_at(test, int(np.argmax(val["acc50"])), deltas), "checkpoint": c.name}
+
+    cells = {"BT-TT": cell(bt, False), "BV-TT": cell(bv, False)}
     if supervision == "cls":
         cells["BT-VT"] = cells["BV-VT"] = None
         cells["BV-Otsu"] = {**results[bv]["test"]["otsu"], "checkpoint": bv.name}
     else:
-        cells["BT-VT"] = test_at(bt, val_tau(bt))
-        cells["BV-VT"] = test_at(bv, val_tau(bv))
+        cells["BT-VT"] = cell(bt, True)
+        cells["BV-VT"] = cell(bv, True)
     return cells
 
 
@@ -174,28 +215,43 @@ def protocol_table(results: dict[Checkpoint, dict], supervisions: list[str]) -> 
     return {s: select(results, s) for s in ["cls", *supervisions]}
 
 
-def format_table(table: dict, thresholds: list[float] | None = None) -> str:
-    """The thesis' layout: one row per cell, one column per supervision; MaxBoxAcc / mIoU."""
+def format_table(table: dict, detail: bool = False) -> str:
+    """The thesis' layout: one row per cell, one column per supervision; MaxBoxAcc / mIoU, or (``detail``,
+    Tables 4.7/4.8) BoxAcc at IoU 30/50/70 / MaxBoxAccV2; the cells explained under the table."""
     names = list(table)
     lines = ["| cell | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+
+    def text(v: dict | None) -> str:
+        if v is None:
+            return "-"
+        if not detail:
+            return f"{v['MaxBoxAcc']:.2f} / {v['mIoU']:.2f}"
+        if "MaxBoxAccV2" not in v:
+            return "-"
+        return " / ".join(f"{v[k]:.2f}" for k in (*(f"@{d}" for d in IOU_THRESHOLDS), "MaxBoxAccV2"))
+
     for cell in (*CELLS, "BV-Otsu"):
-        row = []
-        for s in names:
-            v = table[s].get(cell)
-            row.append("-" if v is None else f"{v['MaxBoxAcc']:.2f} / {v['mIoU']:.2f}")
+        row = [text(table[s].get(cell)) for s in names]
         if cell == "BV-Otsu" and all(r == "-" for r in row):
             continue
         lines.append(f"| {cell} | " + " | ".join(row) + " |")
+    what = ("BoxAcc at IoU 30 / 50 / 70 / MaxBoxAccV2 (%, all boxes)" if detail
+            else "MaxBoxAcc / mIoU (%, IoU 0.5, largest box)")
+    lines += ["", f"Cells: test {what}. {CELL_HELP}"]
     return "\n".join(lines)
 
 
 def table_csv(table: dict) -> str:
-    """The table as CSV: one row per (supervision, cell) with MaxBoxAcc, mIoU and the checkpoint."""
+    """The table as CSV: one row per (supervision, cell) with MaxBoxAcc, mIoU, BoxAcc@30/50/70, MaxBoxAccV2 and
+    the checkpoint."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["supervision", "cell", "MaxBoxAcc", "mIoU", "checkpoint"])
+    extra = [*(f"@{d}" for d in IOU_THRESHOLDS), "MaxBoxAccV2"]
+    writer.writerow(["supervision", "cell", "MaxBoxAcc", "mIoU", *(k.replace("@", "BoxAcc@") for k in extra),
+                     "checkpoint"])
     for s, cells in table.items():
         for cell, v in cells.items():
             if v is not None:
-                writer.writerow([s, cell, f"{v['MaxBoxAcc']:.4f}", f"{v['mIoU']:.4f}", v["checkpoint"]])
+                writer.writerow([s, cell, f"{v['MaxBoxAcc']:.4f}", f"{v['mIoU']:.4f}",
+                                 *(f"{v[k]:.4f}" if k in v else "" for k in extra), v["checkpoint"]])
     return buf.getvalue()

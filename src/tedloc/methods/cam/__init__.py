@@ -30,6 +30,11 @@ METHOD = register_method(Method(
         "pretrained": {"help": "start from timm's weights (network or cache)"},
         "encoder_weights": {"help": "start from a local weight file (no download)"},
         "batch_size": {"help": "images per process and step (with torchrun, the global batch is N times this)"},
+        "selection": {"metavar": "{last,loc,pseudo:FILE}",
+                      "help": "the model kept and its threshold: the last epoch (threshold on val GT boxes if any), "
+                              "or the epoch of best val CAM MaxBoxAcc against the GT boxes (loc) or against val "
+                              "pseudo-boxes (pseudo:FILE: no GT box used)"},
+        "interval": {"help": "CAM threshold interval of the validation"},
     },
     summary=_summary,
 ))

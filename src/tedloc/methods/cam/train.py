@@ -7,8 +7,11 @@ multiplied by ``lr_gamma`` every ``lr_step`` epochs; train transform = resize, r
 flip; validation top-1/top-5 after every epoch. The loop is the engine's
 (:class:`tedloc.engine.Trainer`): any device and precision, one process or ``torchrun``.
 
-The run folder (:class:`~tedloc.engine.RunFolder`) holds a checkpoint per epoch and the last
-epoch's model (``model.{safetensors,json}``, with its preprocessing record and the val threshold).
+The run folder (:class:`~tedloc.engine.RunFolder`) holds a checkpoint per epoch and the selected
+epoch's model (``model.{safetensors,json}``, with its preprocessing record and the val threshold):
+the last epoch (``selection last``, wsolevaluation's practice), or the epoch of best val MaxBoxAcc of
+the CAM against the GT boxes (``loc``) or against val pseudo-boxes (``pseudo:FILE``: no GT box used,
+the threshold estimated on those boxes too).
 
 An interrupted run resumes from its last complete checkpoint and ends with the same weights
 as an uninterrupted one: shuffling and augmentation depend only on (seed, epoch, index).
@@ -25,9 +28,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from tedloc.data import load_dataset
 from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
-from tedloc.engine.checkpoint import save_checkpoint
+from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.engine.distributed import shard_indices
 from tedloc.errors import TedlocError
+from tedloc.methods.base import (best_epoch, selection_criterion, selection_split,
+                                 threshold_source)
 from tedloc.models.classifier import build_classifier
 from tedloc.utils.device import Runtime
 
@@ -37,6 +42,7 @@ RUN_KIND = "classifier"  # model.json's kind of these runs
 
 
 OPTIMIZERS = ("sgd", "adamw")
+SELECTIONS = ("last", "loc")  # and pseudo:FILE (methods.base.selection_criterion)
 
 
 @dataclass
@@ -59,10 +65,13 @@ class PretrainConfig:
     pretrained: bool = False
     encoder_weights: str | None = None
     optimizer: str = "sgd"
+    selection: str = "last"
+    interval: float = 0.01
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise TedlocError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        selection_criterion(self.selection, SELECTIONS)
 
 
 @torch.no_grad()
@@ -95,10 +104,11 @@ def evaluate_classifier(model: torch.nn.Module, dataset: Dataset, batch_size: in
 class ClassifierTask:
     """Cross-entropy training of a classifier (the engine's :class:`~tedloc.engine.TrainingTask`)."""
 
-    def __init__(self, model: torch.nn.Module, dataset, config: PretrainConfig):
+    def __init__(self, model: torch.nn.Module, dataset, config: PretrainConfig, loc_split=None):
         self.model, self.config = model, config
         self.train_set = model.preprocessing.dataset(dataset["train"], train=True, seed=config.seed)
         self.val_set = model.preprocessing.dataset(dataset["val"])
+        self.loc_split, self.class_names = loc_split, dataset.class_names
 
     def trainable(self) -> torch.nn.Module:
         """The whole classifier trains."""
@@ -125,19 +135,33 @@ class ClassifierTask:
                 "top1": LossTerm(100.0 * (logits.argmax(1) == labels).sum(), n, weight=0.0)}
 
     def validate(self, runtime: Runtime, dist: Distributed) -> dict:
-        """Top-1 / top-5 and loss on the val split."""
+        """Top-1 / top-5 and loss on the val split; with a localization selection (``loc``, ``pseudo:FILE``) also
+        the CAM's MaxBoxAcc and threshold against its boxes (GT-known maps)."""
+        from tedloc.eval.localizer_eval import evaluate_localizer
+        from tedloc.methods.cam.localizer import CAMLocalizer
+
         c = self.config
-        return evaluate_classifier(self.model, self.val_set, c.batch_size, c.workers, runtime, dist)
+        out = evaluate_classifier(self.model, self.val_set, c.batch_size, c.workers, runtime, dist)
+        if self.loc_split is not None:
+            localizer = CAMLocalizer(self.model, self.class_names, runtime=runtime)
+            loc = evaluate_localizer(localizer, self.loc_split, batch_size=c.batch_size, interval=c.interval,
+                                     masks=False, dist=dist)
+            out.update(MaxBoxAcc=loc["MaxBoxAcc"], threshold=loc["threshold"])
+        return out
 
     def row(self, train: dict[str, float], val: dict) -> dict:
         """The epoch's ``metrics.csv`` columns."""
-        return {"train_loss": train["loss"], "train_top1": train["top1"], "val_top1": val["top1"],
-                "val_top5": val["top5"], "val_loss": val["loss"]}
+        row = {"train_loss": train["loss"], "train_top1": train["top1"], "val_top1": val["top1"],
+               "val_top5": val["top5"], "val_loss": val["loss"]}
+        if "MaxBoxAcc" in val:
+            row.update(val_MaxBoxAcc=val["MaxBoxAcc"], val_threshold=val["threshold"])
+        return row
 
 
 def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig, runtime: Runtime,
                    dist: Distributed) -> float | None:
-    """The CAM threshold with the best val MaxBoxAcc (GT boxes), stored for `tedloc predict`; None without boxes."""
+    """The CAM threshold with the best val MaxBoxAcc (GT boxes, GT-known maps), stored for `tedloc predict`; None
+    without boxes."""
     from tedloc.eval.localizer_eval import evaluate_localizer
     from tedloc.methods.cam.localizer import CAMLocalizer
 
@@ -160,6 +184,8 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     for split in ("train", "val"):
         if split not in dataset.splits:
             raise TedlocError(f"{data}: pretraining needs a {split!r} split")
+    criterion, _ = selection_criterion(config.selection, SELECTIONS)  # a bad box file fails before the folder exists
+    loc_split = selection_split(config.selection, SELECTIONS, dataset["val"]) if criterion == "loc" else None
     dist, runtime = Distributed.from_env(runtime or Runtime())
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "dataset": dataset.name,
                 "class_names": dataset.class_names, "kind": RUN_KIND}
@@ -170,13 +196,20 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     preprocessing = model.preprocessing.to_dict()
     dist.on_main(lambda: run.confirm("preprocessing", preprocessing))  # a resume under another one is refused
     model = model.to(memory_format=torch.channels_last)  # ~30 % faster convolutions on CPU (BENCHMARKS.md)
-    task = ClassifierTask(model, dataset, config)
+    task = ClassifierTask(model, dataset, config, loc_split)
     meta = {"config": asdict(config), "arch": config.arch, "num_classes": dataset.num_classes}
     trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime, dist)
     history = trainer.fit(task, run, resume=resume, meta=meta)
-    threshold = _val_threshold(model, dataset, config, runtime, dist)
+    best = best_epoch(history, "val_MaxBoxAcc" if criterion == "loc" else None)
+    if criterion == "loc":
+        model.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
+        threshold = history[best]["val_threshold"]
+    else:
+        threshold = _val_threshold(model, dataset, config, runtime, dist)
     if dist.is_main:
-        final = {**meta, "epoch": config.epochs - 1, "history": history, "class_names": dataset.class_names,
-                 "kind": RUN_KIND, "preprocessing": preprocessing, "threshold": threshold}
+        final = {**meta, "epoch": best, "selection": config.selection,
+                 "threshold_source": threshold_source(config.selection, SELECTIONS), "history": history,
+                 "class_names": dataset.class_names, "kind": RUN_KIND, "preprocessing": preprocessing,
+                 "threshold": threshold}
         save_checkpoint(run.model_stem, model, final)
     return history

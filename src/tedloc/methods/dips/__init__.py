@@ -54,7 +54,9 @@ METHOD = register_method(Method(
         "classifier_dir": {"help": "folder of stage 1 (default RUN/classifier); runs with the same ViT and f_c "
                                    "settings may share one"},
         "lr_step": {"help": "decay the LR every N epochs (both stages)"},
-        "selection": {"choices": ("loc", "last"), "help": "the decoder of best val MaxBoxAcc (GT boxes) or the last"},
+        "selection": {"metavar": "{loc,pseudo:FILE,last}",
+                      "help": "the decoder of best val MaxBoxAcc against the GT boxes (loc) or against val "
+                              "pseudo-boxes (pseudo:FILE: no GT box used), or the last"},
         "interval": {"help": "threshold interval of the validation"},
         "workers": {"help": "data loader processes"},
         "batch_size": {"help": "images per process and step (with torchrun, the global batch is N times this)"},

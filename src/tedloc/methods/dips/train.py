@@ -32,7 +32,8 @@ from tedloc.data.transforms import View
 from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.errors import TedlocError
-from tedloc.methods.base import best_epoch, config_from_dict, load_encoder
+from tedloc.methods.base import (best_epoch, config_from_dict, load_encoder, selection_criterion, selection_split,
+                                 threshold_source)
 from tedloc.methods.dips.localizer import DiPSLocalizer
 from tedloc.methods.dips.proposals import check_proposals, encoder_source
 from tedloc.models.dense_crf_loss import FILTERS, dense_crf_loss
@@ -47,6 +48,7 @@ from tedloc.utils.keyed_random import keyed_uniform, sample_keys
 __all__ = ["DiPSTrainConfig", "train_dips", "build_dips", "RUN_KIND", "choose_proposals"]
 
 RUN_KIND = "dips"  # model.json's kind of these runs
+SELECTIONS = ("loc", "last")  # and pseudo:FILE (methods.base.selection_criterion)
 PROPOSAL_STREAM = 0x6470  # keyed random numbers: which proposal a sample uses at an epoch
 SEED_STREAM = 0x6473  # and where its pixel seeds fall
 # what the classifier stage depends on (RUN/classifier's configuration): the decoder's settings may change
@@ -99,8 +101,7 @@ class DiPSTrainConfig:
 
     def __post_init__(self):
         self.heads = tuple(int(h) for h in self.heads)
-        if self.selection not in ("loc", "last"):
-            raise TedlocError("selection must be loc (best val MaxBoxAcc) or last")
+        selection_criterion(self.selection, SELECTIONS)
         if self.crf_method not in FILTERS:
             raise TedlocError(f"crf_method must be one of {', '.join(FILTERS)}")
         if self.top_k < 1 or self.classifier_epochs < 1:
@@ -275,8 +276,8 @@ class DecoderStage:
         return terms
 
     def validate(self, runtime: Runtime, dist: Distributed) -> dict:
-        """Classification (f_c) and localization (GT boxes) on the val split; nothing with ``selection last``
-        on a split without boxes."""
+        """Classification (f_c) and localization (GT boxes, or the pseudo-boxes of ``selection pseudo:FILE``) on
+        the val split; nothing with ``selection last`` on a split without boxes."""
         from tedloc.eval.localizer_eval import evaluate_localizer
 
         if not self.val_split.has_boxes:
@@ -306,9 +307,8 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     for split in ("train", "val"):
         if split not in dataset.splits:
             raise TedlocError(f"{data}: DiPS needs a {split!r} split")
-    train_split, val_split = dataset["train"], dataset["val"]
-    if config.selection == "loc" and not val_split.has_boxes:
-        raise TedlocError(f"{data}: selection loc needs GT boxes on val; use --selection last")
+    train_split = dataset["train"]
+    val_split = selection_split(config.selection, SELECTIONS, dataset["val"])
     cache = ProposalCache(proposals, train_split.image_ids, shared=True)
     if not cache.complete:
         raise TedlocError(f"{proposals}: the proposal cache is incomplete; finish it with `tedloc proposals`")
@@ -344,10 +344,12 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     history = Trainer(Schedule.of(config), runtime, dist).fit(task, run, resume=resume,
                                                               meta={"config": asdict(config)})
     if dist.is_main:
-        best = best_epoch(history, "val_MaxBoxAcc" if config.selection == "loc" else None)
+        best = best_epoch(history, "val_MaxBoxAcc" if selection_criterion(config.selection, SELECTIONS)[0] == "loc"
+                          else None)
         net.decoder.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
                  "selected_epoch": best + 1, "selection": config.selection,
+                 "threshold_source": threshold_source(config.selection, SELECTIONS),
                  "threshold": history[best].get("val_threshold"), "history": history,
                  "classifier_epoch": best1 + 1, "classifier_history": history1,
                  "proposals": {"path": resolved["proposals"], "settings": cache.settings, "k": cache.k},

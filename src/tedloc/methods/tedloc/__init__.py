@@ -36,8 +36,10 @@ METHOD = register_method(Method(
         "fg_pool": {"help": "FG pseudo-labels: drawn from this top share of the CAM region's locations"},
         "bg_pool": {"help": "BG pseudo-labels: drawn from this bottom share of the locations outside it"},
         "lr_step": {"help": "decay the LR every N epochs"},
-        "selection": {"choices": ("loc", "cls", "last"),
-                      "help": "model selection: best val MaxBoxAcc (GT boxes), best val CL, or the last epoch"},
+        "selection": {"metavar": "{loc,pseudo:FILE,cls,last}",
+                      "help": "model selection and the stored threshold: best val MaxBoxAcc against the GT boxes "
+                              "(loc) or against val pseudo-boxes (pseudo:FILE, a `tedloc pseudo-boxes` file: no GT "
+                              "box used), best val CL (cls), or the last epoch"},
         "feature_cache": {"help": "folder for E's features of fixed training views: computed once, then every "
                                   "epoch trains the decoder only (shared by runs of the same encoder)"},
         "cache_views": {"help": "training views per image in the cache"},

@@ -6,7 +6,8 @@ the same draws on any device and in any number of processes), and
 L = l1 L_KD + l2 P_CL + l3 I_CL is minimised with SGD by the engine
 (:class:`tedloc.engine.Trainer`). After every epoch: validation (classification and
 localization with GT boxes), a checkpoint (safetensors + JSON), a ``metrics.csv`` row; the model
-selected by ``selection`` (``loc``: best val MaxBoxAcc, ``cls``: best val top-1, ``last``) is
+selected by ``selection`` (``loc``: best val MaxBoxAcc, ``pseudo:FILE``: the same against val
+pseudo-boxes, no GT box used; ``cls``: best val top-1; ``last``) is
 written to ``RUN/model.{safetensors,json}`` with its encoder, anchors, class names and operating
 threshold, so inference needs nothing else. Under ``torchrun`` DDP wraps the head only: E runs
 outside it, under ``no_grad``.
@@ -26,7 +27,8 @@ from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
 from tedloc.errors import TedlocError
-from tedloc.methods.base import best_epoch, config_from_dict, load_encoder
+from tedloc.methods.base import (best_epoch, config_from_dict, load_encoder, selection_criterion, selection_split,
+                                 threshold_source)
 from tedloc.methods.tedloc.localizer import TeDLocLocalizer
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
 from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, maps_on_grid
@@ -37,6 +39,7 @@ from tedloc.utils.keyed_random import sample_keys
 __all__ = ["TeDLocTrainConfig", "train_tedloc", "build_tedloc", "RUN_KIND"]
 
 RUN_KIND = "tedloc"  # model.json's kind of these runs
+SELECTIONS = ("loc", "cls", "last")  # and pseudo:FILE (methods.base.selection_criterion)
 
 PSEUDO_LABEL_STREAM = 0x7073  # the pseudo-label draws' stream of keyed random numbers
 
@@ -161,14 +164,14 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     ``runtime``: device and precision (default: the CPU in fp32). Under ``torchrun`` every process
     calls this; the first one writes the run folder, checkpoints and caches' metadata.
     """
-    if config.selection not in ("loc", "cls", "last"):
-        raise TedlocError("selection must be loc, cls or last")
     run = RunFolder(out)
     dataset = load_dataset(data)
+    criterion, _ = selection_criterion(config.selection, SELECTIONS)
+    val_split = selection_split(config.selection, SELECTIONS, dataset["val"])
     anchors = TextAnchors.load(anchors_path)
     if anchors.class_names != dataset.class_names:
         raise TedlocError(f"{anchors_path}: anchors of other classes than {data}")
-    train_split, val_split = dataset["train"], dataset["val"]
+    train_split = dataset["train"]
     cache = MapCache(cams, train_split.image_ids)
     if not cache.complete:
         raise TedlocError(f"{cams}: the map cache is incomplete; finish it with `tedloc cams`")
@@ -193,10 +196,11 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
                       find_unused_parameters=not all(config.lambdas))
     history = trainer.fit(task, run, resume=resume, meta={"config": asdict(config)})
     if dist.is_main:
-        best = best_epoch(history, {"loc": "val_MaxBoxAcc", "cls": "val_CL@1", "last": None}[config.selection])
+        best = best_epoch(history, {"loc": "val_MaxBoxAcc", "cls": "val_CL@1", "last": None}[criterion])
         model.head.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
                  "selected_epoch": best + 1, "selection": config.selection,
+                 "threshold_source": threshold_source(config.selection, SELECTIONS),
                  "threshold": history[best]["val_threshold"], "anchors": anchors.metadata(), "history": history,
                  "preprocessing": model.preprocessing.to_dict()}
         save_checkpoint(run.model_stem, model, final)
