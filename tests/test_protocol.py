@@ -235,6 +235,32 @@ def test_sweep_is_resumable(classifier_run, synthetic_small, tmp_path):
     assert [t.number for t in study.trials] == [0, 1] and all(0 <= t.value <= 100 for t in study.trials)
     assert set(study.trials[0].params) == {"lr", "weight_decay", "lr_gamma", "lr_step"}
     assert (tmp_path / "sweep" / "trial_0001" / "model.json").exists()
+    assert main([*common, "--trials", "3", "--sampler", "random"]) == 2  # a folder keeps its sampler
+
+
+def test_random_sweep_is_a_fixed_pool_scored_by_every_criterion(classifier_run, synthetic_small, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    import json
+
+    from tedloc.cli import main
+    from tedloc.protocol.make_boxes import make_pseudo_boxes
+
+    boxes = tmp_path / "cam.txt"
+    make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, boxes)
+    common = ["sweep", "--method", "cam", "--data", str(synthetic_small), "--pseudo-boxes", str(boxes),
+              "--epochs", "1", "--batch-size", "8", "--input-size", "48", "--workers", "0", "--sampler", "random",
+              "--trials", "2"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    table = json.loads((tmp_path / "a" / "table.json").read_text())
+    assert set(table) == {"cls", "GT", "pseudo"} and "| BV-VT |" in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "b")]) == 0
+    import optuna
+
+    def params(name):
+        study = optuna.load_study(study_name="tedloc-cam", storage=f"sqlite:///{tmp_path / name / 'study.db'}")
+        return [t.params for t in study.trials]
+
+    assert params("a") == params("b")  # the same seeded pool, whatever the scores
 
 
 def test_selection_on_val_pseudo_boxes_uses_no_gt_box(classifier_run, synthetic_small, tmp_path, capsys):
@@ -278,3 +304,38 @@ def test_selection_on_val_pseudo_boxes_uses_no_gt_box(classifier_run, synthetic_
     assert "short.txt" in err and "have no box" in err and not (tmp_path / "bad").exists()
     assert main([*common, "--out", str(tmp_path / "bad"), "--selection", "best"]) == 2
     assert "selection must be last, loc or pseudo:FILE" in capsys.readouterr().err
+
+
+def test_annotator_stages_and_pointing_game(classifier_run, synthetic_small, tmp_path, capsys):
+    """Table 4.5: the IoU after each stage of the chain; the upper bound bounds every stage."""
+    import json
+
+    from tedloc.cli import main
+    from tedloc.data import load_dataset
+    from tedloc.data.images import load_image
+    from tedloc.protocol.annotator_stages import annotator_stages
+    from tedloc.protocol.annotators import AnnotatorContext, create_annotator
+
+    pytest.importorskip("cv2.ximgproc")
+    result = annotator_stages(synthetic_small, "val", "ss", classifier_run, limit=4, max_proposals=30)
+    stages = result["stages"]
+    assert set(stages) == {"top box", "PG only", "PG + top 20%", "final", "upper bound"} and result["images"] == 4
+    assert all(stages["upper bound"]["mIoU"] >= s["mIoU"] - 1e-9 for s in stages.values())
+    # the final stage is the annotator's own box
+    dataset = load_dataset(synthetic_small)
+    split = dataset["val"]
+    ss = create_annotator("ss", AnnotatorContext(dataset.class_names, str(classifier_run)), max_proposals=30)
+    boxes = {split.image_ids[i]: ss(load_image(split.image_path(i)), int(split.labels[i])) for i in range(4)}
+    from tedloc.eval.boxes import box_iou
+
+    final = np.mean([box_iou(boxes[split.image_ids[i]][None], split.boxes[i]).max() for i in range(4)]) * 100
+    assert stages["final"]["mIoU"] == pytest.approx(final)
+    # the pointing game: the CAM peak inside a GT box, per image
+    tools = ss.tools
+    hits = [any(b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3] for b in split.boxes[i])
+            for i in range(4) for p in [tools.peak(load_image(split.image_path(i)), int(split.labels[i]))]]
+    assert result["pointing_game"] == pytest.approx(100 * np.mean(hits))
+    out = tmp_path / "stages.json"
+    assert main(["pseudo-boxes", "stages", "--data", str(synthetic_small), "--method", "cam", "--run",
+                 str(classifier_run), "--json-out", str(out)]) == 0
+    assert "| final |" in capsys.readouterr().out and set(json.loads(out.read_text())["stages"]) == {"final"}

@@ -36,13 +36,22 @@ def _pseudo_boxes(args: argparse.Namespace) -> int:
     from tedloc.protocol.annotators import ANNOTATORS
     from tedloc.protocol.make_boxes import make_pseudo_boxes
 
-    if not (args.method and args.out):
+    if not args.method or not (args.out or args.action == "stages"):
         raise TedlocError("pseudo-boxes needs --method and --out (or the 'score' action)")
     takes = ANNOTATORS.get(args.method).options
     options = {option: getattr(args, dest) for dest, option in _ANNOTATOR_OPTIONS.items()
                if option in takes and getattr(args, dest) is not None}
     if options.get("weights") == "random":  # random weights (tests): recorded as null
         options["weights"] = None
+    if args.action == "stages":
+        from tedloc.protocol.annotator_stages import annotator_stages, format_stages
+
+        result = annotator_stages(args.data, args.split, args.method, args.run, runtime_from_args(args),
+                                  args.limit, **options)
+        print(format_stages(result))
+        if args.json_out:
+            atomic_write_text(args.json_out, json.dumps(result, indent=1) + "\n")
+        return 0
     summary = make_pseudo_boxes(args.data, args.split, args.method, args.run, args.out,
                                 runtime=runtime_from_args(args), **options)
     score = summary.get("score")
@@ -54,9 +63,11 @@ def _pseudo_boxes(args: argparse.Namespace) -> int:
 @command("pseudo-boxes", help="make pseudo-boxes for a split without GT (ss, cam, clip, rpn), or score a box file")
 def configure_pseudo_boxes(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc pseudo-boxes``."""
-    parser.add_argument("action", nargs="?", choices=("score",), help="'score': score --boxes against GT")
+    parser.add_argument("action", nargs="?", choices=("score", "stages"),
+                        help="'score': score --boxes against GT; 'stages': the IoU after each stage of --method's "
+                             "chain and its pointing-game accuracy, against GT (thesis Table 4.5); none: make boxes")
     parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="val")
+    parser.add_argument("--split", default="val", help="the split to annotate or score (default val)")
     from tedloc.protocol.annotators import ANNOTATORS
 
     parser.add_argument("--method", choices=ANNOTATORS.names(),
@@ -69,6 +80,8 @@ def configure_pseudo_boxes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boxes", help="box file to score (localization.txt format, one box per image)")
     parser.add_argument("--rescale", type=int, help="score after rescaling boxes to a square of this size")
     parser.add_argument("--json", action="store_true", help="print the score as JSON")
+    parser.add_argument("--limit", type=int, help="'stages': the first N images only (default: all)")
+    parser.add_argument("--json-out", help="'stages': write the result as JSON here")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_pseudo_boxes)
 
@@ -144,14 +157,26 @@ def configure_noise_study(parser: argparse.ArgumentParser) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from tedloc.protocol.sweep import run_sweep
+    from tedloc.protocol.sweep import run_sweep, trial_runs
 
+    runtime = runtime_from_args(args)
     study = run_sweep(args.method, args.data, args.out, args.pseudo_boxes, args.trials, config_of(args),
                       args.storage, tuple(args.step_range) if args.step_range else None, args.sweep_seed,
-                      inputs_of(args), args.sweep_interval, runtime_from_args(args))
+                      inputs_of(args), args.sweep_interval, runtime, args.sampler)
     best = study.best_trial
     print(f"{len(study.trials)} trials; best val MaxBoxAcc vs pseudo-boxes {best.value:.2f} "
           f"({best.user_attrs.get('run')}, epoch {best.user_attrs.get('best_epoch')}): {best.params}")
+    if args.sampler == "random":  # the fixed pool, scored by every criterion (evaluations reused from the trials)
+        from tedloc.data import load_dataset
+        from tedloc.protocol.box_files import supervision_sets
+        from tedloc.protocol.selection import evaluate_runs, format_table, protocol_table
+
+        dataset = load_dataset(args.data, splits=["val", "test"])
+        sets = supervision_sets(dataset["val"], [f"pseudo={args.pseudo_boxes}"])
+        results = evaluate_runs(trial_runs(study), sets, dataset["test"], args.sweep_interval, runtime=runtime)
+        table = protocol_table(results, list(sets))
+        print(format_table(table))
+        atomic_write_text(f"{args.out}/table.json", json.dumps(table, indent=1) + "\n")
     return 0
 
 
@@ -167,7 +192,11 @@ def configure_sweep(parser: argparse.ArgumentParser, argv: list[str] | None = No
     parser.add_argument("--step-range", type=int, nargs=2, metavar=("LOW", "HIGH"),
                         help="range of the LR step size (default: the method's search space, [2, 9])")
     parser.add_argument("--sweep-interval", type=float, default=0.01, help="CAM threshold interval of the scoring")
-    parser.add_argument("--sweep-seed", type=int, default=0, help="seed of Optuna's sampler")
+    parser.add_argument("--sweep-seed", type=int, default=0, help="seed of Optuna's sampler (default 0)")
+    parser.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
+                        help="tpe: Optuna's TPE (default); random: a fixed pool of sampled configurations, trained "
+                             "once, then scored by every criterion (the protocol table over the trials, "
+                             "OUT/table.json)")
     add_method_arguments(parser, argv, search_space=True)
     add_runtime_arguments(parser)
     parser.set_defaults(func=_sweep)

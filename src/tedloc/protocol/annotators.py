@@ -34,7 +34,10 @@ from tedloc.models.localizer import ClassConditionalMaps
 from tedloc.utils.registry import Registry
 
 __all__ = ["ANNOTATORS", "AnnotatorSpec", "AnnotatorContext", "Annotator", "register_annotator", "create_annotator",
-           "select_by_pointing_game", "selective_search_boxes", "ClassifierTools"]
+           "select_by_pointing_game", "selective_search_boxes", "ClassifierTools", "ProposalAnnotator", "STAGES"]
+
+# the stages of a proposal annotator's chain (thesis Table 4.5), as :meth:`ProposalAnnotator.stages` names them
+STAGES = ("top box", "PG only", "PG + top 20%", "final")
 
 
 def _box_contains(boxes: np.ndarray, point: tuple[int, int]) -> np.ndarray:
@@ -99,7 +102,46 @@ class CAMAnnotator(Annotator):
         return np.array(box_from_map(self.tools.cam(image, label), "otsu"), dtype=np.int64)
 
 
-class SelectiveSearchAnnotator(Annotator):
+class ProposalAnnotator(Annotator):
+    """Proposals ranked by a score (:meth:`ranked`), the top ``fraction`` kept, the pointing game on the
+    true-class CAM peak, then the classifier's confidence (:func:`select_by_pointing_game`); the whole image
+    if there is no proposal. :meth:`stages` gives the box after each stage of that chain."""
+
+    fraction = 0.2
+
+    def ranked(self, image: Image.Image, label: int
+               ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """``(proposals (N, 4), rank (N,) higher first, confidence(boxes))`` of one image."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def __call__(self, image: Image.Image, label: int) -> np.ndarray:
+        boxes, rank, confidence = self.ranked(image, label)
+        if len(boxes) == 0:
+            w, h = image.size
+            return np.array([0, 0, w - 1, h - 1], dtype=np.int64)
+        return select_by_pointing_game(boxes, rank, self.tools.peak(image, label), confidence, self.fraction)
+
+    def stages(self, image: Image.Image, label: int) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[int, int]]:
+        """``(stage -> box, every proposal, the CAM peak)``. Stages (:data:`STAGES`): ``top box``, the first by
+        rank; ``PG only``, the first by rank of the proposals containing the peak (no 20 % pool); ``PG + top
+        20%``, the same within the pool; ``final``, the annotator's box (pool, pointing game, confidence).
+        Without a proposal every stage is the whole image."""
+        boxes, rank, confidence = self.ranked(image, label)
+        peak = self.tools.peak(image, label)
+        if len(boxes) == 0:
+            w, h = image.size
+            whole = np.array([0, 0, w - 1, h - 1], dtype=np.int64)
+            return {stage: whole for stage in STAGES}, whole[None], peak
+        ordered = boxes[np.argsort(-np.asarray(rank, dtype=np.float64), kind="stable")]
+        pool = ordered[:max(1, math.ceil(self.fraction * len(ordered)))]
+        hit_all, hit_pool = ordered[_box_contains(ordered, peak)], pool[_box_contains(pool, peak)]
+        out = {"top box": ordered[0], "PG only": hit_all[0] if len(hit_all) else ordered[0],
+               "PG + top 20%": hit_pool[0] if len(hit_pool) else pool[0],
+               "final": select_by_pointing_game(boxes, rank, peak, confidence, self.fraction)}
+        return out, boxes, peak
+
+
+class SelectiveSearchAnnotator(ProposalAnnotator):
     """Selective Search proposals ranked by the classifier's box confidence, then the pointing game on the
     true-class CAM peak (:func:`select_by_pointing_game`); the whole image if there is no proposal."""
 
@@ -112,18 +154,16 @@ class SelectiveSearchAnnotator(Annotator):
         """The Selective Search mode, the proposal cap and the fraction kept before the pointing game."""
         return {"mode": self.mode, "max_proposals": self.max_proposals, "fraction": self.fraction}
 
-    def __call__(self, image: Image.Image, label: int) -> np.ndarray:
+    def ranked(self, image: Image.Image, label: int
+               ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """Selective Search proposals ranked by the classifier's confidence (computed once for all)."""
         boxes = selective_search_boxes(image, self.mode, self.max_proposals)
-        if len(boxes) == 0:
-            w, h = image.size
-            return np.array([0, 0, w - 1, h - 1], dtype=np.int64)
-        conf = self.tools.confidence(image, label, boxes)
+        conf = self.tools.confidence(image, label, boxes) if len(boxes) else np.zeros(0)
         lookup = {tuple(b): c for b, c in zip(boxes.tolist(), conf)}
-        return select_by_pointing_game(boxes, conf, self.tools.peak(image, label),
-                                       lambda bs: np.array([lookup[tuple(b)] for b in bs.tolist()]), self.fraction)
+        return boxes, conf, lambda bs: np.array([lookup[tuple(b)] for b in bs.tolist()])
 
 
-class RPNAnnotator(Annotator):
+class RPNAnnotator(ProposalAnnotator):
     """torchvision's Faster R-CNN (ResNet-50 FPN) region proposal network, class-agnostic.
 
     ``weights``: ``"DEFAULT"`` (COCO weights, downloaded by torchvision, needs network once), a
@@ -168,14 +208,11 @@ class RPNAnnotator(Annotator):
         b[:, 3] = np.maximum(b[:, 3], b[:, 1])
         return b
 
-    def __call__(self, image: Image.Image, label: int) -> np.ndarray:
+    def ranked(self, image: Image.Image, label: int
+               ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """RPN proposals ranked by objectness; the confidence computed only for the boxes asked."""
         boxes = self.proposals(image)
-        if len(boxes) == 0:
-            w, h = image.size
-            return np.array([0, 0, w - 1, h - 1], dtype=np.int64)
-        rank = -np.arange(len(boxes), dtype=np.float64)  # objectness order
-        return select_by_pointing_game(boxes, rank, self.tools.peak(image, label),
-                                       lambda bs: self.tools.confidence(image, label, bs), self.fraction)
+        return boxes, -np.arange(len(boxes), dtype=np.float64), lambda bs: self.tools.confidence(image, label, bs)
 
 
 class CLIPAnnotator(CAMAnnotator):

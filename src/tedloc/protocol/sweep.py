@@ -8,16 +8,27 @@ trains one run in ``OUT/trial_NNNN`` with the method's training function and sco
 checkpoint by its validation MaxBoxAcc against the pseudo-boxes; the trial's value is the best
 epoch's. The study lives in an Optuna storage (SQLite by default, ``OUT/study.db``): a new call
 with the same storage continues it, and several processes can run trials of one study at once.
+
+Samplers (``SAMPLERS``): ``tpe`` (Optuna's TPE: each configuration depends on the scores so far) or
+``random`` (the thesis' practice: a fixed pool of independently sampled configurations, trained once
+and then scored by every selection criterion, e.g. by ``tedloc protocol-table`` over the trials' runs,
+which reuses their cached evaluations). ``OUT/sweep.json`` records the method and the sampler; a
+folder is never continued with another.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
+from tedloc.errors import TedlocError
 from tedloc.methods import Method, get_method
+from tedloc.utils.io import atomic_write_text
 
-__all__ = ["run_sweep", "suggest"]
+__all__ = ["run_sweep", "suggest", "SAMPLERS", "trial_runs"]
+
+SAMPLERS = ("tpe", "random")
 
 
 def suggest(trial, space: dict[str, tuple[str, float, float]]) -> dict:
@@ -60,15 +71,16 @@ def _objective_factory(method: Method, data: Path, out: Path, boxes: Path, base,
 
 def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxes: str | os.PathLike, trials: int,
               base=None, storage: str | None = None, step_range: tuple[int, int] | None = None, seed: int = 0,
-              inputs: dict | None = None, interval: float = 0.01, runtime=None):
+              inputs: dict | None = None, interval: float = 0.01, runtime=None, sampler: str = "tpe"):
     """Run trials of ``method`` (a registered name) until the study holds ``trials`` finished ones; returns
     the Optuna study. ``base``: the method's config the trials start from (default: its defaults);
     ``inputs``: the method's extra training inputs (TeD-Loc: ``anchors``, ``cams``); ``runtime``: the
-    device and precision of the trials (a :class:`~tedloc.utils.device.Runtime`; default the CPU)."""
+    device and precision of the trials (a :class:`~tedloc.utils.device.Runtime`; default the CPU);
+    ``sampler``: ``tpe`` or ``random`` (see the module docstring), seeded by ``seed``."""
     import optuna
 
-    from tedloc.errors import TedlocError
-
+    if sampler not in SAMPLERS:
+        raise TedlocError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     spec = get_method(method)
     missing = [name for name in spec.inputs if not (inputs or {}).get(name)]
     if missing:
@@ -77,14 +89,30 @@ def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxe
     if step_range is not None and "lr_step" in space:
         space["lr_step"] = ("int", *step_range)
     out = Path(out)
+    record = {"method": method, "sampler": sampler, "seed": seed}
+    if (out / "sweep.json").exists():
+        previous = json.loads((out / "sweep.json").read_text())
+        if {k: previous.get(k) for k in record} != record:
+            raise TedlocError(f"{out} holds a sweep with {previous}; continue it with those settings or choose "
+                              f"another --out")
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "sweep.json", json.dumps(record, indent=1) + "\n")
     base = base if base is not None else spec.config()
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
     study = optuna.create_study(study_name=f"tedloc-{method}", storage=storage, direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True)
+                                sampler=samplers[sampler](seed=seed), load_if_exists=True)
     finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     if finished < trials:
         objective = _objective_factory(spec, Path(data), out, Path(boxes), base, space,
                                        {k: (inputs or {})[k] for k in spec.inputs}, interval, runtime)
         study.optimize(objective, n_trials=trials - finished)
     return study
+
+
+def trial_runs(study) -> list[str]:
+    """The run folders of the study's finished trials, in trial order."""
+    import optuna
+
+    return [t.user_attrs["run"] for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE and "run" in t.user_attrs]
