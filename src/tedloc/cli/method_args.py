@@ -6,8 +6,53 @@ import argparse
 from tedloc.cli import option_value
 from tedloc.cli.config_args import add_config_arguments, config_from_args
 from tedloc.errors import TedlocError
+from tedloc.utils.config_files import config_path, read_config_file
 
-__all__ = ["add_method_arguments", "method_from_args", "config_of", "inputs_of"]
+__all__ = ["add_method_arguments", "method_from_args", "config_of", "inputs_of", "apply_config_file"]
+
+def _typed(action: argparse.Action, value, path: str, key: str):
+    """``value`` of the YAML file converted as the option's own ``type`` would convert it from text."""
+    def one(v):
+        if action.type is None or v is None or isinstance(action, argparse.BooleanOptionalAction):
+            return v
+        try:
+            return action.type(v if not isinstance(v, bool) else str(v))
+        except (TypeError, ValueError):
+            raise TedlocError(f"{path}: {key}: {v!r} is not a valid value") from None
+
+    if isinstance(action, argparse.BooleanOptionalAction):
+        if not isinstance(value, bool):
+            raise TedlocError(f"{path}: {key}: expected true or false, got {value!r}")
+        return value
+    if isinstance(value, list):
+        return [one(v) for v in value]
+    if action.nargs not in (None, "?") and value is not None:
+        raise TedlocError(f"{path}: {key}: expected a list, got {value!r}")
+    if action.choices is not None and value is not None and one(value) not in action.choices:
+        raise TedlocError(f"{path}: {key}: {value!r} is not one of {', '.join(map(str, action.choices))}")
+    return one(value)
+
+
+def apply_config_file(parser: argparse.ArgumentParser, name: str | None, ignore: tuple[str, ...] = ()) -> None:
+    """Make the values of the config file ``name`` the parser's defaults (flags given on the command line
+    override them; a required option given there is no longer required); keys in ``ignore`` are skipped (a
+    sweep searches them). An unknown key or a bad value is recorded and reported as one line when the
+    command runs (``config_error``)."""
+    if not name:
+        return
+    try:
+        values = {k: v for k, v in read_config_file(name).items() if k not in ignore}
+        path = str(config_path(name))
+        actions = {a.dest: a for a in parser._actions}
+        unknown = sorted(k for k in values if k not in actions or k in ("help", "config"))
+        if unknown:
+            raise TedlocError(f"{path}: unknown option(s) {', '.join(unknown)} for this command")
+        for key, value in values.items():
+            action = actions[key]
+            action.default = _typed(action, value, path, key)
+            action.required = False
+    except TedlocError as e:
+        parser.set_defaults(config_error=str(e))
 
 
 def add_method_arguments(parser: argparse.ArgumentParser, argv: list[str] | None, default: str = "tedloc",
@@ -19,7 +64,17 @@ def add_method_arguments(parser: argparse.ArgumentParser, argv: list[str] | None
     from tedloc.methods import get_method, list_methods
 
     parser.allow_abbrev = False
-    name = fixed or option_value(argv, "--method", default)
+    config_file = option_value(argv, "--config")
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="a YAML file of option values (or a shipped config's name, e.g. cub_tedloc): they "
+                             "become the defaults, options given here override them; the resolved config is "
+                             "saved in the run")
+    from_file = {}
+    try:
+        from_file = read_config_file(config_file) if config_file else {}
+    except TedlocError:
+        pass  # reported when the command runs (apply_config_file)
+    name = fixed or option_value(argv, "--method", from_file.get("method", default))
     names = list_methods()
     if fixed is None:
         parser.add_argument("--method", choices=names, default=default,
@@ -33,12 +88,15 @@ def add_method_arguments(parser: argparse.ArgumentParser, argv: list[str] | None
         group.add_argument("--" + input_name.replace("_", "-"), required=True, help=help_text)
     add_config_arguments(parser.add_argument_group(f"{method.name} hyper-parameters"), method.config, skip,
                          **method.option_help)
+    parser.set_defaults(config_file=config_file)
 
 
 def method_from_args(args: argparse.Namespace):
     """The :class:`~tedloc.methods.Method` the options chose."""
     from tedloc.methods import get_method
 
+    if getattr(args, "config_error", None):
+        raise TedlocError(args.config_error)
     chosen = getattr(args, "method", None) or args.method_name
     if chosen != args.method_name:  # options were made for another method than the one chosen
         raise TedlocError(f"--method {chosen}: give it as '--method {chosen}' (its options depend on it)")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from tedloc.cli import command
+from tedloc.cli import command, option_value
 from tedloc.cli.clip_args import add_clip_model_arguments
-from tedloc.cli.method_args import add_method_arguments, config_of, inputs_of
+from tedloc.cli.method_args import add_method_arguments, apply_config_file, config_of, inputs_of
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
@@ -199,4 +199,8 @@ def configure_sweep(parser: argparse.ArgumentParser, argv: list[str] | None = No
                              "OUT/table.json)")
     add_method_arguments(parser, argv, search_space=True)
     add_runtime_arguments(parser)
+    from tedloc.methods import get_method
+
+    searched = tuple(get_method(parser.get_default("method_name")).search_space)
+    apply_config_file(parser, option_value(argv, "--config"), ignore=searched)
     parser.set_defaults(func=_sweep)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from tedloc.cli import command
-from tedloc.cli.method_args import add_method_arguments, config_of, inputs_of, method_from_args
+from tedloc.cli import command, option_value
+from tedloc.cli.method_args import (add_method_arguments, apply_config_file, config_of, inputs_of,
+                                    method_from_args)
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 
@@ -32,13 +33,15 @@ def configure(parser: argparse.ArgumentParser, argv: list[str] | None = None) ->
     _common(parser)
     add_method_arguments(parser, argv)
     add_runtime_arguments(parser)
+    apply_config_file(parser, option_value(argv, "--config"))
     parser.set_defaults(func=_train)
 
 
-@command("pretrain", help="train a classifier (encoder + pooling + linear head): train --method cam")
-def configure_pretrain(parser: argparse.ArgumentParser) -> None:
+@command("pretrain", help="train a classifier (encoder + pooling + linear head): train --method cam", argv=True)
+def configure_pretrain(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
     """The options of ``tedloc pretrain`` (``tedloc train --method cam``)."""
     _common(parser)
-    add_method_arguments(parser, None, fixed="cam")
+    add_method_arguments(parser, argv, fixed="cam")
     add_runtime_arguments(parser)
+    apply_config_file(parser, option_value(argv, "--config"))
     parser.set_defaults(func=_train)

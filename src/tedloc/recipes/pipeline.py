@@ -1,7 +1,7 @@
 """The whole WSOL pipeline on one dataset directory, as resumable steps into one folder.
 
-    OUT/runs/cam/             the classifier (CAM baseline; its backbone is TeD-Loc's encoder E)
-    OUT/cache/cams_train/     CAM pseudo-label maps of the train split
+    OUT/runs/cam/             the classifier (CAM baseline; offline, its backbone is TeD-Loc's encoder E)
+    OUT/cache/cams_train/     pseudo-label maps of the train split (the CAM run's, or CLIP-ES's)
     OUT/cache/features/       E's features of fixed training views (shared by all TeD-Loc runs)
     OUT/anchors/              text anchors, QR-orthogonalised and raw
     OUT/runs/<variant>/       one TeD-Loc run per variant (the paper's ablations)
@@ -13,6 +13,9 @@
     OUT/eval/<method>.json    test metrics of each method (same keys as `tedloc evaluate --json`)
     OUT/results.json          method -> test metrics
     OUT/report.md             a table and, if asked, overlay pictures (OUT/report/)
+
+The test evaluation follows the papers' conventions (docs/EVALUATION.md): class-dependent maps of the true
+class (GT-known; the predicted-class version beside), 1,000 thresholds, maps at each run kind's size.
 
 Every step reuses what a previous (possibly interrupted) call finished, so running the same
 command again continues where it stopped. Used by ``tedloc demo`` and ``tedloc bench``.
@@ -39,7 +42,8 @@ from tedloc.utils.registry import Registry
 
 __all__ = ["Recipe", "Variant", "VARIANTS", "DiPSVariant", "DIPS_VARIANTS", "run_recipe", "HEADLINE_METRICS"]
 
-HEADLINE_METRICS = ("CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "mIoU")
+HEADLINE_METRICS = ("CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "mIoU", "PxAP")
+PSEUDO_LABELS = ("cam", "clip-es")  # the sources of TeD-Loc's pseudo-label maps in a recipe
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,11 @@ class Recipe:
     proposal_min_size: float = 0.05
     eval_interval: float = 0.001  # the test evaluation's threshold interval (wsolevaluation's final one)
     map_class: str = "true"  # class-dependent maps (CAM, TeD-Loc's class map) of the true class: GT-known
-    map_size: int | None = None  # maps scored at this side (None: each run's input size)
+    map_sizes: dict = field(default_factory=dict)  # run kind -> side of the scored maps (default: its input size)
+    pseudo_labels: str = "cam"  # TeD-Loc's pseudo-labels: the CAM run's maps, or CLIP-ES's (training-free)
+    clip: str = "ViT-B-16"  # CLIP-ES's open_clip model and weights (pseudo_labels clip-es)
+    clip_pretrained: str = "openai"
+    encoder_from_cam: bool = True  # TeD-Loc's E = the CAM run's backbone (offline); False: the tedloc config's own
 
 
 def _log_step(log: Callable[[str], None], i: int, n: int, text: str) -> float:
@@ -120,6 +128,19 @@ def _anchors(data: Path, out: Path, encoder: str | None, runtime: Runtime):
     return ortho, raw
 
 
+def _clip_es_maps(data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> None:
+    """CLIP-ES maps of the true classes of the train split into ``out`` (resumable), TeD-Loc's pseudo-labels."""
+    from tedloc.cams.compute import compute_map_cache
+    from tedloc.data import load_dataset
+    from tedloc.models.clip_vit import ClipSpec
+    from tedloc.zeroshot import create_training_free
+
+    names = load_dataset(data, splits=[]).class_names
+    model = create_training_free("clip-es", names, ClipSpec(recipe.clip, recipe.clip_pretrained), runtime=runtime)
+    compute_map_cache(model, data, "train", out, method="clip-es", batch_size=recipe.eval_batch_size,
+                      runtime=runtime, model_record=model.record())
+
+
 def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> dict:
     """Test metrics of a run under the recipe's conventions, cached in OUT/eval/<name>.json until the run's
     model or the conventions change."""
@@ -131,20 +152,25 @@ def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime
     model_mtime = RunFolder(run).metadata_path.stat().st_mtime
     if path.exists() and path.stat().st_mtime >= model_mtime:
         cached = json.loads(path.read_text())
-        if all(cached.get(k) == v for k, v in _conventions(recipe, cached).items()):  # else evaluated again
+        if all(cached.get(k) == v for k, v in _conventions(recipe, run, cached).items()):  # else evaluated again
             return cached
     localizer = load_model(run, runtime=runtime)
     metrics = evaluate_localizer(localizer, load_dataset(data, splits=["test"])["test"],
                                  batch_size=recipe.eval_batch_size, all_maps=True, interval=recipe.eval_interval,
-                                 map_class=recipe.map_class, map_size=recipe.map_size)
+                                 map_class=recipe.map_class, map_size=_map_size(recipe, run))
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
 
 
-def _conventions(recipe: Recipe, metrics: dict) -> dict:
+def _map_size(recipe: Recipe, run: Path) -> int | None:
+    """The side the run's maps are scored at: the recipe's for its kind, else None (its input size)."""
+    return recipe.map_sizes.get(RunFolder(run).metadata().get("kind"))
+
+
+def _conventions(recipe: Recipe, run: Path, metrics: dict) -> dict:
     """What a cached evaluation must have been made with (the map size: the recipe's, or the run's input)."""
     return {"map_class": recipe.map_class, "interval": recipe.eval_interval,
-            "map_size": recipe.map_size or metrics.get("map_size", -1)}
+            "map_size": _map_size(recipe, run) or metrics.get("map_size", -1)}
 
 
 def _centered_box(data: Path, out: Path, size: int) -> dict:
@@ -161,6 +187,14 @@ def _centered_box(data: Path, out: Path, size: int) -> dict:
     metrics["box_fraction"] = fraction
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
+
+
+def _has_boxes(data: Path) -> bool:
+    """Whether the val and test splits have GT boxes (the centered box and the overlays need them)."""
+    from tedloc.data import load_dataset
+
+    dataset = load_dataset(data, splits=["val", "test"])
+    return dataset["val"].has_boxes and dataset["test"].has_boxes
 
 
 def _strip(metrics: dict) -> dict:
@@ -290,10 +324,13 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
                           "steps under torchrun one by one instead (docs/GPU.md)")
     for name in recipe.variants:
         VARIANTS.get(name)  # fail early on a typo
+    if recipe.pseudo_labels not in PSEUDO_LABELS:
+        raise TedlocError(f"pseudo_labels must be one of {', '.join(PSEUDO_LABELS)}, got {recipe.pseudo_labels!r}")
     dips_variants = recipe.dips_variants if recipe.dips is not None else ()
     for name in dips_variants:
         DIPS_VARIANTS.get(name)
-    n = 5 + len(recipe.variants) + (1 if recipe.overlays else 0) + (2 + len(dips_variants) if dips_variants else 0)
+    draw = bool(recipe.overlays) and _has_boxes(data)
+    n = 5 + len(recipe.variants) + (1 if draw else 0) + (2 + len(dips_variants) if dips_variants else 0)
     step = 1
     timings: dict[str, float] = {}
 
@@ -307,18 +344,23 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         get_method("cam").train(data, cam_run, recipe.pretrain, runtime=runtime)
     done("pretrain", t0)
     step += 1
-    t0 = _log_step(log, step, n, "CAM pseudo-label maps of the train split")
+    t0 = _log_step(log, step, n, f"{recipe.pseudo_labels} pseudo-label maps of the train split")
     cams = out / "cache" / "cams_train"
-    compute_run_map_cache(cam_run, data, "train", cams, batch_size=recipe.eval_batch_size, runtime=runtime)
+    if recipe.pseudo_labels == "cam":
+        compute_run_map_cache(cam_run, data, "train", cams, batch_size=recipe.eval_batch_size, runtime=runtime)
+    else:
+        _clip_es_maps(data, cams, recipe, runtime)
     done("cam_cache", t0)
     step += 1
     t0 = _log_step(log, step, n, "text anchors of the class names")
     ortho, raw = _anchors(data, out, recipe.text_encoder, runtime)
     done("anchors", t0)
     step += 1
-    base = dataclasses.replace(recipe.tedloc, encoder=recipe.pretrain.arch, encoder_run=str(cam_run.resolve()),
-                               input_size=recipe.pretrain.input_size,
+    base = dataclasses.replace(recipe.tedloc,
                                feature_cache=recipe.tedloc.feature_cache or str((out / "cache" / "features").resolve()))
+    if recipe.encoder_from_cam:
+        base = dataclasses.replace(base, encoder=recipe.pretrain.arch, encoder_run=str(cam_run.resolve()),
+                                   input_size=recipe.pretrain.input_size)
     runs = {"cam": cam_run}
     for name in recipe.variants:
         variant = VARIANTS.get(name)
@@ -336,7 +378,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         step, proposal_quality = _dips_steps(data, out, recipe, cam_run, runs, runtime, log, done, step, n)
     t0 = _log_step(log, step, n, "evaluate every method on the test split")
     results: dict = {}
-    if recipe.centered_box:
+    if recipe.centered_box and _has_boxes(data):
         results["centered_box"] = _strip(_centered_box(data, out, recipe.pretrain.input_size))
     for name, run in runs.items():
         results[name] = _strip(_evaluate(run, data, out, recipe, runtime))
@@ -344,7 +386,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     step += 1
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     pictures: list[str] = []
-    if recipe.overlays:
+    if draw:
         t0 = _log_step(log, step, n, f"overlay pictures of {recipe.overlays} test images")
         drawn = ["cam", *recipe.variants[:1], *dips_variants[:1]]  # the baseline and each method's first variant
         pictures = _overlays(data, out, {k: runs[k] for k in drawn}, recipe.overlays, runtime)
@@ -352,8 +394,12 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         step += 1
     _log_step(log, step, n, f"report -> {out / 'report.md'}")
     table = results_table(results)
+    sizes = ", ".join(f"{kind} {side}" for kind, side in recipe.map_sizes.items()) or "each run's input size"
     text = [f"# tedloc results: {data.name}", "", f"Test split of `{data}`; threshold: the oracle one on test "
-            "(standard protocol); runs in `runs/`, full metrics in `results.json`.", "", table, ""]
+            "(standard protocol); runs in `runs/`, full metrics in `results.json`.", "", table, "",
+            f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {recipe.map_class} class "
+            f"({'GT-known; `@pred`: the predicted class' if recipe.map_class == 'true' else 'no label used'}); "
+            f"thresholds every {recipe.eval_interval}; maps scored at {sizes}.", ""]
     if pictures:
         text += ["## Test images (GT boxes green, predicted boxes white)", ""]
         text += [f"![{p}]({p})" for p in pictures] + [""]

@@ -1,4 +1,6 @@
-"""Named recipes: the demo on the synthetic benchmark and the Tiny ImageNet presets of ``tedloc bench``.
+"""Named recipes: the demo on the synthetic benchmark, the Tiny ImageNet presets of ``tedloc bench`` and the
+paper-scale recipes of ``tedloc bench cub|ilsvrc|openimages``, read from the shipped configs
+(``tedloc/configs/<dataset>_bench.yaml`` naming the CAM and TeD-Loc configs the training commands take too).
 
 Times are for the 2-core CPU machine of BENCHMARKS.md: the demo about 10 minutes (CAM, TeD-Loc, DiPS); Tiny
 ImageNet ``quick`` about 15 minutes (CAM and TeD-Loc); ``full`` about 4 hours (97 minutes for CAM and TeD-Loc,
@@ -14,7 +16,9 @@ from tedloc.methods.tedloc import TeDLocTrainConfig
 from tedloc.recipes.pipeline import DIPS_VARIANTS, VARIANTS, Recipe
 from tedloc.utils.registry import Registry
 
-__all__ = ["PRESETS", "get_preset"]
+__all__ = ["PRESETS", "get_preset", "paper_recipe", "PAPER_DATASETS"]
+
+PAPER_DATASETS = ("cub", "ilsvrc", "openimages")
 
 PRESETS: Registry[Callable[[], Recipe]] = Registry("recipe preset")
 ALL_VARIANTS = ("tedloc", "tedloc_no_orth", "tedloc_kd", "tedloc_kd_pcl")
@@ -67,3 +71,49 @@ def _tin_full() -> Recipe:
 def get_preset(name: str) -> Recipe:
     """A new :class:`Recipe` of the preset ``name`` (TedlocError listing the presets if unknown)."""
     return PRESETS.get(name)()
+
+
+def _method_config(cls: type, name: str, overrides: dict):
+    """The config dataclass ``cls`` from the shipped (or given) config file ``name``, then ``overrides``; an
+    unknown key is a TedlocError naming the file."""
+    import dataclasses
+
+    from tedloc.errors import TedlocError
+    from tedloc.utils.config_files import config_path, read_config_file
+
+    values = {k: v for k, v in read_config_file(name).items() if k != "method"}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values.update(overrides)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise TedlocError(f"{config_path(name)}: unknown option(s) {', '.join(unknown)} of {cls.__name__}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def paper_recipe(dataset: str, overrides: dict | None = None) -> tuple[str, Recipe]:
+    """``(wsolevaluation dataset name, Recipe)`` of ``tedloc bench <dataset>`` from ``<dataset>_bench.yaml``.
+    ``overrides``: ``cam.<field>``, ``tedloc.<field>`` or a recipe key (``clip``, ``text_encoder``, ...) ->
+    value (small sizes and random weights in the tests; another encoder for users)."""
+    from tedloc.errors import TedlocError
+    from tedloc.utils.config_files import read_config_file
+
+    if dataset not in PAPER_DATASETS:
+        raise TedlocError(f"no paper recipe for {dataset!r}; choose from {', '.join(PAPER_DATASETS)}")
+    bench = read_config_file(f"{dataset}_bench")
+    overrides = dict(overrides or {})
+    part = {"cam": {}, "tedloc": {}}
+    for key in [k for k in overrides if "." in k]:
+        section, _, field_name = key.partition(".")
+        if section not in part:
+            raise TedlocError(f"override {key!r}: the sections are cam. and tedloc.")
+        part[section][field_name] = overrides.pop(key)
+    recipe_keys = ("text_encoder", "pseudo_labels", "clip", "clip_pretrained", "map_sizes", "eval_batch_size",
+                   "overlays", "eval_interval")
+    settings = {"overlays": 6, **{k: v for k, v in {**bench, **overrides}.items() if k in recipe_keys}}
+    unknown = sorted(set(overrides) - set(recipe_keys))
+    if unknown:
+        raise TedlocError(f"unknown recipe option(s) {', '.join(unknown)}")
+    recipe = Recipe(pretrain=_method_config(PretrainConfig, bench["cam"], part["cam"]),
+                    tedloc=_method_config(TeDLocTrainConfig, bench["tedloc"], part["tedloc"]),
+                    variants=("tedloc",), encoder_from_cam=False, **settings)
+    return bench["dataset"], recipe
