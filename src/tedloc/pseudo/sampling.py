@@ -31,7 +31,7 @@ __all__ = ["SamplerConfig", "PseudoLabels", "PseudoLabelSampler", "otsu_levels",
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Sampling hyper-parameters (defaults: the TeD-Loc reading of the papers, see docs/PSEUDO.md)."""
+    """Sampling hyper-parameters (defaults: the TeD-Loc reading of the papers, see docs/TEDLOC.md)."""
 
     k: int = 10
     fg_pool: float = 0.2
