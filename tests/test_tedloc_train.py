@@ -249,3 +249,30 @@ def test_class_map_of_the_true_class_beside_the_predicted_one(trained_run, synth
         assert np.allclose(maps["class"], normalize_scoremap(direct[i], (48, 48)), atol=1e-6)
     with pytest.raises(TedlocError, match="offers the maps"):
         next(iter_score_maps(localizer, split, ("class@pred",), map_class="pred"))
+
+
+def test_selection_on_val_pseudo_boxes(inputs, synthetic_small, tmp_path):
+    """`selection pseudo:FILE`: the epoch and the threshold of the run come from the val pseudo-boxes."""
+    from dataclasses import replace
+
+    from tedloc.data import load_dataset
+    from tedloc.data.box_files import write_box_file
+    from tedloc.eval.localizer_eval import evaluate_localizer
+
+    root, cfg = inputs
+    val = load_dataset(synthetic_small)["val"]
+    boxes = {i: np.array([0, 0, int(w) // 2, int(h) - 1]) for i, (w, h) in zip(val.image_ids, val.sizes)}
+    write_box_file(tmp_path / "left.txt", boxes)
+    run = tmp_path / "run"
+    history = train_tedloc(synthetic_small, run, root / "anchors.safetensors", root / "cache",
+                           replace(cfg, selection=f"pseudo:{tmp_path / 'left.txt'}"))
+    meta = json.loads((run / "model.json").read_text())
+    best = max(range(len(history)), key=lambda i: (history[i]["val_MaxBoxAcc"], -i))
+    assert meta["selected_epoch"] == best + 1 and meta["threshold"] == history[best]["val_threshold"]
+    assert meta["threshold_source"]["boxes"].endswith("left.txt")
+    pseudo = val.with_boxes([boxes[i][None] for i in val.image_ids])
+    metrics = evaluate_localizer(load_model(run), pseudo, batch_size=8)
+    assert metrics["MaxBoxAcc"] == history[best]["val_MaxBoxAcc"] and metrics["threshold"] == meta["threshold"]
+    with pytest.raises(TedlocError, match="selection must be loc, cls, last or pseudo:FILE"):
+        train_tedloc(synthetic_small, tmp_path / "bad", root / "anchors.safetensors", root / "cache",
+                     replace(cfg, selection="pseudo"))
