@@ -157,6 +157,24 @@ def test_config_file_errors_are_one_line(tmp_path, capsys):
     assert "no such file, nor a shipped config (cub_bench" in capsys.readouterr().err
 
 
+def test_yaml_values_are_typed_as_the_fields(tmp_path, capsys):
+    from tedloc.errors import TedlocError
+    from tedloc.recipes.presets import paper_recipe
+
+    _, recipe = paper_recipe("cub", {"tedloc.lr": "1e-3", "cam.epochs": 2, "tedloc.lambdas": [1, 0, 1]})
+    assert recipe.tedloc.lr == 0.001 and recipe.tedloc.lambdas == (1.0, 0.0, 1.0) and recipe.pretrain.epochs == 2
+    with pytest.raises(TedlocError, match="--set tedloc.lambdas: expected 3 values"):
+        paper_recipe("cub", {"tedloc.lambdas": [1, 1]})
+    with pytest.raises(TedlocError, match="unknown option.s. of PretrainConfig: --set cam.foo"):
+        paper_recipe("cub", {"cam.foo": 1})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lambdas: [1, 1]\n")
+    args = ["train", "--config", str(bad), "--data", "D", "--out", str(tmp_path / "o"), "--anchors", "A", "--cams", "C"]
+    assert main(args) == 2 and "lambdas: expected 3 values, got 2" in capsys.readouterr().err
+    bad.write_text("restart: yes-please\n")
+    assert main(args) == 2 and "restart: expected true or false" in capsys.readouterr().err
+
+
 def test_config_file_sets_required_options_and_the_run_records_them(synthetic_small, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"data: {synthetic_small}\ninput-size: 48\nepochs: 1\nbatch_size: 8\nworkers: 0\nlr: 1e-3\n")

@@ -253,6 +253,7 @@ def test_random_sweep_is_a_fixed_pool_scored_by_every_criterion(classifier_run, 
     assert main([*common, "--out", str(tmp_path / "a")]) == 0
     table = json.loads((tmp_path / "a" / "table.json").read_text())
     assert set(table) == {"cls", "GT", "pseudo"} and "| BV-VT |" in capsys.readouterr().out
+    assert main([*common[:-1], "1", "--out", str(tmp_path / "b")]) == 0  # the same pool in two calls
     assert main([*common, "--out", str(tmp_path / "b")]) == 0
     import optuna
 
@@ -260,7 +261,10 @@ def test_random_sweep_is_a_fixed_pool_scored_by_every_criterion(classifier_run, 
         study = optuna.load_study(study_name="tedloc-cam", storage=f"sqlite:///{tmp_path / name / 'study.db'}")
         return [t.params for t in study.trials]
 
-    assert params("a") == params("b")  # the same seeded pool, whatever the scores
+    assert params("a") == params("b")  # the same seeded pool, whatever the scores and the calls
+    assert params("a")[0] != params("a")[1]
+    trial = json.loads((tmp_path / "a" / "trial_0000" / "model.json").read_text())
+    assert trial["selection"] == "last"  # CAM's own default; a `loc` selection would become pseudo:FILE
 
 
 def test_selection_on_val_pseudo_boxes_uses_no_gt_box(classifier_run, synthetic_small, tmp_path, capsys):

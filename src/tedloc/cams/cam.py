@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from tedloc.errors import TedlocError
 
-__all__ = ["class_activation_maps", "cam_and_logits"]
+__all__ = ["class_activation_maps", "cam_and_logits", "cams_of_targets"]
 
 
 def _linear_head(model: nn.Module) -> nn.Linear:
@@ -39,14 +39,24 @@ def _vit_feature_map(model: nn.Module, tokens: torch.Tensor, image_size: tuple[i
 def cam_and_logits(model: nn.Module, images: torch.Tensor, classes: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(CAMs (B, h, w) for ``classes`` or the predicted classes, logits (B, K)) in one forward pass."""
+    cams, logits = cams_of_targets(model, images, {"cam": classes})
+    return cams["cam"], logits
+
+
+def cams_of_targets(model: nn.Module, images: torch.Tensor, targets: dict[str, torch.Tensor | None]
+                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """(name -> CAMs (B, h, w) of the classes ``targets[name]`` (None: the predicted ones), logits (B, K)) from
+    one forward pass: the true and the predicted class's CAM at the cost of one."""
     tokens = model.forward_features(images)
     logits = model.forward_head(tokens)
     features = _vit_feature_map(model, tokens, tuple(images.shape[-2:])) if tokens.ndim == 3 else tokens
     if features.ndim != 4:
         raise TedlocError(f"CAM needs a (B, C, h, w) feature map, got {tuple(features.shape)}")
     weights = _linear_head(model).weight  # K x C
-    target = logits.argmax(dim=1) if classes is None else classes.to(logits.device).long()
-    cams = torch.einsum("bc,bchw->bhw", weights[target], features) / features.shape[1]
+    cams = {}
+    for name, classes in targets.items():
+        target = logits.argmax(dim=1) if classes is None else classes.to(logits.device).long()
+        cams[name] = torch.einsum("bc,bchw->bhw", weights[target], features) / features.shape[1]
     return cams, logits
 
 

@@ -24,7 +24,15 @@ def _typed(action: argparse.Action, value, path: str, key: str):
         if not isinstance(value, bool):
             raise TedlocError(f"{path}: {key}: expected true or false, got {value!r}")
         return value
+    if action.nargs == 0:  # a flag (store_true)
+        if not isinstance(value, bool):
+            raise TedlocError(f"{path}: {key}: expected true or false, got {value!r}")
+        return value
     if isinstance(value, list):
+        if isinstance(action.nargs, int) and len(value) != action.nargs:
+            raise TedlocError(f"{path}: {key}: expected {action.nargs} values, got {len(value)}")
+        if action.nargs in (None, "?"):
+            raise TedlocError(f"{path}: {key}: expected one value, got a list")
         return [one(v) for v in value]
     if action.nargs not in (None, "?") and value is not None:
         raise TedlocError(f"{path}: {key}: expected a list, got {value!r}")

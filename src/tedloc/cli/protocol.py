@@ -37,7 +37,9 @@ def _pseudo_boxes(args: argparse.Namespace) -> int:
     from tedloc.protocol.make_boxes import make_pseudo_boxes
 
     if not args.method or not (args.out or args.action == "stages"):
-        raise TedlocError("pseudo-boxes needs --method and --out (or the 'score' action)")
+        raise TedlocError("pseudo-boxes 'stages' needs --method; making boxes needs --method and --out"
+                          if args.action == "stages" or args.method else
+                          "pseudo-boxes needs --method and --out (or the 'score' action)")
     takes = ANNOTATORS.get(args.method).options
     options = {option: getattr(args, dest) for dest, option in _ANNOTATOR_OPTIONS.items()
                if option in takes and getattr(args, dest) is not None}

@@ -12,14 +12,13 @@ from tedloc.engine.distributed import shard_indices
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.scoremaps import normalize_scoremap
 from tedloc.errors import TedlocError
-from tedloc.models.localizer import (ClassScores, LocalizationModel, MultiMapModel, class_map_kinds,
-                                     map_kinds_of)
+from tedloc.models.localizer import (PRED_SUFFIX, ClassScores, LocalizationModel, MultiMapModel,
+                                     class_map_kinds, map_kinds_of)
 from tedloc.utils.progress import progress
 
 __all__ = ["evaluate_localizer", "iter_score_maps", "scored_kinds", "MAP_CLASSES", "PRED_SUFFIX"]
 
 MAP_CLASSES = ("true", "pred")  # whose map is scored: the true class's (GT-known) or the predicted class's
-PRED_SUFFIX = "@pred"  # "cam@pred": a class-dependent map of the predicted class, beside the GT-known one
 
 
 def scored_kinds(localizer: LocalizationModel, map_class: str, all_maps: bool) -> list[str]:
@@ -41,6 +40,9 @@ def _predict(localizer: LocalizationModel, images: torch.Tensor, labels: torch.T
     maps are the true classes' (``KIND@pred``: the predicted classes'), every other map as predicted."""
     main = localizer.map_kind
     true_kinds = tuple(k for k in kinds if k in class_map_kinds(localizer)) if map_class == "true" else ()
+    if isinstance(localizer, MultiMapModel):  # one forward pass for every map, true and predicted classes
+        scores, maps = localizer.predict_maps(images, kinds, classes=labels.to(images.device) if true_kinds else None)
+        return scores, {k: maps[k] for k in kinds}
     pred_kinds = tuple(dict.fromkeys(k.removesuffix(PRED_SUFFIX) for k in kinds if k not in true_kinds))
     maps: dict[str, torch.Tensor] = {}
     if pred_kinds == (main,):
@@ -50,12 +52,8 @@ def _predict(localizer: LocalizationModel, images: torch.Tensor, labels: torch.T
     else:
         scores = localizer.scores(images) if isinstance(localizer, ClassScores) else localizer.predict(images)[0]
     out = {(k + PRED_SUFFIX if k in true_kinds else k): m for k, m in maps.items()}
-    if true_kinds:
-        labels = labels.to(images.device)
-        if isinstance(localizer, MultiMapModel):
-            out.update(localizer.predict_maps(images, true_kinds, classes=labels)[1])
-        else:
-            out[main] = localizer.cams(images, labels)
+    if true_kinds:  # a single-map model that maps any given class (ClassConditionalMaps)
+        out[main] = localizer.cams(images, labels.to(images.device))
     return scores, {k: out[k] for k in kinds}
 
 
@@ -76,6 +74,8 @@ def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str
     kinds = tuple(kinds or (main,))
     if map_class not in MAP_CLASSES:
         raise ValueError(f"map_class must be one of {MAP_CLASSES}, got {map_class!r}")
+    if map_size is not None and map_size < 1:
+        raise TedlocError(f"the map size must be a positive number of pixels, got {map_size}")
     offered = set(map_kinds_of(localizer)) | {k + PRED_SUFFIX for k in class_map_kinds(localizer)}
     unknown = [k for k in kinds if k not in offered or (k.endswith(PRED_SUFFIX) and map_class != "true")]
     if unknown:

@@ -16,7 +16,7 @@ from tedloc.models.encoders import FrozenEncoder, create_encoder
 from tedloc.utils.device import Runtime
 
 __all__ = ["NetworkLocalizer", "recorded_preprocessing", "load_encoder", "config_from_dict", "best_epoch",
-           "selection_criterion", "selection_split", "threshold_source", "PSEUDO_SELECTION"]
+           "selection_criterion", "selection_split", "threshold_source", "resolved_selection", "PSEUDO_SELECTION"]
 
 PSEUDO_SELECTION = "pseudo:"  # selection "pseudo:FILE": best val MaxBoxAcc against FILE's val pseudo-boxes
 
@@ -108,7 +108,7 @@ def best_epoch(history: list[dict], key: str | None) -> int:
     epoch when ``key`` is None."""
     if key is None:
         return len(history) - 1
-    return max(range(len(history)), key=lambda i: (history[i][key] or 0, -i))
+    return max(range(len(history)), key=lambda i: (history[i].get(key) or 0, -i))
 
 
 def selection_criterion(selection: str, choices: tuple[str, ...]) -> tuple[str, str | None]:
@@ -131,16 +131,27 @@ def selection_split(selection: str, choices: tuple[str, ...], val: Split) -> Spl
     in their place (every val image needs one: a :class:`~tedloc.errors.DataError` names the file and line).
     ``loc`` on a val split without GT boxes is refused."""
     criterion, path = selection_criterion(selection, choices)
-    if path is not None:
-        return split_with_box_file(val, path)
+    if path is not None:  # the pseudo-boxes only: the GT masks are dropped too
+        return dataclasses.replace(split_with_box_file(val, path), mask_paths=[()] * len(val),
+                                   ignore_paths=[None] * len(val))
     if criterion == "loc" and not val.has_boxes:
         raise TedlocError(f"selection loc needs GT boxes on the val split; use --selection pseudo:FILE "
                           f"(val pseudo-boxes) or last")
     return val
 
 
-def threshold_source(selection: str, choices: tuple[str, ...]) -> dict:
+def threshold_source(selection: str, choices: tuple[str, ...], threshold: float | None) -> dict | None:
     """What a run's stored threshold was estimated on (recorded in ``model.json``): the val split against
-    its GT boxes, or against the pseudo-boxes of ``pseudo:FILE``."""
+    its GT boxes, or against the pseudo-boxes of ``pseudo:FILE``; None without a threshold."""
+    if threshold is None:
+        return None
     _, path = selection_criterion(selection, choices)
     return {"split": "val", "boxes": "GT" if path is None else str(os.path.abspath(path)), "criterion": "MaxBoxAcc"}
+
+
+def resolved_selection(selection: str) -> str:
+    """``pseudo:FILE`` with FILE made absolute (what a run records: a resume from another folder reads the
+    same file); any other selection as it is."""
+    if selection.startswith(PSEUDO_SELECTION) and len(selection) > len(PSEUDO_SELECTION):
+        return PSEUDO_SELECTION + os.path.abspath(selection[len(PSEUDO_SELECTION):])
+    return selection

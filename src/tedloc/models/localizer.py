@@ -20,7 +20,7 @@ from tedloc.errors import TedlocError
 from tedloc.utils.device import Runtime
 
 __all__ = ["LocalizationModel", "MultiMapModel", "ClassConditionalMaps", "ClassifierNetwork", "ClassScores",
-           "map_kinds_of", "class_map_kinds", "use_map"]
+           "map_kinds_of", "class_map_kinds", "use_map", "PRED_SUFFIX"]
 
 
 @runtime_checkable
@@ -55,7 +55,8 @@ class MultiMapModel(Protocol):
     def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...], classes: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Class scores and the maps of ``kinds`` from one forward pass; the maps that depend on a class
-        (``class_map_kinds``) are those of ``classes`` (B,) when given, else of the predicted classes."""
+        (``class_map_kinds``) are those of ``classes`` (B,) when given, else of the predicted classes, and
+        ``KIND@pred`` (:data:`PRED_SUFFIX`) asks for such a map of the predicted classes in any case."""
         ...
 
 
@@ -92,6 +93,9 @@ class ClassScores(Protocol):
     def scores(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores (B, K), as :meth:`LocalizationModel.predict` gives them."""
         ...
+
+
+PRED_SUFFIX = "@pred"  # "cam@pred": a class-dependent map of the predicted class, beside the GT-known one
 
 
 def class_map_kinds(model: LocalizationModel) -> tuple[str, ...]:

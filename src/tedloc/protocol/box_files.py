@@ -48,8 +48,9 @@ def score_boxes(split: Split, boxes: dict[str, np.ndarray], rescale: int | None 
 
 
 def supervision_sets(val: Split, specs: list[str] | None) -> dict[str, Split]:
-    """``GT`` (the val split) and one set per ``NAME=FILE`` spec (the val split with that box file's boxes)."""
-    sets = {"GT": val}
+    """``GT`` (the val split, when it has boxes) and one set per ``NAME=FILE`` spec (the val split with that box
+    file's boxes)."""
+    sets = {"GT": val} if val.has_boxes else {}
     for spec in specs or []:
         name, _, path = spec.partition("=")
         if not path:

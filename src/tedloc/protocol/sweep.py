@@ -12,7 +12,9 @@ with the same storage continues it, and several processes can run trials of one 
 Samplers (``SAMPLERS``): ``tpe`` (Optuna's TPE: each configuration depends on the scores so far) or
 ``random`` (the thesis' practice: a fixed pool of independently sampled configurations, trained once
 and then scored by every selection criterion, e.g. by ``tedloc protocol-table`` over the trials' runs,
-which reuses their cached evaluations). ``OUT/sweep.json`` records the method and the sampler; a
+which reuses their cached evaluations; trial N's values are drawn from a generator keyed by the seed and N,
+so an interrupted or split sweep draws the same pool). A trial whose config selects on ``loc`` selects on
+the pseudo-boxes instead (``pseudo:FILE``): no GT box is used. ``OUT/sweep.json`` records the method and the sampler; a
 folder is never continued with another.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tedloc.errors import TedlocError
 from tedloc.methods import Method, get_method
 from tedloc.utils.io import atomic_write_text
 
-__all__ = ["run_sweep", "suggest", "SAMPLERS", "trial_runs"]
+__all__ = ["run_sweep", "suggest", "SAMPLERS", "trial_runs", "pool_values"]
 
 SAMPLERS = ("tpe", "random")
 
@@ -103,11 +105,32 @@ def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxe
     study = optuna.create_study(study_name=f"tedloc-{method}", storage=storage, direction="maximize",
                                 sampler=samplers[sampler](seed=seed), load_if_exists=True)
     finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    if sampler == "random":  # trial N's values depend on (seed, N) only: one pool however the calls are split
+        waiting = sum(t.state == optuna.trial.TrialState.WAITING for t in study.trials)
+        for number in range(len(study.trials), len(study.trials) + max(0, trials - finished - waiting)):
+            study.enqueue_trial(pool_values(space, seed, number))
+    if getattr(base, "selection", None) == "loc":  # the trials' own epoch and threshold: never on GT boxes
+        base = dataclasses.replace(base, selection=f"pseudo:{Path(boxes).resolve()}")
     if finished < trials:
         objective = _objective_factory(spec, Path(data), out, Path(boxes), base, space,
                                        {k: (inputs or {})[k] for k in spec.inputs}, interval, runtime)
         study.optimize(objective, n_trials=trials - finished)
     return study
+
+
+def pool_values(space: dict[str, tuple[str, float, float]], seed: int, number: int) -> dict:
+    """The values of trial ``number`` of a random pool: drawn from a generator keyed by ``(seed, number)``
+    (log-uniform for ``log``, uniform over the integers for ``int``)."""
+    import numpy as np
+
+    rng = np.random.default_rng([int(seed), int(number)])
+    values = {}
+    for name, (kind, low, high) in space.items():
+        if kind == "log":
+            values[name] = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        else:
+            values[name] = int(rng.integers(int(low), int(high) + 1))
+    return values
 
 
 def trial_runs(study) -> list[str]:

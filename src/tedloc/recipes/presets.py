@@ -8,6 +8,8 @@ the rest DiPS's ViT, proposals and two DiPS runs).
 """
 from __future__ import annotations
 
+import types
+import typing
 from typing import Callable
 
 from tedloc.methods.cam import PretrainConfig
@@ -73,7 +75,7 @@ def get_preset(name: str) -> Recipe:
     return PRESETS.get(name)()
 
 
-def _method_config(cls: type, name: str, overrides: dict):
+def _method_config(cls: type, name: str, overrides: dict, section: str):
     """The config dataclass ``cls`` from the shipped (or given) config file ``name``, then ``overrides``; an
     unknown key is a TedlocError naming the file."""
     import dataclasses
@@ -83,11 +85,43 @@ def _method_config(cls: type, name: str, overrides: dict):
 
     values = {k: v for k, v in read_config_file(name).items() if k != "method"}
     fields = {f.name for f in dataclasses.fields(cls)}
+    where = {**{k: f"{config_path(name)}: {k}" for k in values}, **{k: f"--set {section}.{k}" for k in overrides}}
     values.update(overrides)
     unknown = sorted(set(values) - fields)
     if unknown:
-        raise TedlocError(f"{config_path(name)}: unknown option(s) {', '.join(unknown)} of {cls.__name__}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        raise TedlocError(f"unknown option(s) of {cls.__name__}: {', '.join(where[k] for k in unknown)}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _coerce(hints[k], v, where[k]) for k, v in values.items()})
+
+
+def _coerce(hint, value, where: str):
+    """A YAML value as the field's annotation wants it (YAML reads ``1e-3`` as text; lists become tuples)."""
+    from tedloc.errors import TedlocError
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TedlocError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        if not (len(args) == 2 and args[1] is Ellipsis) and len(args) != len(value):
+            raise TedlocError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(args[0], v, where) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TedlocError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint in (int, float, str):
+        try:
+            converted = hint(value)
+        except (TypeError, ValueError):
+            raise TedlocError(f"{where}: {value!r} is not a valid {hint.__name__}") from None
+        if hint is int and isinstance(value, float) and value != converted:
+            raise TedlocError(f"{where}: {value!r} is not a whole number")
+        return converted
+    return value
 
 
 def paper_recipe(dataset: str, overrides: dict | None = None) -> tuple[str, Recipe]:
@@ -113,7 +147,7 @@ def paper_recipe(dataset: str, overrides: dict | None = None) -> tuple[str, Reci
     unknown = sorted(set(overrides) - set(recipe_keys))
     if unknown:
         raise TedlocError(f"unknown recipe option(s) {', '.join(unknown)}")
-    recipe = Recipe(pretrain=_method_config(PretrainConfig, bench["cam"], part["cam"]),
-                    tedloc=_method_config(TeDLocTrainConfig, bench["tedloc"], part["tedloc"]),
+    recipe = Recipe(pretrain=_method_config(PretrainConfig, bench["cam"], part["cam"], "cam"),
+                    tedloc=_method_config(TeDLocTrainConfig, bench["tedloc"], part["tedloc"], "tedloc"),
                     variants=("tedloc",), encoder_from_cam=False, **settings)
     return bench["dataset"], recipe

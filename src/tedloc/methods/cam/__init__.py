@@ -10,7 +10,11 @@ __all__ = ["CAMLocalizer", "PretrainConfig", "pretrain", "evaluate_classifier", 
 
 def _summary(history: list[dict]) -> str:
     last = history[-1]
-    return f"{len(history)} epochs, val top-1 {last['val_top1']:.2f}, top-5 {last['val_top5']:.2f}"
+    text = f"{len(history)} epochs, last val top-1 {last['val_top1']:.2f}, top-5 {last['val_top5']:.2f}"
+    if any(row.get("val_MaxBoxAcc") is not None for row in history):  # a localization selection
+        best = max(range(len(history)), key=lambda i: (history[i].get("val_MaxBoxAcc") or 0, -i))
+        text += f"; selected epoch {best + 1} (val MaxBoxAcc {history[best]['val_MaxBoxAcc']:.2f})"
+    return text
 
 
 METHOD = register_method(Method(

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import torch
 
-from tedloc.cams.cam import cam_and_logits
+from tedloc.cams.cam import cam_and_logits, cams_of_targets
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.run_folder import RunFolder
 from tedloc.methods.base import NetworkLocalizer, recorded_preprocessing
 from tedloc.models.classifier import build_classifier
+from tedloc.models.localizer import PRED_SUFFIX
 from tedloc.models.preprocessing import preprocessing_of
 from tedloc.utils.device import Runtime
 
@@ -22,6 +23,8 @@ class CAMLocalizer(NetworkLocalizer):
     """A trained classifier used as a localizer through its class activation maps."""
 
     map_kind = "cam"
+    map_kinds = ("cam",)
+    class_map_kinds = ("cam",)
 
     def __init__(self, model: torch.nn.Module, class_names: list[str], preprocessing: Preprocessing | None = None,
                  runtime: Runtime = Runtime()):
@@ -34,6 +37,18 @@ class CAMLocalizer(NetworkLocalizer):
         with self.runtime.autocast():
             cams, logits = cam_and_logits(self.model, self.runtime.to_device(images))
         return logits.float().softmax(dim=1), cams.float()
+
+    @torch.no_grad()
+    def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...] = map_kinds,
+                     classes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Class probabilities and, from the same forward pass, the CAM of ``classes`` (``cam``; the predicted
+        classes when None) and of the predicted classes (``cam@pred``)."""
+        self.model.eval()
+        targets = {"cam": classes, "cam" + PRED_SUFFIX: None}
+        with self.runtime.autocast():
+            cams, logits = cams_of_targets(self.model, self.runtime.to_device(images),
+                                           {k: targets[k] for k in kinds})
+        return logits.float().softmax(dim=1), {k: m.float() for k, m in cams.items()}
 
     @torch.no_grad()
     def cams(self, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:

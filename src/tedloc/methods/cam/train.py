@@ -19,7 +19,7 @@ as an uninterrupted one: shuffling and augmentation depend only on (seed, epoch,
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.engine.distributed import shard_indices
 from tedloc.errors import TedlocError
-from tedloc.methods.base import (best_epoch, selection_criterion, selection_split,
+from tedloc.methods.base import (best_epoch, resolved_selection, selection_criterion, selection_split,
                                  threshold_source)
 from tedloc.models.classifier import build_classifier
 from tedloc.utils.device import Runtime
@@ -184,6 +184,7 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     for split in ("train", "val"):
         if split not in dataset.splits:
             raise TedlocError(f"{data}: pretraining needs a {split!r} split")
+    config = replace(config, selection=resolved_selection(config.selection))
     criterion, _ = selection_criterion(config.selection, SELECTIONS)  # a bad box file fails before the folder exists
     loc_split = selection_split(config.selection, SELECTIONS, dataset["val"]) if criterion == "loc" else None
     dist, runtime = Distributed.from_env(runtime or Runtime())
@@ -207,8 +208,8 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     else:
         threshold = _val_threshold(model, dataset, config, runtime, dist)
     if dist.is_main:
-        final = {**meta, "epoch": best, "selection": config.selection,
-                 "threshold_source": threshold_source(config.selection, SELECTIONS), "history": history,
+        final = {**meta, "epoch": best, "selected_epoch": best + 1, "selection": config.selection,
+                 "threshold_source": threshold_source(config.selection, SELECTIONS, threshold), "history": history,
                  "class_names": dataset.class_names, "kind": RUN_KIND, "preprocessing": preprocessing,
                  "threshold": threshold}
         save_checkpoint(run.model_stem, model, final)

@@ -12,7 +12,7 @@ __all__ = ["DiPSLocalizer", "DiPSTrainConfig", "train_dips", "build_dips", "make
 
 def _summary(history: list[dict]) -> str:
     last = history[-1]
-    if last.get("val_MaxBoxAcc") is None:
+    if last.get("val_MaxBoxAcc") is None or last.get("val_CL@1") is None:
         return f"{len(history)} epochs; last seed loss {last['loss_seed']:.4f}"
     return f"{len(history)} epochs; last val CL@1 {last['val_CL@1']:.2f}, MaxBoxAcc {last['val_MaxBoxAcc']:.2f}"
 

@@ -32,8 +32,8 @@ from tedloc.data.transforms import View
 from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.errors import TedlocError
-from tedloc.methods.base import (best_epoch, config_from_dict, load_encoder, selection_criterion, selection_split,
-                                 threshold_source)
+from tedloc.methods.base import (best_epoch, config_from_dict, load_encoder, resolved_selection,
+                                 selection_criterion, selection_split, threshold_source)
 from tedloc.methods.dips.localizer import DiPSLocalizer
 from tedloc.methods.dips.proposals import check_proposals, encoder_source
 from tedloc.models.dense_crf_loss import FILTERS, dense_crf_loss
@@ -308,6 +308,7 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
         if split not in dataset.splits:
             raise TedlocError(f"{data}: DiPS needs a {split!r} split")
     train_split = dataset["train"]
+    config = replace(config, selection=resolved_selection(config.selection))
     val_split = selection_split(config.selection, SELECTIONS, dataset["val"])
     cache = ProposalCache(proposals, train_split.image_ids, shared=True)
     if not cache.complete:
@@ -349,7 +350,8 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
         net.decoder.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
                  "selected_epoch": best + 1, "selection": config.selection,
-                 "threshold_source": threshold_source(config.selection, SELECTIONS),
+                 "threshold_source": threshold_source(config.selection, SELECTIONS,
+                                                      history[best].get("val_threshold")),
                  "threshold": history[best].get("val_threshold"), "history": history,
                  "classifier_epoch": best1 + 1, "classifier_history": history1,
                  "proposals": {"path": resolved["proposals"], "settings": cache.settings, "k": cache.k},

@@ -9,7 +9,8 @@ __all__ = ["TeDLocLocalizer", "TeDLocTrainConfig", "TeDLocTask", "train_tedloc",
 
 def _summary(history: list[dict]) -> str:
     last = history[-1]
-    return f"{len(history)} epochs; last val CL@1 {last['val_CL@1']:.2f}, MaxBoxAcc {last['val_MaxBoxAcc']:.2f}"
+    text = f"{len(history)} epochs; last val CL@1 {last['val_CL@1']:.2f}"
+    return text + (f", MaxBoxAcc {last['val_MaxBoxAcc']:.2f}" if last.get("val_MaxBoxAcc") is not None else "")
 
 
 def _train(data, out, config: TeDLocTrainConfig, resume: bool = True, runtime=None, *, anchors, cams) -> list[dict]:

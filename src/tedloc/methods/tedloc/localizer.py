@@ -11,6 +11,7 @@ from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import OptionError
 from tedloc.methods.base import NetworkLocalizer, recorded_preprocessing
+from tedloc.models.localizer import PRED_SUFFIX
 from tedloc.models.tedloc import TeDLoc
 from tedloc.utils.device import Runtime
 
@@ -41,13 +42,16 @@ class TeDLocLocalizer(NetworkLocalizer):
     def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...] = map_kinds,
                      classes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Class probabilities and several maps from one forward pass; ``class`` is <z_p, t_c> of ``classes``
-        (the true ones: the paper's Table 4 map) or of the predicted classes when None."""
+        (the true ones: the paper's Table 4 map) or of the predicted classes when None; ``class@pred`` of the
+        predicted classes in any case."""
         self.model.eval()
         with self.runtime.autocast():
             out = self.model(self.runtime.to_device(images))
             scores = out["logits"].float().softmax(dim=1)
-            picked = scores.argmax(dim=1) if classes is None else self.runtime.to_device(classes).long()
-            maps = {"g": lambda: out["fg"], "class": lambda: self.model.class_map(out["u"], picked)}
+            predicted = scores.argmax(dim=1)
+            picked = predicted if classes is None else self.runtime.to_device(classes).long()
+            maps = {"g": lambda: out["fg"], "class": lambda: self.model.class_map(out["u"], picked),
+                    "class" + PRED_SUFFIX: lambda: self.model.class_map(out["u"], predicted)}
             return scores, {kind: maps[kind]().float() for kind in kinds}
 
 

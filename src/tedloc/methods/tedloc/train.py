@@ -15,7 +15,7 @@ outside it, under ``no_grad``.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -27,8 +27,8 @@ from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
 from tedloc.errors import TedlocError
-from tedloc.methods.base import (best_epoch, config_from_dict, load_encoder, selection_criterion, selection_split,
-                                 threshold_source)
+from tedloc.methods.base import (best_epoch, config_from_dict, load_encoder, resolved_selection,
+                                 selection_criterion, selection_split, threshold_source)
 from tedloc.methods.tedloc.localizer import TeDLocLocalizer
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
 from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, maps_on_grid
@@ -166,6 +166,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     """
     run = RunFolder(out)
     dataset = load_dataset(data)
+    config = replace(config, selection=resolved_selection(config.selection))
     criterion, _ = selection_criterion(config.selection, SELECTIONS)
     val_split = selection_split(config.selection, SELECTIONS, dataset["val"])
     anchors = TextAnchors.load(anchors_path)
@@ -200,7 +201,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
         model.head.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
                  "selected_epoch": best + 1, "selection": config.selection,
-                 "threshold_source": threshold_source(config.selection, SELECTIONS),
+                 "threshold_source": threshold_source(config.selection, SELECTIONS, history[best]["val_threshold"]),
                  "threshold": history[best]["val_threshold"], "anchors": anchors.metadata(), "history": history,
                  "preprocessing": model.preprocessing.to_dict()}
         save_checkpoint(run.model_stem, model, final)
