@@ -17,6 +17,24 @@ def shared_data() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+TINY_CLIP = "tedloc-tiny-clip"  # a tiny open_clip config (8-pixel patches, 3 blocks), registered for speed
+
+
+def register_tiny_clip(folder: Path) -> str:
+    """Register :data:`TINY_CLIP` with open_clip (its config written to ``folder``); returns the name."""
+    import json
+
+    import open_clip
+
+    path = folder / f"{TINY_CLIP}.json"
+    path.write_text(json.dumps({"embed_dim": 32, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32,
+                                                               "layers": 3, "head_width": 16},
+                                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                                             "layers": 1}}))
+    open_clip.add_model_config(path)
+    return TINY_CLIP
+
+
 def require(path: Path) -> Path:
     """Skip when the shared data is absent, except in CI, where its absence is a failure."""
     if not path.exists():

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 open_clip = pytest.importorskip("open_clip")
 
+from conftest import TINY_CLIP, register_tiny_clip  # noqa: E402
 from tedloc.cams.clip_dense import multihead_qkv, neighbourhood_bias  # noqa: E402
 from tedloc.cams.clip_es import (ClipES, ClipESConfig, background_allowed, balance_affinity, box_mask,  # noqa: E402
                                  minmax_eps, refine_with_affinity)
@@ -24,18 +25,13 @@ from tedloc.errors import TedlocError  # noqa: E402
 from tedloc.models.clip_vit import ClipSpec, ClipTower, load_clip  # noqa: E402
 from tedloc.zeroshot import ClipESLocalizer, DenseClipLocalizer, create_training_free  # noqa: E402
 
-TINY = "tedloc-tiny-clip"
+TINY = TINY_CLIP
 NAMES = ["red square", "sea lion", "valley", "cat"]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("clip_config") / f"{TINY}.json"
-    path.write_text(json.dumps({"embed_dim": 32, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32,
-                                                               "layers": 3, "head_width": 16},
-                                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
-                                             "layers": 1}}))
-    open_clip.add_model_config(path)
+    register_tiny_clip(tmp_path_factory.mktemp("clip_config"))
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,13 @@ from tedloc.cli import main
 
 open_clip = pytest.importorskip("open_clip")
 
-TINY_CLIP = "tedloc-tiny-clip"
+from conftest import TINY_CLIP, register_tiny_clip  # noqa: E402
+
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_clip(tmp_path_factory):
-    path = tmp_path_factory.mktemp("clip_config") / f"{TINY_CLIP}.json"
-    path.write_text(json.dumps({"embed_dim": 32, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32,
-                                                               "layers": 2, "head_width": 16},
-                                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
-                                             "layers": 1}}))
-    open_clip.add_model_config(path)
+    register_tiny_clip(tmp_path_factory.mktemp("clip_config"))
 
 
 def _ids(dataset: str, split: str, label: int, k: int) -> str:
