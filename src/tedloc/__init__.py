@@ -1,4 +1,4 @@
-"""tedloc: weakly supervised object localization (TeD-Loc, DiPS, CAM) and the WSOL evaluation protocol.
+"""tedloc: weakly supervised object localization (TeD-Loc, DiPS, CAM, CLIP-ES) and the WSOL evaluation protocol.
 
 The public API is small; everything else lives in submodules:
 
