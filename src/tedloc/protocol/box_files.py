@@ -10,9 +10,6 @@ original image coordinates (``rescale=None``) or after rescaling both boxes to a
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 
 from tedloc.data.box_files import read_box_file, split_with_box_file, write_box_file

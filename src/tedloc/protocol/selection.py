@@ -34,7 +34,6 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
