@@ -163,6 +163,11 @@ def test_yaml_values_are_typed_as_the_fields(tmp_path, capsys):
         paper_recipe("cub", {"tedloc.lambdas": [1, 1]})
     with pytest.raises(TedlocError, match="unknown option.s. of PretrainConfig: --set cam.foo"):
         paper_recipe("cub", {"cam.foo": 1})
+    with pytest.raises(TedlocError, match="--set tedloc.encoder: expected a str, got None"):
+        paper_recipe("cub", {"tedloc.encoder": None})
+    with pytest.raises(TedlocError, match="--set cam.epochs: expected an int, got True"):
+        paper_recipe("cub", {"cam.epochs": True})
+    assert paper_recipe("cub", {"eval_interval": "1e-3", "overlays": "2"})[1].eval_interval == 0.001
     bad = tmp_path / "bad.yaml"
     bad.write_text("lambdas: [1, 1]\n")
     args = ["train", "--config", str(bad), "--data", "D", "--out", str(tmp_path / "o"), "--anchors", "A", "--cams", "C"]

@@ -264,7 +264,8 @@ def test_random_sweep_is_a_fixed_pool_scored_by_every_criterion(classifier_run, 
     assert params("a") == params("b")  # the same seeded pool, whatever the scores and the calls
     assert params("a")[0] != params("a")[1]
     trial = json.loads((tmp_path / "a" / "trial_0000" / "model.json").read_text())
-    assert trial["selection"] == "last"  # CAM's own default; a `loc` selection would become pseudo:FILE
+    assert trial["selection"] == f"pseudo:{boxes.resolve()}"  # CAM's `last`: selected on the pseudo-boxes
+    assert trial["threshold_source"]["boxes"] == str(boxes.resolve())
 
 
 def test_selection_on_val_pseudo_boxes_uses_no_gt_box(classifier_run, synthetic_small, tmp_path, capsys):

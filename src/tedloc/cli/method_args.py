@@ -33,6 +33,8 @@ def _typed(action: argparse.Action, value, path: str, key: str):
             raise TedlocError(f"{path}: {key}: expected {action.nargs} values, got {len(value)}")
         if action.nargs in (None, "?"):
             raise TedlocError(f"{path}: {key}: expected one value, got a list")
+        if action.nargs == "+" and not value:
+            raise TedlocError(f"{path}: {key}: expected at least one value")
         return [one(v) for v in value]
     if action.nargs not in (None, "?") and value is not None:
         raise TedlocError(f"{path}: {key}: expected a list, got {value!r}")

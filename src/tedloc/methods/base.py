@@ -104,10 +104,12 @@ def config_from_dict(cls: type, d: dict):
 
 
 def best_epoch(history: list[dict], key: str | None) -> int:
-    """The epoch (0-based) of the largest ``history[i][key]`` (None counts as 0; the earliest on ties); the last
-    epoch when ``key`` is None."""
+    """The epoch (0-based) of the largest ``history[i][key]`` (None counts as 0; the earliest on ties; a
+    :class:`TedlocError` when no epoch has it); the last epoch when ``key`` is None."""
     if key is None:
         return len(history) - 1
+    if all(row.get(key) is None for row in history):
+        raise TedlocError(f"no epoch recorded {key}: nothing to select on")
     return max(range(len(history)), key=lambda i: (history[i].get(key) or 0, -i))
 
 

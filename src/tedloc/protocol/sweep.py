@@ -13,9 +13,10 @@ Samplers (``SAMPLERS``): ``tpe`` (Optuna's TPE: each configuration depends on th
 ``random`` (the thesis' practice: a fixed pool of independently sampled configurations, trained once
 and then scored by every selection criterion, e.g. by ``tedloc protocol-table`` over the trials' runs,
 which reuses their cached evaluations; trial N's values are drawn from a generator keyed by the seed and N,
-so an interrupted or split sweep draws the same pool). A trial whose config selects on ``loc`` selects on
-the pseudo-boxes instead (``pseudo:FILE``): no GT box is used. ``OUT/sweep.json`` records the method and the sampler; a
-folder is never continued with another.
+so an interrupted or split sweep draws the same pool). A trial whose config selects on ``loc`` or ``last``
+selects on the pseudo-boxes instead (``pseudo:FILE``, as the sweep scores it): no GT box is used for its
+epoch or its stored threshold. ``OUT/sweep.json`` records the method, the sampler and its seed, the box
+file and the search space; a folder is never continued with other ones.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from tedloc.errors import TedlocError
 from tedloc.methods import Method, get_method
 from tedloc.utils.io import atomic_write_text
 
-__all__ = ["run_sweep", "suggest", "SAMPLERS", "trial_runs", "pool_values"]
+__all__ = ["run_sweep", "suggest", "SAMPLERS", "trial_runs", "pool_values", "pool_sampler"]
 
 SAMPLERS = ("tpe", "random")
 
@@ -91,7 +92,8 @@ def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxe
     if step_range is not None and "lr_step" in space:
         space["lr_step"] = ("int", *step_range)
     out = Path(out)
-    record = {"method": method, "sampler": sampler, "seed": seed}
+    record = {"method": method, "sampler": sampler, "seed": seed, "boxes": str(Path(boxes).resolve()),
+              "space": {name: list(spec) for name, spec in space.items()}}
     if (out / "sweep.json").exists():
         previous = json.loads((out / "sweep.json").read_text())
         if {k: previous.get(k) for k in record} != record:
@@ -101,21 +103,40 @@ def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxe
     atomic_write_text(out / "sweep.json", json.dumps(record, indent=1) + "\n")
     base = base if base is not None else spec.config()
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    chosen = optuna.samplers.TPESampler(seed=seed) if sampler == "tpe" else pool_sampler(space, seed)
     study = optuna.create_study(study_name=f"tedloc-{method}", storage=storage, direction="maximize",
-                                sampler=samplers[sampler](seed=seed), load_if_exists=True)
+                                sampler=chosen, load_if_exists=True)
     finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    if sampler == "random":  # trial N's values depend on (seed, N) only: one pool however the calls are split
-        waiting = sum(t.state == optuna.trial.TrialState.WAITING for t in study.trials)
-        for number in range(len(study.trials), len(study.trials) + max(0, trials - finished - waiting)):
-            study.enqueue_trial(pool_values(space, seed, number))
-    if getattr(base, "selection", None) == "loc":  # the trials' own epoch and threshold: never on GT boxes
-        base = dataclasses.replace(base, selection=f"pseudo:{Path(boxes).resolve()}")
+    if getattr(base, "selection", None) in ("loc", "last"):  # the trials' own epoch and threshold: never on GT
+        base = dataclasses.replace(base, selection=f"pseudo:{Path(boxes).resolve()}")  # boxes, as the sweep's value
     if finished < trials:
         objective = _objective_factory(spec, Path(data), out, Path(boxes), base, space,
                                        {k: (inputs or {})[k] for k in spec.inputs}, interval, runtime)
         study.optimize(objective, n_trials=trials - finished)
     return study
+
+
+def pool_sampler(space: dict[str, tuple[str, float, float]], seed: int):
+    """An Optuna sampler giving trial N the values :func:`pool_values` ``(space, seed, N)``: the pool is the
+    same however the trials are split across calls and processes (a failed trial's values are not retried)."""
+    import optuna
+
+    class PoolSampler(optuna.samplers.BaseSampler):
+        """Trial N's values from a generator keyed by (seed, N)."""
+
+        def infer_relative_search_space(self, study, trial) -> dict:
+            """No joint sampling."""
+            return {}
+
+        def sample_relative(self, study, trial, search_space) -> dict:
+            """No joint sampling."""
+            return {}
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            """The pool's value of ``param_name`` for this trial's number."""
+            return pool_values(space, seed, trial.number)[param_name]
+
+    return PoolSampler()
 
 
 def pool_values(space: dict[str, tuple[str, float, float]], seed: int, number: int) -> dict:

@@ -114,6 +114,8 @@ def _coerce(hint, value, where: str):
             raise TedlocError(f"{where}: expected true or false, got {value!r}")
         return value
     if hint in (int, float, str):
+        if isinstance(value, (bool, list, dict)) or value is None:
+            raise TedlocError(f"{where}: expected {'an' if hint is int else 'a'} {hint.__name__}, got {value!r}")
         try:
             converted = hint(value)
         except (TypeError, ValueError):
@@ -143,7 +145,9 @@ def paper_recipe(dataset: str, overrides: dict | None = None) -> tuple[str, Reci
         part[section][field_name] = overrides.pop(key)
     recipe_keys = ("text_encoder", "pseudo_labels", "clip", "clip_pretrained", "map_sizes", "eval_batch_size",
                    "overlays", "eval_interval")
-    settings = {"overlays": 6, **{k: v for k, v in {**bench, **overrides}.items() if k in recipe_keys}}
+    hints = typing.get_type_hints(Recipe)
+    settings = {"overlays": 6, **{k: _coerce(hints[k], v, f"--set {k}" if k in overrides else f"{dataset}_bench: {k}")
+                                  for k, v in {**bench, **overrides}.items() if k in recipe_keys}}
     unknown = sorted(set(overrides) - set(recipe_keys))
     if unknown:
         raise TedlocError(f"unknown recipe option(s) {', '.join(unknown)}")
