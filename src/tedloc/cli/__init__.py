@@ -50,7 +50,7 @@ def _load_commands() -> None:
     """Import the subcommand modules (they register themselves)."""
     # modules register their commands on import
     from tedloc.cli import (anchors, baseline, bench, cams, data, demo, evaluate, predict,  # noqa: F401
-                            proposals, protocol, train)
+                            proposals, protocol, report, train)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -72,7 +72,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                 configure(subparser, argv)
             else:
                 configure(subparser)
+            show_defaults(subparser)
     return parser
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default X)`` to every option's help that does not state its default yet (subcommands too)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                show_defaults(sub)
+            continue
+        default = action.default
+        if (not action.help or action.help == argparse.SUPPRESS or "default" in action.help.lower()
+                or default in (None, argparse.SUPPRESS) or action.nargs == 0 or not action.option_strings):
+            continue
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        action.help = f"{action.help} (default {shown})"
 
 
 def os_error_message(e: OSError, out: str | None = None) -> str:

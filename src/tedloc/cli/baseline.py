@@ -29,8 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc baseline`` and its ``centered-box`` subcommand."""
     sub = parser.add_subparsers(dest="baseline", metavar="<baseline>", required=True)
     p = sub.add_parser("centered-box", help="a centered square of the best fixed size, no image looked at")
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--split", default="test", help="the split scored (its side chosen on val)")
     p.add_argument("--size", type=int, default=224, help="map size (the input size of the compared methods)")
-    p.add_argument("--json")
+    p.add_argument("--json", help="write the metrics as JSON here")
     p.set_defaults(func=_centered)

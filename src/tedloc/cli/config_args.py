@@ -12,7 +12,30 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["add_config_arguments", "config_from_args"]
+__all__ = ["add_config_arguments", "config_from_args", "FIELD_HELP"]
+
+# the help of fields many configs share (a method's own ``option_help`` wins)
+FIELD_HELP = {
+    "epochs": "training epochs",
+    "batch_size": "images per process and step",
+    "lr": "learning rate",
+    "lr_step": "multiply the learning rate by lr-gamma every N epochs",
+    "lr_gamma": "the learning rate's step decay factor",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum",
+    "weight_decay": "weight decay",
+    "seed": "random seed (shuffling, augmentation, pseudo-label draws)",
+    "workers": "data loader processes",
+    "input_size": "side of the square input view in pixels",
+    "resize_size": "train resize before the random crop",
+    "interval": "threshold interval of the per-epoch validation",
+    "decoder_channels": "channels of each x2 upsampling stage of the decoder",
+    "logit": "class logits: dot product with the anchors, or cosine (times logit-scale)",
+    "logit_scale": "factor of the cosine logits",
+    "sigma_rgb": "the CRF loss's colour bandwidth (0-255 units)",
+    "sigma_xy": "the CRF loss's spatial bandwidth in pixels",
+    "classifier_lr_step": "the class-token classifier stage's LR step (x0.1 every N epochs)",
+}
 
 
 def _option_type(hint: Any) -> tuple[Any, Any]:
@@ -35,6 +58,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip
             continue
         flag = "--" + field.name.replace("_", "-")
         extra = dict(options.get(field.name, {}))
+        if "help" not in extra and field.name in FIELD_HELP:
+            extra["help"] = FIELD_HELP[field.name]
         element, nargs = _option_type(hints[field.name])
         nargs = extra.pop("nargs", nargs)
         if element is bool:

@@ -37,6 +37,6 @@ def _demo(args: argparse.Namespace) -> int:
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc demo``."""
     parser.add_argument("--out", default="runs/demo", help="folder for data, runs and the report")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and the training")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_demo)

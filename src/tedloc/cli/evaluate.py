@@ -64,7 +64,7 @@ def _evaluate_maps(args: argparse.Namespace) -> int:
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc evaluate-maps``."""
     parser.add_argument("--data", required=True, help="dataset directory")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="the split the maps are of")
     parser.add_argument("--maps", required=True, help="folder with <image_id>.npy maps (and <image_id>.scores.npy)")
     parser.add_argument("--interval", type=float, default=0.001,
                         help="CAM threshold interval (default 0.001, wsolevaluation's final evaluation)")
@@ -97,6 +97,29 @@ def _localizer(args: argparse.Namespace, runtime, dataset):
     return localizer, args.run
 
 
+def _save_vis(localizer, dataset, args: argparse.Namespace, metrics: dict) -> None:
+    """``--save-vis N``: N test images of each group (best, worst, random) drawn into ``--vis-dir``."""
+    from pathlib import Path
+
+    from tedloc.recipes.report import gallery_pictures
+
+    split = dataset[args.split]
+    threshold = metrics.get("threshold")
+    if not isinstance(threshold, float):
+        threshold = "otsu"
+    folder = Path(args.vis_dir or (Path(args.json).with_suffix("") if args.json else "vis"))
+    pictures = gallery_pictures(localizer, split, dataset.class_names, threshold, args.save_vis)
+    if not pictures:
+        print(f"note: --save-vis draws GT boxes; split {args.split!r} has none", file=sys.stderr)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for group, items in pictures.items():
+        for k, (image_id, picture, _, iou) in enumerate(items):
+            picture.save(folder / f"{group}_{k:02d}_{Path(image_id).stem}_iou{iou:.2f}.png")
+    print(f"drew {sum(len(v) for v in pictures.values())} test images (best, worst, random; threshold "
+          f"{threshold}) into {folder}")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from tedloc.engine.distributed import Distributed
     from tedloc.eval.localizer_eval import evaluate_localizer
@@ -119,6 +142,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         metrics["model"] = localizer.record()
     code = report(metrics, f"{name} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
                   args.json)
+    if args.save_vis:
+        _save_vis(localizer, dataset, args, metrics)
     if args.save_threshold:
         from tedloc.engine.run_folder import RunFolder
 
@@ -163,6 +188,12 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-threshold", action="store_true",
                         help="store the best threshold found on this split in the run (used by `tedloc predict`)")
     parser.add_argument("--json", help="write the metrics as JSON here")
+    parser.add_argument("--save-vis", type=int, default=0, metavar="N",
+                        help="draw N test images of each group, the best, the worst and random ones by the IoU of "
+                             "the predicted box (map over the image, GT box green, predicted box white, true and "
+                             "predicted class), at the operating threshold found (default 0: none)")
+    parser.add_argument("--vis-dir", help="folder of the --save-vis pictures (default: the --json path without its "
+                                          "suffix, else ./vis)")
     add_clip_arguments(parser)
     add_runtime_arguments(parser)
     parser.set_defaults(func=_evaluate)

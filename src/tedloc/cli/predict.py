@@ -111,7 +111,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=_threshold, default=None,
                         help="map threshold in [0, 1) or 'otsu' (default: the one stored in the run)")
     parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g (default) or class)")
-    parser.add_argument("--topk", type=int, default=5)
+    parser.add_argument("--topk", type=int, default=5, help="classes reported per image")
     parser.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, metavar="N",
                         help=f"refuse image files with more pixels, e.g. 20000*20000 (the default, {MAX_PIXELS:,}); "
                              f"'none': no bound")

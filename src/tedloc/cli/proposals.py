@@ -31,7 +31,7 @@ def _proposals(args: argparse.Namespace) -> int:
 def configure_proposals(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc proposals``."""
     parser.add_argument("--data", required=True, help="dataset directory")
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", default="train", help="the split whose proposals are made")
     parser.add_argument("--out", required=True, help="proposal cache folder (resumed if it exists)")
     parser.add_argument("--classifier-run", required=True,
                         help="the scoring classifier f_r: a `tedloc pretrain` run (the thesis: a ResNet-50)")
@@ -49,7 +49,7 @@ def configure_proposals(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=5, help="proposals kept per image (the best scored)")
     parser.add_argument("--blur-sigma", type=float,
                         help="the Gaussian blur outside a box when scoring (default: 1/8 of the longer side)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument("--json", action="store_true", help="print the counts and quality as JSON")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_proposals)

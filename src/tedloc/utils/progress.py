@@ -1,13 +1,15 @@
 """Progress bars for long offline loops (tqdm on a terminal, silent otherwise)."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
-from typing import Iterable, TypeVar
+from typing import Iterable, Iterator, TypeVar
 
 from tqdm.std import tqdm
 
-__all__ = ["progress"]
+__all__ = ["progress", "quiet_third_party"]
 
 T = TypeVar("T")
 
@@ -17,6 +19,39 @@ def _enabled() -> bool:
     if forced is not None:
         return forced not in ("0", "", "false", "no")
     return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def quiet_third_party(*loggers: str) -> Iterator[None]:
+    """Keep the info messages of ``loggers`` and Hugging Face's progress bars (sentence-transformers' "Loading
+    weights") out of plain logs: both are silenced unless progress bars are on (a terminal, or
+    ``TEDLOC_PROGRESS=1``)."""
+    if _enabled():
+        yield
+        return
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    old = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    hf_logging = None
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+        pass
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        if hf_logging is not None:
+            hf_logging.enable_progress_bar()
+        if old is None:
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old
 
 
 def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it",

@@ -18,7 +18,9 @@ def render_overlay(image: Image.Image, score_map: np.ndarray, box=None, gt_boxes
     ``box``/``gt_boxes`` are inclusive ``(x0, y0, x1, y1)`` in image pixels (predicted: white,
     GT: green), or in the pixels of an image of size ``boxes_in`` = (width, height) that ``image``
     shows at reduced size (a large image's overlay drawn at its map's size). Small images are
-    enlarged (nearest) to ``min_side`` so boxes and text stay legible.
+    enlarged (nearest) to ``min_side`` so boxes and text stay legible. Boxes are drawn inside their
+    bounds (a box of the whole image stays visible); a legend in the bottom-left corner names the colours
+    of the boxes drawn.
     """
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     h, w = rgb.shape[:2]
@@ -39,10 +41,33 @@ def render_overlay(image: Image.Image, score_map: np.ndarray, box=None, gt_boxes
             x0, y0, x1, y1 = (int(v) for v in b)
             start = (round(x0 * sx), round(y0 * sy))
             end = (max(start[0], round((x1 + 1) * sx) - 1), max(start[1], round((y1 + 1) * sy) - 1))
+            inset = thick // 2  # the line lies inside the box: one along the image border stays visible
+            start = (min(start[0] + inset, out.shape[1] - 1), min(start[1] + inset, out.shape[0] - 1))
+            end = (max(start[0], end[0] - inset), max(start[1], end[1] - inset))
             cv2.rectangle(out, start, end, color, thick)
+    drawn = [(name, color) for name, boxes, color in (("GT", gt_boxes, _GT), ("predicted", box, _PRED))
+             if boxes is not None and len(boxes)]
+    if drawn:
+        _legend(out, drawn)
     if caption:
         font_scale = max(0.4, min(out.shape[:2]) / 500)
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         cv2.rectangle(out, (0, 0), (min(out.shape[1] - 1, tw + 6), th + base + 6), (0, 0, 0), -1)
         cv2.putText(out, caption, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
     return Image.fromarray(out)
+
+
+def _legend(out: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
+    """Colour swatches and names on a dark strip in the bottom-left corner of ``out`` (in place)."""
+    font_scale = max(0.35, min(out.shape[:2]) / 600)
+    (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    width = 8 + sum(cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] + th + 12 for n, _ in entries)
+    top = out.shape[0] - th - base - 6
+    cv2.rectangle(out, (0, top), (min(out.shape[1] - 1, width), out.shape[0] - 1), (0, 0, 0), -1)
+    x = 4
+    for name, color in entries:
+        cv2.rectangle(out, (x, top + 3), (x + th, top + 3 + th), color, -1)
+        x += th + 4
+        cv2.putText(out, name, (x, top + 3 + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        x += cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] + 8

@@ -1,0 +1,138 @@
+"""`tedloc report`: one self-contained HTML page, checked by structure and rendered in a real headless browser."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tedloc.methods.cam import PretrainConfig
+from tedloc.methods.tedloc import TeDLocTrainConfig
+from tedloc.recipes import Recipe, run_recipe
+from tedloc.recipes.report import gallery_indices, write_report
+
+
+class _Page(HTMLParser):
+    """The images (src) and the headings of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.headings, self._tag = [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        self._tag = tag
+
+    def handle_data(self, data):
+        if self._tag in ("h2", "h3", "h4") and data.strip():
+            self.headings.append(data.strip())
+
+
+@pytest.fixture(scope="module")
+def recipe_folder(synthetic_small, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    np.save(root / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    recipe = Recipe(pretrain=PretrainConfig(input_size=48, epochs=2, batch_size=8, workers=0),
+                    tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=2, batch_size=8, k=4, cache_views=1),
+                    variants=("tedloc",), text_encoder=f"file:{root / 'emb.npy'}", gallery=2)
+    run_recipe(synthetic_small, root / "out", recipe, log=lambda _: None)
+    return root / "out"
+
+
+def test_the_recipe_writes_a_self_contained_page(recipe_folder):
+    page = _Page()
+    text = (recipe_folder / "report.html").read_text()
+    page.feed(text)
+    for section in ("Results (test split)", "Per-threshold curves", "Training curves", "Error analysis", "Gallery"):
+        assert section in page.headings, section
+    assert {"cam", "tedloc", "best", "worst", "random"} <= set(page.headings)
+    assert "GT-known" in text and "<td>cam@pred</td>" in text and "<td>class@pred</td>" in text
+    assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)  # nothing outside
+    for src in page.images:  # every picture decodes, and is not blank
+        image = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("L"))
+        assert image.size > 0 and image.std() > 0
+    assert not re.search(r"(src|href)=['\"](?!data:)", text)
+    # 2 curves (box accuracy, PxAP) for each of cam and tedloc, 2 training plots each, 1 error plot, a gallery
+    assert len(page.images) >= 2 * 2 + 2 * 2 + 1 + 2 * 2
+
+
+def test_report_of_a_run_and_of_an_evaluation(recipe_folder, synthetic_small, tmp_path, capsys):
+    from tedloc.cli import main
+
+    assert main(["report", str(recipe_folder / "runs" / "tedloc"), "--out", str(tmp_path / "run.html")]) == 0
+    page = _Page()
+    page.feed((tmp_path / "run.html").read_text())
+    assert "Training curves" in page.headings and len(page.images) == 2
+    evaluation = tmp_path / "m.json"
+    assert main(["evaluate", "--run", str(recipe_folder / "runs" / "cam"), "--data", str(synthetic_small),
+                 "--json", str(evaluation)]) == 0
+    assert main(["report", str(evaluation)]) == 0
+    vis = tmp_path / "vis"
+    assert main(["evaluate", "--run", str(recipe_folder / "runs" / "tedloc"), "--data", str(synthetic_small),
+                 "--save-vis", "2", "--vis-dir", str(vis)]) == 0
+    drawn = sorted(p.name for p in vis.glob("*.png"))
+    assert [n.split("_")[0] for n in drawn] == ["best", "best", "random", "random", "worst", "worst"]
+    assert "Per-threshold curves" in (tmp_path / "report.html").read_text()
+    (tmp_path / "other.json").write_text(json.dumps({"x": 1}))
+    assert main(["report", str(tmp_path / "other.json")]) == 2
+    assert "not an evaluation" in capsys.readouterr().err
+
+
+def test_gallery_groups():
+    ious = np.array([0.1, 0.9, 0.5, 0.3, 0.7, 0.0, 0.2])
+    groups = gallery_indices(ious, 2)
+    assert groups["best"] == [1, 4] and groups["worst"] == [5, 0]
+    assert len(groups["random"]) == 2 and not set(groups["random"]) & {1, 4, 5, 0}
+    assert gallery_indices(ious, 2) == groups  # seeded
+
+
+def _chromium() -> str | None:
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def test_the_page_renders_in_a_headless_browser(recipe_folder, tmp_path):
+    """A real browser opens the page from disk: every image loads, and the page is not blank."""
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs Chromium for the browser test (.ci/run installs it)")
+        pytest.skip("no Chromium on this machine")
+    page = tmp_path / "page.html"
+    text = (recipe_folder / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load',()=>{const i=[...document.images];"
+             "document.title='loaded '+i.filter(x=>x.complete&&x.naturalWidth>0).length+' of '+i.length;});</script>")
+    page.write_text(text.replace("</body>", probe + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
+    dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    loaded = re.search(r"<title>loaded (\d+) of (\d+)</title>", dom)
+    assert loaded, dom[:300]
+    assert int(loaded.group(1)) == int(loaded.group(2)) > 0
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
+                   capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 10  # not a blank page
+
+
+def test_overlay_draws_a_whole_image_box_inside_and_a_legend():
+    from tedloc.viz import render_overlay
+
+    image = Image.fromarray(np.full((64, 64, 3), 90, dtype=np.uint8))
+    out = np.asarray(render_overlay(image, np.zeros((8, 8)), (0, 0, 63, 63), np.array([[10, 10, 40, 40]]),
+                                    alpha=0.0))
+    white = (out == 255).all(axis=2)
+    assert white[128, 0] and white[128, -1] and white[0, 128] and white[-1, 200]  # all four sides on the image
+    green = (out == (0, 255, 0)).all(axis=2)
+    assert green[:, :].sum() > 0 and green[-10:, :40].any()  # the GT box, and the legend's GT swatch
+    plain = np.asarray(render_overlay(image, np.zeros((8, 8)), alpha=0.0))
+    assert not (plain == 255).all(axis=2).any()  # no box, no legend
