@@ -207,7 +207,10 @@ def test_protocol_table_and_noise_study_commands(classifier_run, synthetic_small
     assert score["images"] == 8
     table_json = tmp_path / "table.json"
     assert main(["protocol-table", "--runs", str(classifier_run), "--data", str(synthetic_small),
-                 "--pseudo-boxes", f"cam={boxes}", "--json", str(table_json), "--csv", str(tmp_path / "t.csv")]) == 0
+                 "--pseudo-boxes", f"cam={boxes}", "--json", str(table_json), "--csv", str(tmp_path / "t.csv"),
+                 "--report", str(tmp_path / "table.html")]) == 0
+    page = (tmp_path / "table.html").read_text()
+    assert "Selection curves" in page and "<td>BV-VT</td>" in page and page.count("data:image/png;base64,") == 1
     table = json.loads(table_json.read_text())
     assert set(table) == {"cls", "GT", "cam"}
     assert table["GT"]["BT-TT"]["MaxBoxAcc"] >= table["GT"]["BV-TT"]["MaxBoxAcc"]  # BT is the best test score

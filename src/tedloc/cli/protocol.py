@@ -106,6 +106,10 @@ def _protocol_table(args: argparse.Namespace) -> int:
         atomic_write_text(args.json, json.dumps(table, indent=1) + "\n")
     if args.csv:
         atomic_write_text(args.csv, table_csv(table))
+    if args.report:
+        from tedloc.recipes.report import write_protocol_report
+
+        print(f"wrote {write_protocol_report(results, table, args.report)}")
     return 0
 
 
@@ -127,6 +131,8 @@ def configure_protocol_table(parser: argparse.ArgumentParser) -> None:
                         help="whose map a CAM is: the true class's (GT-known, default) or the predicted class's")
     parser.add_argument("--json", help="write the table (every cell, its checkpoint and threshold) as JSON here")
     parser.add_argument("--csv", help="write the table as CSV here")
+    parser.add_argument("--report", metavar="FILE.html",
+                        help="write the tables and the selection curves as one HTML page here")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_protocol_table)
 

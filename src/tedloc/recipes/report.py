@@ -30,7 +30,7 @@ from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
 
-__all__ = ["write_report", "gallery_indices", "gallery_pictures"]
+__all__ = ["write_report", "gallery_indices", "gallery_pictures", "write_protocol_report"]
 
 _ERROR_KINDS = ("LPE", "LME", "MIns", "other")
 _IOU = (30, 50, 70)
@@ -299,6 +299,56 @@ def _recipe_data(folder: Path, runs: dict[str, Path]) -> Path | None:
         if config.exists():
             candidates.append(Path(json.loads(config.read_text()).get("data", "")))
     return next((c for c in candidates if (c / "dataset.yaml").exists()), None)
+
+
+def _selection_curves(results: dict, supervisions: list[str]) -> str:
+    """Per run: the val score of every epoch against each supervision (and val CL@1) beside the test
+    MaxBoxAcc (GT) of that epoch: what each column of the table selects from."""
+    runs: dict = {}
+    for ckpt, r in results.items():
+        runs.setdefault(ckpt.run.name, []).append((ckpt.epoch, r))
+    parts = []
+    for name, rows in runs.items():
+        rows.sort(key=lambda x: x[0])
+        epochs = [e for e, _ in rows]
+        fig, ax = _figure()
+        ax.plot(epochs, [max(r["test"]["acc50"]) for _, r in rows], "k-o", label="test MaxBoxAcc (GT)")
+        for s in supervisions:
+            ax.plot(epochs, [max(r["val"][s]["acc50"]) for _, r in rows], marker="o", linestyle="--",
+                    label=f"val MaxBoxAcc vs {s}")
+        first = next(iter(rows[0][1]["val"].values()), {})
+        if "CL@1" in first:
+            ax.plot(epochs, [next(iter(r["val"].values())).get("CL@1") for _, r in rows], marker="s", linestyle=":",
+                    label="val CL@1")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="epoch", ylabel="%", title=f"{name}: what each column selects from")
+        ax.legend(fontsize=7)
+        parts.append(_png(fig))
+    return _row(parts)
+
+
+def write_protocol_report(results: dict, table: dict, out: str | os.PathLike) -> Path:
+    """The protocol table (both layouts, the cells explained) and the selection curves of every run, as one
+    HTML page (``tedloc protocol-table --report``)."""
+    from tedloc.protocol.selection import format_table
+
+    def as_html(text: str) -> str:
+        lines = [ln for ln in text.splitlines() if ln.startswith("|") and not ln.startswith("|---")]
+        note = " ".join(ln for ln in text.splitlines() if ln and not ln.startswith("|"))
+        cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells[1:])
+        return f"<table><tr>{head}</tr>{body}</table><p class='note'>{html.escape(note)}</p>"
+
+    supervisions = [s for s in table if s != "cls"]
+    body = ["<h2>Selection and thresholds (test MaxBoxAcc / mIoU)</h2>", as_html(format_table(table)),
+            "<h2>BoxAcc at IoU 30 / 50 / 70 / MaxBoxAccV2</h2>", as_html(format_table(table, detail=True)),
+            "<h2>Selection curves</h2>", _selection_curves(results, supervisions)]
+    target = Path(out)
+    atomic_write_text(target, _page("tedloc protocol table", body))
+    return target
 
 
 def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, gallery: int = 4, pool: int = 300,
