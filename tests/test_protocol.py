@@ -211,6 +211,8 @@ def test_protocol_table_and_noise_study_commands(classifier_run, synthetic_small
                  "--report", str(tmp_path / "table.html")]) == 0
     page = (tmp_path / "table.html").read_text()
     assert "Selection curves" in page and "<td>BV-VT</td>" in page and page.count("data:image/png;base64,") == 1
+    assert main(["report", str(table_json), "--out", str(tmp_path / "t.html")]) == 0
+    assert "<td>BT-TT</td>" in (tmp_path / "t.html").read_text()
     table = json.loads(table_json.read_text())
     assert set(table) == {"cls", "GT", "cam"}
     assert table["GT"]["BT-TT"]["MaxBoxAcc"] >= table["GT"]["BV-TT"]["MaxBoxAcc"]  # BT is the best test score

@@ -18,8 +18,9 @@ def _report(args: argparse.Namespace) -> int:
 @command("report", help="an HTML page of results: tables, threshold and training curves, errors, a gallery")
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc report``."""
-    parser.add_argument("path", help="a recipe folder (tedloc demo/bench: results.json), a run folder, or an "
-                                     "evaluation JSON (tedloc evaluate --json)")
+    parser.add_argument("path", help="a recipe folder (tedloc demo/bench: results.json), a run folder, an "
+                                     "evaluation JSON (tedloc evaluate --json) or a protocol table JSON "
+                                     "(tedloc protocol-table --json)")
     parser.add_argument("--out", help="the HTML file (default: report.html in the folder, or beside the JSON)")
     parser.add_argument("--gallery", type=int, default=4,
                         help="test images per gallery group: the best, the worst and random ones (default 4; 0: none)")

@@ -12,7 +12,9 @@ For a recipe folder (``tedloc demo``, ``tedloc bench``: ``results.json``, ``eval
   class.
 
 For a run folder: its training curves and record. For an evaluation (``tedloc evaluate --json``): its
-table, curves and error bars. Plots are matplotlib PNGs embedded as ``data:`` URIs.
+table, curves and error bars. For a protocol table (``tedloc protocol-table --json``): the table in both
+layouts (``tedloc protocol-table --report`` adds the selection curves, which need the runs). Plots are
+matplotlib PNGs embedded as ``data:`` URIs.
 """
 from __future__ import annotations
 
@@ -329,9 +331,12 @@ def _selection_curves(results: dict, supervisions: list[str]) -> str:
     return _row(parts)
 
 
-def write_protocol_report(results: dict, table: dict, out: str | os.PathLike) -> Path:
-    """The protocol table (both layouts, the cells explained) and the selection curves of every run, as one
-    HTML page (``tedloc protocol-table --report``)."""
+def _is_protocol_table(data) -> bool:
+    return isinstance(data, dict) and bool(data) and all(isinstance(v, dict) and "BT-TT" in v for v in data.values())
+
+
+def _protocol_tables(table: dict) -> list[str]:
+    """The table in both layouts (MaxBoxAcc / mIoU; BoxAcc at IoU 30/50/70 / MaxBoxAccV2), the cells explained."""
     from tedloc.protocol.selection import format_table
 
     def as_html(text: str) -> str:
@@ -342,10 +347,15 @@ def write_protocol_report(results: dict, table: dict, out: str | os.PathLike) ->
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells[1:])
         return f"<table><tr>{head}</tr>{body}</table><p class='note'>{html.escape(note)}</p>"
 
+    return ["<h2>Selection and thresholds (test MaxBoxAcc / mIoU)</h2>", as_html(format_table(table)),
+            "<h2>BoxAcc at IoU 30 / 50 / 70 / MaxBoxAccV2</h2>", as_html(format_table(table, detail=True))]
+
+
+def write_protocol_report(results: dict, table: dict, out: str | os.PathLike) -> Path:
+    """The protocol table (both layouts, the cells explained) and the selection curves of every run, as one
+    HTML page (``tedloc protocol-table --report``)."""
     supervisions = [s for s in table if s != "cls"]
-    body = ["<h2>Selection and thresholds (test MaxBoxAcc / mIoU)</h2>", as_html(format_table(table)),
-            "<h2>BoxAcc at IoU 30 / 50 / 70 / MaxBoxAccV2</h2>", as_html(format_table(table, detail=True)),
-            "<h2>Selection curves</h2>", _selection_curves(results, supervisions)]
+    body = _protocol_tables(table) + ["<h2>Selection curves</h2>", _selection_curves(results, supervisions)]
     target = Path(out)
     atomic_write_text(target, _page("tedloc protocol table", body))
     return target
@@ -353,8 +363,8 @@ def write_protocol_report(results: dict, table: dict, out: str | os.PathLike) ->
 
 def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, gallery: int = 4, pool: int = 300,
                  runtime=None) -> Path:
-    """Write the HTML page of ``path``: a recipe folder (``results.json``), a run folder (``model.json``) or
-    an evaluation JSON (``tedloc evaluate --json``); default ``out``: ``report.html`` inside the folder (beside
+    """Write the HTML page of ``path``: a recipe folder (``results.json``), a run folder (``model.json``), an
+    evaluation JSON (``tedloc evaluate --json``) or a protocol table (``--json``); default ``out``: ``report.html`` inside the folder (beside
     the JSON file). ``gallery`` images per group (best, worst, random) among ``pool`` test images."""
     from tedloc.utils.device import Runtime
 
@@ -368,10 +378,16 @@ def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, 
         title = f"tedloc run: {path.name}"
         body = ["<h2>Run</h2><pre>" + html.escape(json.dumps(record, indent=1)) + "</pre>",
                 "<h2>Training curves</h2>", _training_curves(path.name, path)]
+    elif path.is_file() and path.suffix == ".json" and _is_protocol_table(json.loads(path.read_text())):
+        title = f"tedloc protocol table: {path.stem}"
+        body = _protocol_tables(json.loads(path.read_text()))
+        body.append("<p class='note'>The selection curves need the runs: <code>tedloc protocol-table ... --report "
+                    "FILE.html</code> draws them.</p>")
     elif path.is_file() and path.suffix == ".json":
         metrics = json.loads(path.read_text())
         if not isinstance(metrics, dict) or "images" not in metrics:
-            raise TedlocError(f"{path}: not an evaluation of `tedloc evaluate --json`")
+            raise TedlocError(f"{path}: not an evaluation of `tedloc evaluate --json` nor a table of "
+                              f"`tedloc protocol-table --json`")
         from tedloc.recipes.pipeline import HEADLINE_METRICS
 
         title = f"tedloc evaluation: {path.stem}"
@@ -379,8 +395,8 @@ def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, 
                 "<h2>Per-threshold curves</h2>", _threshold_curves(path.stem, metrics),
                 "<h2>Error analysis</h2>", _error_bars({path.stem: metrics})]
     else:
-        raise TedlocError(f"{path}: not a recipe folder (results.json), a run folder (model.json) or an "
-                          f"evaluation JSON")
+        raise TedlocError(f"{path}: not a recipe folder (results.json), a run folder (model.json), an "
+                          f"evaluation JSON or a protocol table JSON")
     target = Path(out) if out else (path if path.is_dir() else path.parent) / "report.html"
     atomic_write_text(target, _page(title, body))
     return target
