@@ -24,7 +24,7 @@ def _tinyimagenet(args: argparse.Namespace) -> int:
     recipe = get_preset(f"tinyimagenet-{args.preset}")
     run_recipe(data, out, recipe, log=lambda text: print(text, flush=True), runtime=runtime_from_args(args))
     print(f"bench finished in {(time.perf_counter() - start) / 60:.1f} min; {out / 'results.json'}, "
-          f"{out / 'report.md'}")
+          f"{out / 'report.md'}, {out / 'report.html'}")
     return 0
 
 
@@ -73,7 +73,7 @@ def _paper(args: argparse.Namespace) -> int:
             print(f"    {split}: skipped ({why})", flush=True)
     run_recipe(data, out, recipe, log=lambda text: print(text, flush=True), runtime=runtime_from_args(args))
     print(f"bench finished in {(time.perf_counter() - start) / 60:.1f} min; {out / 'results.json'}, "
-          f"{out / 'report.md'}")
+          f"{out / 'report.md'}, {out / 'report.html'}")
     return 0
 
 
@@ -93,7 +93,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                "to OUT/data with --images (and --masks)")
         p.add_argument("--images", help="image root the metadata's ids are relative to")
         p.add_argument("--masks", help="mask root (OpenImages)")
-        p.add_argument("--out", required=True, help="output folder (runs/, cache/, results.json, report.md)")
+        p.add_argument("--out", required=True, help="output folder (runs/, cache/, results.json, report.md, report.html)")
         p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
                        help="pretrained: timm's and open_clip's weights (network once; default); random: random "
                             "weights everywhere (checks the code path; the numbers mean nothing)")
@@ -105,7 +105,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         p.set_defaults(func=_paper)
     p = sub.add_parser("tinyimagenet", help="convert, pretrain, CAM, TeD-Loc and its ablations, evaluate on test")
     p.add_argument("--src", required=True, help="extracted tiny-imagenet-200 folder")
-    p.add_argument("--out", required=True, help="output folder (data/, runs/<method>/, results.json, report.md)")
+    p.add_argument("--out", required=True, help="output folder (data/, runs/<method>/, results.json, report.md, report.html)")
     p.add_argument("--preset", choices=("quick", "full"), default="quick",
                    help="quick: about 15 min on 2 CPU cores; full: about 4 hours (with DiPS) (default quick)")
     add_runtime_arguments(p)

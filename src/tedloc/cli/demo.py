@@ -27,7 +27,8 @@ def _demo(args: argparse.Namespace) -> int:
     recipe = get_preset("demo")
     recipe.pretrain.seed = recipe.tedloc.seed = recipe.vit.seed = recipe.dips.seed = args.seed
     run_recipe(data, out, recipe, log=lambda text: print(text, flush=True), runtime=runtime_from_args(args))
-    print(f"demo finished in {time.perf_counter() - start:.0f} s; report: {out / 'report.md'}")
+    print(f"demo finished in {time.perf_counter() - start:.0f} s; report: {out / 'report.html'} (open it in a "
+          f"browser), {out / 'report.md'}")
     print(f"try: tedloc predict --run {out / 'runs' / 'tedloc'} {out / 'data' / 'images' / 'test' / 'red_circle'}"
           f"/*.png --out {out / 'predictions'}")
     return 0
