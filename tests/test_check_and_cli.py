@@ -150,7 +150,8 @@ def test_every_option_has_help_that_shows_its_default():
                         stack += [(f"{where} {n}", sp) for n, sp in action.choices.items()]
                     elif action.dest != "help" and not action.help:
                         problems.append(f"{where} {action.option_strings or action.dest}: no help")
-                    elif (action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+                    elif (action.option_strings and action.default not in (None, argparse.SUPPRESS)
+                          and (action.nargs != 0 or isinstance(action, argparse.BooleanOptionalAction))
                           and "default" not in action.help.lower()):
                         problems.append(f"{where} {action.option_strings[0]}: the help hides the default")
     assert not problems, problems

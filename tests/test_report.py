@@ -87,6 +87,28 @@ def test_report_of_a_run_and_of_an_evaluation(recipe_folder, synthetic_small, tm
     assert "not an evaluation" in capsys.readouterr().err
 
 
+def test_gallery_ious_are_those_of_the_drawn_boxes(recipe_folder, synthetic_small):
+    """The IoU that ranks an image is that of the box `tedloc predict` draws, in image pixels."""
+    from tedloc.data import load_dataset
+    from tedloc.eval.boxes import box_iou
+    from tedloc.inference import Localizer
+    from tedloc.methods import load_model
+    from tedloc.recipes.report import gallery_pictures
+
+    dataset = load_dataset(synthetic_small)
+    split = dataset["test"]
+    run = recipe_folder / "runs" / "tedloc"
+    pictures = gallery_pictures(load_model(run), split, dataset.class_names, 0.3, 1, pool=5)
+    localizer = Localizer.from_run(run, threshold=0.3)
+    for items in pictures.values():
+        for image_id, _, _, iou in items:
+            i = split.index_of(image_id)
+            box = localizer(split.image_path(i))[0].box
+            assert iou == pytest.approx(float(box_iou(np.array([box]), split.boxes[i]).max()))
+    with pytest.raises(Exception, match="count >= 0"):
+        gallery_pictures(load_model(run), split, dataset.class_names, 0.3, -1)
+
+
 def test_gallery_groups():
     ious = np.array([0.1, 0.9, 0.5, 0.3, 0.7, 0.0, 0.2])
     groups = gallery_indices(ious, 2)
@@ -111,7 +133,8 @@ def test_the_page_renders_in_a_headless_browser(recipe_folder, tmp_path):
     probe = ("<script>window.addEventListener('load',()=>{const i=[...document.images];"
              "document.title='loaded '+i.filter(x=>x.complete&&x.naturalWidth>0).length+' of '+i.length;});</script>")
     page.write_text(text.replace("</body>", probe + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--allow-file-access-from-files",
+             f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     loaded = re.search(r"<title>loaded (\d+) of (\d+)</title>", dom)

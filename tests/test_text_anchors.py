@@ -146,3 +146,23 @@ def test_loading_the_default_text_encoder_keeps_plain_logs_clean(capfd, caplog):
     assert "Loading weights" not in err and "%|" not in err
     assert not [r for r in caplog.records if r.name.startswith(("sentence_transformers", "transformers"))
                 and r.levelno < logging.WARNING]
+
+
+def test_quieting_restores_the_state_it_found():
+    import logging
+
+    hf_logging = pytest.importorskip("transformers.utils.logging")
+    from tedloc.utils.progress import quiet_third_party
+
+    logger = logging.getLogger("sentence_transformers")
+    for bars_on in (True, False):
+        (hf_logging.enable_progress_bar if bars_on else hf_logging.disable_progress_bar)()
+        logger.setLevel(logging.DEBUG)
+        with pytest.raises(RuntimeError):
+            with quiet_third_party("sentence_transformers"):
+                with quiet_third_party("sentence_transformers"):  # nested
+                    assert not hf_logging.is_progress_bar_enabled() and logger.level == logging.WARNING
+                raise RuntimeError("a failed load")
+        assert hf_logging.is_progress_bar_enabled() == bars_on and logger.level == logging.DEBUG
+    hf_logging.enable_progress_bar()
+    logger.setLevel(logging.NOTSET)

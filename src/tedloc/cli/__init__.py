@@ -84,11 +84,12 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
                 show_defaults(sub)
             continue
         default = action.default
+        flag = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)  # store_true: off
         if (not action.help or action.help == argparse.SUPPRESS or "default" in action.help.lower()
-                or default in (None, argparse.SUPPRESS) or action.nargs == 0 or not action.option_strings):
+                or default in (None, argparse.SUPPRESS) or flag or not action.option_strings):
             continue
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        action.help = f"{action.help} (default {shown})"
+        action.help = f"{action.help} (default {str(shown).replace('%', '%%')})"
 
 
 def os_error_message(e: OSError, out: str | None = None) -> str:

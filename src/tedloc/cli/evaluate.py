@@ -128,6 +128,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     dist.on_main(lambda: _check_outputs(args))
     if args.save_threshold and args.mode != "oracle":
         raise TedlocError("--save-threshold stores the best threshold of --mode oracle")
+    if args.save_vis < 0:
+        raise TedlocError(f"--save-vis takes a number of images >= 0, got {args.save_vis}")
     dataset = load_dataset(args.data, splits=[args.split])
     localizer, name = _localizer(args, runtime, dataset)
     if args.save_threshold and not dataset[args.split].has_boxes:
@@ -142,8 +144,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         metrics["model"] = localizer.record()
     code = report(metrics, f"{name} on {args.split}: {metrics['images']} images, threshold mode {args.mode}",
                   args.json)
-    if args.save_vis:
-        _save_vis(localizer, dataset, args, metrics)
     if args.save_threshold:
         from tedloc.engine.run_folder import RunFolder
 
@@ -151,6 +151,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         run.update_metadata(threshold=metrics["threshold"],
                             threshold_source={"split": args.split, "data": str(args.data), "criterion": "MaxBoxAcc"})
         print(f"stored threshold {metrics['threshold']} in {run.metadata_path}")
+    if args.save_vis:
+        _save_vis(localizer, dataset, args, metrics)
     return code
 
 

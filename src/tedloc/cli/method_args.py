@@ -88,7 +88,7 @@ def add_method_arguments(parser: argparse.ArgumentParser, argv: list[str] | None
     names = list_methods()
     if fixed is None:
         parser.add_argument("--method", choices=names, default=default,
-                            help=f"the method to train (default {default}); the options below are those of "
+                            help=f"the method to train; the options below are those of "
                                  f"--method {name if name in names else default}")
     method = get_method(name if name in names else default)
     parser.set_defaults(method_name=method.name)

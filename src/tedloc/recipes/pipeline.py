@@ -412,6 +412,9 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1) + "\n")
     from tedloc.recipes.report import write_report
 
-    log(f"      report.html: {write_report(out, gallery=recipe.gallery, runtime=runtime)}")
+    try:  # the results are written: a failed page is reported, not fatal
+        log(f"      report.html: {write_report(out, gallery=recipe.gallery, runtime=runtime)}")
+    except (TedlocError, OSError, ValueError) as e:
+        log(f"      report.html not written: {e} (`tedloc report {out}` retries)")
     log(table)
     return results

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tedloc.data.images import load_image
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
@@ -83,30 +84,41 @@ def _conventions(results: dict) -> str:
     cls = ("the true class's (GT-known; <code>@pred</code>: the predicted class's)" if m["map_class"] == "true"
            else "the predicted class's (no label used)")
     sizes = sorted({f"{m.get('map_size')}" for m in seen if m.get("map_size")})
-    return (f"<p class='note'>Conventions: class-dependent maps are {cls}; thresholds every {m.get('interval')}; "
-            f"maps scored at {' / '.join(sizes) or 'the input size'} pixels; boxes at the oracle threshold of the "
-            f"test split (the standard protocol).</p>")
+    mode = {"oracle": "the oracle threshold of the evaluated split (the standard protocol)",
+            "otsu": "Otsu's threshold per map", "fixed": f"the fixed threshold {m.get('threshold')}"}.get(
+        m.get("mode", "oracle"), str(m.get("mode")))
+    return html.escape(f"Conventions: class-dependent maps are {cls}; thresholds every {m.get('interval')}; maps "
+                       f"scored at {' / '.join(sizes) or 'the input size'} pixels; boxes at {mode}.", quote=False
+                       ).replace("&lt;code&gt;", "<code>").replace("&lt;/code&gt;", "</code>").join(
+        ("<p class='note'>", "</p>"))
+
+
+def _title(text: str) -> str:
+    """Text for a matplotlib title (``$`` would start its math mode)."""
+    return text.replace("$", r"\$")
 
 
 def _threshold_curves(name: str, metrics: dict) -> str:
-    """BoxAcc at IoU 30/50/70 against the threshold, the operating threshold marked; PxAP's PR curve."""
+    """BoxAcc (the largest box, as MaxBoxAcc) at IoU 30/50/70 against the threshold, the operating threshold
+    marked (the peak of the IoU 0.5 curve); PxAP's PR curve."""
     curves = metrics.get("curves") or {}
     parts = []
     thresholds = curves.get("thresholds")
-    if thresholds and len(thresholds) > 2 and "BoxAcc@50" in curves:  # not a binary map (the centered box)
+    if thresholds and len(thresholds) > 2 and "BoxAccV1@50" in curves:  # not a binary map (the centered box)
         fig, ax = _figure()
         for d in _IOU:
-            if f"BoxAcc@{d}" in curves:
-                ax.plot(thresholds, curves[f"BoxAcc@{d}"], label=f"IoU {d / 100:.1f}")
+            if f"BoxAccV1@{d}" in curves:
+                ax.plot(thresholds, curves[f"BoxAccV1@{d}"], label=f"IoU {d / 100:.1f}")
         if isinstance(metrics.get("threshold"), float):
             ax.axvline(metrics["threshold"], color="k", linestyle="--", label=f"chosen {metrics['threshold']:.3f}")
-        ax.set(xlabel="threshold", ylabel="BoxAcc (%)", title=f"{name}: box accuracy per threshold", ylim=(0, 100))
+        ax.set(xlabel="threshold", ylabel="BoxAcc (%), largest box", ylim=(0, 100),
+               title=_title(f"{name}: box accuracy per threshold"))
         ax.legend(fontsize=8)
         parts.append(_png(fig))
     if "pxap" in curves:
         fig, ax = _figure()
         ax.plot(curves["pxap"]["recall"], curves["pxap"]["precision"])
-        ax.set(xlabel="recall", ylabel="precision", title=f"{name}: PxAP {metrics.get('PxAP', 0):.2f}",
+        ax.set(xlabel="recall", ylabel="precision", title=_title(f"{name}: PxAP {metrics.get('PxAP', 0):.2f}"),
                xlim=(0, 1), ylim=(0, 1))
         parts.append(_png(fig))
     return _row(parts)
@@ -160,7 +172,7 @@ def _training_curves(name: str, run: Path) -> str:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if selected:
             ax.axvline(selected, color="k", linestyle="--", label=f"selected epoch {selected}")
-        ax.set(xlabel="epoch", ylabel=ylabel, title=f"{name}: {'losses' if ylabel == 'loss' else 'validation'}")
+        ax.set(xlabel="epoch", ylabel=ylabel, title=_title(f"{name}: {'losses' if ylabel == 'loss' else 'validation'}"))
         ax.legend(fontsize=7)
         parts.append(_png(fig))
     return _row(parts)
@@ -196,35 +208,29 @@ def gallery_indices(ious: np.ndarray, count: int, seed: int = 0) -> dict[str, li
 def gallery_pictures(model, split, class_names: list[str], threshold: float | str, count: int, pool: int = 300
                      ) -> dict[str, list[tuple[str, object, str, float]]]:
     """``group -> [(image id, overlay picture, caption, IoU)]`` for the groups of :func:`gallery_indices` over
-    ``pool`` test images evenly spaced over ``split``, ranked by the IoU of the predicted box (the predicted
-    class's map at ``threshold``, as ``tedloc predict``). Overlays: the map over the image, the GT box green,
-    the predicted box white, the predicted class (and the true one when they differ)."""
-    from tedloc.data.images import load_image
-    from tedloc.eval.boxes import box_iou, rescale_boxes
-    from tedloc.eval.evaluator import box_from_map
-    from tedloc.eval.localizer_eval import iter_score_maps
+    ``pool`` test images evenly spaced over ``split``, ranked by the IoU (in image pixels) of the box that
+    ``tedloc predict`` draws (the predicted class's map at ``threshold``) with the GT boxes. Overlays: the map
+    over the image, the GT box green, the predicted box white, the predicted class (and the true one when
+    they differ)."""
+    from tedloc.eval.boxes import box_iou
     from tedloc.inference import Localizer
     from tedloc.viz import render_overlay
 
-    if not split.has_boxes or len(split) == 0:
+    if count < 0 or pool < 1:
+        raise TedlocError(f"the gallery needs count >= 0 and pool >= 1, got {count} and {pool}")
+    if not split.has_boxes or len(split) == 0 or count == 0:
         return {}
-    step = max(1, len(split) // max(1, pool))
-    candidates = list(range(0, len(split), step))[:pool]
-    ious = []
-    for (_, maps, _), i in zip(iter_score_maps(model, split, indices=candidates, map_class="pred",
-                                               show_progress=False), candidates):
-        m = maps[model.map_kind]
-        size = tuple(int(v) for v in split.sizes[i])
-        box = np.array([box_from_map(m, threshold)])
-        ious.append(float(box_iou(box, rescale_boxes(split.boxes[i], size, (m.shape[1], m.shape[0]))).max()))
+    candidates = sorted(set(np.linspace(0, len(split) - 1, min(pool, len(split))).round().astype(int).tolist()))
     localizer = Localizer(model, threshold)
+    predictions = localizer([split.image_path(i) for i in candidates])
+    ious = [float(box_iou(np.array([p.box]), split.boxes[i]).max()) for p, i in zip(predictions, candidates)]
     out: dict[str, list] = {}
     for group, positions in gallery_indices(np.array(ious), count).items():
         out[group] = []
         for p in positions:
             i = candidates[p]
             image = load_image(split.image_path(i))
-            pred = localizer(image)[0]
+            pred = predictions[p]
             truth = class_names[int(split.labels[i])]
             caption = pred.label if pred.label == truth else f"{pred.label} (true: {truth})"
             picture = render_overlay(image, pred.map, pred.box, split.boxes[i], caption=caption, min_side=160)
@@ -280,12 +286,16 @@ def _recipe_sections(folder: Path, gallery: int, pool: int, runtime) -> list[str
         path = folder / "eval" / f"{name}.json"
         if path.exists():
             body.append(f"<h3>{html.escape(name)}</h3>" + _threshold_curves(name, json.loads(path.read_text())))
-    runs = {p.name: p for p in sorted((folder / "runs").iterdir()) if (p / "model.json").exists()}
+    runs = ({p.name: p for p in sorted((folder / "runs").iterdir()) if (p / "model.json").exists()}
+            if (folder / "runs").is_dir() else {})
     body += ["<h2>Training curves</h2>"]
     body += [f"<h3>{html.escape(n)}</h3>{_training_curves(n, r)}" for n, r in runs.items() if _read_history(r)]
     body += ["<h2>Error analysis</h2>", _error_bars(results)]
     data = _recipe_data(folder, runs)
-    if gallery and data is not None:
+    if gallery and data is None:
+        body += ["<h2>Gallery</h2><p class='note'>No gallery: the dataset of the runs was not found (neither "
+                 f"{html.escape(str(folder / 'data'))} nor the folder their config.json names).</p>"]
+    elif gallery:
         body += ["<h2>Gallery</h2>"]
         for name in results:
             if name in runs:
@@ -308,7 +318,7 @@ def _selection_curves(results: dict, supervisions: list[str]) -> str:
     MaxBoxAcc (GT) of that epoch: what each column of the table selects from."""
     runs: dict = {}
     for ckpt, r in results.items():
-        runs.setdefault(ckpt.run.name, []).append((ckpt.epoch, r))
+        runs.setdefault(str(ckpt.run), []).append((ckpt.epoch, r))
     parts = []
     for name, rows in runs.items():
         rows.sort(key=lambda x: x[0])
@@ -325,7 +335,7 @@ def _selection_curves(results: dict, supervisions: list[str]) -> str:
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(xlabel="epoch", ylabel="%", title=f"{name}: what each column selects from")
+        ax.set(xlabel="epoch", ylabel="%", title=_title(f"{Path(name).name}: what each column selects from"))
         ax.legend(fontsize=7)
         parts.append(_png(fig))
     return _row(parts)
@@ -370,6 +380,8 @@ def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, 
 
     path = Path(path)
     runtime = runtime or Runtime()
+    if gallery < 0 or pool < 1:
+        raise TedlocError(f"--gallery must be >= 0 and --pool >= 1, got {gallery} and {pool}")
     if path.is_dir() and (path / "results.json").exists():
         title, body = f"tedloc results: {path.name}", _recipe_sections(path, gallery, pool, runtime)
     elif path.is_dir() and (path / "model.json").exists():

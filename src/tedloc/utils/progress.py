@@ -30,28 +30,24 @@ def quiet_third_party(*loggers: str) -> Iterator[None]:
         yield
         return
     saved = {name: logging.getLogger(name).level for name in loggers}
-    old = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    hf_logging = None
+    hf_logging, bars_were_on = None, False
     try:
-        from transformers.utils import logging as hf_logging
+        try:
+            from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
-        pass
-    for name in loggers:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
+            bars_were_on = hf_logging.is_progress_bar_enabled()
+            if bars_were_on:
+                hf_logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+            hf_logging = None
+        for name in loggers:
+            logging.getLogger(name).setLevel(logging.WARNING)
         yield
-    finally:
+    finally:  # everything as it was, also when nested or after an error
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
-        if hf_logging is not None:
+        if hf_logging is not None and bars_were_on:
             hf_logging.enable_progress_bar()
-        if old is None:
-            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
-        else:
-            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old
 
 
 def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it",
