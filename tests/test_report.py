@@ -17,7 +17,7 @@ from PIL import Image
 from tedloc.methods.cam import PretrainConfig
 from tedloc.methods.tedloc import TeDLocTrainConfig
 from tedloc.recipes import Recipe, run_recipe
-from tedloc.recipes.report import gallery_indices, write_report
+from tedloc.recipes.report import gallery_indices
 
 
 class _Page(HTMLParser):

@@ -93,7 +93,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                "to OUT/data with --images (and --masks)")
         p.add_argument("--images", help="image root the metadata's ids are relative to")
         p.add_argument("--masks", help="mask root (OpenImages)")
-        p.add_argument("--out", required=True, help="output folder (runs/, cache/, results.json, report.md, report.html)")
+        p.add_argument("--out", required=True,
+                       help="output folder (runs/, cache/, results.json, report.md, report.html)")
         p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
                        help="pretrained: timm's and open_clip's weights (network once; default); random: random "
                             "weights everywhere (checks the code path; the numbers mean nothing)")
@@ -105,7 +106,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         p.set_defaults(func=_paper)
     p = sub.add_parser("tinyimagenet", help="convert, pretrain, CAM, TeD-Loc and its ablations, evaluate on test")
     p.add_argument("--src", required=True, help="extracted tiny-imagenet-200 folder")
-    p.add_argument("--out", required=True, help="output folder (data/, runs/<method>/, results.json, report.md, report.html)")
+    p.add_argument("--out", required=True,
+                   help="output folder (data/, runs/<method>/, results.json, report.md, report.html)")
     p.add_argument("--preset", choices=("quick", "full"), default="quick",
                    help="quick: about 15 min on 2 CPU cores; full: about 4 hours (with DiPS) (default quick)")
     add_runtime_arguments(p)

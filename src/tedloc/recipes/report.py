@@ -374,8 +374,9 @@ def write_protocol_report(results: dict, table: dict, out: str | os.PathLike) ->
 def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, gallery: int = 4, pool: int = 300,
                  runtime=None) -> Path:
     """Write the HTML page of ``path``: a recipe folder (``results.json``), a run folder (``model.json``), an
-    evaluation JSON (``tedloc evaluate --json``) or a protocol table (``--json``); default ``out``: ``report.html`` inside the folder (beside
-    the JSON file). ``gallery`` images per group (best, worst, random) among ``pool`` test images."""
+    evaluation JSON (``tedloc evaluate --json``) or a protocol table (``--json``); default ``out``:
+    ``report.html`` inside the folder (beside the JSON file). ``gallery`` images per group (best, worst,
+    random) among ``pool`` test images."""
     from tedloc.utils.device import Runtime
 
     path = Path(path)
