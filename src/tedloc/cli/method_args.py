@@ -10,21 +10,18 @@ from tedloc.utils.config_files import config_path, read_config_file
 
 __all__ = ["add_method_arguments", "method_from_args", "config_of", "inputs_of", "apply_config_file"]
 
+
 def _typed(action: argparse.Action, value, path: str, key: str):
     """``value`` of the YAML file converted as the option's own ``type`` would convert it from text."""
     def one(v):
-        if action.type is None or v is None or isinstance(action, argparse.BooleanOptionalAction):
+        if action.type is None or v is None:
             return v
         try:
             return action.type(v if not isinstance(v, bool) else str(v))
         except (TypeError, ValueError):
             raise TedlocError(f"{path}: {key}: {v!r} is not a valid value") from None
 
-    if isinstance(action, argparse.BooleanOptionalAction):
-        if not isinstance(value, bool):
-            raise TedlocError(f"{path}: {key}: expected true or false, got {value!r}")
-        return value
-    if action.nargs == 0:  # a flag (store_true)
+    if action.nargs == 0:  # a flag: store_true, or a --x/--no-x pair
         if not isinstance(value, bool):
             raise TedlocError(f"{path}: {key}: expected true or false, got {value!r}")
         return value

@@ -43,16 +43,14 @@ def _predict(localizer: LocalizationModel, images: torch.Tensor, labels: torch.T
     if isinstance(localizer, MultiMapModel):  # one forward pass for every map, true and predicted classes
         scores, maps = localizer.predict_maps(images, kinds, classes=labels.to(images.device) if true_kinds else None)
         return scores, {k: maps[k] for k in kinds}
-    pred_kinds = tuple(dict.fromkeys(k.removesuffix(PRED_SUFFIX) for k in kinds if k not in true_kinds))
-    maps: dict[str, torch.Tensor] = {}
-    if pred_kinds == (main,):
-        scores, maps[main] = localizer.predict(images)
-    elif pred_kinds:
-        scores, maps = localizer.predict_maps(images, pred_kinds)
+    # a single-map model: its own map, of the predicted class and/or (ClassConditionalMaps) of the true one
+    out: dict[str, torch.Tensor] = {}
+    if any(k not in true_kinds for k in kinds):
+        scores, predicted = localizer.predict(images)
+        out[main + PRED_SUFFIX if true_kinds else main] = predicted
     else:
         scores = localizer.scores(images) if isinstance(localizer, ClassScores) else localizer.predict(images)[0]
-    out = {(k + PRED_SUFFIX if k in true_kinds else k): m for k, m in maps.items()}
-    if true_kinds:  # a single-map model that maps any given class (ClassConditionalMaps)
+    if true_kinds:
         out[main] = localizer.cams(images, labels.to(images.device))
     return scores, {k: out[k] for k in kinds}
 

@@ -16,9 +16,11 @@ from tedloc.models.encoders import FrozenEncoder, create_encoder
 from tedloc.utils.device import Runtime
 
 __all__ = ["NetworkLocalizer", "recorded_preprocessing", "load_encoder", "config_from_dict", "best_epoch",
-           "selection_criterion", "selection_split", "threshold_source", "resolved_selection", "PSEUDO_SELECTION"]
+           "selection_criterion", "selection_split", "threshold_source", "resolved_selection", "prepare_selection",
+           "PSEUDO_SELECTION", "SELECTION_KEYS"]
 
 PSEUDO_SELECTION = "pseudo:"  # selection "pseudo:FILE": best val MaxBoxAcc against FILE's val pseudo-boxes
+SELECTION_KEYS = {"loc": "val_MaxBoxAcc", "cls": "val_CL@1", "last": None}  # criterion -> history column maximised
 
 
 class NetworkLocalizer:
@@ -157,3 +159,12 @@ def resolved_selection(selection: str) -> str:
     if selection.startswith(PSEUDO_SELECTION) and len(selection) > len(PSEUDO_SELECTION):
         return PSEUDO_SELECTION + os.path.abspath(selection[len(PSEUDO_SELECTION):])
     return selection
+
+
+def prepare_selection(config, choices: tuple[str, ...], val: Split):
+    """``(config with its pseudo:FILE made absolute, its criterion, the val split localization is validated
+    on)``: what a training function needs of its ``selection`` before it claims the run folder (a bad box
+    file fails first)."""
+    config = dataclasses.replace(config, selection=resolved_selection(config.selection))
+    criterion, _ = selection_criterion(config.selection, choices)
+    return config, criterion, selection_split(config.selection, choices, val)

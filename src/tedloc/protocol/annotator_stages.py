@@ -22,16 +22,11 @@ from tedloc.utils.progress import progress
 __all__ = ["annotator_stages", "format_stages"]
 
 
-def _peak_in(boxes: np.ndarray, peak: tuple[int, int]) -> bool:
-    x, y = peak
-    return bool(((boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])).any())
-
-
 def annotator_stages(data: str | os.PathLike, split_name: str, method: str, run: str | os.PathLike | None = None,
                      runtime=None, limit: int | None = None, **options) -> dict:
     """Per stage: mIoU and the share of IoU >= 0.3/0.5/0.7 (%) over the first ``limit`` images (all by
     default) of ``split_name``; ``pointing_game``: % of images whose map peak is in a GT box."""
-    from tedloc.protocol.annotators import AnnotatorContext, ProposalAnnotator, create_annotator
+    from tedloc.protocol.annotators import AnnotatorContext, ProposalAnnotator, _box_contains, create_annotator
 
     dataset = load_dataset(data, splits=[split_name])
     split = dataset[split_name]
@@ -51,7 +46,7 @@ def annotator_stages(data: str | os.PathLike, split_name: str, method: str, run:
             stages, peak = {"final": annotator(image, label)}, annotator.tools.peak(image, label)
         for stage, box in stages.items():
             ious.setdefault(stage, []).append(float(box_iou(np.asarray(box)[None], gt).max()))
-        hits.append(_peak_in(gt, peak))
+        hits.append(bool(_box_contains(np.asarray(gt).reshape(-1, 4), peak).any()))
     out: dict = {"method": method, "split": split_name, "images": n, "stages": {}}
     for stage, values in ious.items():
         v = np.array(values)

@@ -151,28 +151,20 @@ def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime
     from tedloc.methods import load_model
 
     path = out / "eval" / f"{run.name}.json"
-    model_mtime = RunFolder(run).metadata_path.stat().st_mtime
-    if path.exists() and path.stat().st_mtime >= model_mtime:
+    folder = RunFolder(run)
+    map_size = recipe.map_sizes.get(folder.metadata().get("kind"))  # None: the run's input size
+    if path.exists() and path.stat().st_mtime >= folder.metadata_path.stat().st_mtime:
         cached = json.loads(path.read_text())
-        if all(cached.get(k) == v for k, v in _conventions(recipe, run, cached).items()):  # else evaluated again
+        wanted = {"map_class": recipe.map_class, "interval": recipe.eval_interval,
+                  "map_size": map_size or cached.get("map_size", -1)}
+        if all(cached.get(k) == v for k, v in wanted.items()):  # made under the same conventions: kept
             return cached
     localizer = load_model(run, runtime=runtime)
     metrics = evaluate_localizer(localizer, load_dataset(data, splits=["test"])["test"],
                                  batch_size=recipe.eval_batch_size, all_maps=True, interval=recipe.eval_interval,
-                                 map_class=recipe.map_class, map_size=_map_size(recipe, run))
+                                 map_class=recipe.map_class, map_size=map_size)
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
-
-
-def _map_size(recipe: Recipe, run: Path) -> int | None:
-    """The side the run's maps are scored at: the recipe's for its kind, else None (its input size)."""
-    return recipe.map_sizes.get(RunFolder(run).metadata().get("kind"))
-
-
-def _conventions(recipe: Recipe, run: Path, metrics: dict) -> dict:
-    """What a cached evaluation must have been made with (the map size: the recipe's, or the run's input)."""
-    return {"map_class": recipe.map_class, "interval": recipe.eval_interval,
-            "map_size": _map_size(recipe, run) or metrics.get("map_size", -1)}
 
 
 def _centered_box(data: Path, out: Path, size: int) -> dict:
@@ -331,7 +323,8 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     dips_variants = recipe.dips_variants if recipe.dips is not None else ()
     for name in dips_variants:
         DIPS_VARIANTS.get(name)
-    draw = bool(recipe.overlays) and _has_boxes(data)
+    boxes = _has_boxes(data)  # val and test: the centered box and the overlays need them
+    draw = bool(recipe.overlays) and boxes
     n = 5 + len(recipe.variants) + (1 if draw else 0) + (2 + len(dips_variants) if dips_variants else 0)
     step = 1
     timings: dict[str, float] = {}
@@ -380,7 +373,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         step, proposal_quality = _dips_steps(data, out, recipe, cam_run, runs, runtime, log, done, step, n)
     t0 = _log_step(log, step, n, "evaluate every method on the test split")
     results: dict = {}
-    if recipe.centered_box and _has_boxes(data):
+    if recipe.centered_box and boxes:
         results["centered_box"] = _strip(_centered_box(data, out, recipe.pretrain.input_size))
     for name, run in runs.items():
         results[name] = _strip(_evaluate(run, data, out, recipe, runtime))

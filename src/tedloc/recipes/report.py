@@ -155,17 +155,17 @@ def _training_curves(name: str, run: Path) -> str:
         except ValueError:
             return None
 
-    losses = [k for k in rows[0] if (k.startswith("loss") or k.endswith("_loss")) and series(k)]
-    vals = [k for k in rows[0] if k.startswith(("val_", "train_top")) and "loss" not in k and "threshold" not in k
-            and series(k)]
+    columns = {k: v for k in rows[0] if (v := series(k))}  # the numeric columns filled in every epoch
+    losses = [k for k in columns if k.startswith("loss") or k.endswith("_loss")]
+    vals = [k for k in columns if k.startswith(("val_", "train_top")) and "loss" not in k and "threshold" not in k]
     parts = []
     for keys, ylabel in ((losses, "loss"), (vals, "%")):
         if not keys:
             continue
         fig, ax = _figure()
         for k in keys:
-            ax.plot(epochs, series(k), marker="o", label=k)
-        if min(min(series(k)) for k in keys) < 0:  # a loss of another sign and scale (DiPS's CRF term)
+            ax.plot(epochs, columns[k], marker="o", label=k)
+        if min(min(columns[k]) for k in keys) < 0:  # a loss of another sign and scale (DiPS's CRF term)
             ax.set_yscale("symlog")
         from matplotlib.ticker import MaxNLocator
 
@@ -238,12 +238,11 @@ def gallery_pictures(model, split, class_names: list[str], threshold: float | st
     return out
 
 
-def _gallery(run: Path, data: Path, count: int, pool: int, runtime) -> str:
-    """The gallery of one run on the test split, at the run's stored threshold (Otsu when it has none)."""
-    from tedloc.data import load_dataset
+def _gallery(run: Path, dataset, count: int, pool: int, runtime) -> str:
+    """The gallery of one run on the test split of ``dataset``, at the run's stored threshold (Otsu when it
+    has none)."""
     from tedloc.methods import load_model
 
-    dataset = load_dataset(data, splits=["test"])
     stored = RunFolder(run).threshold
     threshold = stored if stored is not None else "otsu"
     pictures = gallery_pictures(load_model(run, runtime=runtime), dataset["test"], dataset.class_names, threshold,
@@ -289,17 +288,21 @@ def _recipe_sections(folder: Path, gallery: int, pool: int, runtime) -> list[str
     runs = ({p.name: p for p in sorted((folder / "runs").iterdir()) if (p / "model.json").exists()}
             if (folder / "runs").is_dir() else {})
     body += ["<h2>Training curves</h2>"]
-    body += [f"<h3>{html.escape(n)}</h3>{_training_curves(n, r)}" for n, r in runs.items() if _read_history(r)]
+    curves = {n: _training_curves(n, r) for n, r in runs.items()}
+    body += [f"<h3>{html.escape(n)}</h3>{c}" for n, c in curves.items() if c]
     body += ["<h2>Error analysis</h2>", _error_bars(results)]
     data = _recipe_data(folder, runs)
     if gallery and data is None:
         body += ["<h2>Gallery</h2><p class='note'>No gallery: the dataset of the runs was not found (neither "
                  f"{html.escape(str(folder / 'data'))} nor the folder their config.json names).</p>"]
     elif gallery:
+        from tedloc.data import load_dataset
+
+        dataset = load_dataset(data, splits=["test"])
         body += ["<h2>Gallery</h2>"]
         for name in results:
             if name in runs:
-                body.append(f"<h3>{html.escape(name)}</h3>" + _gallery(runs[name], data, gallery, pool, runtime))
+                body.append(f"<h3>{html.escape(name)}</h3>" + _gallery(runs[name], dataset, gallery, pool, runtime))
     return body
 
 

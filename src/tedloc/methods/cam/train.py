@@ -19,7 +19,7 @@ as an uninterrupted one: shuffling and augmentation depend only on (seed, epoch,
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.engine.distributed import shard_indices
 from tedloc.errors import TedlocError
-from tedloc.methods.base import (best_epoch, resolved_selection, selection_criterion, selection_split,
+from tedloc.methods.base import (SELECTION_KEYS, best_epoch, prepare_selection, selection_criterion,
                                  threshold_source)
 from tedloc.models.classifier import build_classifier
 from tedloc.utils.device import Runtime
@@ -184,9 +184,8 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     for split in ("train", "val"):
         if split not in dataset.splits:
             raise TedlocError(f"{data}: pretraining needs a {split!r} split")
-    config = replace(config, selection=resolved_selection(config.selection))
-    criterion, _ = selection_criterion(config.selection, SELECTIONS)  # a bad box file fails before the folder exists
-    loc_split = selection_split(config.selection, SELECTIONS, dataset["val"]) if criterion == "loc" else None
+    config, criterion, val_split = prepare_selection(config, SELECTIONS, dataset["val"])
+    loc_split = val_split if criterion == "loc" else None  # per-epoch localization only to select on it
     dist, runtime = Distributed.from_env(runtime or Runtime())
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "dataset": dataset.name,
                 "class_names": dataset.class_names, "kind": RUN_KIND}
@@ -201,7 +200,7 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     meta = {"config": asdict(config), "arch": config.arch, "num_classes": dataset.num_classes}
     trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime, dist)
     history = trainer.fit(task, run, resume=resume, meta=meta)
-    best = best_epoch(history, "val_MaxBoxAcc" if criterion == "loc" else None)
+    best = best_epoch(history, SELECTION_KEYS[criterion])
     if criterion == "loc":
         model.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         threshold = history[best]["val_threshold"]

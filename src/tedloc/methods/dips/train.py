@@ -32,8 +32,8 @@ from tedloc.data.transforms import View
 from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.errors import TedlocError
-from tedloc.methods.base import (best_epoch, config_from_dict, load_encoder, resolved_selection,
-                                 selection_criterion, selection_split, threshold_source)
+from tedloc.methods.base import (SELECTION_KEYS, best_epoch, config_from_dict, load_encoder, prepare_selection,
+                                 selection_criterion, threshold_source)
 from tedloc.methods.dips.localizer import DiPSLocalizer
 from tedloc.methods.dips.proposals import check_proposals, encoder_source
 from tedloc.models.dense_crf_loss import FILTERS, dense_crf_loss
@@ -308,8 +308,7 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
         if split not in dataset.splits:
             raise TedlocError(f"{data}: DiPS needs a {split!r} split")
     train_split = dataset["train"]
-    config = replace(config, selection=resolved_selection(config.selection))
-    val_split = selection_split(config.selection, SELECTIONS, dataset["val"])
+    config, criterion, val_split = prepare_selection(config, SELECTIONS, dataset["val"])
     cache = ProposalCache(proposals, train_split.image_ids, shared=True)
     if not cache.complete:
         raise TedlocError(f"{proposals}: the proposal cache is incomplete; finish it with `tedloc proposals`")
@@ -345,8 +344,7 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     history = Trainer(Schedule.of(config), runtime, dist).fit(task, run, resume=resume,
                                                               meta={"config": asdict(config)})
     if dist.is_main:
-        best = best_epoch(history, "val_MaxBoxAcc" if selection_criterion(config.selection, SELECTIONS)[0] == "loc"
-                          else None)
+        best = best_epoch(history, SELECTION_KEYS[criterion])
         net.decoder.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
                  "selected_epoch": best + 1, "selection": config.selection,

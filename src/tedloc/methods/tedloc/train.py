@@ -15,7 +15,7 @@ outside it, under ``no_grad``.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,8 +27,8 @@ from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
 from tedloc.errors import TedlocError
-from tedloc.methods.base import (best_epoch, config_from_dict, load_encoder, resolved_selection,
-                                 selection_criterion, selection_split, threshold_source)
+from tedloc.methods.base import (SELECTION_KEYS, best_epoch, config_from_dict, load_encoder, prepare_selection,
+                                 threshold_source)
 from tedloc.methods.tedloc.localizer import TeDLocLocalizer
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
 from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, maps_on_grid
@@ -166,9 +166,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     """
     run = RunFolder(out)
     dataset = load_dataset(data)
-    config = replace(config, selection=resolved_selection(config.selection))
-    criterion, _ = selection_criterion(config.selection, SELECTIONS)
-    val_split = selection_split(config.selection, SELECTIONS, dataset["val"])
+    config, criterion, val_split = prepare_selection(config, SELECTIONS, dataset["val"])
     anchors = TextAnchors.load(anchors_path)
     if anchors.class_names != dataset.class_names:
         raise TedlocError(f"{anchors_path}: anchors of other classes than {data}")
@@ -197,7 +195,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
                       find_unused_parameters=not all(config.lambdas))
     history = trainer.fit(task, run, resume=resume, meta={"config": asdict(config)})
     if dist.is_main:
-        best = best_epoch(history, {"loc": "val_MaxBoxAcc", "cls": "val_CL@1", "last": None}[criterion])
+        best = best_epoch(history, SELECTION_KEYS[criterion])
         model.head.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
                  "selected_epoch": best + 1, "selection": config.selection,
