@@ -125,7 +125,7 @@ def bench_ours(model_name: str, model, images: torch.Tensor, batch_sizes: list[i
     """tedloc's CLIP-ES maps per second at each batch size."""
     import open_clip
 
-    from tedloc.cams.clip_es import ClipES
+    from tedloc.pseudolabels.clip_es import ClipES
     from tedloc.models.clip_vit import ClipSpec, ClipTower
 
     tower = ClipTower(model, open_clip.get_tokenizer("ViT-B-16"), ClipSpec(model_name, "random")).to(device)

@@ -29,7 +29,7 @@ import torch
 
 from tedloc.models.encoders import create_encoder
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
-from tedloc.pseudo import PseudoLabels
+from tedloc.pseudolabels import PseudoLabels
 from tedloc.utils.device import Runtime
 
 PAPER_ENCODER = "eva02_large_patch14_448.mim_in22k_ft_in22k_in1k"

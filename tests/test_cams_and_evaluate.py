@@ -8,20 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from tedloc.cams import MapCache, class_activation_maps
-from tedloc.cams.compute import normalize_maps
-from tedloc.methods.run_maps import compute_run_map_cache
 from tedloc.cli import main
-from tedloc.methods.cam import PretrainConfig, pretrain
 from tedloc.errors import TedlocError
 from tedloc.methods import load_model
+from tedloc.methods.cam import PretrainConfig, pretrain
+from tedloc.methods.run_maps import compute_run_map_cache
+from tedloc.pseudolabels import MapCache, class_activation_maps
+from tedloc.pseudolabels.compute import normalize_maps
+from runtimes import CPU
 
 
 @pytest.fixture(scope="module")
 def cam_run(synthetic_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "cam"
     pretrain(synthetic_small, out, PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=1, batch_size=8,
-                                                  workers=0))
+                                                  workers=0), runtime=CPU)
     return out
 
 
@@ -52,12 +53,12 @@ def test_normalize_maps_rules():
 
 
 def test_cache_is_made_once_reused_and_resumed(cam_run, synthetic_small, tmp_path):
-    cache = compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", batch_size=5)
+    cache = compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", batch_size=5, runtime=CPU)
     assert cache.complete and len(cache) == 24 and cache.size == (6, 6)
     first = cache.get(np.arange(24)).clone()
     assert first.dtype == torch.float32 and 0 <= first.min() and first.max() <= 1
     stamp = (tmp_path / "cache" / "done.npy").stat().st_mtime_ns
-    again = compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache")
+    again = compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", runtime=CPU)
     assert (tmp_path / "cache" / "done.npy").stat().st_mtime_ns == stamp and again.complete
     # an interrupted run: rows 10.. never finished (garbage in the file, not marked done)
     partial = MapCache(tmp_path / "cache")
@@ -67,12 +68,12 @@ def test_cache_is_made_once_reused_and_resumed(cam_run, synthetic_small, tmp_pat
     partial.done_rows.save()
     with pytest.raises(TedlocError, match="not computed"):
         partial.get([12])
-    resumed = compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache")
+    resumed = compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", runtime=CPU)
     assert resumed.complete and torch.allclose(resumed.get(np.arange(24)), first)
     with pytest.raises(TedlocError, match="another source"):
-        compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", classes="pred")
+        compute_run_map_cache(cam_run, synthetic_small, "train", tmp_path / "cache", classes="pred", runtime=CPU)
     with pytest.raises(TedlocError, match="other images"):
-        compute_run_map_cache(cam_run, synthetic_small, "val", tmp_path / "cache")
+        compute_run_map_cache(cam_run, synthetic_small, "val", tmp_path / "cache", runtime=CPU)
 
 
 def test_evaluate_command_reports_the_cam_baseline(cam_run, synthetic_small, tmp_path, capsys):
@@ -84,7 +85,7 @@ def test_evaluate_command_reports_the_cam_baseline(cam_run, synthetic_small, tmp
                 "threshold", "CL@1", "CL@5", "Top1Loc", "Top5Loc", "GTKnownLoc"):
         assert key in m, key
     assert m["Top1Loc"] <= m["GTKnownLoc"] and m["Top1Loc"] <= m["CL@1"] and m["images"] == 8
-    localizer = load_model(cam_run)
+    localizer = load_model(cam_run, runtime=CPU)
     scores, maps = localizer.predict(torch.zeros(2, 3, 48, 48))
     assert scores.shape == (2, 4) and maps.shape == (2, 6, 6)
     assert torch.allclose(scores.sum(1), torch.ones(2))
@@ -112,7 +113,8 @@ def test_gradcam_cache_and_opencv_environment(cam_run, synthetic_small, tmp_path
 
     assert hasattr(cv2, "ximgproc")  # Selective Search needs the contrib build
     assert installed_cv2_distributions() == ["opencv-contrib-python-headless"]
-    cache = compute_run_map_cache(cam_run, synthetic_small, "val", tmp_path / "gc", method="gradcam", size=12)
+    cache = compute_run_map_cache(cam_run, synthetic_small, "val", tmp_path / "gc", method="gradcam", size=12,
+                                  runtime=CPU)
     assert cache.complete and cache.size == (12, 12) and cache.source["method"] == "gradcam"
     maps = cache.get(np.arange(len(cache)))
     assert maps.max() <= 1 and (maps.amax(dim=(1, 2)) > 0.99).sum() >= len(cache) - 1
@@ -126,7 +128,7 @@ def test_cam_box_metrics_are_gt_known_and_the_predicted_class_map_is_scored_besi
     from tedloc.eval.scoremaps import normalize_scoremap
 
     split = load_dataset(synthetic_small)["test"]
-    localizer = load_model(cam_run)
+    localizer = load_model(cam_run, runtime=CPU)
     true = evaluate_localizer(localizer, split, all_maps=True, interval=0.001)
     pred = evaluate_localizer(localizer, split, all_maps=True, interval=0.001, map_class="pred")
     assert true["map_class"] == "true" and true["map_size"] == 48 and set(true["maps"]) == {"cam@pred"}
@@ -153,8 +155,10 @@ def test_map_size_rescales_maps_and_boxes(cam_run, synthetic_small, tmp_path):
     m = json.loads(out.read_text())
     assert m["map_size"] == 64 and m["interval"] == 0.001 and m["map_class"] == "true"
     from tedloc.data import load_dataset
+    from tedloc.eval.conventions import eval_protocol
     from tedloc.eval.localizer_eval import iter_score_maps
 
     split = load_dataset(synthetic_small)["test"]
-    _, maps, _ = next(iter_score_maps(load_model(cam_run), split, map_size=64, show_progress=False))
+    _, maps, _ = next(iter_score_maps(load_model(cam_run, runtime=CPU), split, show_progress=False,
+                                   protocol=eval_protocol(map_size=64)))
     assert maps["cam"].shape == (64, 64) and maps["cam"].max() == 1.0

@@ -132,13 +132,14 @@ def test_training_order_does_not_depend_on_progress_bars(monkeypatch):
 def test_every_option_has_help_that_shows_its_default():
     import argparse
 
-    from tedloc.cli import _COMMANDS, build_parser, show_defaults
+    from tedloc.cli import build_parser, show_defaults
+    from tedloc.cli.commands import COMMANDS
     from tedloc.methods import list_methods
 
     build_parser(None)  # registers the commands
     problems = []
-    for name, (_, configure, wants_argv) in _COMMANDS.items():
-        for argv in ([["--method", m] for m in list_methods()] if name in ("train", "sweep") else [None]):
+    for name, (_, configure, wants_argv) in COMMANDS.items():
+        for argv in ([["--method", m] for m in list_methods("trained")] if name in ("train", "sweep") else [None]):
             parser = argparse.ArgumentParser()
             configure(parser, argv) if wants_argv else configure(parser)
             show_defaults(parser)

@@ -59,7 +59,7 @@ def pair(ref):
 
 
 def _ours(ref, pair, refine: bool):
-    from tedloc.cams.clip_es import ClipES, ClipESConfig
+    from tedloc.pseudolabels.clip_es import ClipES, ClipESConfig
 
     return ClipES(pair.tower, pair.names, ClipESConfig(background=tuple(ref.text.BACKGROUND_CATEGORY),
                                                        drop_colliding_background=False, refine=refine))

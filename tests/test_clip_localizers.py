@@ -18,12 +18,13 @@ import torch.nn.functional as F
 open_clip = pytest.importorskip("open_clip")
 
 from conftest import TINY_CLIP, register_tiny_clip  # noqa: E402
-from tedloc.cams.clip_dense import multihead_qkv, neighbourhood_bias  # noqa: E402
-from tedloc.cams.clip_es import (ClipES, ClipESConfig, background_allowed, balance_affinity, box_mask,  # noqa: E402
-                                 minmax_eps, refine_with_affinity)
 from tedloc.errors import TedlocError  # noqa: E402
 from tedloc.models.clip_vit import ClipSpec, ClipTower, load_clip  # noqa: E402
-from tedloc.zeroshot import ClipESLocalizer, DenseClipLocalizer, create_training_free  # noqa: E402
+from tedloc.pseudolabels.clip_dense import multihead_qkv, neighbourhood_bias  # noqa: E402
+from tedloc.pseudolabels.clip_es import (ClipES, ClipESConfig, background_allowed,  # noqa: E402
+                                         balance_affinity, box_mask, minmax_eps, refine_with_affinity)
+from tedloc.pseudolabels.clip_localizers import ClipESLocalizer, DenseClipLocalizer, create_training_free  # noqa: E402
+from runtimes import CPU
 
 TINY = TINY_CLIP
 NAMES = ["red square", "sea lion", "valley", "cat"]
@@ -232,7 +233,7 @@ def test_reduced_precision_keeps_the_head_in_float32(tower, name):
         scores, maps = loc.predict(images)
         given, probs = loc.cams(images, classes), loc.scores(images)
     finally:
-        loc.to(Runtime())
+        loc.to(CPU)
     assert scores.dtype == maps.dtype == given.dtype == probs.dtype == torch.float32
     assert torch.allclose(probs.sum(dim=1), torch.ones(2), atol=1e-5)
     assert (given - full).abs().mean() < 0.1  # bf16 blocks: close to the fp32 maps
@@ -251,8 +252,9 @@ def test_clip_es_on_the_real_vit_b16_architecture_at_a_non_square_size():
 def _localizer(tower, name, **options):
     pre = tower.preprocessing(48)
     if name == "clip-es":
-        return ClipESLocalizer(tower, NAMES, pre, templates="photo", config=ClipESConfig(caa_blocks=2, **options))
-    return DenseClipLocalizer(tower, NAMES, pre, templates="photo", variant=name)
+        return ClipESLocalizer(tower, NAMES, pre, templates="photo", config=ClipESConfig(caa_blocks=2, **options),
+                               runtime=CPU)
+    return DenseClipLocalizer(tower, NAMES, pre, templates="photo", variant=name, runtime=CPU)
 
 
 @pytest.mark.parametrize("name", ["clip-es", "clip", "sclip", "naclip"])
@@ -321,7 +323,7 @@ def _explicit_last_block(tower, x, variant):
 
 @pytest.mark.parametrize("variant", ["sclip", "naclip"])
 def test_dense_variant_last_blocks_equal_their_definitions(tower, variant):
-    from tedloc.cams.clip_dense import LAST_BLOCKS
+    from tedloc.pseudolabels.clip_dense import LAST_BLOCKS
 
     with torch.no_grad():
         x, grid = tower.embed(_images(2, 32, 32))
@@ -359,7 +361,7 @@ def test_bad_models_and_class_names(tower, tmp_path):
     with pytest.raises(TedlocError, match=r"class 1 \(' '\) tokenises to nothing"):
         tower.check_class_names(["cat", " "])
     with pytest.raises(TedlocError, match="unknown training-free localizer 'clipes'"):
-        create_training_free("clipes", NAMES, ClipSpec(TINY, "random"))
+        create_training_free("clipes", NAMES, ClipSpec(TINY, "random"), runtime=CPU)
 
 
 def test_openai_weights_are_built_with_quick_gelu(monkeypatch):
@@ -387,7 +389,7 @@ def _main(*args) -> int:
 
 
 def test_cams_source_clip_es_fills_a_resumable_cache_that_tedloc_trains_on(synthetic_small, tmp_path, capsys):
-    from tedloc.cams import MapCache
+    from tedloc.pseudolabels import MapCache
 
     clip = ["--clip", TINY, "--clip-pretrained", "random", "--input-size", "48", "--templates", "photo"]
     out = tmp_path / "cache"
@@ -446,9 +448,9 @@ def test_evaluate_a_run_with_the_true_classes_maps(synthetic_small, tmp_path):
     from tedloc.methods.cam import PretrainConfig, pretrain
 
     pretrain(synthetic_small, tmp_path / "cam", PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=1,
-                                                               batch_size=8, workers=0))
+                                                               batch_size=8, workers=0), runtime=CPU)
     split = load_dataset(synthetic_small)["test"]
-    model = load_model(tmp_path / "cam")
+    model = load_model(tmp_path / "cam", runtime=CPU)
     pred = evaluate_localizer(model, split, map_class="pred")
     true = evaluate_localizer(model, split, map_class="true")
     assert true["map_class"] == "true" and true["CL@1"] == pred["CL@1"]
@@ -464,7 +466,7 @@ def test_clip_pseudo_boxes_use_clip_es(synthetic_small, tmp_path):
 
     split = load_dataset(synthetic_small)["val"]
     summary = make_pseudo_boxes(synthetic_small, "val", "clip", None, tmp_path / "clip.txt", clip=TINY,
-                                clip_pretrained="random")
+                                clip_pretrained="random", runtime=CPU)
     assert summary["images"] == len(split)
     for line, (w, h) in zip((tmp_path / "clip.txt").read_text().splitlines(), split.sizes):
         x0, y0, x1, y1 = map(int, line.split(",")[1:])

@@ -20,11 +20,12 @@ from tedloc.methods.dips.train import DecoderStage, build_dips, choose_proposals
 from tedloc.models.dips import DiPSNet, partial_cross_entropy, vit_outputs
 from tedloc.models.encoders import create_encoder
 from tedloc.models.vit_attention import cls_attention_maps
-from tedloc.pseudo.dips_sampling import IGNORE
-from tedloc.pseudo.proposal_cache import ProposalCache
-from tedloc.pseudo.proposals import Proposal
-from tedloc.pseudo.views import boxes_on_view
+from tedloc.pseudolabels.pixel_seeds import IGNORE
+from tedloc.pseudolabels.proposal_cache import ProposalCache
+from tedloc.pseudolabels.proposals import Proposal
+from tedloc.pseudolabels.views import boxes_on_view
 from tedloc.utils.keyed_random import sample_keys
+from runtimes import CPU
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,10 @@ def inputs(synthetic_small, tmp_path_factory):
     root = tmp_path_factory.mktemp("dips")
     cam = get_method("cam")
     cam.train(synthetic_small, root / "vit", cam.config(arch="tedloc_vit_tiny", input_size=32, epochs=1,
-                                                        batch_size=8, lr=0.01))
-    cam.train(synthetic_small, root / "cnn", cam.config(input_size=48, epochs=1, batch_size=8))
+                                                        batch_size=8, lr=0.01), runtime=CPU)
+    cam.train(synthetic_small, root / "cnn", cam.config(input_size=48, epochs=1, batch_size=8), runtime=CPU)
     make_proposals(synthetic_small, "train", root / "proposals", root / "cnn", "tedloc_vit_tiny", 32,
-                   encoder_run=root / "vit", k=3)
+                   encoder_run=root / "vit", k=3, runtime=CPU)
     cfg = DiPSTrainConfig(encoder_run=str(root / "vit"), input_size=32, epochs=2, classifier_epochs=2, batch_size=8,
                           lr_step=1, top_k=3, fg_count=10, bg_count=10, lambda_crf=1e-6, crf_scale=0.5)
     return root, cfg
@@ -156,13 +157,13 @@ def test_the_pixel_seeds_of_a_step(tmp_path):
 # ----------------------------------------------------------------------------- training
 def test_training_resumes_bit_identically(inputs, synthetic_small, tmp_path):
     root, cfg = inputs
-    full = train_dips(synthetic_small, tmp_path / "full", root / "proposals", cfg)
+    full = train_dips(synthetic_small, tmp_path / "full", root / "proposals", cfg, runtime=CPU)
     one = DiPSTrainConfig(**{**cfg.__dict__, "epochs": 1})
-    train_dips(synthetic_small, tmp_path / "part", root / "proposals", one)
+    train_dips(synthetic_small, tmp_path / "part", root / "proposals", one, runtime=CPU)
     conf = json.loads((tmp_path / "part" / "config.json").read_text())
     conf["config"]["epochs"] = 2
     (tmp_path / "part" / "config.json").write_text(json.dumps(conf))
-    train_dips(synthetic_small, tmp_path / "part", root / "proposals", cfg)
+    train_dips(synthetic_small, tmp_path / "part", root / "proposals", cfg, runtime=CPU)
     a, _, meta = load_checkpoint(tmp_path / "full" / "model")
     b, _, _ = load_checkpoint(tmp_path / "part" / "model")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -178,7 +179,7 @@ def test_training_resumes_bit_identically(inputs, synthetic_small, tmp_path):
 def test_without_the_crf_loss(inputs, synthetic_small, tmp_path):
     root, cfg = inputs
     history = train_dips(synthetic_small, tmp_path / "run", root / "proposals",
-                         DiPSTrainConfig(**{**cfg.__dict__, "lambda_crf": 0.0, "epochs": 1}))
+                         DiPSTrainConfig(**{**cfg.__dict__, "lambda_crf": 0.0, "epochs": 1}), runtime=CPU)
     assert history[0]["loss_crf"] is None and history[0]["loss_total"] == history[0]["loss_seed"]
 
 
@@ -186,18 +187,18 @@ def test_proposals_of_another_encoder_or_map_set_are_refused(inputs, synthetic_s
     root, cfg = inputs
     with pytest.raises(TedlocError, match=r"proposals were made with other settings \(encoder_source"):
         train_dips(synthetic_small, tmp_path / "a", root / "proposals",
-                   DiPSTrainConfig(**{**cfg.__dict__, "encoder_run": None}))
+                   DiPSTrainConfig(**{**cfg.__dict__, "encoder_run": None}), runtime=CPU)
     with pytest.raises(TedlocError, match=r"other settings \(heads"):
-        train_dips(synthetic_small, tmp_path / "b", root / "proposals", DiPSTrainConfig(**{**cfg.__dict__,
-                                                                                          "heads": (0, 1)}))
+        train_dips(synthetic_small, tmp_path / "b", root / "proposals",
+                   DiPSTrainConfig(**{**cfg.__dict__, "heads": (0, 1)}), runtime=CPU)
     with pytest.raises(TedlocError, match="no proposal cache"):
-        train_dips(synthetic_small, tmp_path / "c", tmp_path / "none", cfg)
+        train_dips(synthetic_small, tmp_path / "c", tmp_path / "none", cfg, runtime=CPU)
 
 
 def test_proposals_need_an_encoder_with_attention(inputs, synthetic_small, tmp_path):
     root, _ = inputs
     with pytest.raises(TedlocError, match="a CNN has no attention"):
-        make_proposals(synthetic_small, "train", tmp_path / "p", root / "cnn", "tedloc_resnet_tiny", 32)
+        make_proposals(synthetic_small, "train", tmp_path / "p", root / "cnn", "tedloc_resnet_tiny", 32, runtime=CPU)
 
 
 def test_bad_settings_are_one_line_errors():
@@ -228,7 +229,7 @@ def test_commands(inputs, synthetic_small, tmp_path, capsys):
     split = load_dataset(synthetic_small)["test"]
     assert main(["predict", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "pred"),
                  split.image_path(0).as_posix()]) == 0
-    model = load_model(tmp_path / "run")
+    model = load_model(tmp_path / "run", runtime=CPU)
     x = model.preprocessing.eval_input(__import__("PIL.Image").Image.open(split.image_path(0)))[None]
     scores, maps = model.predict(x)
     assert scores.shape == (1, 4) and maps.shape == (1, 32, 32) and not F.relu(-maps).any()
@@ -242,7 +243,7 @@ def test_sweep_and_protocol_table_take_dips_runs(inputs, synthetic_small, tmp_pa
 
     root, _ = inputs
     boxes = tmp_path / "cam.txt"
-    make_pseudo_boxes(synthetic_small, "val", "cam", root / "cnn", boxes)
+    make_pseudo_boxes(synthetic_small, "val", "cam", root / "cnn", boxes, runtime=CPU)
     assert main(["sweep", "--method", "dips", "--data", str(synthetic_small), "--pseudo-boxes", str(boxes),
                  "--out", str(tmp_path / "sweep"), "--trials", "1", "--epochs", "1", "--classifier-epochs", "1",
                  "--batch-size", "8", "--input-size", "32", "--proposals", str(root / "proposals"), "--encoder-run",
@@ -259,15 +260,15 @@ def test_sweep_and_protocol_table_take_dips_runs(inputs, synthetic_small, tmp_pa
 
 def test_an_image_without_proposals_gets_the_whole_image(inputs, synthetic_small, tmp_path):
     """Constant attention (q = k = 0): every map is flat, Otsu finds nothing, the image is its one proposal."""
-    from tedloc.cams.classifier_tools import ClassifierTools
-    from tedloc.cams.dips_proposals import compute_proposal_cache
+    from tedloc.pseudolabels.classifier_tools import ClassifierTools
+    from tedloc.pseudolabels.proposal_scoring import compute_proposal_cache
 
     root, _ = inputs
     encoder = create_encoder("tedloc_vit_tiny", img_size=32)
     torch.nn.init.zeros_(encoder.model.blocks[-1].attn.qkv.weight)
     torch.nn.init.zeros_(encoder.model.blocks[-1].attn.qkv.bias)
     split = load_dataset(synthetic_small)["val"]
-    tools = ClassifierTools(load_model(root / "cnn"))
+    tools = ClassifierTools(load_model(root / "cnn", runtime=CPU))
     cache = compute_proposal_cache(encoder.model, encoder.preprocessing, tools, split, tmp_path / "p", {}, k=2)
     for row in range(len(split)):
         (proposal,), scores = cache.get(row)
@@ -276,12 +277,12 @@ def test_an_image_without_proposals_gets_the_whole_image(inputs, synthetic_small
 
 
 def test_batched_confidences_equal_one_image_at_a_time(inputs, synthetic_small):
-    from tedloc.cams.classifier_tools import ClassifierTools
+    from tedloc.pseudolabels.classifier_tools import ClassifierTools
     from tedloc.data.images import load_image
 
     root, _ = inputs
     split = load_dataset(synthetic_small)["val"]
-    tools = ClassifierTools(load_model(root / "cnn"), batch_size=3)
+    tools = ClassifierTools(load_model(root / "cnn", runtime=CPU), batch_size=3)
     items = [(load_image(split.image_path(i)), int(split.labels[i]), np.array([[0, 0, 20, 20], [5, 5, 40, 30]][:1 + i % 2]))
              for i in range(5)]
     batched = tools.confidences(items)
@@ -306,12 +307,12 @@ def test_bad_proposal_settings_leave_no_cache_behind(inputs, synthetic_small, tm
 def test_bad_training_settings_fail_before_the_folder_is_claimed(inputs, synthetic_small, tmp_path):
     root, cfg = inputs
     with pytest.raises(TedlocError, match="has 4 blocks"):
-        train_dips(synthetic_small, tmp_path / "run", root / "proposals", DiPSTrainConfig(**{**cfg.__dict__,
-                                                                                            "n_blocks": 5}))
+        train_dips(synthetic_small, tmp_path / "run", root / "proposals",
+                   DiPSTrainConfig(**{**cfg.__dict__, "n_blocks": 5}), runtime=CPU)
     assert not (tmp_path / "run" / "config.json").exists()
     with pytest.raises(TedlocError, match="3 proposals stored per image, top_k 4 asked"):
         train_dips(synthetic_small, tmp_path / "run", root / "proposals", DiPSTrainConfig(**{**cfg.__dict__,
-                                                                                            "top_k": 4}))
+                                                                                            "top_k": 4}), runtime=CPU)
 
 
 def test_retrained_weights_at_the_same_path_are_another_encoder(inputs, tmp_path):

@@ -9,8 +9,9 @@ import torch
 from tedloc.errors import TedlocError
 from tedloc.models.dense_crf_loss import bilateral_filter, dense_crf_loss
 from tedloc.models.vit_attention import cls_attention_maps, last_block_attention
-from tedloc.pseudo.proposals import Proposal, attention_map_set, image_proposals, map_proposals, otsu_cut_u8
-from tedloc.pseudo.sampling import otsu_levels
+from tedloc.pseudolabels.proposals import Proposal, attention_map_set, image_proposals, map_proposals, otsu_cut_u8
+from tedloc.pseudolabels.sampling import otsu_levels
+from runtimes import CPU
 
 
 # ----------------------------------------------------------------------------- attention maps
@@ -183,7 +184,7 @@ def test_dense_crf_loss_on_a_smaller_grid_and_blocks():
 
 # ----------------------------------------------------------------------------- pixel pseudo-labels
 def _scene():
-    from tedloc.pseudo.dips_sampling import box_masks
+    from tedloc.pseudolabels.pixel_seeds import box_masks
 
     maps = torch.linspace(0, 1, 100).reshape(1, 10, 10)
     boxes = torch.tensor([[[2, 2, 5, 5], [7, 7, 8, 8], [-1, -1, -1, -1]]])
@@ -198,7 +199,7 @@ def test_box_masks_are_inclusive_and_skip_empty_rows():
 
 
 def test_seeds_respect_the_box_the_pools_and_the_counts():
-    from tedloc.pseudo.dips_sampling import IGNORE, DiPSSamplerConfig, sample_pixel_labels
+    from tedloc.pseudolabels.pixel_seeds import IGNORE, DiPSSamplerConfig, sample_pixel_labels
 
     maps, chosen, union = _scene()
     g = torch.Generator().manual_seed(0)
@@ -223,7 +224,7 @@ def test_seeds_respect_the_box_the_pools_and_the_counts():
 
 
 def test_background_when_the_boxes_cover_the_view_and_an_empty_batch():
-    from tedloc.pseudo.dips_sampling import DiPSSamplerConfig, sample_pixel_labels
+    from tedloc.pseudolabels.pixel_seeds import DiPSSamplerConfig, sample_pixel_labels
 
     maps = torch.linspace(0, 1, 64).reshape(1, 8, 8)
     everywhere = torch.ones(1, 8, 8, dtype=torch.bool)
@@ -234,7 +235,7 @@ def test_background_when_the_boxes_cover_the_view_and_an_empty_batch():
 
 
 def test_foreground_is_drawn_in_proportion_to_the_activation():
-    from tedloc.pseudo.dips_sampling import DiPSSamplerConfig, sample_pixel_labels
+    from tedloc.pseudolabels.pixel_seeds import DiPSSamplerConfig, sample_pixel_labels
 
     maps = torch.zeros(4000, 1, 2)
     maps[:, 0, 0], maps[:, 0, 1] = 0.75, 0.25
@@ -248,7 +249,7 @@ def test_foreground_is_drawn_in_proportion_to_the_activation():
 
 
 def test_dilation_and_conflicts():
-    from tedloc.pseudo.dips_sampling import IGNORE, DiPSSamplerConfig, sample_pixel_labels
+    from tedloc.pseudolabels.pixel_seeds import IGNORE, DiPSSamplerConfig, sample_pixel_labels
 
     maps = torch.full((1, 7, 7), 0.5)
     maps[0, 3, 2] = 1.0  # the chosen box is this one pixel: the foreground seed
@@ -296,7 +297,7 @@ def test_decoder_on_a_small_offline_encoder():
 
 # ----------------------------------------------------------------------------- the proposal cache
 def test_top_k_keeps_the_best_scores_first():
-    from tedloc.pseudo.proposal_cache import top_k
+    from tedloc.pseudolabels.proposal_cache import top_k
 
     props = [Proposal((i, i, i + 1, i + 1), i % 2) for i in range(5)]
     kept, scores = top_k(props, np.array([0.1, 0.9, 0.5, 0.9, 0.2]), 3)
@@ -304,7 +305,7 @@ def test_top_k_keeps_the_best_scores_first():
 
 
 def test_proposal_cache_resumes_and_refuses_other_settings(tmp_path):
-    from tedloc.pseudo.proposal_cache import ProposalCache
+    from tedloc.pseudolabels.proposal_cache import ProposalCache
 
     ids = [f"img{i}" for i in range(4)]
     settings = {"encoder": "vit_small_patch16_224.dino", "heads": [0, 1, 2, 3], "min_size": 0.05}
@@ -339,17 +340,17 @@ def test_proposal_cache_resumes_and_refuses_other_settings(tmp_path):
 
 
 def test_proposals_of_a_split_scored_by_a_classifier(synthetic_small, tmp_path):
-    from tedloc.cams.classifier_tools import ClassifierTools
-    from tedloc.cams.dips_proposals import compute_proposal_cache
+    from tedloc.pseudolabels.classifier_tools import ClassifierTools
+    from tedloc.pseudolabels.proposal_scoring import compute_proposal_cache
     from tedloc.data import load_dataset
     from tedloc.data.preprocessing import Preprocessing
     from tedloc.methods import load_model
     from tedloc.methods.cam import PretrainConfig, pretrain
-    from tedloc.pseudo.proposal_cache import ProposalCache
+    from tedloc.pseudolabels.proposal_cache import ProposalCache
 
     pretrain(synthetic_small, tmp_path / "cnn", PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=1,
-                                                               batch_size=8, workers=0))
-    tools = ClassifierTools(load_model(tmp_path / "cnn"))
+                                                               batch_size=8, workers=0), runtime=CPU)
+    tools = ClassifierTools(load_model(tmp_path / "cnn", runtime=CPU))
     torch.manual_seed(0)
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=48).eval()
     split = load_dataset(synthetic_small)["val"]
@@ -400,9 +401,9 @@ def test_random_fourier_features_approximate_the_exact_filter():
 
 
 def test_proposal_quality_against_gt(tmp_path):
-    from tedloc.cams.dips_proposals import proposal_quality
+    from tedloc.pseudolabels.proposal_scoring import proposal_quality
     from tedloc.data import Split
-    from tedloc.pseudo.proposal_cache import ProposalCache
+    from tedloc.pseudolabels.proposal_cache import ProposalCache
 
     split = Split("val", ["a.jpg", "b.jpg", "c.jpg"], [0, 0, 0], [[20, 20]] * 3,
                   [np.array([[0, 0, 9, 9]]), np.array([[10, 10, 19, 19], [0, 0, 4, 4]]), np.zeros((0, 4))])

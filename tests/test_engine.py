@@ -10,13 +10,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tedloc.engine import Distributed, LossTerm, Schedule, Trainer
+from tedloc.engine import LossTerm, Schedule, Trainer
 from tedloc.engine.distributed import epoch_order, rank_batches, shard_indices
 from tedloc.errors import TedlocError
-from tedloc.pseudo import PseudoLabelSampler, SamplerConfig
+from tedloc.pseudolabels import PseudoLabelSampler, SamplerConfig
 from tedloc.utils.device import Runtime, resolve_device, resolve_precision
 from tedloc.utils.keyed_random import _mix32, keyed_uniform, sample_keys
 from tedloc.utils.progress import progress
+from runtimes import CPU
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -33,6 +34,8 @@ def test_devices_and_precisions_that_do_not_exist_are_one_line_errors():
     with pytest.raises(TedlocError, match="unknown precision"):
         resolve_precision("fp8", torch.device("cpu"))
     assert Runtime.create("auto", "auto") == Runtime(torch.device("cpu"), "fp32")
+    with pytest.raises(TypeError):
+        Runtime()  # no default runtime: one is resolved at the entry point and passed down
     assert Runtime.create("cpu", "bf16").precision == "bf16"
     assert Runtime.create().describe() == {"device": "cpu", "device_name": "cpu", "precision": "fp32"}
 
@@ -43,7 +46,7 @@ def test_runtime_moves_nested_batches_and_autocasts():
     assert batch["pair"][1] == 3 and batch["name"] == "a"
     with runtime.autocast():
         assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.bfloat16
-    with Runtime().autocast():
+    with CPU.autocast():
         assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.float32
 
 
@@ -170,7 +173,7 @@ class _ToyTask:
         return {"ce": LossTerm(nn.functional.cross_entropy(logits, batch["y"], reduction="sum"), len(logits)),
                 "seen": LossTerm(torch.tensor(float(len(logits))), None, 0.0)}
 
-    def validate(self, runtime, dist):
+    def validate(self, runtime):
         self.modes.append(self.net.training)
         return {"acc": 1.0}
 
@@ -180,16 +183,17 @@ class _ToyTask:
 
 def test_trainer_trains_validates_in_eval_mode_and_resumes(tmp_path):
     task = _ToyTask()
-    history = Trainer(Schedule(epochs=2, batch_size=8, lr=0.1, lr_step=1, lr_gamma=0.5)).fit(task, tmp_path / "a")
+    schedule = Schedule(epochs=2, batch_size=8, lr=0.1, lr_step=1, lr_gamma=0.5)
+    history = Trainer(schedule, runtime=CPU).fit(task, tmp_path / "a")
     assert [r["seen"] for r in history] == [20.0, 20.0]  # counters are epoch sums
     assert task.modes == [True] * 3 + [False] + [True] * 3 + [False]  # 3 batches, then validation in eval mode
     assert [r["lr"] for r in history] == [0.1, 0.05] and task.data.epochs == [0, 1]
     assert (tmp_path / "a" / "checkpoints" / "epoch_002.safetensors").is_file()
     # a second run of 1 epoch, resumed for a second one, ends with the same weights
     part = _ToyTask()
-    Trainer(Schedule(epochs=1, batch_size=8, lr=0.1, lr_step=1, lr_gamma=0.5)).fit(part, tmp_path / "b")
+    Trainer(Schedule(epochs=1, batch_size=8, lr=0.1, lr_step=1, lr_gamma=0.5), runtime=CPU).fit(part, tmp_path / "b")
     resumed = _ToyTask()
-    again = Trainer(Schedule(epochs=2, batch_size=8, lr=0.1, lr_step=1, lr_gamma=0.5)).fit(resumed, tmp_path / "b")
+    again = Trainer(schedule, runtime=CPU).fit(resumed, tmp_path / "b")
     assert [r["ce"] for r in again] == [r["ce"] for r in history]
     assert all(torch.equal(a, b) for a, b in zip(task.net.state_dict().values(), resumed.net.state_dict().values()))
 
@@ -233,7 +237,7 @@ def test_batchnorm_synchronised_over_gloo_equals_one_process(tmp_path):
 
 
 def test_a_single_process_is_a_world_of_one():
-    dist, runtime = Distributed.from_env(Runtime())
+    dist = Runtime.create("cpu").dist
     assert (dist.rank, dist.world_size, dist.is_main, dist.enabled) == (0, 1, True, False)
     t = torch.ones(3)
     assert dist.all_reduce_sum(t) is t and dist.gather_objects(5) == [5] and dist.broadcast_object("a") == "a"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tedloc.pseudo import PseudoLabelSampler, SamplerConfig
+from tedloc.pseudolabels import PseudoLabelSampler, SamplerConfig
 from tedloc.utils.device import Runtime
 from tedloc.utils.keyed_random import keyed_uniform, sample_keys
 
@@ -94,8 +94,8 @@ def test_dips_seeds_and_crf_loss_on_cuda(tmp_path):
     from tedloc.data.transforms import View
     from tedloc.methods.dips.train import DecoderStage, DiPSTrainConfig, build_dips, choose_proposals
     from tedloc.models.dense_crf_loss import dense_crf_loss
-    from tedloc.pseudo.proposal_cache import ProposalCache
-    from tedloc.pseudo.proposals import Proposal
+    from tedloc.pseudolabels.proposal_cache import ProposalCache
+    from tedloc.pseudolabels.proposals import Proposal
 
     torch.manual_seed(0)
     cfg = DiPSTrainConfig(input_size=32, top_k=2, fg_count=5, bg_count=5, dilation=1)

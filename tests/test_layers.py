@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tedloc"
-ORDER = ["utils", "errors", "data", "text", "models", "pseudo", "engine", "eval", "cams", "zeroshot", "viz", "methods",
-         "inference", "protocol", "recipes", "cli"]
+ORDER = ["utils", "errors", "data", "text", "models", "engine", "eval", "pseudolabels", "viz", "methods",
+         "inference", "protocol", "report", "recipes", "cli"]
 _IMPORT = re.compile(r"from tedloc\.(\w+)|import tedloc\.(\w+)")
 
 

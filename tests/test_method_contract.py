@@ -26,6 +26,7 @@ from tedloc.eval.localizer_eval import evaluate_localizer
 from tedloc.inference import Localizer
 from tedloc.methods import LocalizationModel, MultiMapModel, get_method, list_methods, load_model
 from tedloc.models.localizer import map_kinds_of
+from runtimes import CPU
 
 
 def _cam_inputs(data, root):
@@ -37,8 +38,8 @@ def _tedloc_inputs(data, root):
     from tedloc.text import build_anchors
 
     get_method("cam").train(data, root / "cnn", get_method("cam").config(input_size=48, epochs=1, batch_size=8,
-                                                                        workers=0))
-    compute_run_map_cache(root / "cnn", data, "train", root / "cache")
+                                                                        workers=0), runtime=CPU)
+    compute_run_map_cache(root / "cnn", data, "train", root / "cache", runtime=CPU)
     np.save(root / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
     build_anchors(load_dataset(data).class_names, f"file:{root / 'emb.npy'}").save(root / "anchors.safetensors")
     return ({"anchors": root / "anchors.safetensors", "cams": root / "cache"},
@@ -50,9 +51,11 @@ def _dips_inputs(data, root):
     from tedloc.methods.dips import make_proposals
 
     cam = get_method("cam")
-    cam.train(data, root / "vit", cam.config(arch="tedloc_vit_tiny", input_size=32, epochs=1, batch_size=8, lr=0.01))
-    cam.train(data, root / "cnn", cam.config(input_size=48, epochs=1, batch_size=8))
-    make_proposals(data, "train", root / "proposals", root / "cnn", "tedloc_vit_tiny", 32, encoder_run=root / "vit")
+    cam.train(data, root / "vit", cam.config(arch="tedloc_vit_tiny", input_size=32, epochs=1, batch_size=8, lr=0.01),
+              runtime=CPU)
+    cam.train(data, root / "cnn", cam.config(input_size=48, epochs=1, batch_size=8), runtime=CPU)
+    make_proposals(data, "train", root / "proposals", root / "cnn", "tedloc_vit_tiny", 32, encoder_run=root / "vit",
+                   runtime=CPU)
     return ({"proposals": root / "proposals"},
             {"encoder_run": str(root / "vit"), "input_size": 32, "epochs": 2, "classifier_epochs": 1,
              "batch_size": 8, "lr_step": 1, "fg_count": 10, "bg_count": 10})
@@ -67,7 +70,7 @@ CASES = {"cam": _cam_inputs, "dips": _dips_inputs, "tedloc": _tedloc_inputs, "to
 
 
 def test_every_method_has_a_case():
-    builtin = {m for m in list_methods() if get_method(m).load.__module__.startswith("tedloc.methods.")}
+    builtin = {m for m in list_methods("trained") if get_method(m).build.__module__.startswith("tedloc.methods.")}
     assert builtin | {"toy"} == set(CASES)
 
 
@@ -77,7 +80,8 @@ def trained(request, synthetic_small, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"contract_{name}")
     method = get_method(name)
     inputs, overrides = CASES[name](synthetic_small, root)
-    history = method.train(synthetic_small, root / "run", method.config(**overrides), **inputs)
+    history = method.train(synthetic_small, root / "run", method.config(**overrides), runtime=CPU,
+                           **inputs)
     return name, root / "run", history, overrides
 
 
@@ -97,7 +101,7 @@ def test_run_folder_layout(trained):
 
 def test_localizer_outputs(trained, synthetic_small):
     name, run, _, overrides = trained
-    model = load_model(run)
+    model = load_model(run, runtime=CPU)
     assert isinstance(model, LocalizationModel)
     assert model.class_names == load_dataset(synthetic_small).class_names
     assert model.preprocessing.to_dict() == RunFolder(run).metadata()["preprocessing"]
@@ -119,26 +123,26 @@ def test_localizer_outputs(trained, synthetic_small):
 def test_save_load_round_trip(trained, synthetic_small):
     _, run, history, _ = trained
     _, images = _images(synthetic_small)
-    first, second = load_model(run), load_model(run)
+    first, second = load_model(run, runtime=CPU), load_model(run, runtime=CPU)
     x = torch.stack([first.preprocessing.eval_input(im) for im in images])
     a, b = first.predict(x), second.predict(x)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     selected = RunFolder(run).metadata().get("selected_epoch", len(history))
-    c = load_model(run, epoch=selected).predict(x)
+    c = load_model(run, epoch=selected, runtime=CPU).predict(x)
     assert torch.allclose(a[0], c[0], atol=1e-6) and torch.allclose(a[1], c[1], atol=1e-6)
 
 
 def test_label_free_prediction_and_evaluation(trained, synthetic_small):
     _, run, _, _ = trained
     split, images = _images(synthetic_small)
-    localizer = Localizer(load_model(run), threshold=0.5)
+    localizer = Localizer(load_model(run, runtime=CPU), threshold=0.5)
     for p, image in zip(localizer(images), images):
         assert p.map.shape == (image.height, image.width) and 0 <= p.map.min() and p.map.max() <= 1
         x0, y0, x1, y1 = p.box
         assert 0 <= x0 <= x1 < image.width and 0 <= y0 <= y1 < image.height
         assert p.label in load_dataset(synthetic_small).class_names
-    metrics = evaluate_localizer(load_model(run), split, batch_size=16, all_maps=True)
-    assert 0 <= metrics["MaxBoxAcc"] <= 100 and metrics["map"] == load_model(run).map_kind
+    metrics = evaluate_localizer(load_model(run, runtime=CPU), split, batch_size=16, all_maps=True)
+    assert 0 <= metrics["MaxBoxAcc"] <= 100 and metrics["map"] == load_model(run, runtime=CPU).map_kind
 
 
 def test_evaluate_command(trained, synthetic_small, capsys):
@@ -156,8 +160,8 @@ def test_tampered_preprocessing_is_refused(trained, tmp_path):
     meta["preprocessing"]["mean"] = [0.5, 0.5, 0.5]
     meta_path.write_text(json.dumps(meta))
     if name in ("cam", "dips", "toy"):  # weights trained by the run itself (DiPS: its ViT by `tedloc pretrain`): its record is the truth, and is used
-        assert load_model(copy).preprocessing.mean == (0.5, 0.5, 0.5)
+        assert load_model(copy, runtime=CPU).preprocessing.mean == (0.5, 0.5, 0.5)
         return
     # weights from timm (TeD-Loc's E here): the record must be the normalisation timm's config gives them
     with pytest.raises(TedlocError, match=r"model.json: preprocessing mean \[0.5, 0.5, 0.5\] differs"):
-        load_model(copy)
+        load_model(copy, runtime=CPU)

@@ -18,8 +18,9 @@ from PIL import Image
 from tedloc.cli import main
 from tedloc.data import images as image_io
 from tedloc.data.images import load_image
-from tedloc.methods.cam import PretrainConfig, pretrain
 from tedloc.errors import DataError, TedlocError
+from tedloc.methods.cam import PretrainConfig, pretrain
+from runtimes import CPU
 
 MEMORY_LIMIT = 6 << 30  # address-space limit of the measured subprocesses
 
@@ -29,7 +30,7 @@ def cam_run(synthetic_small, tmp_path_factory) -> Path:
     """The smallest trained run: the CAM baseline of a tiny CNN (input 48), one epoch."""
     out = tmp_path_factory.mktemp("runs") / "cam"
     pretrain(synthetic_small, out, PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=1, batch_size=8,
-                                                  workers=0))
+                                                  workers=0), runtime=CPU)
     return out
 
 

@@ -8,23 +8,24 @@ import torch
 
 from tedloc.cli import main
 from tedloc.engine import load_checkpoint
-from tedloc.methods.cam import PretrainConfig, pretrain
 from tedloc.engine import RunFolder
 from tedloc.errors import TedlocError
+from tedloc.methods.cam import PretrainConfig, pretrain
+from runtimes import CPU
 
 CFG = dict(arch="tedloc_resnet_tiny", input_size=48, epochs=2, batch_size=8, lr=0.05, lr_step=1, workers=0, seed=3)
 
 
 def test_resume_gives_the_same_weights(synthetic_small, tmp_path):
-    full = pretrain(synthetic_small, tmp_path / "full", PretrainConfig(**CFG))
-    half = pretrain(synthetic_small, tmp_path / "part", PretrainConfig(**{**CFG, "epochs": 1}))
+    full = pretrain(synthetic_small, tmp_path / "full", PretrainConfig(**CFG), runtime=CPU)
+    half = pretrain(synthetic_small, tmp_path / "part", PretrainConfig(**{**CFG, "epochs": 1}), runtime=CPU)
     assert len(full) == 2 and len(half) == 1
     # continue the interrupted run: rewrite its config as if --epochs 2 had been asked from the start
     cfg_path = tmp_path / "part" / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["config"]["epochs"] = 2
     cfg_path.write_text(json.dumps(cfg))
-    resumed = pretrain(synthetic_small, tmp_path / "part", PretrainConfig(**CFG))
+    resumed = pretrain(synthetic_small, tmp_path / "part", PretrainConfig(**CFG), runtime=CPU)
     a, _, meta_a = load_checkpoint(tmp_path / "full" / "model")
     b, _, meta_b = load_checkpoint(tmp_path / "part" / "model")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
@@ -33,7 +34,7 @@ def test_resume_gives_the_same_weights(synthetic_small, tmp_path):
 
 
 def test_checkpoint_files_and_partial_writes(synthetic_small, tmp_path):
-    pretrain(synthetic_small, tmp_path / "run", PretrainConfig(**{**CFG, "epochs": 1}))
+    pretrain(synthetic_small, tmp_path / "run", PretrainConfig(**{**CFG, "epochs": 1}), runtime=CPU)
     ckpt = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpt.iterdir()) == ["epoch_001.json", "epoch_001.safetensors"]
     assert not list((tmp_path / "run").rglob("*.pt")) and not list((tmp_path / "run").rglob("*.pkl"))
@@ -46,8 +47,9 @@ def test_learns_the_synthetic_classes(tmp_path):
     from tedloc.data import SyntheticConfig, make_synthetic
 
     data = make_synthetic(tmp_path / "d", SyntheticConfig(classes=4, train=160, val=40, test=8, size=48, seed=1))
-    history = pretrain(data, tmp_path / "run", PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=4,
-                                                              batch_size=16, lr=0.05, lr_step=3, workers=0))
+    config = PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=4, batch_size=16, lr=0.05, lr_step=3,
+                            workers=0)
+    history = pretrain(data, tmp_path / "run", config, runtime=CPU)
     assert history[-1]["val_top1"] >= 50.0  # chance is 25 %
 
 
@@ -59,4 +61,4 @@ def test_cli_and_config_mismatch(synthetic_small, tmp_path, capsys):
     assert main(args[:-2] + ["--workers", "0", "--lr", "0.5"]) == 2
     assert "another configuration" in capsys.readouterr().err
     with pytest.raises(TedlocError, match="unknown architecture"):
-        pretrain(synthetic_small, tmp_path / "x", PretrainConfig(arch="nope_net"))
+        pretrain(synthetic_small, tmp_path / "x", PretrainConfig(arch="nope_net"), runtime=CPU)

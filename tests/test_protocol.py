@@ -9,6 +9,7 @@ from tedloc.data import Split
 from tedloc.errors import DataError
 from tedloc.protocol.box_files import read_box_file, score_boxes, write_box_file
 from tedloc.protocol.noise import NOISE_LEVELS, noisy_split, perturb_boxes
+from runtimes import CPU
 
 
 def _split() -> Split:
@@ -147,7 +148,7 @@ def classifier_run(synthetic_small, tmp_path_factory):
     from tedloc.methods.cam import PretrainConfig, pretrain
 
     run = tmp_path_factory.mktemp("protocol") / "cnn"
-    pretrain(synthetic_small, run, PretrainConfig(input_size=48, epochs=2, batch_size=8, workers=0))
+    pretrain(synthetic_small, run, PretrainConfig(input_size=48, epochs=2, batch_size=8, workers=0), runtime=CPU)
     return run
 
 
@@ -163,7 +164,7 @@ def test_annotators_give_valid_boxes_from_their_proposals(classifier_run, synthe
 
     dataset = load_dataset(synthetic_small)
     split = dataset["val"]
-    context = AnnotatorContext(dataset.class_names, str(classifier_run))
+    context = AnnotatorContext(dataset.class_names, str(classifier_run), runtime=CPU)
     image, label = load_image(split.image_path(0)), int(split.labels[0])
     assert _valid(create_annotator("cam", context)(image, label), image.size)
     ss = create_annotator("ss", context, max_proposals=50)
@@ -184,14 +185,14 @@ def test_make_pseudo_boxes_resumes_and_scores(classifier_run, synthetic_small, t
     split = load_dataset(synthetic_small)["val"]
     out = tmp_path / "cam.txt"
     (tmp_path / "cam.txt.partial").write_text(f"{split.image_ids[0]},1,2,3,4\n{split.image_ids[1]},1,2")  # cut short
-    summary = make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, out)
+    summary = make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, out, runtime=CPU)
     lines = out.read_text().splitlines()
     assert len(lines) == len(split) and lines[0] == f"{split.image_ids[0]},1,2,3,4"  # the finished line is kept
     assert not (tmp_path / "cam.txt.partial").exists()
     assert 0 <= summary["score"]["mIoU"] <= 100 and summary["images"] == len(split)
-    assert make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, out) == summary
+    assert make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, out, runtime=CPU) == summary
     with pytest.raises(Exception, match="other settings"):
-        make_pseudo_boxes(synthetic_small, "val", "ss", classifier_run, out)
+        make_pseudo_boxes(synthetic_small, "val", "ss", classifier_run, out, runtime=CPU)
 
 
 def test_protocol_table_and_noise_study_commands(classifier_run, synthetic_small, tmp_path, capsys):
@@ -228,7 +229,7 @@ def test_sweep_is_resumable(classifier_run, synthetic_small, tmp_path):
     from tedloc.protocol.make_boxes import make_pseudo_boxes
 
     boxes = tmp_path / "cam.txt"
-    make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, boxes)
+    make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, boxes, runtime=CPU)
     common = ["sweep", "--method", "cam", "--data", str(synthetic_small), "--pseudo-boxes", str(boxes),
               "--out", str(tmp_path / "sweep"), "--epochs", "1", "--batch-size", "8", "--input-size", "48",
               "--workers", "0"]
@@ -251,7 +252,7 @@ def test_random_sweep_is_a_fixed_pool_scored_by_every_criterion(classifier_run, 
     from tedloc.protocol.make_boxes import make_pseudo_boxes
 
     boxes = tmp_path / "cam.txt"
-    make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, boxes)
+    make_pseudo_boxes(synthetic_small, "val", "cam", classifier_run, boxes, runtime=CPU)
     common = ["sweep", "--method", "cam", "--data", str(synthetic_small), "--pseudo-boxes", str(boxes),
               "--epochs", "1", "--batch-size", "8", "--input-size", "48", "--workers", "0", "--sampler", "random",
               "--trials", "2"]
@@ -300,9 +301,9 @@ def test_selection_on_val_pseudo_boxes_uses_no_gt_box(classifier_run, synthetic_
     assert meta["threshold_source"]["boxes"] == str(box_file.resolve())
     # the recorded numbers are the CAM's against the pseudo-boxes, not against the GT boxes
     pseudo = val.with_boxes([boxes[i][None] for i in val.image_ids])
-    localizer = load_model(run)
-    ours = evaluate_localizer(localizer, pseudo, batch_size=8, masks=False)
-    gt = evaluate_localizer(localizer, val, batch_size=8, masks=False)
+    localizer = load_model(run, runtime=CPU)
+    ours = evaluate_localizer(localizer, pseudo, "validation", batch_size=8, masks=False)  # as the training did
+    gt = evaluate_localizer(localizer, val, "validation", batch_size=8, masks=False)
     assert ours["MaxBoxAcc"] == history[best]["val_MaxBoxAcc"] and ours["threshold"] == meta["threshold"]
     assert ours["curves"]["mIoU"] != gt["curves"]["mIoU"]
     state = load_checkpoint(run / "checkpoints" / f"epoch_{best + 1:03d}")[0]
@@ -327,14 +328,15 @@ def test_annotator_stages_and_pointing_game(classifier_run, synthetic_small, tmp
     from tedloc.protocol.annotators import AnnotatorContext, create_annotator
 
     pytest.importorskip("cv2.ximgproc")
-    result = annotator_stages(synthetic_small, "val", "ss", classifier_run, limit=4, max_proposals=30)
+    result = annotator_stages(synthetic_small, "val", "ss", classifier_run, limit=4, max_proposals=30, runtime=CPU)
     stages = result["stages"]
     assert set(stages) == {"top box", "PG only", "PG + top 20%", "final", "upper bound"} and result["images"] == 4
     assert all(stages["upper bound"]["mIoU"] >= s["mIoU"] - 1e-9 for s in stages.values())
     # the final stage is the annotator's own box
     dataset = load_dataset(synthetic_small)
     split = dataset["val"]
-    ss = create_annotator("ss", AnnotatorContext(dataset.class_names, str(classifier_run)), max_proposals=30)
+    context = AnnotatorContext(dataset.class_names, str(classifier_run), runtime=CPU)
+    ss = create_annotator("ss", context, max_proposals=30)
     boxes = {split.image_ids[i]: ss(load_image(split.image_path(i)), int(split.labels[i])) for i in range(4)}
     from tedloc.eval.boxes import box_iou
 

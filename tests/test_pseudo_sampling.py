@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, candidate_pools, otsu_levels
+from tedloc.pseudolabels import PseudoLabelSampler, SamplerConfig, candidate_pools, otsu_levels
 
 
 def _maps(b=4, h=16, w=16, seed=0):
@@ -95,7 +95,7 @@ def test_config_validation():
 
 def test_maps_follow_the_crop_and_flip_onto_the_grid():
     from tedloc.data.transforms import View
-    from tedloc.pseudo import maps_on_grid
+    from tedloc.pseudolabels import maps_on_grid
 
     m = torch.zeros(8, 8)
     m[:, :2] = 1.0  # the left quarter of the image is hot

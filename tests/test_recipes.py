@@ -11,6 +11,7 @@ from tedloc.methods.cam import PretrainConfig
 from tedloc.methods.tedloc import TeDLocTrainConfig
 from tedloc.recipes import VARIANTS, Recipe, run_recipe
 from tedloc.recipes.presets import PRESETS, get_preset
+from runtimes import CPU
 
 
 def test_pipeline_runs_and_resumes(synthetic_small, tmp_path):
@@ -21,7 +22,7 @@ def test_pipeline_runs_and_resumes(synthetic_small, tmp_path):
         variants=("tedloc", "tedloc_no_orth", "tedloc_kd"), text_encoder=f"file:{tmp_path / 'emb.npy'}", overlays=2)
     out = tmp_path / "out"
     logs: list[str] = []
-    results = run_recipe(synthetic_small, out, recipe, log=logs.append)
+    results = run_recipe(synthetic_small, out, recipe, log=logs.append, runtime=CPU)
     assert list(results) == ["centered_box", "cam", "tedloc", "tedloc_no_orth", "tedloc_kd"]
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     for method in ("cam", "tedloc"):
@@ -34,7 +35,7 @@ def test_pipeline_runs_and_resumes(synthetic_small, tmp_path):
     assert no_orth["anchors"]["orthogonalized"] is False
     assert json.loads((out / "runs" / "tedloc_kd" / "model.json").read_text())["config"]["lambdas"] == [1, 0, 0]
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")}
-    assert run_recipe(synthetic_small, out, recipe, log=logs.append) == results
+    assert run_recipe(synthetic_small, out, recipe, log=logs.append, runtime=CPU) == results
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")} == stamps
 
 
@@ -60,7 +61,7 @@ def test_pipeline_with_dips(synthetic_small, tmp_path):
         dips=DiPSTrainConfig(classifier_epochs=1, epochs=1, batch_size=8, fg_count=5, bg_count=5, crf_scale=0.5),
         dips_variants=("dips", "dips_mean_map"))
     out = tmp_path / "out"
-    results = run_recipe(synthetic_small, out, recipe, log=lambda _: None)
+    results = run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU)
     assert list(results) == ["cam", "tedloc", "dips", "dips_mean_map"] and results["dips"]["map"] == "fg"
     quality = json.loads((out / "proposals.json").read_text())
     assert set(quality) == {"h0-1-2-3", "mean"} and quality["h0-1-2-3"]["images"] == 24
@@ -70,5 +71,5 @@ def test_pipeline_with_dips(synthetic_small, tmp_path):
     assert metas[0]["classifier_history"] == metas[1]["classifier_history"]  # one shared stage 1
     assert metas[0]["config"]["classifier_dir"] == str((out / "runs" / "dips_classifier").resolve())
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")}
-    assert run_recipe(synthetic_small, out, recipe, log=lambda _: None) == results
+    assert run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU) == results
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")} == stamps

@@ -8,6 +8,7 @@ import pytest
 from tedloc.cli import build_parser, main
 from tedloc.data import Preprocessing
 from tedloc.errors import OptionError, TedlocError
+from runtimes import CPU
 
 
 def test_preprocessing_record_round_trips_and_fills_old_records():
@@ -90,17 +91,17 @@ def test_pseudo_box_settings_compare_as_before():
 
 
 def test_methods_annotators_and_map_sources_come_from_their_registries():
-    from tedloc.cams.sources import MAP_SOURCES
+    from tedloc.pseudolabels.sources import MAP_SOURCES
     from tedloc.methods import get_method, list_methods
     from tedloc.protocol.annotators import ANNOTATORS
 
-    from tedloc.zeroshot import TRAINING_FREE
 
     assert {"cam", "tedloc"} <= set(list_methods())
-    for command, option, registry in (("train", "--method", list_methods), ("sweep", "--method", list_methods),
+    trained = lambda: list_methods("trained")  # noqa: E731
+    for command, option, registry in (("train", "--method", trained), ("sweep", "--method", trained),
                                       ("pseudo-boxes", "--method", ANNOTATORS.names),
                                       ("cams", "--source", MAP_SOURCES.names),
-                                      ("evaluate", "--method", TRAINING_FREE.names)):
+                                      ("evaluate", "--method", lambda: list_methods("training-free"))):
         parser = build_parser([command])
         action = next(a for a in parser._subparsers._group_actions[0].choices[command]._actions
                       if option in a.option_strings)
@@ -124,7 +125,7 @@ def test_unknown_run_kind_names_the_file(tmp_path):
 
     (tmp_path / "model.json").write_text(json.dumps({"kind": "mystery"}))
     with pytest.raises(TedlocError, match=r"model.json: unknown run kind 'mystery'; known: classifier"):
-        load_model(tmp_path)
+        load_model(tmp_path, runtime=CPU)
 
 
 def test_library_value_errors_are_one_line(monkeypatch, capsys):

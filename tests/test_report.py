@@ -17,7 +17,8 @@ from PIL import Image
 from tedloc.methods.cam import PretrainConfig
 from tedloc.methods.tedloc import TeDLocTrainConfig
 from tedloc.recipes import Recipe, run_recipe
-from tedloc.recipes.report import gallery_indices
+from tedloc.report import gallery_indices
+from runtimes import CPU
 
 
 class _Page(HTMLParser):
@@ -44,7 +45,7 @@ def recipe_folder(synthetic_small, tmp_path_factory):
     recipe = Recipe(pretrain=PretrainConfig(input_size=48, epochs=2, batch_size=8, workers=0),
                     tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=2, batch_size=8, k=4, cache_views=1),
                     variants=("tedloc",), text_encoder=f"file:{root / 'emb.npy'}", gallery=2)
-    run_recipe(synthetic_small, root / "out", recipe, log=lambda _: None)
+    run_recipe(synthetic_small, root / "out", recipe, log=lambda _: None, runtime=CPU)
     return root / "out"
 
 
@@ -93,12 +94,12 @@ def test_gallery_ious_are_those_of_the_drawn_boxes(recipe_folder, synthetic_smal
     from tedloc.eval.boxes import box_iou
     from tedloc.inference import Localizer
     from tedloc.methods import load_model
-    from tedloc.recipes.report import gallery_pictures
+    from tedloc.report import gallery_pictures
 
     dataset = load_dataset(synthetic_small)
     split = dataset["test"]
     run = recipe_folder / "runs" / "tedloc"
-    pictures = gallery_pictures(load_model(run), split, dataset.class_names, 0.3, 1, pool=5)
+    pictures = gallery_pictures(load_model(run, runtime=CPU), split, dataset.class_names, 0.3, 1, pool=5)
     localizer = Localizer.from_run(run, threshold=0.3)
     for items in pictures.values():
         for image_id, _, _, iou in items:
@@ -106,7 +107,7 @@ def test_gallery_ious_are_those_of_the_drawn_boxes(recipe_folder, synthetic_smal
             box = localizer(split.image_path(i))[0].box
             assert iou == pytest.approx(float(box_iou(np.array([box]), split.boxes[i]).max()))
     with pytest.raises(Exception, match="count >= 0"):
-        gallery_pictures(load_model(run), split, dataset.class_names, 0.3, -1)
+        gallery_pictures(load_model(run, runtime=CPU), split, dataset.class_names, 0.3, -1)
 
 
 def test_gallery_groups():

@@ -18,6 +18,7 @@ import pytest
 
 from tedloc.cli import main
 from tedloc.errors import TedlocError
+from runtimes import CPU
 
 TRAIN = ["--epochs", "1", "--batch-size", "8", "--input-size", "48", "--workers", "0"]
 NO_SPACE = os.strerror(errno.ENOSPC)
@@ -45,7 +46,7 @@ def cnn_run(synthetic_small, tmp_path_factory) -> Path:
     from tedloc.methods.cam import PretrainConfig, pretrain
 
     run = tmp_path_factory.mktemp("runs") / "cnn"
-    pretrain(synthetic_small, run, PretrainConfig(input_size=48, epochs=1, batch_size=8, workers=0))
+    pretrain(synthetic_small, run, PretrainConfig(input_size=48, epochs=1, batch_size=8, workers=0), runtime=CPU)
     return run
 
 
@@ -109,7 +110,7 @@ def test_cache_files_without_fallocate_are_written_with_zeros(tmp_path, monkeypa
 
 
 def test_full_disk_fails_at_cache_creation_naming_the_file(tmp_path, monkeypatch):
-    from tedloc.cams import MapCache
+    from tedloc.pseudolabels import MapCache
 
     def full(fd, offset, length):
         raise OSError(errno.ENOSPC, NO_SPACE)
@@ -260,7 +261,7 @@ def test_two_pretrain_runs_into_one_out(synthetic_small, tmp_path):
 
 
 def test_a_cache_has_one_writer_until_complete(tmp_path):
-    from tedloc.cams import MapCache
+    from tedloc.pseudolabels import MapCache
 
     ids = [f"i{k}" for k in range(6)]
     writer = MapCache(tmp_path / "cache", ids, (4, 4))
@@ -310,7 +311,7 @@ def test_pseudo_boxes_resume_refuses_other_settings(synthetic_small, cnn_run, tm
     import tedloc.protocol.make_boxes as make_boxes
 
     out, whole = tmp_path / "boxes.txt", tmp_path / "whole.txt"
-    make_boxes.make_pseudo_boxes(synthetic_small, "val", "cam", cnn_run, whole)
+    make_boxes.make_pseudo_boxes(synthetic_small, "val", "cam", cnn_run, whole, runtime=CPU)
     load = make_boxes.load_image
     calls = []
 
@@ -340,7 +341,7 @@ def test_pseudo_boxes_file_has_one_writer(synthetic_small, cnn_run, tmp_path):
 
     with file_lock(tmp_path / "boxes.txt"):
         with pytest.raises(TedlocError, match=f"{tmp_path / 'boxes.txt'} is in use by another tedloc process"):
-            make_pseudo_boxes(synthetic_small, "val", "cam", cnn_run, tmp_path / "boxes.txt")
+            make_pseudo_boxes(synthetic_small, "val", "cam", cnn_run, tmp_path / "boxes.txt", runtime=CPU)
 
 
 # ---------------------------------------------------------------- file modes

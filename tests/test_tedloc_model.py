@@ -9,7 +9,7 @@ import torch
 
 from tedloc.models import create_encoder
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, class_logits, tedloc_losses, weighted_pool
-from tedloc.pseudo import PseudoLabels
+from tedloc.pseudolabels import PseudoLabels
 from tedloc.text import orthogonalize
 
 

@@ -7,21 +7,22 @@ import numpy as np
 import pytest
 import torch
 
-from tedloc.methods.run_maps import compute_run_map_cache
 from tedloc.engine import load_checkpoint
-from tedloc.methods.cam import PretrainConfig, pretrain
-from tedloc.methods.tedloc import TeDLocTrainConfig, train_tedloc
 from tedloc.errors import TedlocError
 from tedloc.methods import load_model
+from tedloc.methods.cam import PretrainConfig, pretrain
+from tedloc.methods.run_maps import compute_run_map_cache
+from tedloc.methods.tedloc import TeDLocTrainConfig, train_tedloc
 from tedloc.text import build_anchors
+from runtimes import CPU
 
 
 @pytest.fixture(scope="module")
 def inputs(synthetic_small, tmp_path_factory):
     root = tmp_path_factory.mktemp("tedloc")
     pretrain(synthetic_small, root / "cnn", PretrainConfig(arch="tedloc_resnet_tiny", input_size=48, epochs=1,
-                                                           batch_size=8, workers=0))
-    compute_run_map_cache(root / "cnn", synthetic_small, "train", root / "cache")
+                                                           batch_size=8, workers=0), runtime=CPU)
+    compute_run_map_cache(root / "cnn", synthetic_small, "train", root / "cache", runtime=CPU)
     table = np.random.default_rng(0).normal(size=(4, 16))
     np.save(root / "emb.npy", table)
     build_anchors(["red circle", "green square", "blue triangle", "yellow diamond"],
@@ -33,13 +34,13 @@ def inputs(synthetic_small, tmp_path_factory):
 
 def _train_whole_and_interrupted(data, root, cfg, tmp_path) -> list[dict]:
     """Train ``cfg`` (2 epochs) in one go into tmp_path/full, and as 1 epoch then resumed into tmp_path/part."""
-    full = train_tedloc(data, tmp_path / "full", root / "anchors.safetensors", root / "cache", cfg)
+    full = train_tedloc(data, tmp_path / "full", root / "anchors.safetensors", root / "cache", cfg, runtime=CPU)
     one = TeDLocTrainConfig(**{**cfg.__dict__, "epochs": 1})
-    train_tedloc(data, tmp_path / "part", root / "anchors.safetensors", root / "cache", one)
+    train_tedloc(data, tmp_path / "part", root / "anchors.safetensors", root / "cache", one, runtime=CPU)
     conf = json.loads((tmp_path / "part" / "config.json").read_text())
     conf["config"]["epochs"] = 2
     (tmp_path / "part" / "config.json").write_text(json.dumps(conf))
-    train_tedloc(data, tmp_path / "part", root / "anchors.safetensors", root / "cache", cfg)
+    train_tedloc(data, tmp_path / "part", root / "anchors.safetensors", root / "cache", cfg, runtime=CPU)
     return full
 
 
@@ -54,7 +55,7 @@ def test_train_resume_and_localizer(inputs, synthetic_small, tmp_path):
     # the encoder is the pretrained CNN's backbone, and stays frozen
     cnn, _, _ = load_checkpoint(root / "cnn" / "model")
     assert torch.equal(a["encoder.model.stem.0.weight"], cnn["stem.0.weight"])
-    localizer = load_model(tmp_path / "full")
+    localizer = load_model(tmp_path / "full", runtime=CPU)
     scores, maps = localizer.predict(torch.zeros(2, 3, 48, 48))
     assert scores.shape == (2, 4) and maps.shape == (2, 24, 24) and (maps >= 0).all() and (maps <= 1).all()
 
@@ -62,10 +63,11 @@ def test_train_resume_and_localizer(inputs, synthetic_small, tmp_path):
 def test_refuses_mismatched_inputs(inputs, synthetic_small, tmp_path):
     root, cfg = inputs
     with pytest.raises(TedlocError, match="no map cache"):
-        train_tedloc(synthetic_small, tmp_path / "x", root / "anchors.safetensors", root / "cnn", cfg)
-    compute_run_map_cache(root / "cnn", synthetic_small, "val", tmp_path / "val_cache")
+        train_tedloc(synthetic_small, tmp_path / "x", root / "anchors.safetensors", root / "cnn", cfg, runtime=CPU)
+    compute_run_map_cache(root / "cnn", synthetic_small, "val", tmp_path / "val_cache", runtime=CPU)
     with pytest.raises(TedlocError, match="other images"):
-        train_tedloc(synthetic_small, tmp_path / "y", root / "anchors.safetensors", tmp_path / "val_cache", cfg)
+        train_tedloc(synthetic_small, tmp_path / "y", root / "anchors.safetensors", tmp_path / "val_cache", cfg,
+                     runtime=CPU)
 
 
 def test_feature_cache_builds_once_resumes_and_refuses_other_encoders(inputs, synthetic_small, tmp_path):
@@ -80,7 +82,7 @@ def test_feature_cache_builds_once_resumes_and_refuses_other_encoders(inputs, sy
     split = load_dataset(synthetic_small)["train"]
     encoder = load_encoder("tedloc_resnet_tiny", 48, run=root / "cnn")
     transform = encoder.preprocessing.replace(input_size=48)
-    cache = build_feature_cache(encoder, split, transform, tmp_path / "f", num_views=2, batch_size=8)
+    cache = build_feature_cache(encoder, split, transform, tmp_path / "f", num_views=2, batch_size=8, runtime=CPU)
     assert cache.complete and cache.features.shape == (len(split), 2, encoder.info.channels, 6, 6)
     # a stored feature is E of the stored view of the image (float16)
     view = View.from_tensor(torch.from_numpy(np.array(cache.views[5, 1])))
@@ -94,10 +96,11 @@ def test_feature_cache_builds_once_resumes_and_refuses_other_encoders(inputs, sy
     cache.done[3:9] = False
     cache.features[3:9] = 0
     cache.done_rows.save()
-    again = build_feature_cache(encoder, split, transform, tmp_path / "f", num_views=2, batch_size=8)
+    again = build_feature_cache(encoder, split, transform, tmp_path / "f", num_views=2, batch_size=8, runtime=CPU)
     assert again.complete and np.array_equal(np.array(again.features), before)
     with pytest.raises(TedlocError, match="another setting.*encoder_sha1"):
-        build_feature_cache(create_encoder("tedloc_resnet_tiny", img_size=48), split, transform, tmp_path / "f", 2)
+        build_feature_cache(create_encoder("tedloc_resnet_tiny", img_size=48), split, transform, tmp_path / "f", 2,
+                            runtime=CPU)
     ds = CachedFeatureDataset(FeatureCache(tmp_path / "f"), split.labels, seed=0)
     item = ds[2]
     assert item["features"].dtype == torch.float32 and item["label"] == int(split.labels[2])
@@ -117,7 +120,7 @@ def test_training_from_the_feature_cache_resumes_exactly(inputs, synthetic_small
 def trained_run(inputs, synthetic_small, tmp_path_factory):
     root, cfg = inputs
     run = tmp_path_factory.mktemp("run") / "tedloc"
-    train_tedloc(synthetic_small, run, root / "anchors.safetensors", root / "cache", cfg)
+    train_tedloc(synthetic_small, run, root / "anchors.safetensors", root / "cache", cfg, runtime=CPU)
     return run
 
 
@@ -209,7 +212,7 @@ def test_sweep_runs_tedloc_trials_scored_by_pseudo_boxes(inputs, synthetic_small
 
     root, _ = inputs
     boxes = tmp_path / "cam.txt"
-    make_pseudo_boxes(synthetic_small, "val", "cam", root / "cnn", boxes)
+    make_pseudo_boxes(synthetic_small, "val", "cam", root / "cnn", boxes, runtime=CPU)
     assert main(["sweep", "--method", "tedloc", "--data", str(synthetic_small), "--pseudo-boxes", str(boxes),
                  "--out", str(tmp_path / "sweep"), "--trials", "1", "--epochs", "1", "--batch-size", "8",
                  "--input-size", "48", "--decoder-channels", "8", "--anchors", str(root / "anchors.safetensors"),
@@ -227,11 +230,12 @@ def test_sweep_runs_tedloc_trials_scored_by_pseudo_boxes(inputs, synthetic_small
 def test_class_map_of_the_true_class_beside_the_predicted_one(trained_run, synthetic_small):
     """Paper Table 4: <z_p, t_y> with the true class y; `class@pred` is the predicted-class version."""
     from tedloc.data import load_dataset
+    from tedloc.eval.conventions import eval_protocol
     from tedloc.eval.localizer_eval import evaluate_localizer, iter_score_maps
     from tedloc.methods import load_model
 
     split = load_dataset(synthetic_small)["test"]
-    localizer = load_model(trained_run)
+    localizer = load_model(trained_run, runtime=CPU)
     true = evaluate_localizer(localizer, split, all_maps=True)
     pred = evaluate_localizer(localizer, split, all_maps=True, map_class="pred")
     assert set(true["maps"]) == {"class", "class@pred"} and set(pred["maps"]) == {"class"}
@@ -248,7 +252,7 @@ def test_class_map_of_the_true_class_beside_the_predicted_one(trained_run, synth
 
         assert np.allclose(maps["class"], normalize_scoremap(direct[i], (48, 48)), atol=1e-6)
     with pytest.raises(TedlocError, match="offers the maps"):
-        next(iter_score_maps(localizer, split, ("class@pred",), map_class="pred"))
+        next(iter_score_maps(localizer, split, ("class@pred",), protocol=eval_protocol(map_class="pred")))
 
 
 def test_selection_on_val_pseudo_boxes(inputs, synthetic_small, tmp_path):
@@ -265,14 +269,14 @@ def test_selection_on_val_pseudo_boxes(inputs, synthetic_small, tmp_path):
     write_box_file(tmp_path / "left.txt", boxes)
     run = tmp_path / "run"
     history = train_tedloc(synthetic_small, run, root / "anchors.safetensors", root / "cache",
-                           replace(cfg, selection=f"pseudo:{tmp_path / 'left.txt'}"))
+                           replace(cfg, selection=f"pseudo:{tmp_path / 'left.txt'}"), runtime=CPU)
     meta = json.loads((run / "model.json").read_text())
     best = max(range(len(history)), key=lambda i: (history[i]["val_MaxBoxAcc"], -i))
     assert meta["selected_epoch"] == best + 1 and meta["threshold"] == history[best]["val_threshold"]
     assert meta["threshold_source"]["boxes"].endswith("left.txt")
     pseudo = val.with_boxes([boxes[i][None] for i in val.image_ids])
-    metrics = evaluate_localizer(load_model(run), pseudo, batch_size=8)
+    metrics = evaluate_localizer(load_model(run, runtime=CPU), pseudo, batch_size=8)
     assert metrics["MaxBoxAcc"] == history[best]["val_MaxBoxAcc"] and metrics["threshold"] == meta["threshold"]
     with pytest.raises(TedlocError, match="selection must be loc, cls, last or pseudo:FILE"):
         train_tedloc(synthetic_small, tmp_path / "bad", root / "anchors.safetensors", root / "cache",
-                     replace(cfg, selection="pseudo"))
+                     replace(cfg, selection="pseudo"), runtime=CPU)

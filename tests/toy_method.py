@@ -12,23 +12,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tedloc.data import Preprocessing, load_dataset
-from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer, load_checkpoint, save_checkpoint
-from tedloc.methods import Method, NetworkLocalizer, register_method
-from tedloc.methods.base import recorded_preprocessing
+from tedloc.engine import LossTerm, RunFolder, RunRecord, Schedule, Trainer
+from tedloc.methods import Method, NetworkLocalizer, TrainConfig, option, register_method
 from tedloc.utils.device import Runtime
 
 
 @dataclass
-class ToyConfig:
-    input_size: int = 32
+class ToyConfig(TrainConfig):
+    input_size: int = option(32, "side of the square input view")
     epochs: int = 1
     batch_size: int = 8
     lr: float = 0.1
     lr_step: int = 10
-    lr_gamma: float = 0.1
     weight_decay: float = 0.0
-    seed: int = 0
-    workers: int = 0
+    selection: str = "last"
 
 
 class ToyNet(nn.Module):
@@ -70,31 +67,28 @@ class _Task:
         logits, _ = module(batch["image"])
         return {"loss": LossTerm(F.cross_entropy(logits, batch["label"], reduction="sum"), len(logits))}
 
-    def validate(self, runtime, dist):
+    def validate(self, runtime):
         return {}
 
     def row(self, train, val):
         return {"train_loss": train["loss"]}
 
 
-def train_toy(data, out, config: ToyConfig, resume: bool = True, runtime=None) -> list[dict]:
+def train_toy(data, out, config: ToyConfig, resume: bool = True, *, runtime: Runtime) -> list[dict]:
     run, dataset = RunFolder(out), load_dataset(data)
-    dist, runtime = Distributed.from_env(runtime or Runtime())
     torch.manual_seed(config.seed)
     model = ToyNet(dataset.num_classes, Preprocessing(config.input_size))
     run.start({"config": asdict(config), "data": str(data), "class_names": dataset.class_names, "kind": "toy"},
-              runtime, dist)
-    history = Trainer(Schedule.of(config), runtime, dist).fit(_Task(model, dataset, config), run, resume=resume)
-    save_checkpoint(run.model_stem, model, {"kind": "toy", "class_names": dataset.class_names, "history": history,
-                                            "preprocessing": model.preprocessing.to_dict(), "threshold": 0.5})
+              runtime)
+    history = Trainer(Schedule.of(config), runtime).fit(_Task(model, dataset, config), run, resume=resume)
+    run.save_model(model, RunRecord("toy", asdict(config), dataset.class_names, model.preprocessing, threshold=0.5,
+                                    selection="last", selected_epoch=len(history), history=history))
     return history
 
 
-def load_toy(run: RunFolder, meta: dict, checkpoint=None, runtime=Runtime()) -> ToyLocalizer:
-    pre = Preprocessing.from_dict(meta["preprocessing"])
-    model = ToyNet(len(meta["class_names"]), pre)
-    model.load_state_dict(load_checkpoint(checkpoint or run.model_stem)[0])
-    return ToyLocalizer(model, meta["class_names"], recorded_preprocessing(run, meta, pre), runtime)
+def build_toy(config: ToyConfig, num_classes: int, weights: dict) -> ToyNet:
+    return ToyNet(num_classes, Preprocessing(config.input_size))
 
 
-METHOD = register_method(Method("toy", "a test method", "toy", ToyConfig, train_toy, load_toy))
+METHOD = register_method(Method("toy", "a test method", run_kind="toy", config=ToyConfig, train=train_toy,
+                                build=build_toy, localizer=ToyLocalizer))

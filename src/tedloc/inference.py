@@ -44,6 +44,7 @@ from tedloc.errors import TedlocError
 from tedloc.eval.boxes import EMPTY_BOX
 from tedloc.eval.evaluator import box_from_map
 from tedloc.eval.scoremaps import normalize_scoremap
+from tedloc.utils.device import Runtime
 
 __all__ = ["Localizer", "Prediction", "map_size_for", "box_to_image"]
 
@@ -132,23 +133,23 @@ class Localizer:
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, threshold: float | str | None = None, map_kind: str | None = None,
-                 topk: int = 5, device: str | torch.device = "auto", precision: str = "auto",
-                 **options: Any) -> "Localizer":
+                 topk: int = 5, runtime: Runtime | None = None, device: str | torch.device = "auto",
+                 precision: str = "auto", **options: Any) -> "Localizer":
         """Load a run folder; ``threshold`` defaults to the one stored in the run.
 
         ``map_kind`` picks among the maps a method offers (TeD-Loc: ``g``, its patch classifier, the
-        default; ``class``: <z_p, t_c> of the predicted class). ``device`` and ``precision``: where and
-        how the network runs (``auto``: CUDA in bf16 when available, else the CPU in fp32).
+        default; ``class``: <z_p, t_c> of the predicted class). ``runtime``: where and how the network runs;
+        without one, ``device`` and ``precision`` make it (``auto``: CUDA in bf16 when available, else the
+        CPU in fp32).
         ``options``: the other arguments of :class:`Localizer` (``batch_size``, ``max_pixels``,
         ``map_max_side``, ``compile``).
         """
         from tedloc.engine.run_folder import RunFolder
         from tedloc.methods import load_model
-        from tedloc.models.localizer import use_map
-        from tedloc.utils.device import Runtime
 
         folder = RunFolder(run)
-        model = use_map(load_model(folder, runtime=Runtime.create(device, precision)), map_kind, str(run))
+        runtime = runtime if runtime is not None else Runtime.create(device, precision)
+        model = load_model(folder, runtime=runtime, map_kind=map_kind)
         if threshold is None:
             threshold = folder.threshold
             if threshold is None:

@@ -11,40 +11,12 @@ import argparse
 import errno
 import logging
 import sys
-from typing import Callable
 
 from tedloc import __version__
+from tedloc.cli.commands import COMMANDS, command, option_value
 from tedloc.errors import TedlocError
 
-__all__ = ["main", "command"]
-
-Configure = Callable[..., None]
-_COMMANDS: dict[str, tuple[str, Configure, bool]] = {}
-
-
-def command(name: str, help: str, argv: bool = False) -> Callable[[Configure], Configure]:
-    """Register ``configure(parser)`` as the subcommand ``name``; it sets ``func`` via ``set_defaults``.
-    With ``argv``, it is called as ``configure(parser, argv)`` (the command line after the subcommand, or
-    None for ``tedloc --help``), for options that depend on another option (``--method``)."""
-
-    def register(configure: Configure) -> Configure:
-        if name in _COMMANDS:
-            raise ValueError(f"command {name!r} registered twice")
-        _COMMANDS[name] = (help, configure, argv)
-        return configure
-
-    return register
-
-
-def option_value(argv: list[str] | None, flag: str, default: str | None = None) -> str | None:
-    """The value of ``flag`` in ``argv`` (``--flag V`` or ``--flag=V``), else ``default``."""
-    for i, arg in enumerate(argv or []):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return default
-
+__all__ = ["main", "command", "option_value", "build_parser"]
 
 def _load_commands() -> None:
     """Import the subcommand modules (they register themselves)."""
@@ -65,7 +37,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tedloc {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, (help_text, configure, wants_argv) in _COMMANDS.items():
+    for name, (help_text, configure, wants_argv) in COMMANDS.items():
         subparser = sub.add_parser(name, help=help_text, description=help_text)
         if wanted is None or name == wanted:
             if wants_argv:

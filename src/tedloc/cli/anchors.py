@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from tedloc.cli import command
+from tedloc.cli.commands import command
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.data import load_dataset
 from tedloc.text import DEFAULT_TEXT_ENCODER, LIFTS, TEMPLATES, build_anchors

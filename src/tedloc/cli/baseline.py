@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from tedloc.cli import command
+from tedloc.cli.commands import command
+from tedloc.cli.output import format_metrics
 from tedloc.data import load_dataset
 from tedloc.utils.io import atomic_write_text
 
 
 def _centered(args: argparse.Namespace) -> int:
-    from tedloc.cli.evaluate import format_metrics
     from tedloc.methods.centered_box import centered_box_baseline
 
     split = load_dataset(args.data, splits=[args.split])[args.split]

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from tedloc.cli import command
+from tedloc.cli.commands import command
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 

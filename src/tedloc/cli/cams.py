@@ -3,37 +3,32 @@ from __future__ import annotations
 
 import argparse
 
-from tedloc.cli import command
 from tedloc.cli.clip_args import add_clip_arguments, training_free_from_args
+from tedloc.cli.commands import command
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.errors import TedlocError
 
 
 def _cams(args: argparse.Namespace) -> int:
-    from tedloc.engine.distributed import Distributed
-    from tedloc.zeroshot import TRAINING_FREE
+    from tedloc.data import load_dataset
+    from tedloc.methods import compute_run_map_cache, list_methods
+    from tedloc.pseudolabels import compute_map_cache
 
+    runtime = runtime_from_args(args)
     options = dict(classes=args.classes, method=args.source, size=args.size, batch_size=args.batch_size,
                    workers=args.workers)
-    if args.source in TRAINING_FREE:
-        from tedloc.cams.compute import compute_map_cache
-        from tedloc.data import load_dataset
-
+    if args.source in list_methods("training-free"):
         if args.run:
             raise TedlocError(f"--source {args.source} needs no --run (it is training-free: give --clip)")
-        dist, runtime = Distributed.from_env(runtime_from_args(args))
         class_names = load_dataset(args.data, splits=[args.split]).class_names
         model = training_free_from_args(args.source, class_names, args, runtime)
         cache = compute_map_cache(model, args.data, args.split, args.out, runtime=runtime,
                                   model_record=model.record(), **options)
     else:
-        from tedloc.methods.run_maps import compute_run_map_cache
-
         if not args.run:
             raise TedlocError(f"--source {args.source} needs --run (a classifier run from `tedloc pretrain`)")
-        cache = compute_run_map_cache(args.run, args.data, args.split, args.out, runtime=runtime_from_args(args),
-                                      **options)
-    if not Distributed.current().is_main:
+        cache = compute_run_map_cache(args.run, args.data, args.split, args.out, runtime=runtime, **options)
+    if not runtime.dist.is_main:
         return 0
     print(f"{args.out}: {len(cache)} maps of {cache.size[0]}x{cache.size[1]} (float16), source {cache.source['method']}"
           f" ({cache.source['classes']} classes)")
@@ -44,8 +39,7 @@ def _cams(args: argparse.Namespace) -> int:
                       "CLIP-ES and the other training-free CLIP maps (resumable)")
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc cams``."""
-    from tedloc.cams.sources import MAP_SOURCES
-    import tedloc.zeroshot  # noqa: F401  (registers the CLIP sources)
+    from tedloc.pseudolabels import MAP_SOURCES
 
     parser.add_argument("--source", "--method", dest="source", choices=MAP_SOURCES.names(), default="cam",
                         help="; ".join(f"{n}: {MAP_SOURCES.get(n).description}" for n in MAP_SOURCES.names())

@@ -30,9 +30,9 @@ def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def training_free_from_args(name: str, class_names: list[str], args: argparse.Namespace, runtime):
-    """The training-free localizer ``name`` for ``class_names`` with the parsed CLIP options."""
-    from tedloc.models.clip_vit import ClipSpec
-    from tedloc.zeroshot import create_training_free
+    """The training-free localizer ``name`` (a method of kind ``training-free``) for ``class_names`` with the
+    parsed CLIP options."""
+    from tedloc.methods import get_method
 
-    return create_training_free(name, class_names, ClipSpec(args.clip, args.clip_pretrained), args.input_size,
-                                args.templates, runtime)
+    return get_method(name).create(class_names, runtime=runtime, clip=args.clip, clip_pretrained=args.clip_pretrained,
+                                   input_size=args.input_size, templates=args.templates)

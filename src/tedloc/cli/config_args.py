@@ -12,30 +12,18 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["add_config_arguments", "config_from_args", "FIELD_HELP"]
+__all__ = ["add_config_arguments", "config_from_args", "field_options"]
 
-# the help of fields many configs share (a method's own ``option_help`` wins)
-FIELD_HELP = {
-    "epochs": "training epochs",
-    "batch_size": "images per process and step",
-    "lr": "learning rate",
-    "lr_step": "multiply the learning rate by lr-gamma every N epochs",
-    "lr_gamma": "the learning rate's step decay factor",
-    "momentum": "SGD momentum",
-    "nesterov": "Nesterov momentum",
-    "weight_decay": "weight decay",
-    "seed": "random seed (shuffling, augmentation, pseudo-label draws)",
-    "workers": "data loader processes",
-    "input_size": "side of the square input view in pixels",
-    "resize_size": "train resize before the random crop",
-    "interval": "threshold interval of the per-epoch validation",
-    "decoder_channels": "channels of each x2 upsampling stage of the decoder",
-    "logit": "class logits: dot product with the anchors, or cosine (times logit-scale)",
-    "logit_scale": "factor of the cosine logits",
-    "sigma_rgb": "the CRF loss's colour bandwidth (0-255 units)",
-    "sigma_xy": "the CRF loss's spatial bandwidth in pixels",
-    "classifier_lr_step": "the class-token classifier stage's LR step (x0.1 every N epochs)",
-}
+
+def field_options(config_cls: type, name: str) -> dict:
+    """The argparse keywords (``help``, ``choices``, ``metavar``, ``nargs``) in the metadata of field ``name``: its
+    own, else those of the nearest base class that declares it (a subclass that only changes a default keeps
+    the base's help)."""
+    for cls in config_cls.__mro__:
+        declared = getattr(cls, "__dataclass_fields__", {}).get(name)
+        if declared is not None and declared.metadata:
+            return dict(declared.metadata)
+    return {}
 
 
 def _option_type(hint: Any) -> tuple[Any, Any]:
@@ -48,18 +36,15 @@ def _option_type(hint: Any) -> tuple[Any, Any]:
     return hint, None
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = (),
-                         **options: dict) -> None:
-    """Add one option per field of ``config_cls`` (except ``skip``); ``options[name]`` adds argparse
-    keywords for that field (``help``, ``choices``, ``metavar``, ``nargs``)."""
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one option per field of ``config_cls`` (except ``skip``), with the argparse keywords of the field's
+    metadata (:func:`field_options`)."""
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         if field.name in skip:
             continue
         flag = "--" + field.name.replace("_", "-")
-        extra = dict(options.get(field.name, {}))
-        if "help" not in extra and field.name in FIELD_HELP:
-            extra["help"] = FIELD_HELP[field.name]
+        extra = field_options(config_cls, field.name)
         element, nargs = _option_type(hints[field.name])
         nargs = extra.pop("nargs", nargs)
         if element is bool:

@@ -4,30 +4,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from tedloc.cli import command
+from tedloc.cli.commands import command
+from tedloc.cli.output import summarize
 from tedloc.data import (
     SyntheticConfig,
     check_dataset,
     convert_tinyimagenet,
     download_tinyimagenet,
     import_wsol,
-    load_dataset,
     make_synthetic,
 )
 from tedloc.data.wsol_import import WSOL_DATASETS
-
-
-def summarize(root: str | Path) -> str:
-    """A few lines describing a dataset directory: classes and per-split counts."""
-    ds = load_dataset(root)
-    lines = [f"{ds.name}: {ds.num_classes} classes ({', '.join(ds.class_names[:4])}"
-             f"{', ...' if ds.num_classes > 4 else ''})"]
-    for name, split in ds.splits.items():
-        extra = f", {split.num_masks:,} masks" if split.has_masks else ""
-        lines.append(f"  {name:<5} {len(split):>7,} images, {split.num_boxes:>7,} boxes{extra}")
-    return "\n".join(lines)
 
 
 def _tinyimagenet(args: argparse.Namespace) -> int:

@@ -5,12 +5,12 @@ import argparse
 import time
 from pathlib import Path
 
-from tedloc.cli import command
+from tedloc.cli.commands import command
+from tedloc.cli.output import summarize
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tedloc.cli.data import summarize
     from tedloc.data import SyntheticConfig, check_dataset, make_synthetic
     from tedloc.recipes import run_recipe
     from tedloc.recipes.presets import get_preset

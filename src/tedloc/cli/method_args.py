@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from tedloc.cli import option_value
+from tedloc.cli.commands import option_value
 from tedloc.cli.config_args import add_config_arguments, config_from_args
 from tedloc.errors import TedlocError
 from tedloc.utils.config_files import config_path, read_config_file
@@ -82,7 +82,7 @@ def add_method_arguments(parser: argparse.ArgumentParser, argv: list[str] | None
     except TedlocError:
         pass  # reported when the command runs (apply_config_file)
     name = fixed or option_value(argv, "--method", from_file.get("method", default))
-    names = list_methods()
+    names = list_methods("trained")
     if fixed is None:
         parser.add_argument("--method", choices=names, default=default,
                             help=f"the method to train; the options below are those of "
@@ -93,8 +93,7 @@ def add_method_arguments(parser: argparse.ArgumentParser, argv: list[str] | None
     group = parser.add_argument_group(f"{method.name} inputs")
     for input_name, help_text in method.inputs.items():
         group.add_argument("--" + input_name.replace("_", "-"), required=True, help=help_text)
-    add_config_arguments(parser.add_argument_group(f"{method.name} hyper-parameters"), method.config, skip,
-                         **method.option_help)
+    add_config_arguments(parser.add_argument_group(f"{method.name} hyper-parameters"), method.config, skip)
     parser.set_defaults(config_file=config_file)
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tedloc.cli import command
+from tedloc.cli.commands import command
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.errors import TedlocError
 
@@ -86,8 +86,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     runtime = runtime_from_args(args)
     localizer = Localizer.from_run(args.run, threshold=args.threshold, map_kind=args.map, topk=args.topk,
-                                   max_pixels=args.max_pixels, map_max_side=args.map_max_side, device=runtime.device,
-                                   precision=runtime.precision, batch_size=args.batch_size, compile=args.compile)
+                                   max_pixels=args.max_pixels, map_max_side=args.map_max_side, runtime=runtime,
+                                   batch_size=args.batch_size, compile=args.compile)
     out = Path(args.out) if args.out else None
     results = zip(_output_names(args.images), localizer.iter_predictions(args.images))
     done = sum(_report(name, result, out, localizer.max_pixels) for name, result in results)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tedloc.cli import command
+from tedloc.cli.commands import command
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from tedloc.cli import command, option_value
 from tedloc.cli.clip_args import add_clip_model_arguments
+from tedloc.cli.commands import command, option_value
+from tedloc.cli.eval_args import add_protocol_arguments, protocol_from_args
 from tedloc.cli.method_args import add_method_arguments, apply_config_file, config_of, inputs_of
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.errors import TedlocError
@@ -48,8 +49,8 @@ def _pseudo_boxes(args: argparse.Namespace) -> int:
     if args.action == "stages":
         from tedloc.protocol.annotator_stages import annotator_stages, format_stages
 
-        result = annotator_stages(args.data, args.split, args.method, args.run, runtime_from_args(args),
-                                  args.limit, **options)
+        result = annotator_stages(args.data, args.split, args.method, args.run, runtime=runtime_from_args(args),
+                                  limit=args.limit, **options)
         print(format_stages(result))
         if args.json_out:
             atomic_write_text(args.json_out, json.dumps(result, indent=1) + "\n")
@@ -95,8 +96,7 @@ def _protocol_table(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.data, splits=["val", "test"])
     sets = supervision_sets(dataset["val"], args.pseudo_boxes)
-    results = evaluate_runs(args.runs, sets, dataset["test"], args.interval, runtime=runtime_from_args(args),
-                            map_class=args.map_class)
+    results = evaluate_runs(args.runs, sets, dataset["test"], protocol_from_args(args), runtime=runtime_from_args(args))
     table = protocol_table(results, list(sets))
     print(f"{len(results)} checkpoints of {len(args.runs)} runs (configurations); test MaxBoxAcc / mIoU (%)")
     print(format_table(table))
@@ -107,7 +107,7 @@ def _protocol_table(args: argparse.Namespace) -> int:
     if args.csv:
         atomic_write_text(args.csv, table_csv(table))
     if args.report:
-        from tedloc.recipes.report import write_protocol_report
+        from tedloc.report import write_protocol_report
 
         print(f"wrote {write_protocol_report(results, table, args.report)}")
     return 0
@@ -116,7 +116,6 @@ def _protocol_table(args: argparse.Namespace) -> int:
 @command("protocol-table", help="model selection and thresholds with GT vs pseudo-boxes (thesis Table 4.2)")
 def configure_protocol_table(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc protocol-table``."""
-    from tedloc.eval.localizer_eval import MAP_CLASSES
     from tedloc.protocol.selection import CELL_HELP
 
     parser.description = ("Each run is one configuration; each column (a supervision of the val split) selects "
@@ -125,10 +124,7 @@ def configure_protocol_table(parser: argparse.ArgumentParser) -> None:
                         help="finished runs, one per configuration (their epoch checkpoints are compared)")
     parser.add_argument("--data", required=True, help="dataset directory (val and test splits with GT boxes)")
     parser.add_argument("--pseudo-boxes", nargs="*", metavar="NAME=FILE", help="val pseudo-box files, one column each")
-    parser.add_argument("--interval", type=float, default=0.01,
-                        help="CAM threshold interval of the val and test curves (default 0.01; the thesis 0.001)")
-    parser.add_argument("--map-class", choices=MAP_CLASSES, default="true",
-                        help="whose map a CAM is: the true class's (GT-known, default) or the predicted class's")
+    add_protocol_arguments(parser, "validation", ("interval", "map_class", "map_size"))  # the thesis: --interval 0.001
     parser.add_argument("--json", help="write the table (every cell, its checkpoint and threshold) as JSON here")
     parser.add_argument("--csv", help="write the table as CSV here")
     parser.add_argument("--report", metavar="FILE.html",
@@ -144,7 +140,7 @@ def _noise_study(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.data, splits=["val", "test"])
     sets = noise_supervision(dataset["val"], args.seed)
-    results = evaluate_runs(args.runs, sets, dataset["test"], args.interval, runtime=runtime_from_args(args))
+    results = evaluate_runs(args.runs, sets, dataset["test"], protocol_from_args(args), runtime=runtime_from_args(args))
     rows = noise_study_rows(results, list(sets))
     print(format_noise_study(rows))
     if args.json:
@@ -157,7 +153,7 @@ def configure_noise_study(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc noise-study``."""
     parser.add_argument("--runs", nargs="+", required=True, help="finished runs (their epoch checkpoints compared)")
     parser.add_argument("--data", required=True, help="dataset directory (val and test splits with GT boxes)")
-    parser.add_argument("--interval", type=float, default=0.01, help="CAM threshold interval of the curves")
+    add_protocol_arguments(parser, "validation", ("interval", "map_class", "map_size"))
     parser.add_argument("--seed", type=int, default=0, help="seed of the box perturbations")
     parser.add_argument("--json", help="write the rows as JSON here")
     add_runtime_arguments(parser)
@@ -170,7 +166,7 @@ def _sweep(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     study = run_sweep(args.method, args.data, args.out, args.pseudo_boxes, args.trials, config_of(args),
                       args.storage, tuple(args.step_range) if args.step_range else None, args.sweep_seed,
-                      inputs_of(args), args.sweep_interval, runtime, args.sampler)
+                      inputs_of(args), protocol_from_args(args, "sweep"), runtime=runtime, sampler=args.sampler)
     best = study.best_trial
     print(f"{len(study.trials)} trials; best val MaxBoxAcc vs pseudo-boxes {best.value:.2f} "
           f"({best.user_attrs.get('run')}, epoch {best.user_attrs.get('best_epoch')}): {best.params}")
@@ -181,7 +177,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
         dataset = load_dataset(args.data, splits=["val", "test"])
         sets = supervision_sets(dataset["val"], [f"pseudo={args.pseudo_boxes}"])
-        results = evaluate_runs(trial_runs(study), sets, dataset["test"], args.sweep_interval, runtime=runtime)
+        results = evaluate_runs(trial_runs(study), sets, dataset["test"], protocol_from_args(args, "sweep"),
+                                runtime=runtime)
         table = protocol_table(results, list(sets))
         print(format_table(table))
         atomic_write_text(f"{args.out}/table.json", json.dumps(table, indent=1) + "\n")
@@ -199,7 +196,7 @@ def configure_sweep(parser: argparse.ArgumentParser, argv: list[str] | None = No
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
     parser.add_argument("--step-range", type=int, nargs=2, metavar=("LOW", "HIGH"),
                         help="range of the LR step size (default: the method's search space, [2, 9])")
-    parser.add_argument("--sweep-interval", type=float, default=0.01, help="CAM threshold interval of the scoring")
+    add_protocol_arguments(parser, "validation", ("interval", "map_class", "map_size"), dest_prefix="sweep")
     parser.add_argument("--sweep-seed", type=int, default=0, help="seed of Optuna's sampler (default 0)")
     parser.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
                         help="tpe: Optuna's TPE (default); random: a fixed pool of sampled configurations, trained "

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from tedloc.cli import command
+from tedloc.cli.commands import command
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tedloc.recipes.report import write_report
+    from tedloc.report import write_report
 
     path = write_report(args.path, args.out, gallery=args.gallery, pool=args.pool, runtime=runtime_from_args(args))
     print(f"wrote {path} (open it in a browser; every picture is inside the page)")

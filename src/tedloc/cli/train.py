@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from tedloc.cli import command, option_value
+from tedloc.cli.commands import command, option_value
 from tedloc.cli.method_args import (add_method_arguments, apply_config_file, config_of, inputs_of,
                                     method_from_args)
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tedloc.engine import Distributed
-
     method = method_from_args(args)
-    history = method.train(args.data, args.out, config_of(args), resume=not args.restart,
-                           runtime=runtime_from_args(args), **inputs_of(args))
-    if Distributed.current().is_main:
+    runtime = runtime_from_args(args)
+    history = method.train(args.data, args.out, config_of(args), resume=not args.restart, runtime=runtime,
+                           **inputs_of(args))
+    if runtime.dist.is_main:
         print(f"{args.out}: {method.summary(history)}")
     return 0
 

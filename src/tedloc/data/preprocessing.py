@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from tedloc.data.torch_dataset import WSOLImageDataset
+from tedloc.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, to_normalized_tensor
 from tedloc.errors import OptionError, TedlocError
 
 __all__ = ["Preprocessing", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 _TOLERANCE = 1e-6  # normalisations closer than this are the same (float32 round trips)
 
@@ -64,20 +64,14 @@ class Preprocessing:
     # ----------------------------------------------------------------- transforms
     def train_transform(self, flip: bool = True):
         """Resize to ``resize_size``, random crop of ``input_size``, random flip (a :class:`TrainTransform`)."""
-        from tedloc.data.transforms import TrainTransform
-
         return TrainTransform(self.input_size, self.resize_size, flip)
 
     def eval_transform(self):
         """Resize straight to ``input_size`` (an :class:`EvalTransform`)."""
-        from tedloc.data.transforms import EvalTransform
-
         return EvalTransform(self.input_size)
 
     def normalize(self, image: Image.Image) -> torch.Tensor:
         """A PIL RGB image (already at the model's geometry) as a normalised float32 tensor (3, H, W)."""
-        from tedloc.data.transforms import to_normalized_tensor
-
         return to_normalized_tensor(image, self.mean, self.std)
 
     def view_input(self, view, image: Image.Image) -> torch.Tensor:
@@ -92,8 +86,6 @@ class Preprocessing:
     def dataset(self, split, train: bool = False, seed: int = 0):
         """A :class:`~tedloc.data.torch_dataset.WSOLImageDataset` of ``split`` with this preprocessing
         (random training views with ``train``, keyed by ``seed``)."""
-        from tedloc.data.torch_dataset import WSOLImageDataset
-
         return WSOLImageDataset(split, self, train=train, seed=seed)
 
     # ----------------------------------------------------------------- records

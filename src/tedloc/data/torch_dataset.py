@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -9,8 +10,10 @@ from torch.utils.data import Dataset, get_worker_info
 
 from tedloc.data.dataset import Split
 from tedloc.data.images import load_image
-from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import DataError
+
+if TYPE_CHECKING:  # the record builds these datasets (Preprocessing.dataset)
+    from tedloc.data.preprocessing import Preprocessing
 
 __all__ = ["WSOLImageDataset", "WorkerDataError", "load_sample_image"]
 
@@ -53,8 +56,7 @@ class WSOLImageDataset(Dataset):
         seed: base seed of the random views.
     """
 
-    def __init__(self, split: Split, preprocessing: Preprocessing = Preprocessing(), train: bool = False,
-                 seed: int = 0):
+    def __init__(self, split: Split, preprocessing: Preprocessing, train: bool = False, seed: int = 0):
         if split.image_root is None:
             raise FileNotFoundError(f"split {split.name!r} has no images (metadata-only dataset)")
         self.split = split

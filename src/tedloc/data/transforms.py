@@ -17,10 +17,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from tedloc.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from tedloc.errors import OptionError
 
 __all__ = ["View", "TrainTransform", "EvalTransform", "to_normalized_tensor"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation of weights trained here (and of ImageNet weights)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 

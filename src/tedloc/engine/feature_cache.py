@@ -27,9 +27,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tedloc.data.dataset import Split
-from tedloc.data.torch_dataset import load_sample_image
 from tedloc.data.preprocessing import Preprocessing
-from tedloc.engine.distributed import Distributed, fill_rows, step_chunks
+from tedloc.data.torch_dataset import load_sample_image
+from tedloc.engine.distributed import fill_rows, step_chunks
 from tedloc.errors import TedlocError
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
@@ -119,7 +119,7 @@ class _ViewsDataset(Dataset):
 
 def build_feature_cache(encoder, split: Split, preprocessing: Preprocessing, root: str | os.PathLike,
                         num_views: int = 2, seed: int = 0, batch_size: int = 64, workers: int = 0,
-                        runtime: Runtime = Runtime(), dist: Distributed = Distributed()) -> FeatureCache:
+                        *, runtime: Runtime) -> FeatureCache:
     """Compute (or finish, or reuse) the feature cache of ``encoder`` over the views of ``split``.
 
     The views are ``preprocessing``'s training views (the model's record). E runs on ``runtime``'s device
@@ -141,6 +141,7 @@ def build_feature_cache(encoder, split: Split, preprocessing: Preprocessing, roo
              "dtype": "float16", "precision": runtime.precision}  # E in bf16 gives other features than in fp32
     if preprocessing.interpolation != "bilinear":  # recorded when not the default, so older caches stay valid
         index["interpolation"] = preprocessing.interpolation
+    dist = runtime.dist
     cache = dist.on_main(lambda: FeatureCache(root, index))  # the first process creates (and locks) it
     if cache is None:
         cache = FeatureCache(root, index, shared=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from tedloc.engine.checkpoint import save_checkpoint
+from tedloc.engine.run_record import RunRecord
 from tedloc.errors import TedlocError
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.locks import PathLock, folder_lock
@@ -143,12 +145,20 @@ class RunFolder:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise TedlocError(f"{self.metadata_path}: not valid JSON ({e})") from None
 
-    def update_metadata(self, **fields) -> dict:
-        """Set ``fields`` in ``model.json`` (atomically); returns the new metadata."""
-        meta = self.metadata()
-        meta.update(fields)
-        atomic_write_text(self.metadata_path, json.dumps(meta, indent=1) + "\n")
-        return meta
+    def record(self) -> RunRecord:
+        """``model.json`` as a :class:`~tedloc.engine.run_record.RunRecord` (a bad file: one line naming it)."""
+        return RunRecord.from_dict(self.metadata(), str(self.metadata_path))
+
+    def save_model(self, model: torch.nn.Module, record: RunRecord) -> Path:
+        """Write the selected model: its weights (``model.safetensors``) and its record (``model.json``, last)."""
+        return save_checkpoint(self.model_stem, model, record.to_dict())
+
+    def store_threshold(self, threshold: float, source: dict) -> RunRecord:
+        """Store the operating threshold of the map and what it was chosen on in ``model.json`` (atomically)."""
+        record = self.record()
+        record.threshold, record.threshold_source = float(threshold), dict(source)
+        atomic_write_text(self.metadata_path, json.dumps(record.to_dict(), indent=1) + "\n")
+        return record
 
     @property
     def threshold(self) -> float | None:
@@ -204,10 +214,11 @@ class RunFolder:
         config[key] = new
         atomic_write_text(self.config_path, json.dumps(config, indent=1) + "\n")
 
-    def start(self, resolved: dict, runtime, dist) -> None:
+    def start(self, resolved: dict, runtime) -> None:
         """Claim the folder for a training run (the first process only; the others wait for it) and record
         the device and precision: a folder of another run is refused before any work, and so is a resume
         in another precision or number of processes (they change results; another device is allowed)."""
+        dist = runtime.dist
         dist.on_main(lambda: self.claim({**resolved, "precision": runtime.precision, "processes": dist.world_size,
                                          "runtime": {**runtime.describe(), "processes": dist.world_size}}))
 

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tedloc.engine.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
-from tedloc.engine.distributed import Distributed, epoch_order, rank_batches
+from tedloc.engine.distributed import epoch_order, rank_batches
 from tedloc.engine.run_folder import RunFolder, set_step_lr
 from tedloc.engine.sync_batchnorm import synchronize_batchnorm
 from tedloc.errors import TedlocError
@@ -90,7 +90,7 @@ class TrainingTask(Protocol):
     def loss_terms(self, module: nn.Module, batch: dict, epoch: int) -> dict[str, LossTerm]:
         """The terms for one batch (on the device, under autocast); ``module`` may be DDP-wrapped."""
 
-    def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+    def validate(self, runtime: Runtime) -> dict:
         """Validation metrics after an epoch (every process calls it; it may shard the work)."""
 
     def row(self, train: dict[str, float], val: dict) -> dict:
@@ -100,9 +100,8 @@ class TrainingTask(Protocol):
 class Trainer:
     """Runs a :class:`TrainingTask` for ``schedule.epochs`` epochs in ``out`` (resuming when asked)."""
 
-    def __init__(self, schedule: Schedule, runtime: Runtime = Runtime(), dist: Distributed = Distributed(),
-                 find_unused_parameters: bool = False):
-        self.schedule, self.runtime, self.dist = schedule, runtime, dist
+    def __init__(self, schedule: Schedule, runtime: Runtime, find_unused_parameters: bool = False):
+        self.schedule, self.runtime, self.dist = schedule, runtime, runtime.dist
         self.find_unused_parameters = find_unused_parameters
 
     def fit(self, task: TrainingTask, out: str | Path | RunFolder, resume: bool = True, meta: dict | None = None
@@ -139,7 +138,7 @@ class Trainer:
             module.train()
             train = self._epoch(task, wrapped, optimizer, scaler, dataset, epoch)
             module.eval()  # validation never sees (nor updates) batch statistics
-            val = task.validate(runtime, dist)
+            val = task.validate(runtime)
             row = {"epoch": epoch + 1, "lr": lr, **task.row(train, val), "seconds": time.perf_counter() - t0}
             history.append(row)
             if dist.is_main:

@@ -2,6 +2,9 @@
 
 Threshold modes (how a map becomes a box):
 
+The settings (interval, mode, tau, IoU thresholds) come from an :class:`~tedloc.eval.conventions.EvalProtocol`
+(a record or a preset name: ``standard``, ``validation``).
+
 - ``oracle`` (wsolevaluation): every threshold of ``np.arange(0, 1, interval)``; the best one on
   the evaluated split is reported (it uses the split's GT boxes: an upper bound).
 - ``fixed``: one given threshold ``tau`` (e.g. estimated on another split), applied to every map.
@@ -17,11 +20,12 @@ import cv2
 import numpy as np
 
 from tedloc.data.dataset import Split
-from tedloc.errors import DataError, OptionError
+from tedloc.errors import DataError
 from tedloc.eval.box_metrics import BoxAccumulator, image_box_stats
 from tedloc.eval.boxes import cuts_for_thresholds, largest_contour_box, rescale_boxes
+from tedloc.eval.conventions import THRESHOLD_MODES, EvalProtocol, eval_protocol
 from tedloc.eval.mask_metrics import MaskAccumulator, load_gt_mask
-from tedloc.eval.scoremaps import ScoreMapError, check_class_scores, quantize_scoremap, threshold_list, to_uint8
+from tedloc.eval.scoremaps import ScoreMapError, check_class_scores, quantize_scoremap, to_uint8
 
 __all__ = ["WSOLEvaluator", "THRESHOLD_MODES", "topk_correct", "otsu_cut", "box_from_map"]
 
@@ -45,11 +49,11 @@ def box_from_map(score_map: np.ndarray, threshold: float | str) -> tuple[int, in
     return tuple(int(v) for v in largest_contour_box(u8, cut))
 
 
-# mode -> (thresholds reported, function u8 -> cuts)
-THRESHOLD_MODES: dict[str, Callable] = {
-    "oracle": lambda interval, tau: (threshold_list(interval), None),
-    "fixed": lambda interval, tau: (np.array([float(tau)]), None),
-    "otsu": lambda interval, tau: (np.array([np.nan]), otsu_cut),
+# mode -> (thresholds reported, function u8 -> cuts) of a protocol
+_CUTS: dict[str, Callable[[EvalProtocol], tuple]] = {
+    "oracle": lambda protocol: (protocol.thresholds(), None),
+    "fixed": lambda protocol: (np.array([float(protocol.tau)]), None),
+    "otsu": lambda protocol: (np.array([np.nan]), otsu_cut),
 }
 
 
@@ -71,10 +75,9 @@ class WSOLEvaluator:
 
     Args:
         split: the evaluated split (GT boxes, sizes, masks, labels).
-        interval: CAM threshold interval (``np.arange(0, 1, interval)``), default 0.01.
-        mode: ``oracle``, ``fixed`` or ``otsu`` (see the module docstring).
-        tau: the threshold of ``fixed`` mode.
-        iou_thresholds: IoU thresholds in percent.
+        protocol: an :class:`~tedloc.eval.conventions.EvalProtocol` or a preset name (default ``standard``):
+            the threshold interval, the mode (``oracle``, ``fixed`` or ``otsu``: see the module docstring),
+            ``tau`` and the IoU thresholds; ``changes`` (its field names) change it.
         masks: evaluate PxAP; default: when the split has masks.
         boxes: evaluate boxes; default: when the split has boxes.
         backend: box extraction backend (``unionfind``, the C kernel, or ``contours``, OpenCV's
@@ -90,30 +93,26 @@ class WSOLEvaluator:
     def __init__(
         self,
         split: Split,
-        interval: float = 0.01,
-        mode: str = "oracle",
-        tau: float | None = None,
-        iou_thresholds: tuple[int, ...] = (30, 50, 70),
+        protocol: EvalProtocol | str = "standard",
+        *,
         masks: bool | None = None,
         boxes: bool | None = None,
         backend: str | None = None,
         num_classes: int | None = None,
+        **changes,
     ):
-        if mode not in THRESHOLD_MODES:
-            raise OptionError(f"unknown threshold mode {mode!r}; choose from {', '.join(THRESHOLD_MODES)}")
-        if mode == "fixed" and (tau is None or not 0 <= tau < 1):
-            raise OptionError("fixed mode needs a threshold tau in [0, 1)")
+        self.protocol = protocol = eval_protocol(protocol, **changes)
         self.split = split
-        self.mode = mode
+        self.mode = protocol.mode
         self.backend = backend
-        self.interval = interval
-        self.thresholds, self._cut_fn = THRESHOLD_MODES[mode](interval, tau)
+        self.interval = protocol.interval
+        self.thresholds, self._cut_fn = _CUTS[protocol.mode](protocol)
         self.boxes = split.has_boxes if boxes is None else boxes
         self.masks = split.has_masks if masks is None else masks
         if not self.boxes and not self.masks:
             raise DataError(f"split {split.name!r} has neither boxes nor masks to evaluate against")
-        self.box_acc = BoxAccumulator(len(self.thresholds), tuple(iou_thresholds)) if self.boxes else None
-        self.mask_acc = MaskAccumulator(threshold_list(interval)) if self.masks else None
+        self.box_acc = BoxAccumulator(len(self.thresholds), protocol.iou_thresholds) if self.boxes else None
+        self.mask_acc = MaskAccumulator(protocol.thresholds()) if self.masks else None
         self.num_classes = num_classes
         self._seen: set[int] = set()
         self._cls = np.zeros(3, dtype=np.int64)  # images with class scores, top-1 correct, top-5 correct
@@ -222,7 +221,8 @@ class WSOLEvaluator:
     def compute(self) -> dict:
         """All metrics (percent), the operating threshold, the per-threshold curves and, under
         ``not_computed``, the metrics left out and why."""
-        out: dict = {"images": len(self._seen), "mode": self.mode, "interval": self.interval}
+        out: dict = {"images": len(self._seen), "mode": self.mode, "interval": self.interval,
+                     "protocol": self.protocol.to_dict()}
         classification = self._classification()
         curves = {}
         if self.box_acc is not None:

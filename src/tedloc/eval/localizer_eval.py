@@ -9,17 +9,15 @@ from torch.utils.data import DataLoader, Subset
 
 from tedloc.data.dataset import Split
 from tedloc.engine.distributed import shard_indices
+from tedloc.errors import TedlocError
+from tedloc.eval.conventions import MAP_CLASSES, EvalProtocol, eval_protocol
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.scoremaps import normalize_scoremap
-from tedloc.errors import TedlocError
 from tedloc.models.localizer import (PRED_SUFFIX, ClassScores, LocalizationModel, MultiMapModel,
                                      class_map_kinds, map_kinds_of)
 from tedloc.utils.progress import progress
 
 __all__ = ["evaluate_localizer", "iter_score_maps", "scored_kinds", "MAP_CLASSES", "PRED_SUFFIX"]
-
-MAP_CLASSES = ("true", "pred")  # whose map is scored: the true class's (GT-known) or the predicted class's
-
 
 def scored_kinds(localizer: LocalizationModel, map_class: str, all_maps: bool) -> list[str]:
     """The maps an evaluation scores, the localizer's own first: its own only, or (``all_maps``) every map it
@@ -57,23 +55,21 @@ def _predict(localizer: LocalizationModel, images: torch.Tensor, labels: torch.T
 
 def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str, ...] | None = None,
                     batch_size: int = 64, workers: int = 0, indices: list[int] | None = None,
-                    show_progress: bool = True, map_class: str = "true", map_size: int | None = None
+                    show_progress: bool = True, protocol: EvalProtocol | str = "standard"
                     ) -> Iterator[tuple[str, dict[str, np.ndarray], np.ndarray]]:
     """``(image id, kind -> score map, class scores)`` for every image of ``split`` (or ``indices``), in order.
 
-    Each map is resized (bicubic) to ``map_size`` x ``map_size`` (default: the input size) and min-max
+    Each map is resized (bicubic) to the ``protocol``'s ``map_size`` (None: the input size) and min-max
     normalised, as wsolevaluation does; ``kinds`` (default: the localizer's own map) uses ``predict_maps``
-    when several are asked. ``map_class``: ``true`` (GT-known, as wsolevaluation and the papers: a CAM is the
-    true class's map) or ``pred`` (the predicted class's: no label used); maps that do not depend on a class
-    (TeD-Loc's g, DiPS) are the same either way. ``KIND@pred`` asks for a class-dependent map of the
-    predicted class under ``true``. Images are preprocessed as the localizer's record says and go to its device.
+    when several are asked. The protocol's ``map_class``: ``true`` (GT-known, as wsolevaluation and the papers:
+    a CAM is the true class's map) or ``pred`` (the predicted class's: no label used); maps that do not depend on a
+    class (TeD-Loc's g, DiPS) are the same either way. ``KIND@pred`` asks for a class-dependent map of the predicted
+    class under ``true``. Images are preprocessed as the localizer's record says and go to its device.
     """
+    protocol = eval_protocol(protocol)
+    map_class, map_size = protocol.map_class, protocol.map_size
     main = localizer.map_kind
     kinds = tuple(kinds or (main,))
-    if map_class not in MAP_CLASSES:
-        raise ValueError(f"map_class must be one of {MAP_CLASSES}, got {map_class!r}")
-    if map_size is not None and map_size < 1:
-        raise TedlocError(f"the map size must be a positive number of pixels, got {map_size}")
     offered = set(map_kinds_of(localizer)) | {k + PRED_SUFFIX for k in class_map_kinds(localizer)}
     unknown = [k for k in kinds if k not in offered or (k.endswith(PRED_SUFFIX) and map_class != "true")]
     if unknown:
@@ -98,18 +94,20 @@ def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str
             yield split.image_ids[i], {kind: normalize_scoremap(maps[kind][j], size) for kind in kinds}, scores[j]
 
 
-def evaluate_localizer(localizer: LocalizationModel, split: Split, batch_size: int = 64, workers: int = 0,
-                       all_maps: bool = False, dist=None, map_class: str = "true", map_size: int | None = None,
-                       **evaluator_kwargs) -> dict:
-    """Metrics of ``localizer`` on ``split``: each map is resized (bicubic) to ``map_size`` (default: the
-    input size) and min-max normalised, then scored against the split's GT (boxes rescaled to that size).
+def evaluate_localizer(localizer: LocalizationModel, split: Split, protocol: EvalProtocol | str = "standard", *,
+                       batch_size: int = 64, workers: int = 0, all_maps: bool = False, dist=None,
+                       masks: bool | None = None, num_classes: int | None = None, **changes) -> dict:
+    """Metrics of ``localizer`` on ``split`` under ``protocol`` (a record or a preset name, with ``changes``:
+    see :mod:`tedloc.eval.conventions`): each map is resized (bicubic) to its ``map_size`` (None: the input
+    size) and min-max normalised, then scored against the split's GT (boxes rescaled to that size).
+    ``masks=False`` leaves PxAP out; ``num_classes`` checks the length of every class score vector.
 
     With ``all_maps``, a method that offers several maps (``predict_maps``, e.g. TeD-Loc's g and
     <z_p, t_c>) has each scored in the same pass: the main map's metrics at the top level, the
     others under ``maps`` -> kind (without curves); under ``map_class='true'`` each class-dependent map
     is also scored with the predicted class (``cam@pred``, ``class@pred``).
 
-    ``map_class``: whose maps are scored (``true``, GT-known, the convention of wsolevaluation and the
+    The protocol's ``map_class``: whose maps are scored (``true``, GT-known, the convention of wsolevaluation and the
     papers; or ``pred``; see :func:`iter_score_maps`; recorded in the metrics). Top-1 Loc needs the right
     class, so the true class's map is the predicted one wherever it counts; Top-5 Loc scores the true
     class's map when the true class is among the top 5.
@@ -118,14 +116,15 @@ def evaluate_localizer(localizer: LocalizationModel, split: Split, batch_size: i
     process scores every ``world_size``-th batch and the evaluators' sums are merged: every
     process gets exactly the metrics of a single-process evaluation.
     """
+    protocol = eval_protocol(protocol, **changes)
+    evaluator_kwargs = {"protocol": protocol, "masks": masks, "num_classes": num_classes}
     main = localizer.map_kind
-    kinds = scored_kinds(localizer, map_class, all_maps)
+    kinds = scored_kinds(localizer, protocol.map_class, all_maps)
     evaluators = {kind: WSOLEvaluator(split, **evaluator_kwargs) for kind in kinds}
     sharded = dist is not None and dist.world_size > 1
     indices = shard_indices(len(split), batch_size, dist.rank, dist.world_size) if sharded else None
     for image_id, maps, scores in iter_score_maps(localizer, split, tuple(kinds), batch_size, workers, indices,
-                                                  show_progress=dist is None or dist.is_main, map_class=map_class,
-                                                  map_size=map_size):
+                                                  show_progress=dist is None or dist.is_main, protocol=protocol):
         for kind, evaluator in evaluators.items():
             evaluator.accumulate(image_id, maps[kind], scores)
     if sharded:
@@ -136,8 +135,8 @@ def evaluate_localizer(localizer: LocalizationModel, split: Split, batch_size: i
                 evaluator.merge(state[kind])
     metrics = evaluators[main].compute()
     metrics["map"] = main
-    metrics["map_class"] = map_class
-    metrics["map_size"] = int(map_size or localizer.preprocessing.input_size)
+    metrics["map_class"] = protocol.map_class
+    metrics["map_size"] = int(protocol.map_size or localizer.preprocessing.input_size)
     if len(kinds) > 1:
         metrics["maps"] = {}
         for kind in kinds[1:]:

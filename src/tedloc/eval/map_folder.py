@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tedloc.data.dataset import Split
+from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.scoremaps import ScoreMapError, check_class_scores
 from tedloc.utils.io import NpyBuffer, read_npy
@@ -67,16 +68,16 @@ def _npy_files(maps: Path) -> set[str]:
     return found
 
 
-def evaluate_map_folder(split: Split, maps: str | os.PathLike, workers: int = 1, **evaluator_kwargs) -> dict:
+def evaluate_map_folder(split: Split, maps: str | os.PathLike, protocol: EvalProtocol | str = "standard",
+                        workers: int = 1, num_classes: int | None = None, **changes) -> dict:
     """Evaluate every image of ``split`` from its ``.npy`` map in ``maps``.
 
-    Rules: every image of the split needs a map (a missing one is an error naming it); class
-    scores are used when ``<id>.scores.npy`` exists for every image, and a partial set is an
-    error; each is a vector of one score per class (pass ``num_classes``, an evaluator argument,
-    to have every length checked); a ``.npy`` file in the folder for an image that is not in the
-    split is an error (it usually means the maps belong to another split). With ``workers > 1``
-    shards of the split are evaluated in parallel processes and their sums added: the result is
-    identical.
+    Rules: every image of the split needs a map (a missing one is an error naming it); class scores are used
+    when ``<id>.scores.npy`` exists for every image, and a partial set is an error; each is a vector of one
+    score per class (pass ``num_classes`` to have every length checked); ``protocol`` (a record or a preset
+    name, with ``changes``) sets the thresholds; a ``.npy`` file in the folder for an image that is not in
+    the split is an error (it usually means the maps belong to another split). With ``workers > 1`` shards
+    of the split are evaluated in parallel processes and their sums added: the result is identical.
     """
     maps = Path(maps)
     if not maps.is_dir():
@@ -97,6 +98,7 @@ def evaluate_map_folder(split: Split, maps: str | os.PathLike, workers: int = 1,
         raise ScoreMapError(f"{maps / unknown[0]}: a map for an image that is not in split {split.name!r}"
                             + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
     ids = list(split.image_ids)
+    evaluator_kwargs = {"protocol": eval_protocol(protocol, **changes), "num_classes": num_classes}
     evaluator = WSOLEvaluator(split, **evaluator_kwargs)
     # chunks small enough that the processes finish together, large enough to cost nothing to send
     size = min(256, max(16, len(ids) // (max(workers, 1) * 32)))

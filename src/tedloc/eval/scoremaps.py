@@ -30,7 +30,7 @@ class ScoreMapError(TedlocError):
     """A score map or class score vector that cannot be evaluated (wrong shape, NaN/inf, outside [0, 1])."""
 
 
-def threshold_list(interval: float = 0.01) -> np.ndarray:
+def threshold_list(interval: float) -> np.ndarray:
     """The CAM thresholds of wsolevaluation: ``np.arange(0, 1, interval)`` (float64, 1.0 excluded)."""
     if not 0 < interval < 1:
         raise OptionError(f"threshold interval must be in (0, 1), got {interval}")

@@ -1,8 +1,10 @@
-"""What the built-in localizers share: a network, its class names and preprocessing, on a runtime."""
+"""What the built-in methods share: the common training options (:class:`TrainConfig`), a network as a
+localizer (:class:`NetworkLocalizer`), encoder loading, and model selection."""
 from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass, field
 
 import torch
 
@@ -12,15 +14,46 @@ from tedloc.data.preprocessing import Preprocessing
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
+from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.models.encoders import FrozenEncoder, create_encoder
 from tedloc.utils.device import Runtime
 
-__all__ = ["NetworkLocalizer", "recorded_preprocessing", "load_encoder", "config_from_dict", "best_epoch",
-           "selection_criterion", "selection_split", "threshold_source", "resolved_selection", "prepare_selection",
-           "PSEUDO_SELECTION", "SELECTION_KEYS"]
+__all__ = ["TrainConfig", "NetworkLocalizer", "option", "recorded_preprocessing", "load_encoder", "config_from_dict",
+           "best_epoch", "selection_criterion", "selection_split", "threshold_source", "resolved_selection",
+           "prepare_selection", "PSEUDO_SELECTION", "SELECTION_KEYS", "VALIDATION_INTERVAL", "validation_protocol",
+           "encoder_reference"]
 
+VALIDATION_INTERVAL = eval_protocol("validation").interval  # the training configs' default ``interval``
 PSEUDO_SELECTION = "pseudo:"  # selection "pseudo:FILE": best val MaxBoxAcc against FILE's val pseudo-boxes
 SELECTION_KEYS = {"loc": "val_MaxBoxAcc", "cls": "val_CL@1", "last": None}  # criterion -> history column maximised
+
+
+def option(default, help: str, **argparse_keywords):
+    """A config field with its command-line help (and ``choices``, ``metavar``, ``nargs``) in its metadata."""
+    return field(default=default, metadata={"help": help, **argparse_keywords})
+
+
+@dataclass
+class TrainConfig:
+    """The training options every method shares; a method's config subclasses it (a field declared again
+    changes its default; its help is the base's unless it gives its own). Each field becomes ``--field-name``."""
+
+    epochs: int = option(10, "training epochs")
+    batch_size: int = option(64, "images per process and step (with torchrun, the global batch is N times this)")
+    lr: float = option(0.01, "learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(1e-4, "weight decay")
+    lr_step: int = option(4, "multiply the learning rate by lr-gamma every N epochs")
+    lr_gamma: float = option(0.1, "the learning rate's step decay factor")
+    selection: str = option("loc", "model selection and the stored threshold")
+    interval: float = option(VALIDATION_INTERVAL, "threshold interval of the per-epoch validation")
+    seed: int = option(0, "random seed (shuffling, augmentation, pseudo-label draws)")
+    workers: int = option(0, "data loader processes")
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """The config of a dict (e.g. read from JSON): unknown keys are ignored, lists become tuples."""
+        return config_from_dict(cls, d)
 
 
 class NetworkLocalizer:
@@ -31,8 +64,8 @@ class NetworkLocalizer:
 
     map_kind = "map"
 
-    def __init__(self, model: torch.nn.Module, class_names: list[str], preprocessing: Preprocessing | None = None,
-                 runtime: Runtime = Runtime()):
+    def __init__(self, model: torch.nn.Module, class_names: list[str], preprocessing: Preprocessing | None = None, *,
+                 runtime: Runtime):
         self.model = model.eval()
         self.class_names = list(class_names)
         self.preprocessing = preprocessing or model.preprocessing
@@ -97,6 +130,18 @@ def load_encoder(name: str, img_size: int, run: str | os.PathLike | None = None,
     if run:
         return _encoder_from_run(run, name, img_size)
     return create_encoder(name, pretrained=pretrained, weights=weights, img_size=img_size)
+
+
+def validation_protocol(config) -> EvalProtocol:
+    """How a training run validates every epoch: the ``validation`` preset at its config's ``interval``."""
+    return eval_protocol("validation", interval=config.interval)
+
+
+def encoder_reference(config, model: torch.nn.Module) -> Preprocessing | None:
+    """The normalisation a frozen encoder's weights impose (``Method.reference_preprocessing`` of TeD-Loc and
+    DiPS): None for an encoder trained by a `tedloc pretrain` run (the run's record is the truth), else timm's
+    record of the encoder (its weights came from timm or a file, or are random)."""
+    return None if config.encoder_run else model.encoder.preprocessing
 
 
 def config_from_dict(cls: type, d: dict):

@@ -3,19 +3,17 @@ from __future__ import annotations
 
 import os
 
-from tedloc.cams.cache import MapCache
-from tedloc.cams.compute import compute_map_cache
-from tedloc.engine.distributed import Distributed
 from tedloc.methods.registry import load_model
+from tedloc.pseudolabels.compute import compute_map_cache
+from tedloc.pseudolabels.map_cache import MapCache
 from tedloc.utils.device import Runtime
 
 __all__ = ["compute_run_map_cache"]
 
 
 def compute_run_map_cache(run: str | os.PathLike, data: str | os.PathLike, split: str, out: str | os.PathLike,
-                          runtime: Runtime | None = None, **options) -> MapCache:
-    """:func:`~tedloc.cams.compute.compute_map_cache` with the localizer of ``run`` (recorded as the maps'
+                          *, runtime: Runtime, **options) -> MapCache:
+    """:func:`~tedloc.pseudolabels.compute.compute_map_cache` with the localizer of ``run`` (recorded as the maps'
     origin); ``options``: its ``classes``, ``method``, ``size``, ``batch_size`` and ``workers``."""
-    _, runtime = Distributed.from_env(runtime or Runtime())
     model = load_model(run, runtime=runtime)
     return compute_map_cache(model, data, split, out, runtime=runtime, origin=run, **options)

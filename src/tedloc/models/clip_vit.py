@@ -6,7 +6,7 @@
 tower block by block on images of any size that is a multiple of the patch (the position
 embeddings of the patch grid are interpolated, the class token's kept), returns the head-averaged
 attention of the blocks asked for, and reads tokens out through ``ln_post`` and the projection.
-CLIP-ES and the training-free localizers (``tedloc.zeroshot``) are built on it.
+CLIP-ES and the training-free localizers (``tedloc.pseudolabels``) are built on it.
 """
 from __future__ import annotations
 

@@ -188,7 +188,7 @@ def tedloc_loss_terms(model: TeDLoc, out: dict[str, torch.Tensor], labels: torch
 def tedloc_losses(model: TeDLoc, out: dict[str, torch.Tensor], labels: torch.Tensor, pseudo,
                   weights: TeDLocLosses = TeDLocLosses()) -> dict[str, torch.Tensor]:
     """The three losses (means) and their weighted sum for one batch of one process; ``pseudo`` is a
-    :class:`~tedloc.pseudo.PseudoLabels` on the output grid. Terms without a sample are 0."""
+    :class:`~tedloc.pseudolabels.PseudoLabels` on the output grid. Terms without a sample are 0."""
     losses = {name: total / max(count, 1) for name, (total, count) in
               tedloc_loss_terms(model, out, labels, pseudo, weights).items()}
     losses["total"] = weights.kd * losses["kd"] + weights.pcl * losses["pcl"] + weights.icl * losses["icl"]

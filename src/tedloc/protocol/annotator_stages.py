@@ -17,13 +17,14 @@ from tedloc.data import load_dataset
 from tedloc.data.images import load_image
 from tedloc.errors import DataError
 from tedloc.eval.boxes import box_iou
+from tedloc.utils.device import Runtime
 from tedloc.utils.progress import progress
 
 __all__ = ["annotator_stages", "format_stages"]
 
 
 def annotator_stages(data: str | os.PathLike, split_name: str, method: str, run: str | os.PathLike | None = None,
-                     runtime=None, limit: int | None = None, **options) -> dict:
+                     *, runtime: Runtime, limit: int | None = None, **options) -> dict:
     """Per stage: mIoU and the share of IoU >= 0.3/0.5/0.7 (%) over the first ``limit`` images (all by
     default) of ``split_name``; ``pointing_game``: % of images whose map peak is in a GT box."""
     from tedloc.protocol.annotators import AnnotatorContext, ProposalAnnotator, _box_contains, create_annotator
@@ -32,7 +33,8 @@ def annotator_stages(data: str | os.PathLike, split_name: str, method: str, run:
     split = dataset[split_name]
     if not split.has_boxes:
         raise DataError(f"split {split_name!r} of {data} has no GT boxes: its stages cannot be scored")
-    annotator = create_annotator(method, AnnotatorContext(dataset.class_names, str(run) if run else None, runtime),
+    context = AnnotatorContext(dataset.class_names, str(run) if run else None, runtime=runtime)
+    annotator = create_annotator(method, context,
                                  **options)
     n = len(split) if limit is None else min(int(limit), len(split))
     ious: dict[str, list[float]] = {}

@@ -7,10 +7,10 @@
   confident survivor wins.
 - ``rpn``: class-agnostic proposals of torchvision's Faster R-CNN region proposal network, ranked
   by objectness; the top 20 % are kept, then the pointing game, then the classifier's confidence.
-- ``clip``: the CLIP-ES map of the true class (:class:`~tedloc.zeroshot.ClipESLocalizer`, the same
+- ``clip``: the CLIP-ES map of the true class (:class:`~tedloc.pseudolabels.ClipESLocalizer`, the same
   implementation as ``tedloc cams --source clip-es``), Otsu, the largest region.
 
-Box content confidence (:class:`~tedloc.cams.classifier_tools.ClassifierTools`): the softmax
+Box content confidence (:class:`~tedloc.pseudolabels.classifier_tools.ClassifierTools`): the softmax
 probability of the true class for the image whose outside of the box is blurred (a Gaussian of
 sigma = 1/8 of the image side; DiPS-style), so context
 is damped but the object's scale is kept. If the pointing game leaves no box, the most
@@ -19,7 +19,7 @@ confident box of the pool is kept (the thesis does not say; documented in docs/P
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import cv2
@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tedloc.cams.classifier_tools import ClassifierTools
 from tedloc.errors import TedlocError
 from tedloc.eval.evaluator import box_from_map
 from tedloc.models.localizer import ClassConditionalMaps
+from tedloc.pseudolabels.classifier_tools import ClassifierTools
+from tedloc.utils.device import Runtime
 from tedloc.utils.registry import Registry
 
 __all__ = ["ANNOTATORS", "AnnotatorSpec", "AnnotatorContext", "Annotator", "register_annotator", "create_annotator",
@@ -216,7 +217,7 @@ class RPNAnnotator(ProposalAnnotator):
 
 
 class CLIPAnnotator(CAMAnnotator):
-    """The Otsu box of the CLIP-ES map of the true class (:class:`~tedloc.zeroshot.ClipESLocalizer`, which maps any
+    """The Otsu box of the CLIP-ES map of the true class (:class:`~tedloc.pseudolabels.ClipESLocalizer`, which maps any
     given class as a classifier's CAM does); no classifier is needed."""
 
     name = "clip"
@@ -231,7 +232,7 @@ class AnnotatorContext:
 
     class_names: list[str]
     run: str | None = None  # a classifier run (tedloc pretrain)
-    runtime: object = None  # a Runtime (None: the CPU)
+    runtime: Runtime = field(kw_only=True)
 
     def classifier(self, method: str) -> ClassifierTools:
         """The run's classifier (CAMs, confidences); without a run, or with a run of another kind, a
@@ -248,7 +249,7 @@ class AnnotatorContext:
     @property
     def device(self) -> torch.device:
         """The device networks run on."""
-        return self.runtime.device if self.runtime is not None else torch.device("cpu")
+        return self.runtime.device
 
 
 @dataclass(frozen=True)
@@ -283,12 +284,10 @@ register_annotator(AnnotatorSpec(
 
 def _clip(ctx: AnnotatorContext, clip: str = "ViT-B-16", clip_pretrained: str = "openai") -> Annotator:
     from tedloc.models.clip_vit import ClipSpec
-    from tedloc.utils.device import Runtime
-    from tedloc.zeroshot import create_training_free
+    from tedloc.pseudolabels.clip_localizers import create_training_free
 
-    runtime = ctx.runtime if ctx.runtime is not None else Runtime()
     return CLIPAnnotator(create_training_free("clip-es", ctx.class_names, ClipSpec(clip, clip_pretrained),
-                                              runtime=runtime))
+                                              runtime=ctx.runtime))
 
 
 register_annotator(AnnotatorSpec("clip", "Otsu box of the CLIP-ES map of the true class (--clip, --clip-pretrained)",

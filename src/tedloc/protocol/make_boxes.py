@@ -20,6 +20,7 @@ from tedloc.data import load_dataset
 from tedloc.data.images import load_image
 from tedloc.errors import TedlocError
 from tedloc.protocol.box_files import read_box_file, score_boxes, write_box_file
+from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.locks import file_lock
 from tedloc.utils.progress import progress
@@ -84,7 +85,7 @@ def _same_settings(a: dict | None, b: dict) -> bool:
 
 
 def make_pseudo_boxes(data: str | os.PathLike, split_name: str, method: str, run: str | os.PathLike | None,
-                      out: str | os.PathLike, runtime=None, **options) -> dict:
+                      out: str | os.PathLike, *, runtime: Runtime, **options) -> dict:
     """Pseudo-boxes of every image of a split by the annotator registered as ``method``
     (:data:`~tedloc.protocol.annotators.ANNOTATORS`), with its ``options`` and the classifier ``run`` if it
     needs one; returns the summary written to ``FILE.json``. ``runtime``: where the networks run (a
@@ -104,7 +105,7 @@ def make_pseudo_boxes(data: str | os.PathLike, split_name: str, method: str, run
                 return summary
             raise TedlocError(f"{out} exists with other settings ({summary.get('settings')}); "
                               f"choose another --out")
-        context = AnnotatorContext(dataset.class_names, str(run) if run else None, runtime)
+        context = AnnotatorContext(dataset.class_names, str(run) if run else None, runtime=runtime)
         annotate = create_annotator(method, context, **options)
         done = _resume_partial(out, settings)
         desc = f"{method} pseudo-boxes of {split_name}"

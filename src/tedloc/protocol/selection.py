@@ -40,8 +40,10 @@ import numpy as np
 from tedloc.data.dataset import Split
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
+from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.localizer_eval import iter_score_maps
+from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 
 __all__ = ["Checkpoint", "evaluate_checkpoint", "evaluate_runs", "select", "protocol_table", "list_checkpoints",
@@ -101,19 +103,22 @@ def _curves(metrics: dict) -> dict:
     return out
 
 
-def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split, interval: float = 0.01,
-                        batch_size: int = 128, runtime=None, map_class: str = "true") -> dict:
+def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
+                        protocol: EvalProtocol | str = "validation", batch_size: int = 128, *,
+                        runtime: Runtime) -> dict:
     """Curves of one checkpoint: ``val`` -> supervision -> curves, ``test`` -> curves + Otsu metrics.
 
-    ``splits`` maps supervision names to val splits (same images, different boxes); ``map_class``: whose
-    map a class-dependent map is (``true``: GT-known). Cached per checkpoint in
-    ``RUN/protocol/epoch_NNN.json``; only missing entries are computed.
+    ``splits`` maps supervision names to val splits (same images, different boxes); ``protocol``: the
+    threshold interval and whose map a class-dependent map is (a record or a preset name; its
+    ``to_dict()`` keys the cache). Cached per checkpoint in ``RUN/protocol/epoch_NNN.json``; only missing
+    entries are computed.
     """
     from tedloc.methods import load_model
 
     path = ckpt.run.protocol_cache(ckpt.epoch)
     cache = json.loads(path.read_text()) if path.exists() else {}
-    tail = f"{interval}:{map_class}:v{_CACHE_VERSION}"
+    protocol = eval_protocol(protocol)
+    tail = f"{json.dumps(protocol.to_dict(), sort_keys=True)}:v{_CACHE_VERSION}"
     keys = {name: f"val:{_split_key(s)}:{tail}" for name, s in splits.items()}
     test_key = f"test:{_split_key(test)}:{tail}"
     todo = {name: s for name, s in splits.items() if keys[name] not in cache}
@@ -123,20 +128,20 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
 
         def maps_of(split: Split):
             for image_id, maps, scores in iter_score_maps(localizer, split, batch_size=batch_size,
-                                                          map_class=map_class):
+                                                          protocol=protocol):
                 yield image_id, next(iter(maps.values())), scores
 
         if todo:
             first = next(iter(todo.values()))
-            evaluators = {name: WSOLEvaluator(s, interval=interval, masks=False) for name, s in todo.items()}
+            evaluators = {name: WSOLEvaluator(s, protocol, masks=False) for name, s in todo.items()}
             for image_id, m, sc in maps_of(first):
                 for ev in evaluators.values():
                     ev.accumulate(image_id, m, sc)
             for name, ev in evaluators.items():
                 cache[keys[name]] = _curves(ev.compute())
         if need_test:
-            oracle = WSOLEvaluator(test, interval=interval, masks=False)
-            otsu = WSOLEvaluator(test, mode="otsu", masks=False)
+            oracle = WSOLEvaluator(test, protocol, masks=False)
+            otsu = WSOLEvaluator(test, protocol, mode="otsu", masks=False)
             for image_id, m, sc in maps_of(test):
                 oracle.accumulate(image_id, m, sc)
                 otsu.accumulate(image_id, m, sc)
@@ -146,10 +151,11 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
     return {"val": {name: cache[keys[name]] for name in splits}, "test": cache[test_key]}
 
 
-def evaluate_runs(runs: list[str | os.PathLike], splits: dict[str, Split], test: Split, interval: float = 0.01,
-                  runtime=None, map_class: str = "true") -> dict[Checkpoint, dict]:
+def evaluate_runs(runs: list[str | os.PathLike], splits: dict[str, Split], test: Split,
+                  protocol: EvalProtocol | str = "validation",
+                  *, runtime: Runtime) -> dict[Checkpoint, dict]:
     """:func:`evaluate_checkpoint` of every epoch checkpoint of ``runs``, in order."""
-    return {ckpt: evaluate_checkpoint(ckpt, splits, test, interval, runtime=runtime, map_class=map_class)
+    return {ckpt: evaluate_checkpoint(ckpt, splits, test, protocol, runtime=runtime)
             for run in runs for ckpt in list_checkpoints(run)}
 
 

@@ -26,7 +26,9 @@ import os
 from pathlib import Path
 
 from tedloc.errors import TedlocError
+from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.methods import Method, get_method
+from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 
 __all__ = ["run_sweep", "suggest", "SAMPLERS", "trial_runs", "pool_values", "pool_sampler"]
@@ -46,7 +48,7 @@ def suggest(trial, space: dict[str, tuple[str, float, float]]) -> dict:
 
 
 def _objective_factory(method: Method, data: Path, out: Path, boxes: Path, base, space: dict, inputs: dict,
-                       interval: float, runtime=None):
+                       protocol: EvalProtocol, runtime: Runtime):
     from tedloc.data import load_dataset
     from tedloc.protocol.box_files import split_with_box_file
     from tedloc.protocol.selection import evaluate_checkpoint, list_checkpoints
@@ -60,7 +62,7 @@ def _objective_factory(method: Method, data: Path, out: Path, boxes: Path, base,
         method.train(data, run, cfg, runtime=runtime, **inputs)
         best, best_epoch = float("-inf"), None
         for ckpt in list_checkpoints(run):
-            curves = evaluate_checkpoint(ckpt, {"pseudo": pseudo}, dataset["test"], interval,
+            curves = evaluate_checkpoint(ckpt, {"pseudo": pseudo}, dataset["test"], protocol,
                                          runtime=runtime)["val"]["pseudo"]
             score = max(curves["acc50"])
             if score > best:
@@ -74,11 +76,12 @@ def _objective_factory(method: Method, data: Path, out: Path, boxes: Path, base,
 
 def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxes: str | os.PathLike, trials: int,
               base=None, storage: str | None = None, step_range: tuple[int, int] | None = None, seed: int = 0,
-              inputs: dict | None = None, interval: float = 0.01, runtime=None, sampler: str = "tpe"):
+              inputs: dict | None = None, protocol: EvalProtocol | str = "validation", *, runtime: Runtime,
+              sampler: str = "tpe"):
     """Run trials of ``method`` (a registered name) until the study holds ``trials`` finished ones; returns
     the Optuna study. ``base``: the method's config the trials start from (default: its defaults);
-    ``inputs``: the method's extra training inputs (TeD-Loc: ``anchors``, ``cams``); ``runtime``: the
-    device and precision of the trials (a :class:`~tedloc.utils.device.Runtime`; default the CPU);
+    ``inputs``: the method's extra training inputs (TeD-Loc: ``anchors``, ``cams``); ``protocol``: how the
+    trials' checkpoints are scored (a record or a preset name); ``runtime``: the device and precision of the trials;
     ``sampler``: ``tpe`` or ``random`` (see the module docstring), seeded by ``seed``."""
     import optuna
 
@@ -111,7 +114,7 @@ def run_sweep(method: str, data: str | os.PathLike, out: str | os.PathLike, boxe
         base = dataclasses.replace(base, selection=f"pseudo:{Path(boxes).resolve()}")  # boxes, as the sweep's value
     if finished < trials:
         objective = _objective_factory(spec, Path(data), out, Path(boxes), base, space,
-                                       {k: (inputs or {})[k] for k in spec.inputs}, interval, runtime)
+                                       {k: (inputs or {})[k] for k in spec.inputs}, eval_protocol(protocol), runtime)
         study.optimize(objective, n_trials=trials - finished)
     return study
 

@@ -33,17 +33,15 @@ from typing import Callable
 
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
-from tedloc.methods import get_method
-from tedloc.methods.cam import PretrainConfig
-from tedloc.methods.dips import DiPSTrainConfig
-from tedloc.methods.tedloc import TeDLocTrainConfig
+from tedloc.eval.conventions import EvalProtocol, eval_protocol
+from tedloc.methods import TrainConfig, get_method
+from tedloc.report import HEADLINE_METRICS, write_report
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.registry import Registry
 
 __all__ = ["Recipe", "Variant", "VARIANTS", "DiPSVariant", "DIPS_VARIANTS", "run_recipe", "HEADLINE_METRICS"]
 
-HEADLINE_METRICS = ("CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "mIoU", "PxAP")
 PSEUDO_LABELS = ("cam", "clip-es")  # the sources of TeD-Loc's pseudo-label maps in a recipe
 
 
@@ -84,26 +82,32 @@ class Recipe:
     """What to train and evaluate; ``tedloc`` is the base config of every variant, ``dips`` of every DiPS
     variant (None: no DiPS); ``vit`` trains DiPS's ViT."""
 
-    pretrain: PretrainConfig
-    tedloc: TeDLocTrainConfig
+    pretrain: TrainConfig  # get_method("cam").config
+    tedloc: TrainConfig  # get_method("tedloc").config
     variants: tuple[str, ...] = ("tedloc",)
     text_encoder: str | None = None  # None: the offline default
     centered_box: bool = True
     eval_batch_size: int = 128
     overlays: int = 0  # test images drawn in the report (CAM vs TeD-Loc vs DiPS)
     notes: dict = field(default_factory=dict)
-    vit: PretrainConfig | None = None
-    dips: DiPSTrainConfig | None = None
+    vit: TrainConfig | None = None  # get_method("cam").config
+    dips: TrainConfig | None = None  # get_method("dips").config
     dips_variants: tuple[str, ...] = ("dips",)
     proposal_min_size: float = 0.05
-    eval_interval: float = 0.001  # the test evaluation's threshold interval (wsolevaluation's final one)
-    map_class: str = "true"  # class-dependent maps (CAM, TeD-Loc's class map) of the true class: GT-known
+    evaluation: str = "standard"  # the test evaluation's protocol (a preset of tedloc.eval.conventions)
+    eval_interval: float | None = None  # its threshold interval, if not the preset's
     map_sizes: dict = field(default_factory=dict)  # run kind -> side of the scored maps (default: its input size)
     gallery: int = 4  # report.html: test images per gallery group (best, worst, random) of each method
     pseudo_labels: str = "cam"  # TeD-Loc's pseudo-labels: the CAM run's maps, or CLIP-ES's (training-free)
     clip: str = "ViT-B-16"  # CLIP-ES's open_clip model and weights (pseudo_labels clip-es)
     clip_pretrained: str = "openai"
     encoder_from_cam: bool = True  # TeD-Loc's E = the CAM run's backbone (offline); False: the tedloc config's own
+
+
+def recipe_protocol(recipe: Recipe, kind: str | None = None) -> EvalProtocol:
+    """The protocol the recipe's test evaluation uses for runs of ``kind`` (their map size)."""
+    changes = {} if recipe.eval_interval is None else {"interval": recipe.eval_interval}
+    return eval_protocol(recipe.evaluation, map_size=recipe.map_sizes.get(kind), **changes)
 
 
 def _log_step(log: Callable[[str], None], i: int, n: int, text: str) -> float:
@@ -132,10 +136,10 @@ def _anchors(data: Path, out: Path, encoder: str | None, runtime: Runtime):
 
 def _clip_es_maps(data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> None:
     """CLIP-ES maps of the true classes of the train split into ``out`` (resumable), TeD-Loc's pseudo-labels."""
-    from tedloc.cams.compute import compute_map_cache
+    from tedloc.pseudolabels.compute import compute_map_cache
     from tedloc.data import load_dataset
     from tedloc.models.clip_vit import ClipSpec
-    from tedloc.zeroshot import create_training_free
+    from tedloc.pseudolabels.clip_localizers import create_training_free
 
     names = load_dataset(data, splits=[]).class_names
     model = create_training_free("clip-es", names, ClipSpec(recipe.clip, recipe.clip_pretrained), runtime=runtime)
@@ -152,17 +156,14 @@ def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime
 
     path = out / "eval" / f"{run.name}.json"
     folder = RunFolder(run)
-    map_size = recipe.map_sizes.get(folder.metadata().get("kind"))  # None: the run's input size
+    protocol = recipe_protocol(recipe, folder.metadata().get("kind"))  # map size None: the run's input size
     if path.exists() and path.stat().st_mtime >= folder.metadata_path.stat().st_mtime:
         cached = json.loads(path.read_text())
-        wanted = {"map_class": recipe.map_class, "interval": recipe.eval_interval,
-                  "map_size": map_size or cached.get("map_size", -1)}
-        if all(cached.get(k) == v for k, v in wanted.items()):  # made under the same conventions: kept
+        if cached.get("protocol") == protocol.to_dict():  # made under the same conventions: kept
             return cached
     localizer = load_model(run, runtime=runtime)
-    metrics = evaluate_localizer(localizer, load_dataset(data, splits=["test"])["test"],
-                                 batch_size=recipe.eval_batch_size, all_maps=True, interval=recipe.eval_interval,
-                                 map_class=recipe.map_class, map_size=map_size)
+    metrics = evaluate_localizer(localizer, load_dataset(data, splits=["test"])["test"], protocol,
+                                 batch_size=recipe.eval_batch_size, all_maps=True)
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
 
@@ -227,7 +228,7 @@ def _overlays(data: Path, out: Path, runs: dict[str, Path], count: int, runtime:
     split = dataset["test"]
     step = max(1, len(split) // count)
     indices = list(range(0, len(split), step))[:count]
-    localizers = {name: Localizer.from_run(run, device=runtime.device, precision=runtime.precision)
+    localizers = {name: Localizer.from_run(run, runtime=runtime)
                   for name, run in runs.items()}
     files = []
     for i in indices:
@@ -269,7 +270,7 @@ def _dips_steps(data: Path, out: Path, recipe: Recipe, cam_run: Path, runs: dict
     one run per variant. Returns the next step number and the proposals' quality per map set."""
     from tedloc.methods.dips import make_proposals
 
-    vit = recipe.vit or PretrainConfig(arch=recipe.dips.encoder, input_size=recipe.dips.input_size)
+    vit = recipe.vit or get_method("cam").config(arch=recipe.dips.encoder, input_size=recipe.dips.input_size)
     vit_run = out / "runs" / "vit"
     t0 = _log_step(log, step, n, f"train DiPS's ViT {vit.arch} (the stand-in for DINO) -> {vit_run}")
     if not _finished(vit_run, vit.epochs):
@@ -306,13 +307,12 @@ def _dips_steps(data: Path, out: Path, recipe: Recipe, cam_run: Path, runs: dict
 
 
 def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
-               log: Callable[[str], None] = print, runtime: Runtime | None = None) -> dict:
-    """Run (or resume) every step on ``runtime`` (default: the CPU in fp32); returns method -> test
+               log: Callable[[str], None] = print, *, runtime: Runtime) -> dict:
+    """Run (or resume) every step on ``runtime``; returns method -> test
     metrics (also in OUT/results.json)."""
     from tedloc.methods.run_maps import compute_run_map_cache
 
     data, out = Path(data), Path(out)
-    runtime = runtime or Runtime()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise TedlocError("the recipes run in one process (their steps write shared files); run the training "
                           "steps under torchrun one by one instead (docs/GPU.md)")
@@ -389,12 +389,13 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         step += 1
     _log_step(log, step, n, f"report -> {out / 'report.md'}")
     table = results_table(results)
+    protocol = recipe_protocol(recipe)
     sizes = ", ".join(f"{kind} {side}" for kind, side in recipe.map_sizes.items()) or "each run's input size"
     text = [f"# tedloc results: {data.name}", "", f"Test split of `{data}`; threshold: the oracle one on test "
             "(standard protocol); runs in `runs/`, full metrics in `results.json`.", "", table, "",
-            f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {recipe.map_class} class "
-            f"({'GT-known; `@pred`: the predicted class' if recipe.map_class == 'true' else 'no label used'}); "
-            f"thresholds every {recipe.eval_interval}; maps scored at {sizes}.", ""]
+            f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {protocol.map_class} class "
+            f"({'GT-known; `@pred`: the predicted class' if protocol.map_class == 'true' else 'no label used'}); "
+            f"thresholds every {protocol.interval}; maps scored at {sizes}.", ""]
     if pictures:
         text += ["## Test images (GT boxes green, predicted boxes white)", ""]
         text += [f"![{p}]({p})" for p in pictures] + [""]
@@ -403,7 +404,6 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     text += ["## Step times (s)", "", json.dumps(timings), ""]
     atomic_write_text(out / "report.md", "\n".join(text))
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1) + "\n")
-    from tedloc.recipes.report import write_report
 
     try:  # the results are written: a failed page is reported, not fatal
         log(f"      report.html: {write_report(out, gallery=recipe.gallery, runtime=runtime)}")

@@ -12,9 +12,7 @@ import types
 import typing
 from typing import Callable
 
-from tedloc.methods.cam import PretrainConfig
-from tedloc.methods.dips import DiPSTrainConfig
-from tedloc.methods.tedloc import TeDLocTrainConfig
+from tedloc.methods import get_method
 from tedloc.recipes.pipeline import DIPS_VARIANTS, VARIANTS, Recipe
 from tedloc.utils.registry import Registry
 
@@ -41,32 +39,32 @@ OFFLINE_DIPS = dict(lambda_crf=2e-9 * (224 * 224 / (32 * 32)) ** 2, sigma_xy=100
 @PRESETS.register("demo")
 def _demo() -> Recipe:
     return Recipe(
-        pretrain=PretrainConfig(epochs=8, lr_step=6, batch_size=64, workers=1),
-        tedloc=TeDLocTrainConfig(decoder_channels=(32,), epochs=6, lr_step=4, batch_size=64, lr=0.01,
-                                 cache_views=2, workers=0),
+        pretrain=get_method("cam").config(epochs=8, lr_step=6, batch_size=64, workers=1),
+        tedloc=get_method("tedloc").config(decoder_channels=(32,), epochs=6, lr_step=4, batch_size=64, lr=0.01,
+                                           cache_views=2, workers=0),
         variants=("tedloc",), overlays=6, eval_batch_size=100,
-        vit=PretrainConfig(epochs=5, lr_step=4, batch_size=64, workers=1, **OFFLINE_VIT),
-        dips=DiPSTrainConfig(classifier_epochs=2, epochs=2, lr_step=2, batch_size=32, **OFFLINE_DIPS))
+        vit=get_method("cam").config(epochs=5, lr_step=4, batch_size=64, workers=1, **OFFLINE_VIT),
+        dips=get_method("dips").config(classifier_epochs=2, epochs=2, lr_step=2, batch_size=32, **OFFLINE_DIPS))
 
 
 @PRESETS.register("tinyimagenet-quick")
 def _tin_quick() -> Recipe:
     return Recipe(
-        pretrain=PretrainConfig(epochs=2, lr_step=1, workers=1),
-        tedloc=TeDLocTrainConfig(decoder_channels=(32,), epochs=1, lr_step=1, batch_size=128, cache_views=1,
-                                 workers=0),
+        pretrain=get_method("cam").config(epochs=2, lr_step=1, workers=1),
+        tedloc=get_method("tedloc").config(decoder_channels=(32,), epochs=1, lr_step=1, batch_size=128, cache_views=1,
+                                           workers=0),
         variants=ALL_VARIANTS, overlays=4)  # no DiPS: its ViT and one epoch take about an hour here
 
 
 @PRESETS.register("tinyimagenet-full")
 def _tin_full() -> Recipe:
     return Recipe(
-        pretrain=PretrainConfig(epochs=8, lr_step=3, workers=1),
-        tedloc=TeDLocTrainConfig(decoder_channels=(32,), epochs=6, lr_step=4, batch_size=128, cache_views=2,
-                                 workers=0),
+        pretrain=get_method("cam").config(epochs=8, lr_step=3, workers=1),
+        tedloc=get_method("tedloc").config(decoder_channels=(32,), epochs=6, lr_step=4, batch_size=128, cache_views=2,
+                                           workers=0),
         variants=ALL_VARIANTS, overlays=6,
-        vit=PretrainConfig(epochs=2, lr_step=2, workers=1, **OFFLINE_VIT),
-        dips=DiPSTrainConfig(classifier_epochs=1, epochs=1, lr_step=1, batch_size=64, **OFFLINE_DIPS),
+        vit=get_method("cam").config(epochs=2, lr_step=2, workers=1, **OFFLINE_VIT),
+        dips=get_method("dips").config(classifier_epochs=1, epochs=1, lr_step=1, batch_size=64, **OFFLINE_DIPS),
         dips_variants=DIPS_ABLATIONS)
 
 
@@ -151,7 +149,7 @@ def paper_recipe(dataset: str, overrides: dict | None = None) -> tuple[str, Reci
     unknown = sorted(set(overrides) - set(recipe_keys))
     if unknown:
         raise TedlocError(f"unknown recipe option(s) {', '.join(unknown)}")
-    recipe = Recipe(pretrain=_method_config(PretrainConfig, bench["cam"], part["cam"], "cam"),
-                    tedloc=_method_config(TeDLocTrainConfig, bench["tedloc"], part["tedloc"], "tedloc"),
+    recipe = Recipe(pretrain=_method_config(get_method("cam").config, bench["cam"], part["cam"], "cam"),
+                    tedloc=_method_config(get_method("tedloc").config, bench["tedloc"], part["tedloc"], "tedloc"),
                     variants=("tedloc",), encoder_from_cam=False, **settings)
     return bench["dataset"], recipe

@@ -1,8 +1,13 @@
-"""Where networks run and in which precision: ``--device`` and ``--precision`` of every command.
+"""Where networks run, in which precision and in which job: the runtime context of every command.
 
-    runtime = Runtime.create("auto", "auto")   # CUDA (bf16 where supported) if present, else CPU (fp32)
+    runtime = Runtime.create()          # auto: CUDA (bf16 where supported) if present, else CPU (fp32)
     with runtime.autocast():
         out = model(runtime.to_device(images))
+
+A :class:`Runtime` is resolved once, at the entry point (a command's ``--device``/``--precision``, a
+recipe, :meth:`tedloc.Localizer.from_run`, or a user's ``Runtime.create(...)``), and passed down:
+no library function makes one of its own. Under ``torchrun`` it also holds the job's processes
+(``runtime.dist``, joined by :meth:`Runtime.create`); alone, a world of one.
 
 ``auto`` picks CUDA when it is available, then Apple's MPS, else the CPU. Precision ``auto``
 is bf16 on a GPU that supports it and fp32 elsewhere. Reduced precision is autocast of the
@@ -13,12 +18,13 @@ says what is available.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from tedloc.errors import TedlocError
+from tedloc.utils.distributed import Distributed
 
 __all__ = ["Runtime", "resolve_device", "resolve_precision", "DEVICE_CHOICES", "PRECISIONS"]
 
@@ -89,16 +95,25 @@ def resolve_precision(name: str | None, device: torch.device) -> str:
 
 @dataclass(frozen=True)
 class Runtime:
-    """A device and a precision, resolved and checked."""
+    """A device and a precision, resolved and checked, and the job's processes (one unless under torchrun)."""
 
-    device: torch.device = torch.device("cpu")
-    precision: str = "fp32"
+    device: torch.device
+    precision: str
+    dist: Distributed = field(default_factory=Distributed)
 
     @classmethod
-    def create(cls, device: str | torch.device | None = "auto", precision: str | None = "auto") -> "Runtime":
-        """The runtime of ``device`` and ``precision``, resolved (``auto``: the best available) and checked."""
+    def create(cls, device: str | torch.device | None = "auto", precision: str | None = "auto",
+               timeout_s: float = 1800.0) -> "Runtime":
+        """The runtime of ``device`` and ``precision``, resolved (``auto``: the best available) and checked;
+        under ``torchrun`` this process joins the job (its CUDA device becomes ``cuda:LOCAL_RANK``)."""
         resolved = resolve_device(device)
-        return cls(resolved, resolve_precision(precision, resolved))
+        precision = resolve_precision(precision, resolved)
+        dist, resolved = Distributed.from_env(resolved, timeout_s)
+        return cls(resolved, precision, dist)
+
+    def with_precision(self, precision: str) -> "Runtime":
+        """The same device and job in another (checked) precision."""
+        return Runtime(self.device, resolve_precision(precision, self.device), self.dist)
 
     @property
     def dtype(self) -> torch.dtype:

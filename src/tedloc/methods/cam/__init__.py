@@ -1,7 +1,7 @@
 """The CAM baseline: a classifier (encoder + global pooling + linear head) trained on image labels, whose
 class activation map localizes. Its backbone is also TeD-Loc's offline encoder E and its true-class
 CAMs TeD-Loc's pseudo-labels. ``tedloc train --method cam`` (or ``tedloc pretrain``)."""
-from tedloc.methods.cam.localizer import CAMLocalizer, load_cam_run
+from tedloc.methods.cam.localizer import CAMLocalizer, build_cam_network, classifier_reference
 from tedloc.methods.cam.train import RUN_KIND, ClassifierTask, PretrainConfig, evaluate_classifier, pretrain
 from tedloc.methods.registry import Method, register_method
 
@@ -23,22 +23,8 @@ METHOD = register_method(Method(
     run_kind=RUN_KIND,
     config=PretrainConfig,
     train=pretrain,
-    load=load_cam_run,
-    option_help={
-        "arch": {"help": "timm name (tedloc_resnet_tiny, resnet18, vit_tiny_patch16_224, ...)"},
-        "resize_size": {"help": "train resize before the random crop (default 256/224 of the input size)"},
-        "lr_step": {"help": "decay the LR every N epochs"},
-        "optimizer": {"choices": ("sgd", "adamw"), "help": "SGD with momentum, or AdamW (momentum unused; ViTs "
-                                                           "from scratch train far better with it)"},
-        "workers": {"help": "data loader processes"},
-        "pretrained": {"help": "start from timm's weights (network or cache)"},
-        "encoder_weights": {"help": "start from a local weight file (no download)"},
-        "batch_size": {"help": "images per process and step (with torchrun, the global batch is N times this)"},
-        "selection": {"metavar": "{last,loc,pseudo:FILE}",
-                      "help": "the model kept and its threshold: the last epoch (threshold on val GT boxes if any), "
-                              "or the epoch of best val CAM MaxBoxAcc against the GT boxes (loc) or against val "
-                              "pseudo-boxes (pseudo:FILE: no GT box used)"},
-        "interval": {"help": "CAM threshold interval of the validation"},
-    },
+    build=build_cam_network,
+    localizer=CAMLocalizer,
+    reference_preprocessing=classifier_reference,
     summary=_summary,
 ))

@@ -2,21 +2,16 @@
 map = the CAM of the predicted class. Its runs (kind ``classifier``) are made by ``tedloc pretrain``."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from tedloc.cams.cam import cam_and_logits, cams_of_targets
 from tedloc.data.preprocessing import Preprocessing
-from tedloc.engine.checkpoint import load_checkpoint
-from tedloc.engine.run_folder import RunFolder
-from tedloc.methods.base import NetworkLocalizer, recorded_preprocessing
+from tedloc.methods.base import NetworkLocalizer
 from tedloc.models.classifier import build_classifier
 from tedloc.models.localizer import PRED_SUFFIX
 from tedloc.models.preprocessing import preprocessing_of
-from tedloc.utils.device import Runtime
+from tedloc.pseudolabels.cam import cam_and_logits, cams_of_targets
 
-__all__ = ["CAMLocalizer", "load_cam_run"]
+__all__ = ["CAMLocalizer", "build_cam_network", "classifier_reference"]
 
 
 class CAMLocalizer(NetworkLocalizer):
@@ -26,9 +21,6 @@ class CAMLocalizer(NetworkLocalizer):
     map_kinds = ("cam",)
     class_map_kinds = ("cam",)
 
-    def __init__(self, model: torch.nn.Module, class_names: list[str], preprocessing: Preprocessing | None = None,
-                 runtime: Runtime = Runtime()):
-        super().__init__(model, class_names, preprocessing, runtime)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,14 +50,12 @@ class CAMLocalizer(NetworkLocalizer):
             return cam_and_logits(self.model, self.runtime.to_device(images), classes)[0].float()
 
 
-def load_cam_run(run: RunFolder, meta: dict, checkpoint: Path | None = None,
-                 runtime: Runtime = Runtime()) -> CAMLocalizer:
-    """The classifier of a ``tedloc pretrain`` run (or of one of its epoch checkpoints) as a localizer."""
-    state, _, _ = load_checkpoint(checkpoint or run.model_stem)
-    pre, config = meta.get("preprocessing") or {}, meta.get("config") or {}
-    model = build_classifier(meta["arch"], meta["num_classes"], input_size=pre.get("input_size"),
-                             resize_size=pre.get("resize_size"))
-    model.load_state_dict(state)
-    started_from_timm = config.get("pretrained") or config.get("encoder_weights")  # else trained from scratch here
-    weights = preprocessing_of(model, pre.get("input_size")) if started_from_timm else None
-    return CAMLocalizer(model, meta["class_names"], recorded_preprocessing(run, meta, weights), runtime)
+def build_cam_network(config, num_classes: int, weights: dict | None = None) -> torch.nn.Module:
+    """The classifier of a CAM run's config, random weights."""
+    return build_classifier(config.arch, num_classes, input_size=config.input_size, resize_size=config.resize_size)
+
+
+def classifier_reference(config, model: torch.nn.Module) -> Preprocessing | None:
+    """A classifier started from timm's or a file's weights: timm's record of the architecture; trained from
+    scratch here: the run's record is the truth (None)."""
+    return preprocessing_of(model, config.input_size) if config.pretrained or config.encoder_weights else None

@@ -27,12 +27,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from tedloc.data import load_dataset
-from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
-from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
+from tedloc.engine import LossTerm, RunFolder, Schedule, Trainer
+from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.distributed import shard_indices
+from tedloc.engine.run_record import RunRecord
 from tedloc.errors import TedlocError
-from tedloc.methods.base import (SELECTION_KEYS, best_epoch, prepare_selection, selection_criterion,
-                                 threshold_source)
+from tedloc.methods.base import (SELECTION_KEYS, TrainConfig, best_epoch, option, prepare_selection,
+                                 selection_criterion, threshold_source, validation_protocol)
 from tedloc.models.classifier import build_classifier
 from tedloc.utils.device import Runtime
 
@@ -46,27 +47,25 @@ SELECTIONS = ("last", "loc")  # and pseudo:FILE (methods.base.selection_criterio
 
 
 @dataclass
-class PretrainConfig:
-    """Hyper-parameters of ``tedloc pretrain`` (defaults: the Tiny ImageNet / synthetic recipe)."""
+class PretrainConfig(TrainConfig):
+    """Hyper-parameters of ``tedloc pretrain`` (defaults: the Tiny ImageNet / synthetic recipe; the shared ones:
+    :class:`~tedloc.methods.base.TrainConfig`)."""
 
-    arch: str = "tedloc_resnet_tiny"
-    input_size: int = 64
-    resize_size: int | None = None
-    epochs: int = 10
+    arch: str = option("tedloc_resnet_tiny", "timm name (tedloc_resnet_tiny, resnet18, vit_tiny_patch16_224, ...)")
+    input_size: int = option(64, "side of the square input view in pixels")
+    resize_size: int | None = option(None, "train resize before the random crop (default 256/224 of the input size)")
     batch_size: int = 128
     lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    lr_step: int = 4
-    lr_gamma: float = 0.1
-    seed: int = 0
+    nesterov: bool = option(True, "Nesterov momentum")
     workers: int = 2
-    pretrained: bool = False
-    encoder_weights: str | None = None
-    optimizer: str = "sgd"
-    selection: str = "last"
-    interval: float = 0.01
+    pretrained: bool = option(False, "start from timm's weights (network or cache)")
+    encoder_weights: str | None = option(None, "start from a local weight file (no download)")
+    optimizer: str = option("sgd", "SGD with momentum, or AdamW (momentum unused; ViTs from scratch train far better "
+                                   "with it)", choices=OPTIMIZERS)
+    selection: str = option("last", "the model kept and its threshold: the last epoch (threshold on val GT boxes "
+                                    "if any), or the epoch of best val CAM MaxBoxAcc against the GT boxes (loc) or "
+                                    "against val pseudo-boxes (pseudo:FILE: no GT box used)",
+                            metavar="{last,loc,pseudo:FILE}")
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -76,10 +75,11 @@ class PretrainConfig:
 
 @torch.no_grad()
 def evaluate_classifier(model: torch.nn.Module, dataset: Dataset, batch_size: int = 128, workers: int = 0,
-                        runtime: Runtime = Runtime(), dist: Distributed = Distributed()) -> dict:
+                        *, runtime: Runtime) -> dict:
     """Top-1 / top-5 accuracy (percent) and mean cross-entropy; several processes share the batches and the
     sums are added in batch order (the same numbers as one process)."""
     model.eval()
+    dist = runtime.dist
     indices = shard_indices(len(dataset), batch_size, dist.rank, dist.world_size)
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
                         **runtime.loader_options())
@@ -134,18 +134,18 @@ class ClassifierTask:
         return {"loss": LossTerm(F.cross_entropy(logits.float(), labels, reduction="sum"), n),
                 "top1": LossTerm(100.0 * (logits.argmax(1) == labels).sum(), n, weight=0.0)}
 
-    def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+    def validate(self, runtime: Runtime) -> dict:
         """Top-1 / top-5 and loss on the val split; with a localization selection (``loc``, ``pseudo:FILE``) also
         the CAM's MaxBoxAcc and threshold against its boxes (GT-known maps)."""
         from tedloc.eval.localizer_eval import evaluate_localizer
         from tedloc.methods.cam.localizer import CAMLocalizer
 
         c = self.config
-        out = evaluate_classifier(self.model, self.val_set, c.batch_size, c.workers, runtime, dist)
+        out = evaluate_classifier(self.model, self.val_set, c.batch_size, c.workers, runtime=runtime)
         if self.loc_split is not None:
             localizer = CAMLocalizer(self.model, self.class_names, runtime=runtime)
-            loc = evaluate_localizer(localizer, self.loc_split, batch_size=c.batch_size, interval=c.interval,
-                                     masks=False, dist=dist)
+            loc = evaluate_localizer(localizer, self.loc_split, validation_protocol(c), batch_size=c.batch_size,
+                                     masks=False, dist=runtime.dist)
             out.update(MaxBoxAcc=loc["MaxBoxAcc"], threshold=loc["threshold"])
         return out
 
@@ -158,8 +158,7 @@ class ClassifierTask:
         return row
 
 
-def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig, runtime: Runtime,
-                   dist: Distributed) -> float | None:
+def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig, runtime: Runtime) -> float | None:
     """The CAM threshold with the best val MaxBoxAcc (GT boxes, GT-known maps), stored for `tedloc predict`; None
     without boxes."""
     from tedloc.eval.localizer_eval import evaluate_localizer
@@ -169,11 +168,12 @@ def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig, runt
     if not val.has_boxes:
         return None
     localizer = CAMLocalizer(model, dataset.class_names, runtime=runtime)
-    return evaluate_localizer(localizer, val, batch_size=config.batch_size, masks=False, dist=dist)["threshold"]
+    return evaluate_localizer(localizer, val, validation_protocol(config), batch_size=config.batch_size, masks=False,
+                              dist=runtime.dist)["threshold"]
 
 
 def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainConfig = PretrainConfig(),
-             resume: bool = True, runtime: Runtime | None = None) -> list[dict]:
+             resume: bool = True, *, runtime: Runtime) -> list[dict]:
     """Train (or resume) a classifier run; returns the per-epoch metrics.
 
     ``runtime``: device and precision (default: the CPU in fp32). Under ``torchrun`` every process
@@ -186,10 +186,10 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
             raise TedlocError(f"{data}: pretraining needs a {split!r} split")
     config, criterion, val_split = prepare_selection(config, SELECTIONS, dataset["val"])
     loc_split = val_split if criterion == "loc" else None  # per-epoch localization only to select on it
-    dist, runtime = Distributed.from_env(runtime or Runtime())
+    dist = runtime.dist
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "dataset": dataset.name,
                 "class_names": dataset.class_names, "kind": RUN_KIND}
-    run.start(resolved, runtime, dist)  # before any work: a folder in use or of another run is refused at once
+    run.start(resolved, runtime)  # before any work: a folder in use or of another run is refused at once
     torch.manual_seed(config.seed)
     model = build_classifier(config.arch, dataset.num_classes, config.pretrained, config.encoder_weights,
                              config.input_size, config.resize_size)
@@ -198,18 +198,17 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     model = model.to(memory_format=torch.channels_last)  # ~30 % faster convolutions on CPU (BENCHMARKS.md)
     task = ClassifierTask(model, dataset, config, loc_split)
     meta = {"config": asdict(config), "arch": config.arch, "num_classes": dataset.num_classes}
-    trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime, dist)
+    trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime)
     history = trainer.fit(task, run, resume=resume, meta=meta)
     best = best_epoch(history, SELECTION_KEYS[criterion])
     if criterion == "loc":
         model.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         threshold = history[best]["val_threshold"]
     else:
-        threshold = _val_threshold(model, dataset, config, runtime, dist)
+        threshold = _val_threshold(model, dataset, config, runtime)
     if dist.is_main:
-        final = {**meta, "epoch": best, "selected_epoch": best + 1, "selection": config.selection,
-                 "threshold_source": threshold_source(config.selection, SELECTIONS, threshold), "history": history,
-                 "class_names": dataset.class_names, "kind": RUN_KIND, "preprocessing": preprocessing,
-                 "threshold": threshold}
-        save_checkpoint(run.model_stem, model, final)
+        run.save_model(model, RunRecord(
+            RUN_KIND, asdict(config), dataset.class_names, model.preprocessing, threshold,
+            threshold_source(config.selection, SELECTIONS, threshold), config.selection, best + 1, history,
+            extra={"arch": config.arch, "num_classes": dataset.num_classes, "epoch": best}))
     return history

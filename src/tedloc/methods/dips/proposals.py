@@ -1,5 +1,6 @@
 """DiPS's proposals of a split as the method needs them: the frozen ViT (loaded as the training loads it) and
-the scoring classifier f_r (a ``tedloc pretrain`` run) -> :func:`tedloc.cams.dips_proposals.compute_proposal_cache`.
+the scoring classifier f_r (a ``tedloc pretrain`` run) ->
+:func:`tedloc.pseudolabels.proposal_scoring.compute_proposal_cache`.
 
 The cache records where the ViT's weights came from (:func:`encoder_source`), so a DiPS run refuses
 proposals of another encoder: the map index of every box names one of *its* attention maps.
@@ -10,14 +11,14 @@ import hashlib
 import os
 from pathlib import Path
 
-from tedloc.cams.classifier_tools import ClassifierTools
-from tedloc.cams.dips_proposals import compute_proposal_cache, proposal_quality
 from tedloc.data import load_dataset
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
 from tedloc.methods.base import load_encoder
 from tedloc.models.vit_attention import check_attention, check_heads
-from tedloc.pseudo.proposal_cache import ProposalCache
+from tedloc.pseudolabels.classifier_tools import ClassifierTools
+from tedloc.pseudolabels.proposal_cache import ProposalCache
+from tedloc.pseudolabels.proposal_scoring import compute_proposal_cache, proposal_quality
 from tedloc.utils.device import Runtime
 
 __all__ = ["encoder_source", "make_proposals", "check_proposals"]
@@ -51,12 +52,11 @@ def make_proposals(data: str | os.PathLike, split: str, out: str | os.PathLike, 
                    encoder_weights: str | os.PathLike | None = None, pretrained: bool = False,
                    heads: tuple[int, ...] = (0, 1, 2, 3), min_size: float = 0.05, k: int = 5,
                    blur_sigma: float | None = None, batch_size: int = 32,
-                   runtime: Runtime | None = None) -> tuple[ProposalCache, dict | None]:
+                   *, runtime: Runtime) -> tuple[ProposalCache, dict | None]:
     """Fill (or resume) the proposal cache of ``split`` at ``out``; returns it and its quality against the GT
     boxes (None when the split has none)."""
     from tedloc.methods.registry import load_model
 
-    runtime = runtime or Runtime()
     dataset = load_dataset(data)
     if split not in dataset.splits:
         raise TedlocError(f"{data}: no split {split!r} (has {', '.join(dataset.splits)})")

@@ -8,7 +8,7 @@
    per image: one of its top-``top_k`` stored proposals is chosen uniformly (keyed by (seed, epoch,
    sample)), all its boxes go through the sample's resize, crop and flip; the chosen box's attention
    map (the ViT's, computed on the training view in the same forward pass) gives the pixel
-   pseudo-labels (:func:`tedloc.pseudo.dips_sampling.sample_pixel_labels`); the loss is
+   pseudo-labels (:func:`tedloc.pseudolabels.pixel_seeds.sample_pixel_labels`); the loss is
    ``lambda_seed`` x partial cross-entropy + ``lambda_crf`` x the dense CRF loss on the view's RGB.
    After every epoch: validation with GT boxes (or none, ``selection last``), a checkpoint (the
    decoder) and a ``metrics.csv`` row.
@@ -29,19 +29,20 @@ import torch.nn.functional as F
 
 from tedloc.data import load_dataset
 from tedloc.data.transforms import View
-from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
-from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
+from tedloc.engine import LossTerm, RunFolder, Schedule, Trainer
+from tedloc.engine.checkpoint import load_checkpoint
+from tedloc.engine.run_record import RunRecord
 from tedloc.errors import TedlocError
-from tedloc.methods.base import (SELECTION_KEYS, best_epoch, config_from_dict, load_encoder, prepare_selection,
-                                 selection_criterion, threshold_source)
+from tedloc.methods.base import (SELECTION_KEYS, TrainConfig, best_epoch, load_encoder, option, prepare_selection,
+                                 selection_criterion, threshold_source, validation_protocol)
 from tedloc.methods.dips.localizer import DiPSLocalizer
 from tedloc.methods.dips.proposals import check_proposals, encoder_source
 from tedloc.models.dense_crf_loss import FILTERS, dense_crf_loss
 from tedloc.models.dips import DiPSNet, partial_cross_entropy
-from tedloc.pseudo.dips_sampling import IGNORE, DiPSSamplerConfig, sample_pixel_labels
-from tedloc.pseudo.proposal_cache import ProposalCache
-from tedloc.pseudo.proposals import attention_map_set
-from tedloc.pseudo.views import boxes_on_view
+from tedloc.pseudolabels.pixel_seeds import IGNORE, DiPSSamplerConfig, sample_pixel_labels
+from tedloc.pseudolabels.proposal_cache import ProposalCache
+from tedloc.pseudolabels.proposals import attention_map_set
+from tedloc.pseudolabels.views import boxes_on_view
 from tedloc.utils.device import Runtime
 from tedloc.utils.keyed_random import keyed_uniform, sample_keys
 
@@ -58,46 +59,49 @@ CLASSIFIER_FIELDS = ("encoder", "encoder_run", "encoder_weights", "pretrained", 
 
 
 @dataclass
-class DiPSTrainConfig:
-    """Hyper-parameters of ``tedloc train --method dips`` (docs/DIPS.md gives the thesis' values)."""
+class DiPSTrainConfig(TrainConfig):
+    """Hyper-parameters of ``tedloc train --method dips`` (docs/DIPS.md gives the thesis' values; the shared ones:
+    :class:`~tedloc.methods.base.TrainConfig`)."""
 
-    encoder: str = "tedloc_vit_tiny"  # a timm ViT with a class token (DINO ViT-S/16 in the thesis)
-    encoder_run: str | None = None  # its weights from a `tedloc pretrain` run
-    encoder_weights: str | None = None  # or a local weight file
-    pretrained: bool = False  # or timm's weights (network / cache)
-    input_size: int = 64
-    resize_size: int | None = None
-    n_blocks: int = 4
-    heads: tuple[int, ...] = (0, 1, 2, 3)
-    top_k: int = 5
-    fg_count: int = DiPSSamplerConfig.fg_count  # the seeds' settings: DiPSSamplerConfig's, flat for the CLI
-    bg_count: int = DiPSSamplerConfig.bg_count
-    fg_pool: float = DiPSSamplerConfig.fg_pool
-    bg_pool: float = DiPSSamplerConfig.bg_pool
-    background: str = DiPSSamplerConfig.background
-    dilation: int = DiPSSamplerConfig.dilation
-    lambda_seed: float = 1.0
-    lambda_crf: float = 2e-9
-    sigma_rgb: float = 15.0
-    sigma_xy: float = 100.0
-    crf_scale: float = 1.0
-    crf_method: str = "exact"
-    classifier_epochs: int = 10
-    classifier_lr: float = 0.01
-    classifier_lr_step: int = 4  # stage 1's LR x0.1 every N epochs (its own: the sweep searches the decoder's)
-    classifier_dir: str | None = None  # stage 1's folder (default RUN/classifier; runs may share one)
-    epochs: int = 10
+    encoder: str = option("tedloc_vit_tiny", "timm name of the frozen ViT, with a class token "
+                                             "(vit_small_patch16_224.dino in the thesis)")
+    encoder_run: str | None = option(None, "take the ViT's weights from a `tedloc pretrain` run")
+    encoder_weights: str | None = option(None, "or from a local weight file")
+    pretrained: bool = option(False, "or timm's weights (network or cache)")
+    input_size: int = option(64, "side of the square input view in pixels")
+    resize_size: int | None = option(None, "train resize before the random crop (default 256/224 of the input size)")
+    n_blocks: int = option(4, "f_c reads the class tokens of the last N blocks")
+    heads: tuple[int, ...] = option((0, 1, 2, 3), "attention heads of the map set, besides their mean (none: the "
+                                                  "mean only)", nargs="*")
+    top_k: int = option(5, "K: each step picks one of an image's K best proposals")
+    # the seeds' settings: DiPSSamplerConfig's, flat for the command line
+    fg_count: int = option(DiPSSamplerConfig.fg_count, "n+: FG pixel seeds per image per step")
+    bg_count: int = option(DiPSSamplerConfig.bg_count, "n-: BG pixel seeds per image per step")
+    fg_pool: float = option(DiPSSamplerConfig.fg_pool, "FG seeds come from this top share of the chosen box's pixels")
+    bg_pool: float = option(DiPSSamplerConfig.bg_pool, "BG seeds come from this bottom share of the pixels outside "
+                                                       "every box")
+    background: str = option(DiPSSamplerConfig.background, "BG pool outside every box (the thesis) or the whole map "
+                                                           "(DiPS's code)", choices=("outside", "anywhere"))
+    dilation: int = option(DiPSSamplerConfig.dilation, "seeds are dilated by this odd square")
+    lambda_seed: float = option(1.0, "weight of the partial cross-entropy")
+    lambda_crf: float = option(2e-9, "weight of the dense CRF loss (0 switches it off; the thesis: 2e-9 at 224x224)")
+    sigma_rgb: float = option(15.0, "the CRF loss's colour bandwidth (0-255 units)")
+    sigma_xy: float = option(100.0, "the CRF loss's spatial bandwidth in pixels")
+    crf_scale: float = option(1.0, "compute the CRF loss on a grid this much smaller")
+    crf_method: str = option("exact", "every pixel pair, or random Fourier features", choices=("exact", "rff"))
+    classifier_epochs: int = option(10, "epochs of f_c (stage 1, RUN/classifier)")
+    classifier_lr: float = option(0.01, "learning rate of f_c")
+    # stage 1's LR x0.1 every N epochs (its own: the sweep searches the decoder's)
+    classifier_lr_step: int = option(4, "the class-token classifier stage's LR step (x0.1 every N epochs)")
+    classifier_dir: str | None = option(None, "folder of stage 1 (default RUN/classifier); runs with the same ViT and "
+                                              "f_c settings may share one")
     batch_size: int = 32
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = True
+    nesterov: bool = option(True, "Nesterov momentum")
     weight_decay: float = 0.0
-    lr_step: int = 3
-    lr_gamma: float = 0.1
-    selection: str = "loc"
-    interval: float = 0.01
-    seed: int = 0
-    workers: int = 0
+    lr_step: int = option(3, "decay the LR every N epochs (both stages)")
+    selection: str = option("loc", "the decoder of best val MaxBoxAcc against the GT boxes (loc) or against val "
+                                   "pseudo-boxes (pseudo:FILE: no GT box used), or the last",
+                            metavar="{loc,pseudo:FILE,last}")
 
     def __post_init__(self):
         self.heads = tuple(int(h) for h in self.heads)
@@ -121,11 +125,6 @@ class DiPSTrainConfig:
                                      self.dilation)
         except ValueError as e:
             raise TedlocError(str(e)) from None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DiPSTrainConfig":
-        """The config of a dict (e.g. read from JSON): unknown keys are ignored, lists become tuples."""
-        return config_from_dict(cls, d)
 
 
 def build_dips(config: DiPSTrainConfig, num_classes: int) -> DiPSNet:
@@ -193,12 +192,12 @@ class ClassifierStage:
         n = len(batch["label"])
         return {"loss": LossTerm(loss, n), "top1": LossTerm(100.0 * correct.float(), n, 0.0)}
 
-    def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+    def validate(self, runtime: Runtime) -> dict:
         """Top-1 / top-5 on the val split."""
         from tedloc.methods.cam.train import evaluate_classifier
 
         c = self.config
-        return evaluate_classifier(_ClassTokenModel(self.net), self.val_set, c.batch_size, c.workers, runtime, dist)
+        return evaluate_classifier(_ClassTokenModel(self.net), self.val_set, c.batch_size, c.workers, runtime=runtime)
 
     def row(self, train: dict[str, float], val: dict) -> dict:
         """The epoch's ``metrics.csv`` columns."""
@@ -275,7 +274,7 @@ class DecoderStage:
         terms["no_fg_seeds"] = LossTerm(empty.float(), None, 0.0)
         return terms
 
-    def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+    def validate(self, runtime: Runtime) -> dict:
         """Classification (f_c) and localization (GT boxes, or the pseudo-boxes of ``selection pseudo:FILE``) on
         the val split; nothing with ``selection last`` on a split without boxes."""
         from tedloc.eval.localizer_eval import evaluate_localizer
@@ -283,8 +282,8 @@ class DecoderStage:
         if not self.val_split.has_boxes:
             return {}
         c = self.config
-        return evaluate_localizer(self.localizer, self.val_split, batch_size=c.batch_size, interval=c.interval,
-                                  dist=dist)
+        return evaluate_localizer(self.localizer, self.val_split, validation_protocol(c), batch_size=c.batch_size,
+                                  dist=runtime.dist)
 
     def row(self, train: dict[str, float], val: dict) -> dict:
         """The epoch's ``metrics.csv`` columns."""
@@ -298,8 +297,8 @@ class DecoderStage:
 
 
 def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str | os.PathLike,
-               config: DiPSTrainConfig = DiPSTrainConfig(), resume: bool = True,
-               runtime: Runtime | None = None) -> list[dict]:
+               config: DiPSTrainConfig = DiPSTrainConfig(), resume: bool = True, *,
+               runtime: Runtime) -> list[dict]:
     """Train (or resume) a DiPS run from the proposal cache of the train split; returns the decoder stage's
     per-epoch metrics (the classifier stage's are in ``RUN/classifier/metrics.csv``)."""
     run = RunFolder(out)
@@ -314,12 +313,12 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
         raise TedlocError(f"{proposals}: the proposal cache is incomplete; finish it with `tedloc proposals`")
     source = encoder_source(config.encoder_run, config.encoder_weights, config.pretrained)
     check_proposals(cache, config.encoder, source, config.heads, config.top_k)
-    dist, runtime = Distributed.from_env(runtime or Runtime())
+    dist = runtime.dist
     torch.manual_seed(config.seed)
     net = build_dips(config, dataset.num_classes).to(runtime.device)  # bad settings fail before the folder is claimed
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()),
                 "proposals": str(Path(proposals).resolve()), "class_names": dataset.class_names, "kind": RUN_KIND}
-    run.start(resolved, runtime, dist)
+    run.start(resolved, runtime)
     dist.on_main(lambda: run.confirm("preprocessing", net.preprocessing.to_dict()))
     train_set = net.preprocessing.dataset(train_split, train=True, seed=config.seed)
     val_set = net.preprocessing.dataset(val_split)
@@ -327,11 +326,11 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     stage1 = RunFolder(config.classifier_dir or run.path / "classifier")
     stage1_config = {k: v for k, v in asdict(config).items() if k in CLASSIFIER_FIELDS}
     stage1.start({"config": stage1_config, "data": resolved["data"], "class_names": dataset.class_names,
-                  "kind": "dips_classifier"}, runtime, dist)
+                  "kind": "dips_classifier"}, runtime)
     schedule1 = replace(Schedule.of(config), epochs=config.classifier_epochs, lr=config.classifier_lr,
                         lr_step=config.classifier_lr_step, lr_gamma=0.1)
     # a shared stage-1 folder is never trained again (other runs use its classifier): it always resumes
-    history1 = Trainer(schedule1, runtime, dist).fit(ClassifierStage(net, train_set, val_set, config), stage1,
+    history1 = Trainer(schedule1, runtime).fit(ClassifierStage(net, train_set, val_set, config), stage1,
                                                       resume=resume or bool(config.classifier_dir),
                                                       meta={"config": stage1_config})
     best1 = best_epoch(history1, "val_top1")
@@ -341,18 +340,15 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
 
     localizer = DiPSLocalizer(net, dataset.class_names, runtime=runtime)
     task = DecoderStage(net, train_set, cache, localizer, val_split, config)
-    history = Trainer(Schedule.of(config), runtime, dist).fit(task, run, resume=resume,
+    history = Trainer(Schedule.of(config), runtime).fit(task, run, resume=resume,
                                                               meta={"config": asdict(config)})
     if dist.is_main:
         best = best_epoch(history, SELECTION_KEYS[criterion])
         net.decoder.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
-        final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
-                 "selected_epoch": best + 1, "selection": config.selection,
-                 "threshold_source": threshold_source(config.selection, SELECTIONS,
-                                                      history[best].get("val_threshold")),
-                 "threshold": history[best].get("val_threshold"), "history": history,
-                 "classifier_epoch": best1 + 1, "classifier_history": history1,
-                 "proposals": {"path": resolved["proposals"], "settings": cache.settings, "k": cache.k},
-                 "preprocessing": net.preprocessing.to_dict()}
-        save_checkpoint(run.model_stem, net, final)
+        threshold = history[best].get("val_threshold")
+        run.save_model(net, RunRecord(
+            RUN_KIND, asdict(config), dataset.class_names, net.preprocessing, threshold,
+            threshold_source(config.selection, SELECTIONS, threshold), config.selection, best + 1, history,
+            extra={"classifier_epoch": best1 + 1, "classifier_history": history1,
+                   "proposals": {"path": resolved["proposals"], "settings": cache.settings, "k": cache.k}}))
     return history

@@ -1,21 +1,18 @@
 """TeD-Loc as a localizer: class = argmax <h, t_k>, map = g's foreground probability (or <z_p, t_c>).
-Runs of kind ``tedloc`` hold the whole model (encoder, decoder, g, anchors) in ``model.safetensors``."""
+Runs of kind ``tedloc`` hold the whole model (encoder, decoder, g, anchors) in ``model.safetensors``; an
+epoch checkpoint holds the head."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
 from tedloc.data.preprocessing import Preprocessing
-from tedloc.engine.checkpoint import load_checkpoint
-from tedloc.engine.run_folder import RunFolder
-from tedloc.errors import OptionError
-from tedloc.methods.base import NetworkLocalizer, recorded_preprocessing
+from tedloc.errors import OptionError, TedlocError
+from tedloc.methods.base import NetworkLocalizer
 from tedloc.models.localizer import PRED_SUFFIX
 from tedloc.models.tedloc import TeDLoc
 from tedloc.utils.device import Runtime
 
-__all__ = ["TeDLocLocalizer", "load_tedloc_run"]
+__all__ = ["TeDLocLocalizer", "build_tedloc_network"]
 
 
 class TeDLocLocalizer(NetworkLocalizer):
@@ -26,10 +23,10 @@ class TeDLocLocalizer(NetworkLocalizer):
     class_map_kinds = ("class",)
 
     def __init__(self, model: TeDLoc, class_names: list[str], map_kind: str = "g",
-                 preprocessing: Preprocessing | None = None, runtime: Runtime = Runtime()):
+                 preprocessing: Preprocessing | None = None, *, runtime: Runtime):
         if map_kind not in self.map_kinds:
             raise OptionError("map_kind must be 'g' or 'class'")
-        super().__init__(model, class_names, preprocessing, runtime)
+        super().__init__(model, class_names, preprocessing, runtime=runtime)
         self.map_kind = map_kind
 
     @torch.no_grad()
@@ -55,19 +52,16 @@ class TeDLocLocalizer(NetworkLocalizer):
             return scores, {kind: maps[kind]().float() for kind in kinds}
 
 
-def load_tedloc_run(run: RunFolder, meta: dict, checkpoint: Path | None = None,
-                    runtime: Runtime = Runtime()) -> TeDLocLocalizer:
-    """A TeD-Loc run's model (or one epoch's head on its frozen encoder and anchors) as a localizer."""
+def build_tedloc_network(config, num_classes: int, weights: dict[str, torch.Tensor]) -> TeDLoc:
+    """The network of a TeD-Loc run's config, random weights: E (its weights come from the run), the head, and
+    the anchors buffer of the shape the run's ``weights`` hold."""
     from tedloc.models.encoders import create_encoder
 
-    state, _, _ = load_checkpoint(run.model_stem)
-    config = meta["config"]
-    encoder = create_encoder(config["encoder"], img_size=config["input_size"])  # weights come from the run
-    # E trained by a `tedloc pretrain` run: its record is the truth; timm's or a file's weights: timm's config
-    preprocessing = recorded_preprocessing(run, meta, None if config.get("encoder_run") else encoder.preprocessing)
-    model = TeDLoc(encoder, state["anchors"], tuple(config["decoder_channels"]), config.get("logit", "dot"),
-                   config.get("logit_scale", 1.0), preprocessing)
-    model.load_state_dict(state)
-    if checkpoint is not None:  # epoch checkpoints hold the head only (E and the anchors are frozen)
-        model.head.load_state_dict(load_checkpoint(checkpoint)[0])
-    return TeDLocLocalizer(model, meta["class_names"], "g", preprocessing, runtime)
+    if "anchors" not in weights:
+        raise TedlocError("a TeD-Loc model without its anchors (no tensor 'anchors' in the weights)")
+    if weights["anchors"].shape[0] != num_classes:
+        raise TedlocError(f"the weights hold {weights['anchors'].shape[0]} anchors for {num_classes} classes")
+    encoder = create_encoder(config.encoder, img_size=config.input_size)
+    return TeDLoc(encoder, torch.zeros_like(weights["anchors"]), tuple(config.decoder_channels), config.logit,
+                  config.logit_scale)
+

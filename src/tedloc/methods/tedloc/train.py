@@ -21,17 +21,18 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from tedloc.cams.cache import MapCache
 from tedloc.data import load_dataset
-from tedloc.engine import Distributed, LossTerm, RunFolder, Schedule, Trainer
-from tedloc.engine.checkpoint import load_checkpoint, save_checkpoint
+from tedloc.engine import LossTerm, RunFolder, Schedule, Trainer
+from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
+from tedloc.engine.run_record import RunRecord
 from tedloc.errors import TedlocError
-from tedloc.methods.base import (SELECTION_KEYS, best_epoch, config_from_dict, load_encoder, prepare_selection,
-                                 threshold_source)
+from tedloc.methods.base import (SELECTION_KEYS, TrainConfig, best_epoch, load_encoder, option, prepare_selection,
+                                 threshold_source, validation_protocol)
 from tedloc.methods.tedloc.localizer import TeDLocLocalizer
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
-from tedloc.pseudo import PseudoLabelSampler, SamplerConfig, maps_on_grid
+from tedloc.pseudolabels import PseudoLabelSampler, SamplerConfig, maps_on_grid
+from tedloc.pseudolabels.map_cache import MapCache
 from tedloc.text import TextAnchors
 from tedloc.utils.device import Runtime
 from tedloc.utils.keyed_random import sample_keys
@@ -45,40 +46,31 @@ PSEUDO_LABEL_STREAM = 0x7073  # the pseudo-label draws' stream of keyed random n
 
 
 @dataclass
-class TeDLocTrainConfig:
-    """Hyper-parameters of ``tedloc train``."""
+class TeDLocTrainConfig(TrainConfig):
+    """Hyper-parameters of ``tedloc train`` (the shared ones: :class:`~tedloc.methods.base.TrainConfig`)."""
 
-    encoder: str = "tedloc_resnet_tiny"
-    encoder_run: str | None = None  # a `tedloc pretrain` run whose backbone becomes E
-    encoder_weights: str | None = None  # or a local weight file
-    pretrained: bool = False  # or timm's weights (network / cache)
-    input_size: int = 64
-    resize_size: int | None = None
-    decoder_channels: tuple[int, ...] = (128, 64)
-    logit: str = "dot"
-    logit_scale: float = 1.0
-    lambdas: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    k: int = 10
-    fg_pool: float = 0.2
-    bg_pool: float = 0.2
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_step: int = 4
-    lr_gamma: float = 0.1
-    feature_cache: str | None = None  # folder of E's features per view (built on first use, then reused)
-    cache_views: int = 2  # fixed training views per image in the feature cache
-    selection: str = "loc"
-    interval: float = 0.01
-    seed: int = 0
-    workers: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TeDLocTrainConfig":
-        """The config of a dict (e.g. read from JSON): unknown keys are ignored, lists become tuples."""
-        return config_from_dict(cls, d)
+    encoder: str = option("tedloc_resnet_tiny", "timm name of the frozen encoder E")
+    encoder_run: str | None = option(None, "take E's weights from a `tedloc pretrain` run")
+    encoder_weights: str | None = option(None, "or from a local weight file")
+    pretrained: bool = option(False, "or timm's weights (network or cache)")
+    input_size: int = option(64, "side of the square input view in pixels")
+    resize_size: int | None = option(None, "train resize before the random crop (default 256/224 of the input size)")
+    decoder_channels: tuple[int, ...] = option((128, 64), "channels of each x2 upsampling stage of the decoder")
+    logit: str = option("dot", "class logits: dot product with the anchors, or cosine (times logit-scale)",
+                        choices=("dot", "cosine"))
+    logit_scale: float = option(1.0, "factor of the cosine logits")
+    lambdas: tuple[float, float, float] = option((1.0, 1.0, 1.0), "loss weights; 0 switches a term off",
+                                                 metavar=("KD", "PCL", "ICL"))
+    k: int = option(10, "FG and BG pseudo-labels per image per step")
+    fg_pool: float = option(0.2, "FG pseudo-labels: drawn from this top share of the CAM region's locations")
+    bg_pool: float = option(0.2, "BG pseudo-labels: drawn from this bottom share of the locations outside it")
+    feature_cache: str | None = option(None, "folder for E's features of fixed training views: computed once, then "
+                                             "every epoch trains the decoder only (shared by runs of the same encoder)")
+    cache_views: int = option(2, "training views per image in the cache")
+    selection: str = option("loc", "model selection and the stored threshold: best val MaxBoxAcc against the GT "
+                                   "boxes (loc) or against val pseudo-boxes (pseudo:FILE, a `tedloc pseudo-boxes` "
+                                   "file: no GT box used), best val CL (cls), or the last epoch",
+                            metavar="{loc,pseudo:FILE,cls,last}")
 
 
 def build_tedloc(config: TeDLocTrainConfig, anchors: TextAnchors) -> TeDLoc:
@@ -138,13 +130,13 @@ class TeDLocTask:
         terms["no_pseudo_labels"] = LossTerm(torch.tensor(float(pseudo.empty)), None, 0.0)
         return terms
 
-    def validate(self, runtime: Runtime, dist: Distributed) -> dict:
+    def validate(self, runtime: Runtime) -> dict:
         """Classification and localization (GT boxes) on the val split."""
         from tedloc.eval.localizer_eval import evaluate_localizer
 
         c = self.config
-        return evaluate_localizer(self.localizer, self.val_split, batch_size=c.batch_size, interval=c.interval,
-                                  dist=dist)
+        return evaluate_localizer(self.localizer, self.val_split, validation_protocol(c), batch_size=c.batch_size,
+                                  dist=runtime.dist)
 
     def row(self, train: dict[str, float], val: dict) -> dict:
         """The epoch's ``metrics.csv`` columns."""
@@ -157,8 +149,8 @@ class TeDLocTask:
 
 
 def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: str | os.PathLike,
-                 cams: str | os.PathLike, config: TeDLocTrainConfig = TeDLocTrainConfig(), resume: bool = True,
-                 runtime: Runtime | None = None) -> list[dict]:
+                 cams: str | os.PathLike, config: TeDLocTrainConfig = TeDLocTrainConfig(), resume: bool = True, *,
+                 runtime: Runtime) -> list[dict]:
     """Train (or resume) a TeD-Loc run; returns the per-epoch metrics.
 
     ``runtime``: device and precision (default: the CPU in fp32). Under ``torchrun`` every process
@@ -174,33 +166,32 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     cache = MapCache(cams, train_split.image_ids)
     if not cache.complete:
         raise TedlocError(f"{cams}: the map cache is incomplete; finish it with `tedloc cams`")
-    dist, runtime = Distributed.from_env(runtime or Runtime())
+    dist = runtime.dist
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()),
                 "anchors": str(Path(anchors_path).resolve()),
                 "cams": str(Path(cams).resolve()), "class_names": dataset.class_names, "kind": RUN_KIND}
-    run.start(resolved, runtime, dist)
+    run.start(resolved, runtime)
     torch.manual_seed(config.seed)
     model = build_tedloc(config, anchors).to(runtime.device)
     dist.on_main(lambda: run.confirm("preprocessing", model.preprocessing.to_dict()))
     if config.feature_cache:
         features = build_feature_cache(model.encoder, train_split, model.preprocessing, config.feature_cache,
                                        config.cache_views, config.seed, config.batch_size, config.workers,
-                                       runtime=runtime, dist=dist)
+                                       runtime=runtime)
         train_set = CachedFeatureDataset(features, train_split.labels, seed=config.seed)
     else:
         train_set = model.preprocessing.dataset(train_split, train=True, seed=config.seed)
     localizer = TeDLocLocalizer(model, dataset.class_names, runtime=runtime)
     task = TeDLocTask(model, train_set, cache, localizer, val_split, config)
-    trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime, dist,
+    trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime,
                       find_unused_parameters=not all(config.lambdas))
     history = trainer.fit(task, run, resume=resume, meta={"config": asdict(config)})
     if dist.is_main:
         best = best_epoch(history, SELECTION_KEYS[criterion])
         model.head.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
-        final = {"kind": RUN_KIND, "config": asdict(config), "class_names": dataset.class_names,
-                 "selected_epoch": best + 1, "selection": config.selection,
-                 "threshold_source": threshold_source(config.selection, SELECTIONS, history[best]["val_threshold"]),
-                 "threshold": history[best]["val_threshold"], "anchors": anchors.metadata(), "history": history,
-                 "preprocessing": model.preprocessing.to_dict()}
-        save_checkpoint(run.model_stem, model, final)
+        threshold = history[best]["val_threshold"]
+        run.save_model(model, RunRecord(
+            RUN_KIND, asdict(config), dataset.class_names, model.preprocessing, threshold,
+            threshold_source(config.selection, SELECTIONS, threshold), config.selection, best + 1, history,
+            extra={"anchors": anchors.metadata()}))
     return history

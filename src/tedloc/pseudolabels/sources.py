@@ -1,8 +1,9 @@
 """Sources of pseudo-label maps by name (``tedloc cams --source NAME``): a registry of :class:`MapSource`.
 
 A source turns a batch of preprocessed images (and their classes, or None for the predicted ones)
-into maps ``(B, h, w)`` with a model of the capability it needs. New sources (CLIP-ES, DiPS
-proposals, ...) register here; ``tedloc cams`` offers whatever is registered.
+into maps ``(B, h, w)`` with a model of the capability it needs. Every built-in source (the CAM,
+Grad-CAM and the training-free CLIP localizers) is registered in this module, so importing it is
+enough; ``tedloc cams`` offers whatever is registered.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 
 from tedloc.errors import TedlocError
 from tedloc.models.localizer import ClassConditionalMaps, ClassifierNetwork
+from tedloc.pseudolabels.clip_localizers import TRAINING_FREE, ClipLocalizer
 from tedloc.utils.registry import Registry
 
 __all__ = ["MapSource", "MAP_SOURCES", "register_map_source", "map_source"]
@@ -57,7 +59,7 @@ def map_source(name: str) -> MapSource:
 
 
 def _gradcam(model: ClassifierNetwork, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
-    from tedloc.cams.gradcam import grad_cams
+    from tedloc.pseudolabels.gradcam import grad_cams
 
     images = images.to(model.device)
     if classes is None:
@@ -66,9 +68,21 @@ def _gradcam(model: ClassifierNetwork, images: torch.Tensor, classes: torch.Tens
     return grad_cams(model.model, images, classes)
 
 
+def _training_free_maps(name: str) -> Callable[[ClipLocalizer, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    def maps(model: ClipLocalizer, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        if model.map_kind != name:
+            raise TedlocError(f"a {model.map_kind!r} localizer cannot make {name!r} maps")
+        return model.cams(images, classes)
+
+    return maps
+
+
 register_map_source(MapSource(
     "cam", "CAM of the classifier (stored at its feature resolution)", ClassConditionalMaps,
     lambda model, images, classes: model.cams(images, classes)))
 register_map_source(MapSource(
     "gradcam", "Grad-CAM (grad-cam package) on the classifier's last feature layer (stored at input/4)",
     ClassifierNetwork, _gradcam, lambda model: max(1, model.preprocessing.input_size // 4)))
+for _name in TRAINING_FREE.names():
+    register_map_source(MapSource(_name, f"{TRAINING_FREE.get(_name).description} (needs --clip, no run)",
+                                  ClipLocalizer, _training_free_maps(_name)))

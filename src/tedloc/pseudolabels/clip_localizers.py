@@ -6,12 +6,11 @@ from typing import Callable
 
 import torch
 
-from tedloc.cams.clip_dense import LAST_BLOCKS, dense_class_maps
-from tedloc.cams.clip_es import ClipES, ClipESConfig
-from tedloc.cams.sources import MapSource, register_map_source
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import TedlocError
 from tedloc.models.clip_vit import ClipSpec, ClipTower, load_clip
+from tedloc.pseudolabels.clip_dense import LAST_BLOCKS, dense_class_maps
+from tedloc.pseudolabels.clip_es import ClipES, ClipESConfig
 from tedloc.text.anchors import TEMPLATES
 from tedloc.utils.device import Runtime
 from tedloc.utils.registry import Registry
@@ -47,7 +46,7 @@ class ClipLocalizer:
     pos_mode = "bicubic"  # the interpolation of position embeddings at other input sizes
 
     def __init__(self, tower: ClipTower, class_names: list[str], preprocessing: Preprocessing,
-                 templates: str = "imagenet80", runtime: Runtime = Runtime()):
+                 templates: str = "imagenet80", *, runtime: Runtime):
         self.tower = tower
         self.class_names = list(class_names)
         self.preprocessing = preprocessing
@@ -113,16 +112,16 @@ class ClipLocalizer:
 
 
 class ClipESLocalizer(ClipLocalizer):
-    """CLIP-ES (:class:`~tedloc.cams.clip_es.ClipES`) of the true class (``cams``) or of the class CLIP predicts
+    """CLIP-ES (:class:`~tedloc.pseudolabels.clip_es.ClipES`) of the true class (``cams``) or of the class CLIP predicts
     (``predict``: "CLIP-ES (Pred)")."""
 
     map_kind = "clip-es"
     pos_mode = "bilinear"  # CLIP-ES's
 
     def __init__(self, tower: ClipTower, class_names: list[str], preprocessing: Preprocessing,
-                 templates: str = "imagenet80", runtime: Runtime = Runtime(), config: ClipESConfig = ClipESConfig()):
+                 templates: str = "imagenet80", *, runtime: Runtime, config: ClipESConfig = ClipESConfig()):
         self.clip_es = ClipES(tower, class_names, config)
-        super().__init__(tower, class_names, preprocessing, templates, runtime)
+        super().__init__(tower, class_names, preprocessing, templates, runtime=runtime)
 
     def to(self, runtime: Runtime) -> "ClipESLocalizer":
         """Run on ``runtime``'s device and precision."""
@@ -149,13 +148,14 @@ class ClipESLocalizer(ClipLocalizer):
 
 
 class DenseClipLocalizer(ClipLocalizer):
-    """The cosine maps of a dense CLIP variant (``clip``, ``sclip``, ``naclip``: :mod:`tedloc.cams.clip_dense`)."""
+    """The cosine maps of a dense CLIP variant (``clip``, ``sclip``, ``naclip``:
+    :mod:`tedloc.pseudolabels.clip_dense`)."""
 
     def __init__(self, tower: ClipTower, class_names: list[str], preprocessing: Preprocessing,
-                 templates: str = "imagenet80", runtime: Runtime = Runtime(), variant: str = "clip"):
+                 templates: str = "imagenet80", *, runtime: Runtime, variant: str = "clip"):
         LAST_BLOCKS.get(variant)
         self.map_kind = variant
-        super().__init__(tower, class_names, preprocessing, templates, runtime)
+        super().__init__(tower, class_names, preprocessing, templates, runtime=runtime)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, classes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,27 +187,20 @@ TRAINING_FREE: Registry[TrainingFree] = Registry("training-free localizer")
 def _register(entry: TrainingFree) -> None:
     TRAINING_FREE.register(entry.name)(entry)
 
-    def maps(model: ClipLocalizer, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
-        if model.map_kind != entry.name:
-            raise TedlocError(f"a {model.map_kind!r} localizer cannot make {entry.name!r} maps")
-        return model.cams(images, classes)
-
-    register_map_source(MapSource(entry.name, f"{entry.description} (needs --clip, no run)", ClipLocalizer, maps))
-
 
 _register(TrainingFree("clip-es", "CLIP-ES: softmax-Grad-CAM with background prompts + CAA (Lin et al. 2023)",
                        lambda tower, names, pre, templates, runtime, **options: ClipESLocalizer(
-                           tower, names, pre, templates, runtime, ClipESConfig(**options))))
+                           tower, names, pre, templates, runtime=runtime, config=ClipESConfig(**options))))
 for _name, _text in (("clip", "vanilla CLIP: patch-token / class-prompt cosine"),
                      ("sclip", "SCLIP: correlative self-attention in the last block (Wang et al. 2024)"),
                      ("naclip", "NACLIP: neighbourhood attention, no residual/FFN in the last block "
                                 "(Hajimiri et al. 2025)")):
     _register(TrainingFree(_name, _text, lambda tower, names, pre, templates, runtime, _v=_name, **options:
-                           DenseClipLocalizer(tower, names, pre, templates, runtime, variant=_v, **options)))
+                           DenseClipLocalizer(tower, names, pre, templates, runtime=runtime, variant=_v, **options)))
 
 
 def create_training_free(name: str, class_names: list[str], clip: ClipSpec = ClipSpec(), input_size: int | None = None,
-                         templates: str = "imagenet80", runtime: Runtime = Runtime(), **options) -> ClipLocalizer:
+                         templates: str = "imagenet80", *, runtime: Runtime, **options) -> ClipLocalizer:
     """The training-free localizer ``name`` of :data:`TRAINING_FREE` for ``class_names``, on ``clip``'s weights at
     ``input_size`` (default: the model's; rounded up to a multiple of the patch), on ``runtime``."""
     entry = TRAINING_FREE.get(name)

@@ -16,14 +16,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from tedloc.cams.classifier_tools import ClassifierTools
 from tedloc.data.dataset import Split
 from tedloc.data.images import load_image
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.eval.boxes import box_iou
 from tedloc.models.vit_attention import cls_attention_maps
-from tedloc.pseudo.proposal_cache import ProposalCache, top_k
-from tedloc.pseudo.proposals import Proposal, attention_map_set, image_proposals
+from tedloc.pseudolabels.classifier_tools import ClassifierTools
+from tedloc.pseudolabels.proposal_cache import ProposalCache, top_k
+from tedloc.pseudolabels.proposals import Proposal, attention_map_set, image_proposals
 from tedloc.utils.progress import progress
 
 __all__ = ["compute_proposal_cache", "proposal_quality"]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tedloc.pseudo.sampling import otsu_levels
+from tedloc.pseudolabels.sampling import otsu_levels
 
 __all__ = ["Proposal", "attention_map_set", "otsu_cut_u8", "map_regions", "keep_large", "map_proposals",
            "image_proposals"]

@@ -31,9 +31,13 @@ import numpy as np
 from tedloc.data.images import load_image
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
+from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 
-__all__ = ["write_report", "gallery_indices", "gallery_pictures", "write_protocol_report"]
+__all__ = ["write_report", "gallery_indices", "gallery_pictures", "write_protocol_report", "HEADLINE_METRICS"]
+
+# the columns of the results tables
+HEADLINE_METRICS = ("CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "mIoU", "PxAP")
 
 _ERROR_KINDS = ("LPE", "LME", "MIns", "other")
 _IOU = (30, 50, 70)
@@ -276,8 +280,6 @@ def _page(title: str, body: list[str]) -> str:
 
 
 def _recipe_sections(folder: Path, gallery: int, pool: int, runtime) -> list[str]:
-    from tedloc.recipes.pipeline import HEADLINE_METRICS
-
     results = json.loads((folder / "results.json").read_text())
     body = ["<h2>Results (test split)</h2>", _table(results, HEADLINE_METRICS), _conventions(results)]
     body += ["<h2>Per-threshold curves</h2>"]
@@ -375,15 +377,12 @@ def write_protocol_report(results: dict, table: dict, out: str | os.PathLike) ->
 
 
 def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, gallery: int = 4, pool: int = 300,
-                 runtime=None) -> Path:
+                 *, runtime: Runtime) -> Path:
     """Write the HTML page of ``path``: a recipe folder (``results.json``), a run folder (``model.json``), an
     evaluation JSON (``tedloc evaluate --json``) or a protocol table (``--json``); default ``out``:
     ``report.html`` inside the folder (beside the JSON file). ``gallery`` images per group (best, worst,
     random) among ``pool`` test images."""
-    from tedloc.utils.device import Runtime
-
     path = Path(path)
-    runtime = runtime or Runtime()
     if gallery < 0 or pool < 1:
         raise TedlocError(f"--gallery must be >= 0 and --pool >= 1, got {gallery} and {pool}")
     if path.is_dir() and (path / "results.json").exists():
@@ -404,8 +403,6 @@ def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, 
         if not isinstance(metrics, dict) or "images" not in metrics:
             raise TedlocError(f"{path}: not an evaluation of `tedloc evaluate --json` nor a table of "
                               f"`tedloc protocol-table --json`")
-        from tedloc.recipes.pipeline import HEADLINE_METRICS
-
         title = f"tedloc evaluation: {path.stem}"
         body = ["<h2>Results</h2>", _table({path.stem: metrics}, HEADLINE_METRICS), _conventions({path.stem: metrics}),
                 "<h2>Per-threshold curves</h2>", _threshold_curves(path.stem, metrics),

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tedloc.errors import TedlocError
-from tedloc.pseudo.proposals import Proposal
+from tedloc.pseudolabels.proposals import Proposal
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.locks import folder_lock
 from tedloc.utils.row_files import DoneRows, RowCache, create_npy

@@ -1,4 +1,4 @@
-"""Compute the pseudo-label maps of a split once, into a :class:`~tedloc.cams.cache.MapCache`."""
+"""Compute the pseudo-label maps of a split once, into a :class:`~tedloc.pseudolabels.map_cache.MapCache`."""
 from __future__ import annotations
 
 import os
@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tedloc.cams.cache import MapCache
-from tedloc.cams.sources import map_source
 from tedloc.data.wsol_format import load_dataset
 from tedloc.errors import TedlocError
 from tedloc.models.localizer import LocalizationModel
+from tedloc.pseudolabels.map_cache import MapCache
+from tedloc.pseudolabels.sources import map_source
 from tedloc.utils.device import Runtime
 from tedloc.utils.maps import minmax_rows
 
@@ -28,27 +28,27 @@ def normalize_maps(maps: torch.Tensor) -> np.ndarray:
 
 def compute_map_cache(model: LocalizationModel, data: str | os.PathLike, split: str, out: str | os.PathLike,
                       classes: str = "true", method: str = "cam", size: int | None = None, batch_size: int = 64,
-                      workers: int = 0, runtime: Runtime | None = None, origin: str | os.PathLike = "",
+                      workers: int = 0, *, runtime: Runtime, origin: str | os.PathLike = "",
                       model_record: dict | None = None) -> MapCache:
     """Maps of every image of ``split`` (for the true class, or ``classes="pred"``) at the model's eval view.
 
-    ``method``: a registered map source (:mod:`tedloc.cams.sources`: ``cam``, stored at the feature
+    ``method``: a registered map source (:mod:`tedloc.pseudolabels.sources`: ``cam``, stored at the feature
     resolution unless ``size`` is given; ``gradcam``, stored at ``size``, default a quarter of the
-    input size; the training-free CLIP localizers of :mod:`tedloc.zeroshot`, at their patch grid).
-    ``model`` runs on ``runtime`` (default: the CPU in fp32; under ``torchrun`` pass the runtime of
-    :meth:`Distributed.from_env`, the processes share the images). ``origin``: what made the model
+    input size; the training-free CLIP localizers of :mod:`tedloc.pseudolabels.clip_localizers`, at their patch grid).
+    ``model`` runs on ``runtime`` (under ``torchrun`` the processes of
+    ``runtime.dist`` share the images). ``origin``: what made the model
     (a run folder), recorded in the cache; ``model_record``: what the model is when it is no run (a
     training-free localizer's ``record()``), recorded too. Re-running reuses a complete cache; an
     interrupted one resumes with the missing rows.
     """
-    from tedloc.engine.distributed import Distributed, fill_rows, step_chunks
+    from tedloc.engine.distributed import fill_rows, step_chunks
 
     if classes not in ("true", "pred"):
         raise TedlocError("classes must be 'true' or 'pred'")
     source_spec = map_source(method)
     where = str(origin) or (model_record or {}).get("localizer") or type(model).__name__
     source_spec.check(model, where)
-    dist, runtime = Distributed.from_env(runtime or Runtime())
+    dist = runtime.dist
     model.to(runtime)  # the maps are made (and their precision recorded) on this runtime
     dataset_dir = load_dataset(data, splits=[split])
     if dataset_dir.class_names != model.class_names:

@@ -1,0 +1,60 @@
+"""``--protocol PRESET`` and the options that change one of its settings (``--interval``, ``--map-class``, ...).
+
+The defaults are the preset's (:data:`tedloc.eval.conventions.EVAL_PROTOCOLS`), never written here; the
+help of each option is the record's field help.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+
+from tedloc.eval.conventions import EVAL_PROTOCOLS, EvalProtocol, eval_protocol
+
+__all__ = ["add_protocol_arguments", "protocol_from_args", "PROTOCOL_FIELDS"]
+
+PROTOCOL_FIELDS = tuple(f.name for f in dataclasses.fields(EvalProtocol))
+
+
+def _element(hint) -> type:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        return typing.get_args(hint)[0]
+    return hint
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser, preset: str = "standard",
+                           fields: tuple[str, ...] = PROTOCOL_FIELDS, dest_prefix: str = "") -> None:
+    """``--protocol`` (default ``preset``) and one option per setting in ``fields`` (``--interval``, ...); with
+    ``dest_prefix``, the options are ``--<prefix>-interval`` (a command whose own options have those names)."""
+    default = EVAL_PROTOCOLS.get(preset)
+    flag_prefix = f"--{dest_prefix.replace('_', '-')}-" if dest_prefix else "--"
+    parser.add_argument(f"{flag_prefix}protocol", dest=f"{dest_prefix}_protocol" if dest_prefix else "protocol",
+                        choices=EVAL_PROTOCOLS.names(), default=preset,
+                        help="the evaluation protocol (tedloc.eval.conventions): standard, the papers' (thresholds "
+                             "every 0.001, GT-known maps), or validation (every 0.01); the options below change "
+                             "one of its settings")
+    hints = typing.get_type_hints(EvalProtocol)
+    for f in dataclasses.fields(EvalProtocol):
+        if f.name not in fields:
+            continue
+        value = getattr(default, f.name)
+        shown = " ".join(map(str, value)) if isinstance(value, tuple) else ("none" if value is None else value)
+        extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+        if typing.get_origin(hints[f.name]) is tuple:
+            extra["nargs"] = "+"
+        parser.add_argument(flag_prefix + f.name.replace("_", "-"), dest=f"{dest_prefix}_{f.name}" if dest_prefix
+                            else f.name, type=_element(hints[f.name]), default=None,
+                            help=f"{f.metadata['help']} (default: the protocol's; {preset}: {shown})", **extra)
+
+
+def protocol_from_args(args: argparse.Namespace, dest_prefix: str = "") -> EvalProtocol:
+    """The record the parsed options chose: the preset with the settings given on the command line."""
+    key = (lambda name: f"{dest_prefix}_{name}") if dest_prefix else (lambda name: name)
+    changes = {name: getattr(args, key(name)) for name in PROTOCOL_FIELDS
+               if getattr(args, key(name), None) is not None}
+    if "iou_thresholds" in changes:
+        changes["iou_thresholds"] = tuple(changes["iou_thresholds"])
+    return eval_protocol(getattr(args, key("protocol")), **changes)
