@@ -141,3 +141,15 @@ def test_the_command_line_uses_the_public_packages_only():
                 assert parts[1] not in ("engine", "models"), (name, dep)
                 assert not (parts[1] == "pseudolabels" and len(parts) > 2), (name, dep)
             assert name == "tedloc.cli" or dep not in commands, (name, dep)  # the entry point loads them
+
+
+def test_every_built_in_map_source_exists_without_importing_anything_else():
+    """``compute_map_cache(method="clip")`` from the library: the CLIP sources are registered where the
+    registry is, not by a module that only the command line imports."""
+    import subprocess
+    import sys
+
+    code = ("from tedloc.pseudolabels import MAP_SOURCES; "
+            "print(' '.join(MAP_SOURCES.names()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["cam", "clip", "clip-es", "gradcam", "naclip", "sclip"]

@@ -317,3 +317,10 @@ def test_batchnorm_with_activation_keeps_its_activation_when_synchronised():
         torch.testing.assert_close(synced.train(mode)(x), expected)
     with pytest.raises(TedlocError, match="BatchNorm1d"):
         synchronize_batchnorm(nn.Sequential(nn.BatchNorm1d(3)), torch.device("cpu"))
+
+
+def test_a_runtime_made_by_hand_under_torchrun_is_refused(monkeypatch):
+    assert hash(CPU) == hash(Runtime(torch.device("cpu"), "fp32", CPU.dist))  # a runtime is a value
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(TedlocError, match=r"one of 2 \(torchrun\).*Runtime.create"):
+        Runtime(torch.device("cpu"), "fp32")

@@ -141,3 +141,20 @@ def test_library_value_errors_are_one_line(monkeypatch, capsys):
 
 def test_option_error_is_also_a_value_error():
     assert issubclass(OptionError, ValueError) and issubclass(OptionError, TedlocError)
+
+
+def test_evaluating_a_mistyped_run_makes_no_folder(synthetic_small, tmp_path, capsys):
+    typo = tmp_path / "runz"
+    assert main(["evaluate", "--run", str(typo), "--data", str(synthetic_small), "--save-threshold",
+                 "--device", "cpu"]) == 2
+    assert "no model.json" in capsys.readouterr().err and not typo.exists()
+
+
+def test_a_model_json_that_is_no_object_or_has_no_config(tmp_path):
+    from tedloc.engine import RunRecord
+    from tedloc.methods import load_model
+
+    (tmp_path / "model.json").write_text("[1, 2]")
+    with pytest.raises(TedlocError, match="model.json: expected a JSON object"):
+        load_model(tmp_path, runtime=CPU)
+    assert RunRecord.from_dict({"kind": "classifier", "class_names": ["a"], "config": None}).config == {}

@@ -17,7 +17,7 @@ from tedloc.methods import Method, NetworkLocalizer, TrainConfig, option, regist
 from tedloc.utils.device import Runtime
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ToyConfig(TrainConfig):
     input_size: int = option(32, "side of the square input view")
     epochs: int = 1

@@ -72,7 +72,8 @@ class RunRecord:
             raise TedlocError(f"{where}: no {' or '.join(missing)} (not a model.json of tedloc)")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         values = {k: d[k] for k in names if k in d}
-        values.setdefault("config", {})
+        if values.get("config") is None:  # a record without its config (older runs)
+            values["config"] = {}
         if values.get("preprocessing") is not None:
             values["preprocessing"] = Preprocessing.from_dict(values["preprocessing"], where=f"{where}: preprocessing")
         return cls(**values, extra={k: v for k, v in d.items() if k not in names})

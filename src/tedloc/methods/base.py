@@ -33,7 +33,7 @@ def option(default, help: str, **argparse_keywords):
     return field(default=default, metadata={"help": help, **argparse_keywords})
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     """The training options every method shares; a method's config subclasses it (a field declared again
     changes its default; its help is the base's unless it gives its own). Each field becomes ``--field-name``."""

@@ -173,7 +173,9 @@ def load_model(run: str | os.PathLike | RunFolder, epoch: int | None = None, *, 
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     where = str(run.metadata_path)
     meta = run.metadata()
-    method = method_for_kind(meta.get("kind") if isinstance(meta, dict) else None, where)
+    if not isinstance(meta, dict):
+        raise TedlocError(f"{where}: expected a JSON object")
+    method = method_for_kind(meta.get("kind"), where)
     record = RunRecord.from_dict(meta, where)
     checkpoint = None
     if epoch is not None:

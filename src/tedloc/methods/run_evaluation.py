@@ -27,7 +27,8 @@ def evaluate_run(run: str | os.PathLike, data: str | os.PathLike, split: str = "
     if store_threshold:
         if protocol.mode != "oracle":
             raise TedlocError("--save-threshold stores the best threshold of --mode oracle")
-        runtime.dist.on_main(lambda: check_writable(folder.metadata_path))  # before the work, not after it
+        if folder.path.is_dir():  # before the work, not after it (a missing run fails to load below, no folder made)
+            runtime.dist.on_main(lambda: check_writable(folder.metadata_path))
     dataset = load_dataset(data, splits=[split])
     part = dataset[split]
     if store_threshold and not part.has_boxes:

@@ -94,7 +94,7 @@ class Recipe:
     dips: TrainConfig | None = None  # get_method("dips").config
     dips_variants: tuple[str, ...] = ("dips",)
     proposal_min_size: float = 0.05
-    evaluation: str = "standard"  # the test evaluation's protocol (a preset of tedloc.eval.conventions)
+    evaluation: EvalProtocol | str = "standard"  # the test evaluation's protocol (a record, or a preset's name)
     eval_interval: float | None = None  # its threshold interval, if not the preset's
     map_sizes: dict = field(default_factory=dict)  # run kind -> side of the scored maps (default: its input size)
     gallery: int = 4  # report.html: test images per gallery group (best, worst, random) of each method

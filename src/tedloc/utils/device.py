@@ -18,6 +18,7 @@ says what is available.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +102,12 @@ class Runtime:
     precision: str
     dist: Distributed = field(default_factory=Distributed)
 
+    def __post_init__(self):
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world != self.dist.world_size:  # under torchrun a runtime made by hand would run the whole job alone
+            raise TedlocError(f"this process is one of {world} (torchrun) but its runtime is of {self.dist.world_size}: "
+                              f"make it with Runtime.create(), which joins the job")
+
     @classmethod
     def create(cls, device: str | torch.device | None = "auto", precision: str | None = "auto",
                timeout_s: float = 1800.0) -> "Runtime":
@@ -110,10 +117,6 @@ class Runtime:
         precision = resolve_precision(precision, resolved)
         dist, resolved = Distributed.from_env(resolved, timeout_s)
         return cls(resolved, precision, dist)
-
-    def with_precision(self, precision: str) -> "Runtime":
-        """The same device and job in another (checked) precision."""
-        return Runtime(self.device, resolve_precision(precision, self.device), self.dist)
 
     @property
     def dtype(self) -> torch.dtype:

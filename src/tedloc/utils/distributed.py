@@ -19,7 +19,7 @@ from tedloc.errors import TedlocError
 __all__ = ["Distributed"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Distributed:
     """The job's processes as this one sees them (a single process: rank 0 of 1)."""
 

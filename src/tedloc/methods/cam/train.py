@@ -46,7 +46,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SELECTIONS = ("last", "loc")  # and pseudo:FILE (methods.base.selection_criterion)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PretrainConfig(TrainConfig):
     """Hyper-parameters of ``tedloc pretrain`` (defaults: the Tiny ImageNet / synthetic recipe; the shared ones:
     :class:`~tedloc.methods.base.TrainConfig`)."""
@@ -168,7 +168,8 @@ def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig, runt
     if not val.has_boxes:
         return None
     localizer = CAMLocalizer(model, dataset.class_names, runtime=runtime)
-    return evaluate_localizer(localizer, val, validation_protocol(config), batch_size=config.batch_size, masks=False,
+    # thresholds every 0.01 (the validation preset) whatever the config's interval: the threshold this has always stored
+    return evaluate_localizer(localizer, val, "validation", batch_size=config.batch_size, masks=False,
                               dist=runtime.dist)["threshold"]
 
 

@@ -58,7 +58,7 @@ CLASSIFIER_FIELDS = ("encoder", "encoder_run", "encoder_weights", "pretrained", 
                      "seed")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DiPSTrainConfig(TrainConfig):
     """Hyper-parameters of ``tedloc train --method dips`` (docs/DIPS.md gives the thesis' values; the shared ones:
     :class:`~tedloc.methods.base.TrainConfig`)."""

@@ -45,7 +45,7 @@ SELECTIONS = ("loc", "cls", "last")  # and pseudo:FILE (methods.base.selection_c
 PSEUDO_LABEL_STREAM = 0x7073  # the pseudo-label draws' stream of keyed random numbers
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TeDLocTrainConfig(TrainConfig):
     """Hyper-parameters of ``tedloc train`` (the shared ones: :class:`~tedloc.methods.base.TrainConfig`)."""
 
