@@ -33,9 +33,10 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, preset: str = "stand
     flag_prefix = f"--{dest_prefix.replace('_', '-')}-" if dest_prefix else "--"
     parser.add_argument(f"{flag_prefix}protocol", dest=f"{dest_prefix}_protocol" if dest_prefix else "protocol",
                         choices=EVAL_PROTOCOLS.names(), default=preset,
-                        help="the evaluation protocol (tedloc.eval.conventions): standard, the papers' (thresholds "
-                             "every 0.001, GT-known maps), or validation (every 0.01); the options below change "
-                             "one of its settings")
+                        help="the evaluation protocol (tedloc.eval.conventions): " + "; ".join(
+                            f"{name}, thresholds every {EVAL_PROTOCOLS.get(name).interval}"
+                            for name in EVAL_PROTOCOLS.names()) + " (standard: the papers'); the options below "
+                        "change one of its settings")
     hints = typing.get_type_hints(EvalProtocol)
     for f in dataclasses.fields(EvalProtocol):
         if f.name not in fields:
