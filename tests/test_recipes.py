@@ -73,3 +73,17 @@ def test_pipeline_with_dips(synthetic_small, tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")}
     assert run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU) == results
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")} == stamps
+
+
+def test_a_recipe_refuses_a_job_of_several_processes(tmp_path, monkeypatch):
+    import torch
+
+    from tedloc.errors import TedlocError
+    from tedloc.utils.device import Runtime
+    from tedloc.utils.distributed import Distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    runtime = Runtime(torch.device("cpu"), "fp32", Distributed(0, 2, 0))  # what Runtime.create gives rank 0
+    with pytest.raises(TedlocError, match="the recipes run in one process"):
+        run_recipe(tmp_path / "data", tmp_path / "out", get_preset("demo"), runtime=runtime)
+    assert not (tmp_path / "out").exists()

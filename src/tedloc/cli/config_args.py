@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["add_config_arguments", "config_from_args", "field_options"]
+__all__ = ["add_config_arguments", "config_from_args", "field_options", "option_type"]
 
 
 def field_options(config_cls: type, name: str) -> dict:
@@ -26,7 +26,7 @@ def field_options(config_cls: type, name: str) -> dict:
     return {}
 
 
-def _option_type(hint: Any) -> tuple[Any, Any]:
+def option_type(hint: Any) -> tuple[Any, Any]:
     """(element type, nargs) of a field annotation."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -45,7 +45,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip
             continue
         flag = "--" + field.name.replace("_", "-")
         extra = field_options(config_cls, field.name)
-        element, nargs = _option_type(hints[field.name])
+        element, nargs = option_type(hints[field.name])
         nargs = extra.pop("nargs", nargs)
         if element is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, **extra)

@@ -7,22 +7,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
 import typing
 
+from tedloc.cli.config_args import option_type
 from tedloc.eval.conventions import EVAL_PROTOCOLS, EvalProtocol, eval_protocol
 
 __all__ = ["add_protocol_arguments", "protocol_from_args", "PROTOCOL_FIELDS"]
 
 PROTOCOL_FIELDS = tuple(f.name for f in dataclasses.fields(EvalProtocol))
-
-
-def _element(hint) -> type:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is tuple:
-        return typing.get_args(hint)[0]
-    return hint
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser, preset: str = "standard",
@@ -44,10 +36,9 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, preset: str = "stand
         value = getattr(default, f.name)
         shown = " ".join(map(str, value)) if isinstance(value, tuple) else ("none" if value is None else value)
         extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
-        if typing.get_origin(hints[f.name]) is tuple:
-            extra["nargs"] = "+"
+        element, nargs = option_type(hints[f.name])
         parser.add_argument(flag_prefix + f.name.replace("_", "-"), dest=f"{dest_prefix}_{f.name}" if dest_prefix
-                            else f.name, type=_element(hints[f.name]), default=None,
+                            else f.name, type=element, nargs=nargs, default=None,
                             help=f"{f.metadata['help']} (default: the protocol's; {preset}: {shown})", **extra)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tedloc.errors import OptionError
+from tedloc.eval.scoremaps import threshold_list
 from tedloc.utils.registry import Registry
 
 __all__ = ["EvalProtocol", "EVAL_PROTOCOLS", "eval_protocol", "THRESHOLD_MODES", "MAP_CLASSES"]
@@ -74,7 +75,7 @@ class EvalProtocol:
 
     def thresholds(self) -> np.ndarray:
         """The CAM thresholds of the curves: ``np.arange(0, 1, interval)`` (float64, 1.0 excluded)."""
-        return np.arange(0, 1, self.interval, dtype=np.float64)
+        return threshold_list(self.interval)
 
     def to_dict(self) -> dict:
         """The record as JSON values: the key of cached results and the metrics' conventions block."""

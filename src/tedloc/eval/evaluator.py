@@ -103,9 +103,7 @@ class WSOLEvaluator:
     ):
         self.protocol = protocol = eval_protocol(protocol, **changes)
         self.split = split
-        self.mode = protocol.mode
         self.backend = backend
-        self.interval = protocol.interval
         self.thresholds, self._cut_fn = _CUTS[protocol.mode](protocol)
         self.boxes = split.has_boxes if boxes is None else boxes
         self.masks = split.has_masks if masks is None else masks
@@ -116,6 +114,16 @@ class WSOLEvaluator:
         self.num_classes = num_classes
         self._seen: set[int] = set()
         self._cls = np.zeros(3, dtype=np.int64)  # images with class scores, top-1 correct, top-5 correct
+
+    @property
+    def mode(self) -> str:
+        """The threshold mode (the protocol's)."""
+        return self.protocol.mode
+
+    @property
+    def interval(self) -> float:
+        """The threshold interval (the protocol's)."""
+        return self.protocol.interval
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -13,6 +13,7 @@ from tedloc.data.dataset import Split
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.run_folder import RunFolder
+from tedloc.engine.run_record import RunRecord
 from tedloc.errors import TedlocError
 from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.models.encoders import FrozenEncoder, create_encoder
@@ -21,7 +22,7 @@ from tedloc.utils.device import Runtime
 __all__ = ["TrainConfig", "NetworkLocalizer", "option", "recorded_preprocessing", "load_encoder", "config_from_dict",
            "best_epoch", "selection_criterion", "selection_split", "threshold_source", "resolved_selection",
            "prepare_selection", "PSEUDO_SELECTION", "SELECTION_KEYS", "VALIDATION_INTERVAL", "validation_protocol",
-           "encoder_reference"]
+           "encoder_reference", "selected_model_record"]
 
 VALIDATION_INTERVAL = eval_protocol("validation").interval  # the training configs' default ``interval``
 PSEUDO_SELECTION = "pseudo:"  # selection "pseudo:FILE": best val MaxBoxAcc against FILE's val pseudo-boxes
@@ -130,6 +131,16 @@ def load_encoder(name: str, img_size: int, run: str | os.PathLike | None = None,
     if run:
         return _encoder_from_run(run, name, img_size)
     return create_encoder(name, pretrained=pretrained, weights=weights, img_size=img_size)
+
+
+def selected_model_record(kind: str, config, class_names: list[str], preprocessing: Preprocessing,
+                          choices: tuple[str, ...], history: list[dict], best: int, threshold: float | None,
+                          **extra) -> RunRecord:
+    """The record of the model a training run selected: epoch ``best`` (0-based) of ``history``, with its threshold
+    and what that was chosen on (the config's ``selection`` among ``choices``); ``extra``: the method's own entries."""
+    return RunRecord(kind, dataclasses.asdict(config), list(class_names), preprocessing, threshold,
+                     threshold_source(config.selection, choices, threshold), config.selection, best + 1, history,
+                     extra=extra)
 
 
 def validation_protocol(config) -> EvalProtocol:

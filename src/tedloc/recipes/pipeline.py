@@ -313,7 +313,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     from tedloc.methods.run_maps import compute_run_map_cache
 
     data, out = Path(data), Path(out)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if runtime.dist.enabled:
         raise TedlocError("the recipes run in one process (their steps write shared files); run the training "
                           "steps under torchrun one by one instead (docs/GPU.md)")
     for name in recipe.variants:

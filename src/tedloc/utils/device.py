@@ -18,7 +18,6 @@ says what is available.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +102,7 @@ class Runtime:
     dist: Distributed = field(default_factory=Distributed)
 
     def __post_init__(self):
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world = Distributed.env_world_size()
         if world != self.dist.world_size:  # under torchrun a runtime made by hand would run the whole job alone
             raise TedlocError(f"this process is one of {world} (torchrun) but its runtime is of {self.dist.world_size}: "
                               f"make it with Runtime.create(), which joins the job")

@@ -37,12 +37,17 @@ class Distributed:
         """Whether the job has more than one process."""
         return self.world_size > 1
 
+    @staticmethod
+    def env_world_size() -> int:
+        """The number of processes torchrun started for this job (``WORLD_SIZE``; 1 outside torchrun)."""
+        return int(os.environ.get("WORLD_SIZE", "1"))
+
     @classmethod
     def from_env(cls, device: torch.device, timeout_s: float = 1800.0) -> tuple["Distributed", torch.device]:
         """Join the job described by torchrun's variables (or run alone); returns the context and the
         device, which on CUDA becomes ``cuda:LOCAL_RANK``. Called once, by
         :meth:`tedloc.utils.device.Runtime.create`."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world = cls.env_world_size()
         if world <= 1:
             return cls(), device
         rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))

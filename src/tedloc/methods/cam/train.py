@@ -30,10 +30,9 @@ from tedloc.data import load_dataset
 from tedloc.engine import LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.distributed import shard_indices
-from tedloc.engine.run_record import RunRecord
 from tedloc.errors import TedlocError
 from tedloc.methods.base import (SELECTION_KEYS, TrainConfig, best_epoch, option, prepare_selection,
-                                 selection_criterion, threshold_source, validation_protocol)
+                                 selected_model_record, selection_criterion, validation_protocol)
 from tedloc.models.classifier import build_classifier
 from tedloc.utils.device import Runtime
 
@@ -208,8 +207,7 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     else:
         threshold = _val_threshold(model, dataset, config, runtime)
     if dist.is_main:
-        run.save_model(model, RunRecord(
-            RUN_KIND, asdict(config), dataset.class_names, model.preprocessing, threshold,
-            threshold_source(config.selection, SELECTIONS, threshold), config.selection, best + 1, history,
-            extra={"arch": config.arch, "num_classes": dataset.num_classes, "epoch": best}))
+        run.save_model(model, selected_model_record(
+            RUN_KIND, config, dataset.class_names, model.preprocessing, SELECTIONS, history, best, threshold,
+            arch=config.arch, num_classes=dataset.num_classes, epoch=best))
     return history

@@ -31,10 +31,9 @@ from tedloc.data import load_dataset
 from tedloc.data.transforms import View
 from tedloc.engine import LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint
-from tedloc.engine.run_record import RunRecord
 from tedloc.errors import TedlocError
 from tedloc.methods.base import (SELECTION_KEYS, TrainConfig, best_epoch, load_encoder, option, prepare_selection,
-                                 selection_criterion, threshold_source, validation_protocol)
+                                 selected_model_record, selection_criterion, validation_protocol)
 from tedloc.methods.dips.localizer import DiPSLocalizer
 from tedloc.methods.dips.proposals import check_proposals, encoder_source
 from tedloc.models.dense_crf_loss import FILTERS, dense_crf_loss
@@ -345,10 +344,8 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     if dist.is_main:
         best = best_epoch(history, SELECTION_KEYS[criterion])
         net.decoder.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
-        threshold = history[best].get("val_threshold")
-        run.save_model(net, RunRecord(
-            RUN_KIND, asdict(config), dataset.class_names, net.preprocessing, threshold,
-            threshold_source(config.selection, SELECTIONS, threshold), config.selection, best + 1, history,
-            extra={"classifier_epoch": best1 + 1, "classifier_history": history1,
-                   "proposals": {"path": resolved["proposals"], "settings": cache.settings, "k": cache.k}}))
+        run.save_model(net, selected_model_record(
+            RUN_KIND, config, dataset.class_names, net.preprocessing, SELECTIONS, history, best,
+            history[best].get("val_threshold"), classifier_epoch=best1 + 1, classifier_history=history1,
+            proposals={"path": resolved["proposals"], "settings": cache.settings, "k": cache.k}))
     return history

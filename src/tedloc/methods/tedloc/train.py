@@ -25,10 +25,9 @@ from tedloc.data import load_dataset
 from tedloc.engine import LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.engine.feature_cache import CachedFeatureDataset, build_feature_cache
-from tedloc.engine.run_record import RunRecord
 from tedloc.errors import TedlocError
 from tedloc.methods.base import (SELECTION_KEYS, TrainConfig, best_epoch, load_encoder, option, prepare_selection,
-                                 threshold_source, validation_protocol)
+                                 selected_model_record, validation_protocol)
 from tedloc.methods.tedloc.localizer import TeDLocLocalizer
 from tedloc.models.tedloc import TeDLoc, TeDLocLosses, tedloc_loss_terms
 from tedloc.pseudolabels import PseudoLabelSampler, SamplerConfig, maps_on_grid
@@ -189,9 +188,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     if dist.is_main:
         best = best_epoch(history, SELECTION_KEYS[criterion])
         model.head.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
-        threshold = history[best]["val_threshold"]
-        run.save_model(model, RunRecord(
-            RUN_KIND, asdict(config), dataset.class_names, model.preprocessing, threshold,
-            threshold_source(config.selection, SELECTIONS, threshold), config.selection, best + 1, history,
-            extra={"anchors": anchors.metadata()}))
+        run.save_model(model, selected_model_record(
+            RUN_KIND, config, dataset.class_names, model.preprocessing, SELECTIONS, history, best,
+            history[best]["val_threshold"], anchors=anchors.metadata()))
     return history
