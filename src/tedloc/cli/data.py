@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from tedloc.cli.commands import command
 from tedloc.cli.output import summarize
@@ -16,6 +17,7 @@ from tedloc.data import (
     make_synthetic,
 )
 from tedloc.data.wsol_import import WSOL_DATASETS
+from tedloc.data.youtube_objects import CONVERSION_REPORT, convert_ytov1, convert_ytov2
 
 
 def _tinyimagenet(args: argparse.Namespace) -> int:
@@ -38,6 +40,34 @@ def _synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synthetic_video(args: argparse.Namespace) -> int:
+    from tedloc.data.synthetic_video import SyntheticVideoConfig, make_synthetic_video
+
+    cfg = SyntheticVideoConfig(classes=args.classes, train_videos=args.train_videos, val_videos=args.val_videos,
+                               test_videos=args.test_videos, shots=args.shots, min_frames=args.min_frames,
+                               max_frames=args.max_frames, annotation=args.annotation, seed=args.seed)
+    out = make_synthetic_video(args.out, cfg, force=args.force)
+    print(f"wrote {out}\n{summarize(out)}")
+    return 0
+
+
+def _print_conversion(out: Path) -> None:
+    report = json.loads((Path(out) / CONVERSION_REPORT).read_text(encoding="utf-8"))
+    for line in report["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"wrote {out} (details in {Path(out) / CONVERSION_REPORT})\n{summarize(out)}")
+
+
+def _ytov1(args: argparse.Namespace) -> int:
+    _print_conversion(convert_ytov1(args.raw, args.out, force=args.force))
+    return 0
+
+
+def _ytov2(args: argparse.Namespace) -> int:
+    _print_conversion(convert_ytov2(args.raw, args.out, force=args.force))
+    return 0
+
+
 def _import_wsol(args: argparse.Namespace) -> int:
     out, skipped = import_wsol(args.metadata_root, args.dataset, args.out, images=args.images, masks=args.masks)
     for split, why in skipped.items():
@@ -53,7 +83,8 @@ def _check(args: argparse.Namespace) -> int:
     else:
         print(f"{report.root}: {report.classes} classes")
         for name, counts in report.splits.items():
-            print(f"  {name:<5} {counts['images']:>7,} images, {counts['boxes']:>7,} boxes, {counts['masks']:>7,} masks")
+            what = "shots " if "shots" in counts else "images"
+            print(f"  {name:<5} {counts['images']:>7,} {what}, {counts['boxes']:>7,} boxes, {counts['masks']:>7,} masks")
         for w in report.warnings[:50]:
             print(f"warning: {w}")
         if len(report.warnings) > 50:
@@ -94,6 +125,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="random seed of the images")
     p.add_argument("--force", action="store_true", help="replace an existing directory")
     p.set_defaults(func=_synthetic)
+
+    from tedloc.data.synthetic_video import ANNOTATIONS, SyntheticVideoConfig
+
+    p = sub.add_parser("synthetic-video", help="generate the built-in synthetic video benchmark (shots, boxes)")
+    v = SyntheticVideoConfig()
+    p.add_argument("--out", required=True, help="dataset directory to write")
+    p.add_argument("--classes", type=int, default=v.classes, help="number of classes (one per video)")
+    p.add_argument("--train-videos", type=int, default=v.train_videos, help="train videos per class (shots: tags only)")
+    p.add_argument("--val-videos", type=int, default=v.val_videos, help="val videos per class (annotated frames)")
+    p.add_argument("--test-videos", type=int, default=v.test_videos, help="test videos per class (annotated frames)")
+    p.add_argument("--shots", type=int, default=v.shots, help="shots per video")
+    p.add_argument("--min-frames", type=int, default=v.min_frames, help="fewest frames of a shot")
+    p.add_argument("--max-frames", type=int, default=v.max_frames, help="most frames of a shot")
+    p.add_argument("--annotation", choices=ANNOTATIONS, default=v.annotation,
+                   help="one annotated frame per shot (sparse, YTOv1), every third frame (dense, YTOv2.2) or both, "
+                        "alternating by video (mixed)")
+    p.add_argument("--seed", type=int, default=v.seed, help="random seed of the frames")
+    p.add_argument("--force", action="store_true", help="replace an existing directory")
+    p.set_defaults(func=_synthetic_video)
+
+    p = sub.add_parser("ytov1", help="convert raw YouTube-Objects v1.0 into a video dataset directory")
+    p.add_argument("--raw", required=True, help="raw YouTube-Objects v1.0 folder (<class>/sets, <class>/data; "
+                                                "frames are referenced, not copied)")
+    p.add_argument("--out", required=True, help="dataset directory to write")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty directory")
+    p.set_defaults(func=_ytov1)
+
+    p = sub.add_parser("ytov2", help="convert raw YouTube-Objects v2.2 into a video dataset directory")
+    p.add_argument("--raw", required=True, help="raw YouTube-Objects v2.2 folder (<class>/, Ranges/, GroundTruth/)")
+    p.add_argument("--out", required=True, help="dataset directory to write (frames are symlinked under OUT/frames)")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty directory")
+    p.set_defaults(func=_ytov2)
 
     p = sub.add_parser("import-wsol", help="import wsolevaluation metadata (CUB, ILSVRC, OpenImages)")
     p.add_argument("--metadata-root", required=True, help="folder holding <dataset>/<split>/ metadata folders")

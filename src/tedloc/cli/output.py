@@ -45,5 +45,6 @@ def summarize(root: str | Path) -> str:
              f"{', ...' if ds.num_classes > 4 else ''})"]
     for name, split in ds.splits.items():
         extra = f", {split.num_masks:,} masks" if split.has_masks else ""
-        lines.append(f"  {name:<5} {len(split):>7,} images, {split.num_boxes:>7,} boxes{extra}")
+        what = "shots " if split.shots else "images"
+        lines.append(f"  {name:<5} {len(split):>7,} {what}, {split.num_boxes:>7,} boxes{extra}")
     return "\n".join(lines)

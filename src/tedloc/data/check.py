@@ -61,6 +61,23 @@ def _check_image(args: tuple[str, str, int, int]) -> tuple[list[str], list[str]]
     return problems, warnings
 
 
+def _check_shot(args: tuple[str, str, int, int]) -> tuple[list[str], list[str]]:
+    """A shot folder of a video split: it has frames, and its first and last frames decode."""
+    from tedloc.data.video import list_frames
+
+    path = args[0]
+    try:
+        frames = list_frames(path)
+    except DataError as e:
+        return [str(e)], []
+    problems, warnings = [], []
+    for name in dict.fromkeys((frames[0], frames[-1])):
+        p, w = _check_image((str(Path(path) / name), name, -1, -1))
+        problems += p
+        warnings += w
+    return problems, warnings
+
+
 def _check_mask(path: str) -> list[str]:
     try:
         with Image.open(path) as image:
@@ -82,6 +99,10 @@ def _no_boxes_warning(root: Path, name: str, has_masks: bool) -> str:
             f"Top-1/Top-5 Loc) cannot be computed, only PxAP; fine for a masks-only dataset")
 
 
+def _check_item(args: tuple[str, str, int, int, bool]) -> tuple[list[str], list[str]]:
+    return _check_shot(args[:4]) if args[4] else _check_image(args[:4])
+
+
 def check_dataset(root: str | os.PathLike, images: bool = True, workers: int = 2) -> CheckReport:
     """Check metadata, images and masks of a dataset directory; never raises on bad content.
 
@@ -95,6 +116,8 @@ def check_dataset(root: str | os.PathLike, images: bool = True, workers: int = 2
     report = CheckReport(str(root), dataset.num_classes, problems=[str(p) for p in problems])
     for name, split in dataset.splits.items():
         report.splits[name] = {"images": len(split), "boxes": split.num_boxes, "masks": split.num_masks}
+        if split.shots:
+            report.splits[name]["shots"] = len(split)
         if name != "train" and len(split) and not split.has_boxes:
             report.warnings.append(_no_boxes_warning(root, name, split.has_masks))
     if not images:
@@ -104,7 +127,8 @@ def check_dataset(root: str | os.PathLike, images: bool = True, workers: int = 2
         if split.image_root is None:
             report.warnings.append(f"split {name}: metadata-only dataset (no image_root), images not checked")
         else:
-            jobs += [(str(split.image_root / i), i, int(w), int(h)) for i, (w, h) in zip(split.image_ids, split.sizes)]
+            jobs += [(str(split.image_root / i), i, int(w), int(h), split.shots)
+                     for i, (w, h) in zip(split.image_ids, split.sizes)]
         if split.has_masks:
             if split.mask_root is None:
                 report.problems.append(str(Problem(f"split {name} lists masks but dataset.yaml has no mask_root",
@@ -119,7 +143,7 @@ def check_dataset(root: str | os.PathLike, images: bool = True, workers: int = 2
     mapper = executor.map if executor else map
     try:
         kwargs = {"chunksize": chunk} if executor else {}
-        for p, w in progress(mapper(_check_image, jobs, **kwargs), desc="checking images", total=len(jobs),
+        for p, w in progress(mapper(_check_item, jobs, **kwargs), desc="checking images", total=len(jobs),
                              unit="img"):
             report.problems += p
             report.warnings += w

@@ -12,9 +12,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-__all__ = ["Split", "WSOLDataset", "SPLIT_NAMES", "check_image_id"]
+__all__ = ["Split", "WSOLDataset", "SPLIT_NAMES", "DATASET_KINDS", "check_image_id"]
 
 SPLIT_NAMES = ("train", "val", "test")
+DATASET_KINDS = ("images", "video")
 
 
 def check_image_id(image_id: str) -> str | None:
@@ -49,6 +50,8 @@ class Split:
         ignore_paths: per image the ignore mask path (relative to ``mask_root``) or None.
         image_root: folder the ids are relative to; None for metadata-only datasets.
         mask_root: folder the mask paths are relative to, or None.
+        shots: the ids are shot folders of a video dataset (their frames inside, the video's label, no
+            boxes; :mod:`tedloc.data.video`), not image files.
     """
 
     name: str
@@ -60,6 +63,7 @@ class Split:
     ignore_paths: list[str | None] = field(default_factory=list)
     image_root: Path | None = None
     mask_root: Path | None = None
+    shots: bool = False
 
     def __post_init__(self) -> None:
         n = len(self.image_ids)
@@ -130,6 +134,7 @@ class Split:
             ignore_paths=[self.ignore_paths[i] for i in idx],
             image_root=self.image_root,
             mask_root=self.mask_root,
+            shots=self.shots,
         )
 
     def with_boxes(self, boxes: list[np.ndarray]) -> "Split":
@@ -137,7 +142,7 @@ class Split:
         if len(boxes) != len(self):
             raise ValueError(f"split {self.name!r}: {len(boxes)} box arrays for {len(self)} images")
         return Split(self.name, list(self.image_ids), self.labels.copy(), self.sizes.copy(), list(boxes),
-                     list(self.mask_paths), list(self.ignore_paths), self.image_root, self.mask_root)
+                     list(self.mask_paths), list(self.ignore_paths), self.image_root, self.mask_root, self.shots)
 
     def equals(self, other: "Split") -> bool:
         """Content equality (ids, labels, sizes, boxes, masks); roots are not compared."""
@@ -162,12 +167,19 @@ class WSOLDataset:
         class_names: ordered class names; class index ``k`` is ``class_names[k]``.
         splits: split name -> :class:`Split`.
         root: the dataset directory it was read from, if any.
+        kind: ``images`` or ``video`` (train ids are shot folders, val/test ids annotated frames).
     """
 
     name: str
     class_names: list[str]
     splits: dict[str, Split]
     root: Path | None = None
+    kind: str = "images"
+
+    @property
+    def is_video(self) -> bool:
+        """Whether this is a video dataset (:mod:`tedloc.data.video`)."""
+        return self.kind == "video"
 
     @property
     def num_classes(self) -> int:

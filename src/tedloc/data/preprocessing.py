@@ -83,10 +83,11 @@ class Preprocessing:
         """One image as the model sees it at evaluation: the eval view, then normalisation."""
         return self.view_input(self.eval_transform().view(image.size), image)
 
-    def dataset(self, split, train: bool = False, seed: int = 0):
+    def dataset(self, split, train: bool = False, seed: int = 0, frames_per_shot: int = 1):
         """A :class:`~tedloc.data.torch_dataset.WSOLImageDataset` of ``split`` with this preprocessing
-        (random training views with ``train``, keyed by ``seed``)."""
-        return WSOLImageDataset(split, self, train=train, seed=seed)
+        (random training views with ``train``, keyed by ``seed``; ``frames_per_shot`` samples per shot of a
+        video split)."""
+        return WSOLImageDataset(split, self, train=train, seed=seed, frames_per_shot=frames_per_shot)
 
     # ----------------------------------------------------------------- records
     def replace(self, **changes) -> "Preprocessing":

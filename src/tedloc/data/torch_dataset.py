@@ -10,12 +10,15 @@ from torch.utils.data import Dataset, get_worker_info
 
 from tedloc.data.dataset import Split
 from tedloc.data.images import load_image
+from tedloc.data.video import ShotFrames
 from tedloc.errors import DataError
 
 if TYPE_CHECKING:  # the record builds these datasets (Preprocessing.dataset)
     from tedloc.data.preprocessing import Preprocessing
 
 __all__ = ["WSOLImageDataset", "WorkerDataError", "load_sample_image"]
+
+FRAME_STREAM = 0x66726D  # keyed random numbers: which frame of its shot a sample sees at an epoch
 
 
 class WorkerDataError(DataError):
@@ -49,17 +52,28 @@ class WSOLImageDataset(Dataset):
     not depend on the number of workers, and an interrupted run that resumes at epoch ``e``
     sees exactly the views it would have seen.
 
+    A shot split (video training, :mod:`tedloc.data.video`) gives ``frames_per_shot`` samples per shot: sample
+    ``i`` is a frame of shot ``i // frames_per_shot`` drawn uniformly, keyed by ``(seed, epoch, i)`` (the middle
+    frame for eval views); its item adds ``shot`` and ``frame`` (the frame's position in the shot).
+
     Args:
         split: the split to read.
         preprocessing: the model's :class:`~tedloc.data.preprocessing.Preprocessing` (geometry and normalisation).
         train: random training views (resize, crop, flip) instead of the eval view.
         seed: base seed of the random views.
+        frames_per_shot: samples per shot of a shot split.
     """
 
-    def __init__(self, split: Split, preprocessing: Preprocessing, train: bool = False, seed: int = 0):
+    def __init__(self, split: Split, preprocessing: Preprocessing, train: bool = False, seed: int = 0,
+                 frames_per_shot: int = 1):
         if split.image_root is None:
             raise FileNotFoundError(f"split {split.name!r} has no images (metadata-only dataset)")
+        if frames_per_shot < 1:
+            raise ValueError("frames_per_shot must be >= 1")
         self.split = split
+        self.shot_frames = ShotFrames(split) if split.shots else None
+        self.frames_per_shot = frames_per_shot if split.shots else 1
+        self.train = train
         self.preprocessing = preprocessing
         self.transform = preprocessing.train_transform() if train else preprocessing.eval_transform()
         self.seed = seed
@@ -70,11 +84,26 @@ class WSOLImageDataset(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.split)
+        return len(self.split) * self.frames_per_shot
 
     def __getitem__(self, i: int) -> dict:
-        image = load_sample_image(self.split.image_path(i))
+        if self.shot_frames is None:
+            return self._item(i, self.split.image_path(i), int(self.split.labels[i]), {})
+        shot = i // self.frames_per_shot
+        try:
+            frames = self.shot_frames(shot)
+        except DataError as e:
+            if get_worker_info() is None:
+                raise
+            raise WorkerDataError(str(e)) from None
+        u = np.random.default_rng([self.seed, self.epoch, i, FRAME_STREAM]).random() if self.train else 0.5
+        frame = min(int(u * len(frames)), len(frames) - 1)
+        return self._item(i, self.split.image_path(shot) / frames[frame], int(self.split.labels[shot]),
+                          {"shot": shot, "frame": frame})
+
+    def _item(self, i: int, path, label: int, extra: dict) -> dict:
+        image = load_sample_image(path)
         rng = np.random.default_rng([self.seed, self.epoch, i])
         view = self.transform.view(image.size, rng)
         x = self.preprocessing.view_input(view, image)
-        return {"image": x, "label": int(self.split.labels[i]), "index": i, "view": view.to_tensor()}
+        return {"image": x, "label": label, "index": i, "view": view.to_tensor(), **extra}

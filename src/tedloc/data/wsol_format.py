@@ -13,7 +13,8 @@ Metadata of a split lives in one folder with these comma-separated text files:
 
 A tedloc dataset directory holds ``metadata/<split>/`` folders, ``class_names.txt`` (one
 name per class index) and ``dataset.yaml`` (``name``, ``image_root``, ``mask_root``; roots are
-relative to the directory or absolute, ``null`` for metadata-only datasets).
+relative to the directory or absolute, ``null`` for metadata-only datasets). A video dataset
+(:mod:`tedloc.data.video`) adds ``kind: video`` and ``shot_splits`` (the splits whose ids are shot folders).
 
 Reading never stops at the first problem: every problem is collected with its file and
 line, and :func:`load_dataset` raises one :class:`~tedloc.errors.DataError` listing them
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tedloc.data.dataset import SPLIT_NAMES, Split, WSOLDataset, check_image_id
+from tedloc.data.dataset import DATASET_KINDS, SPLIT_NAMES, Split, WSOLDataset, check_image_id
 from tedloc.errors import DataError, Problem, cap_problems
 from tedloc.utils.io import atomic_write_text
 
@@ -346,6 +347,12 @@ def load_dataset(
     if not names_path.is_file():
         raise DataError("missing class_names.txt (one class name per line)", names_path)
     class_names = read_class_names(names_path)
+    kind = info.get("kind", "images")
+    if kind not in DATASET_KINDS:
+        raise DataError(f"must be one of {', '.join(DATASET_KINDS)}, got {kind!r}", yaml_path, field="kind")
+    shot_splits = info.get("shot_splits", ["train"] if kind == "video" else [])
+    if not isinstance(shot_splits, list) or not all(isinstance(s, str) for s in shot_splits):
+        raise DataError(f"must be a list of split names, got {shot_splits!r}", yaml_path, field="shot_splits")
     meta = root / "metadata"
     available = sorted(p.name for p in meta.iterdir() if p.is_dir()) if meta.is_dir() else []
     order = [s for s in SPLIT_NAMES if s in available] + [s for s in available if s not in SPLIT_NAMES]
@@ -356,9 +363,14 @@ def load_dataset(
         if name not in available:
             raise DataError(f"no split {name!r}; available: {', '.join(order) or 'none'}", meta / name)
         split, found = read_split_metadata(meta / name, name, len(class_names), image_root, mask_root)
+        split.shots = name in shot_splits
+        if split.shots and split.has_boxes:
+            found.append(Problem("a shot split has no boxes (annotated frames go to val/test)",
+                                 str(meta / name / "localization.txt")))
         result[name] = split
         problems += found
-    dataset = WSOLDataset(name=str(info.get("name", root.name)), class_names=class_names, splits=result, root=root)
+    dataset = WSOLDataset(name=str(info.get("name", root.name)), class_names=class_names, splits=result, root=root,
+                          kind=kind)
     if not strict:
         return dataset, problems
     if problems:
@@ -392,6 +404,8 @@ def save_dataset(
         "num_classes": dataset.num_classes,
         "splits": list(dataset.splits),
     }
+    if dataset.is_video:
+        info.update(kind="video", shot_splits=[name for name, split in dataset.splits.items() if split.shots])
     info.update(extra or {})
     # dataset.yaml last: its presence marks a complete directory
     atomic_write_text(root / "dataset.yaml", yaml.safe_dump(info, sort_keys=False))

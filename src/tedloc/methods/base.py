@@ -49,6 +49,8 @@ class TrainConfig:
     selection: str = option("loc", "model selection and the stored threshold")
     interval: float = option(VALIDATION_INTERVAL, "threshold interval of the per-epoch validation")
     seed: int = option(0, "random seed (shuffling, augmentation, pseudo-label draws)")
+    frames_per_shot: int = option(1, "video datasets: frames drawn from each train shot per epoch (keyed by seed, "
+                                     "epoch and sample)")
     workers: int = option(0, "data loader processes")
 
     @classmethod

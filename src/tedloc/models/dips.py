@@ -118,11 +118,12 @@ def decoder_stages(patch_size: int) -> int:
 
 class LocalizationDecoder(nn.Module):
     """Patch tokens ``(B, dim, gh, gw)`` -> 2-channel logits ``(B, 2, 2^stages gh, 2^stages gw)`` (background,
-    foreground); 4 stages (x16) for a 16-pixel patch."""
+    foreground); 4 stages (x16) for a 16-pixel patch. Block ``i`` has ``dim / 2^i`` channels; ``in_channels``
+    (default ``dim``) is the input's width, when it is not the tokens' (TrCAM-V's attention maps)."""
 
-    def __init__(self, dim: int = 384, stages: int = 4):
+    def __init__(self, dim: int = 384, stages: int = 4, in_channels: int | None = None):
         super().__init__()
-        widths = [dim // 2 ** i for i in range(stages)] + [2]
+        widths = [in_channels or dim] + [dim // 2 ** i for i in range(1, stages)] + [2]
         self.blocks = nn.Sequential(*[_decoder_block(widths[i], widths[i + 1]) for i in range(stages)])
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -167,6 +168,11 @@ class DiPSNet(nn.Module):
     def vit(self, images: torch.Tensor, attention: bool = False) -> ViTOutputs:
         """The frozen ViT's outputs (see :func:`vit_outputs`)."""
         return vit_outputs(self.encoder.model, images, self.n_blocks, attention)
+
+    @torch.no_grad()
+    def class_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen ViT's class tokens of the last ``n_blocks`` blocks ``(B, n*D)``, what f_c reads."""
+        return class_tokens(self.encoder.model, images, self.n_blocks)
 
     def segment(self, patch_tokens: torch.Tensor, size: tuple[int, int], decoder: nn.Module | None = None
                 ) -> torch.Tensor:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from tedloc.data.video import frames_split
 from tedloc.data.wsol_format import load_dataset
 from tedloc.errors import TedlocError
 from tedloc.models.localizer import LocalizationModel
@@ -30,7 +31,8 @@ def compute_map_cache(model: LocalizationModel, data: str | os.PathLike, split: 
                       classes: str = "true", method: str = "cam", size: int | None = None, batch_size: int = 64,
                       workers: int = 0, *, runtime: Runtime, origin: str | os.PathLike = "",
                       model_record: dict | None = None) -> MapCache:
-    """Maps of every image of ``split`` (for the true class, or ``classes="pred"``) at the model's eval view.
+    """Maps of every image of ``split`` (for the true class, or ``classes="pred"``) at the model's eval view; of
+    every frame of every shot for a video dataset's shot split (cache ids ``<shot>/<frame>``).
 
     ``method``: a registered map source (:mod:`tedloc.pseudolabels.sources`: ``cam``, stored at the feature
     resolution unless ``size`` is given; ``gradcam``, stored at ``size``, default a quarter of the
@@ -54,6 +56,8 @@ def compute_map_cache(model: LocalizationModel, data: str | os.PathLike, split: 
     if dataset_dir.class_names != model.class_names:
         raise TedlocError(f"{data} has other classes than the run {where} was trained on")
     target = dataset_dir[split]
+    if target.shots:  # a video dataset's shots: a map for every frame of every shot
+        target = frames_split(target)[0]
     pre = model.preprocessing
     dataset = pre.dataset(target)
     if size is None:

@@ -105,7 +105,8 @@ class ClassifierTask:
 
     def __init__(self, model: torch.nn.Module, dataset, config: PretrainConfig, loc_split=None):
         self.model, self.config = model, config
-        self.train_set = model.preprocessing.dataset(dataset["train"], train=True, seed=config.seed)
+        self.train_set = model.preprocessing.dataset(dataset["train"], train=True, seed=config.seed,
+                                                     frames_per_shot=config.frames_per_shot)
         self.val_set = model.preprocessing.dataset(dataset["val"])
         self.loc_split, self.class_names = loc_split, dataset.class_names
 

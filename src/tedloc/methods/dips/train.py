@@ -157,18 +157,19 @@ def choose_proposals(cache: ProposalCache, rows: list[int], views: torch.Tensor,
 class _ClassTokenModel(nn.Module):
     """f_c on the frozen ViT as one module (images -> logits), for the classifier stage's validation."""
 
-    def __init__(self, net: DiPSNet):
+    def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.classifier(self.net.vit(images).class_tokens)
+        return self.net.classifier(self.net.class_tokens(images))
 
 
 class ClassifierStage:
-    """Stage 1 (an engine :class:`TrainingTask`): f_c with cross-entropy on the frozen ViT's class tokens."""
+    """Stage 1 (an engine :class:`TrainingTask`): f_c with cross-entropy on the frozen ViT's class tokens (of any
+    network with ``class_tokens(images)`` and ``classifier``: DiPS's, TrCAM-V's)."""
 
-    def __init__(self, net: DiPSNet, train_set, val_set, config: DiPSTrainConfig):
+    def __init__(self, net: nn.Module, train_set, val_set, config):
         self.net, self.train_set, self.val_set, self.config = net, train_set, val_set, config
 
     def trainable(self) -> nn.Module:
@@ -185,7 +186,7 @@ class ClassifierStage:
 
     def loss_terms(self, module: nn.Module, batch: dict, epoch: int) -> dict[str, LossTerm]:
         """Cross-entropy of the class tokens' logits."""
-        logits = module(self.net.vit(batch["image"]).class_tokens)
+        logits = module(self.net.class_tokens(batch["image"]))
         loss = F.cross_entropy(logits.float(), batch["label"], reduction="sum")
         correct = (logits.argmax(dim=1) == batch["label"]).sum()
         n = len(batch["label"])
@@ -302,6 +303,8 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     per-epoch metrics (the classifier stage's are in ``RUN/classifier/metrics.csv``)."""
     run = RunFolder(out)
     dataset = load_dataset(data)
+    if dataset.is_video:
+        raise TedlocError(f"{data}: DiPS trains on image datasets; for a video dataset use --method trcamv (or cam)")
     for split in ("train", "val"):
         if split not in dataset.splits:
             raise TedlocError(f"{data}: DiPS needs a {split!r} split")

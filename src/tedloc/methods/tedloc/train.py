@@ -157,6 +157,8 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     """
     run = RunFolder(out)
     dataset = load_dataset(data)
+    if dataset.is_video:
+        raise TedlocError(f"{data}: TeD-Loc trains on image datasets; for a video dataset use --method trcamv (or cam)")
     config, criterion, val_split = prepare_selection(config, SELECTIONS, dataset["val"])
     anchors = TextAnchors.load(anchors_path)
     if anchors.class_names != dataset.class_names:
