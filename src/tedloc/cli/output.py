@@ -18,6 +18,12 @@ def format_metrics(metrics: dict) -> str:
     """A two-column table of the headline metrics."""
     rows = [(k, metrics[k]) for k in _ORDER if k in metrics]
     rows += [(k, v) for k, v in metrics.items() if k.startswith("error/")]
+    corloc = metrics.get("corloc")
+    if corloc:  # a video dataset: the papers' CorLoc (per-class test thresholds) and the realistic one
+        rows.append(("CorLoc (oracle)", corloc["oracle"]["CorLoc"]))
+        if "realistic" in corloc:
+            rows.append(("CorLoc (realistic)", corloc["realistic"]["CorLoc"]))
+        rows.append(("CL (frames)", corloc["CL"]))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -81,7 +81,29 @@ def _report(name: str, result: "Prediction | TedlocError", out: Path | None, max
         return False
 
 
+def _predict_videos(localizer, videos: list[str], out: Path | None, args: argparse.Namespace) -> int:
+    """Predict every frame of each video (file or frames folder); returns how many failed."""
+    from tedloc.inference.video import predict_video
+
+    failed = 0
+    for name, video in zip(_output_names(videos), videos):
+        try:
+            summary = predict_video(localizer, video, out, name=name, box_smoothing=args.box_smoothing,
+                                    fps=args.fps, max_side=args.map_max_side)
+        except TedlocError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        index, label, score = summary.video_class
+        print(f"{video}: {summary.frames} frames at {summary.fps:g} fps, video class {label} {score:.3f}"
+              + (f"; records in {summary.files['records']}" if summary.files else ""))
+        for problem in summary.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+    return failed
+
+
 def _predict(args: argparse.Namespace) -> int:
+    from tedloc.data.video_io import is_video_input
     from tedloc.inference import Localizer
 
     runtime = runtime_from_args(args)
@@ -89,13 +111,16 @@ def _predict(args: argparse.Namespace) -> int:
                                    max_pixels=args.max_pixels, map_max_side=args.map_max_side, runtime=runtime,
                                    batch_size=args.batch_size, compile=args.compile)
     out = Path(args.out) if args.out else None
-    results = zip(_output_names(args.images), localizer.iter_predictions(args.images))
+    videos = [p for p in args.images if is_video_input(p)]
+    images = [p for p in args.images if p not in videos]
+    failed_videos = _predict_videos(localizer, videos, out, args) if videos else 0
+    results = zip(_output_names(images), localizer.iter_predictions(images))
     done = sum(_report(name, result, out, localizer.max_pixels) for name, result in results)
-    failed = len(args.images) - done
+    failed = len(images) - done + failed_videos
     if out is not None:
         print(f"wrote {done} records (JSON, map .npy, overlay PNG) to {out}")
     if failed:
-        print(f"{failed} of {len(args.images)} images could not be read (see the errors above)")
+        print(f"{failed} of {len(args.images)} inputs could not be read (see the errors above)")
     return 2 if failed else 0
 
 
@@ -106,7 +131,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from tedloc.inference import MAP_MAX_SIDE
 
     parser.add_argument("--run", required=True, help="a trained run folder (TeD-Loc, CAM baseline, ...)")
-    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("images", nargs="+", help="image files, video files (MP4, WebM, AVI, MKV, MOV) or folders "
+                                                  "of frames: a video gives one record per frame (JSON lines), its "
+                                                  "maps and an annotated video")
     parser.add_argument("--out", help="write <name>.json, <name>.map.npy and <name>.overlay.png here")
     parser.add_argument("--threshold", type=_threshold, default=None,
                         help="map threshold in [0, 1) or 'otsu' (default: the one stored in the run)")
@@ -119,6 +146,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"maps (and overlays) of larger images are written at N pixels on their long side, "
                              f"boxes stay in image pixels (default {MAP_MAX_SIDE})")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument("--box-smoothing", type=float, default=0.0, metavar="A",
+                        help="videos: each box becomes A x box + (1 - A) x the previous frame's (causal exponential "
+                             "moving average; 0, the default, is off; the raw box stays in the record)")
+    parser.add_argument("--fps", type=float, default=25.0, help="frame rate of a folder of frames (default 25)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the forward pass (pays off on GPUs and for many images)")
     add_runtime_arguments(parser)

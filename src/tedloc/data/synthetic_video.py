@@ -105,14 +105,14 @@ def _moving_background(rng: np.random.Generator, side: int, frames: int):
         cv2.line(canvas, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), color, int(rng.integers(1, 4)))
     pan_start = rng.uniform(0, big - side, 2)
     pan_end = np.clip(pan_start + rng.normal(0, side * 0.15, 2), 0, big - side)
-    blobs = [(rng.uniform(0, side, 2), rng.normal(0, side * 0.3, 2), rng.uniform(2, side / 10),
-              tuple(float(c) for c in rng.uniform(0, 255, 3))) for _ in range(int(rng.integers(2, 5)))]
+    blobs = [(rng.uniform(0, side, 2), rng.normal(0, side * 0.3, 2), rng.uniform(2, side / 14),
+              tuple(float(c) for c in rng.uniform(0, 255, 3))) for _ in range(int(rng.integers(1, 4)))]
     return canvas, pan_start, pan_end, blobs
 
 
 def _object(rng: np.random.Generator, side: int, label: int, frame_size: tuple[int, int]) -> _Mover:
     w, h = frame_size
-    axis = rng.uniform(0.18, 0.4) * min(w, h)
+    axis = rng.uniform(0.2, 0.42) * min(w, h)
     start = rng.uniform([0.1 * w, 0.1 * h], [0.9 * w, 0.9 * h])
     leaves = rng.random() < 0.3  # some objects walk out of the frame
     travel = rng.uniform(0.8, 1.4) * max(w, h) if leaves else rng.uniform(0.0, 0.45) * min(w, h)
@@ -143,7 +143,7 @@ def render_shot(cfg: SyntheticVideoConfig, label: int, split: str, video: int, s
     canvas, pan_start, pan_end, blobs = _moving_background(rng, side, frames)
     count = 1 + int(rng.random() < 0.25) + int(rng.random() < 0.1)
     objects = [_object(rng, side, label, frame_size) for _ in range(count)]
-    decoys = [_decoy(rng, side, frame_size) for _ in range(int(rng.integers(0, 3)))]
+    decoys = [_decoy(rng, side, frame_size) for _ in range(int(rng.integers(0, 2)))]
     _, shape = _class_spec(label)
     images, masks = [], []
     for f in range(frames):

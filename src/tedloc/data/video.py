@@ -36,7 +36,8 @@ def list_frames(folder: str | os.PathLike) -> list[str]:
     """The frame file names of a shot folder in natural order (DataError naming the folder when it has none)."""
     folder = Path(folder)
     try:
-        names = [e.name for e in os.scandir(folder) if e.is_file() and Path(e.name).suffix.lower() in FRAME_SUFFIXES]
+        names = [e.name for e in os.scandir(folder)
+                 if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in FRAME_SUFFIXES]
     except FileNotFoundError:
         raise DataError("shot folder not found", folder) from None
     except NotADirectoryError:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -31,13 +30,13 @@ import numpy as np
 from PIL import Image
 
 from tedloc.data.images import load_image, read_image_size
+from tedloc.data.video import FRAME_SUFFIXES, natural_key
 from tedloc.errors import DataError, OptionError, TedlocError
 
 __all__ = ["FRAME_SUFFIXES", "VIDEO_SUFFIXES", "VideoFrame", "VideoInfo", "VideoReader", "VideoWriter",
            "is_video_input", "probe_video"]
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 _CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
                       ".avi": "avi"}
@@ -82,12 +81,6 @@ def _positive_fps(fps: object) -> float:
     return value
 
 
-def _natural_key(name: str) -> tuple:
-    """Sort key putting ``frame2`` before ``frame10`` (digit runs compared as numbers)."""
-    parts = re.split(r"(\d+)", name.lower())
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
-
-
 def _is_frame_file(path: Path) -> bool:
     """An image file that can be a frame (hidden files such as macOS ``._x.jpg`` are not)."""
     return not path.name.startswith(".") and path.suffix.lower() in FRAME_SUFFIXES and path.is_file()
@@ -95,7 +88,7 @@ def _is_frame_file(path: Path) -> bool:
 
 def _frame_files(folder: Path) -> list[Path]:
     """The frame images directly inside ``folder``, in natural name order."""
-    return sorted((p for p in folder.iterdir() if _is_frame_file(p)), key=lambda p: _natural_key(p.name))
+    return sorted((p for p in folder.iterdir() if _is_frame_file(p)), key=lambda p: natural_key(p.name))
 
 
 def is_video_input(path: str | os.PathLike) -> bool:

@@ -18,29 +18,32 @@ __all__ = ["evaluate_video_localizer", "val_threshold"]
 
 
 def val_threshold(localizer: LocalizationModel, val: Split, protocol: EvalProtocol | str = "standard", *,
-                  batch_size: int = 64, workers: int = 0) -> tuple[float, float]:
-    """The threshold of best pooled BoxAcc (IoU 0.5) on the ``val`` frames and that BoxAcc."""
+                  kind: str | None = None, batch_size: int = 64, workers: int = 0) -> tuple[float, float]:
+    """The threshold of best pooled BoxAcc (IoU 0.5) of the map ``kind`` (default the localizer's) on the ``val``
+    frames, and that BoxAcc."""
     protocol = eval_protocol(protocol)
-    acc = CorLocAccumulator(val, protocol.thresholds, localizer.class_names)
-    for image_id, maps, scores in iter_score_maps(localizer, val, None, batch_size, workers, protocol=protocol):
-        acc.accumulate(image_id, maps[localizer.map_kind], scores)
+    kind = kind or localizer.map_kind
+    acc = CorLocAccumulator(val, protocol.thresholds(), localizer.class_names)
+    for image_id, maps, scores in iter_score_maps(localizer, val, (kind,), batch_size, workers, protocol=protocol):
+        acc.accumulate(image_id, maps[kind], scores)
     return acc.pooled_threshold()
 
 
 def evaluate_video_localizer(localizer: LocalizationModel, split: Split, protocol: EvalProtocol | str = "standard", *,
-                             val: Split | None = None, batch_size: int = 64, workers: int = 0,
-                             masks: bool | None = None) -> dict:
-    """The metrics of ``localizer`` on the annotated frames of ``split`` (one pass): tedloc's image metrics per
-    frame, plus ``corloc``: ``oracle`` (the papers': per-class thresholds on ``split``) and, when ``val`` is given,
-    ``realistic`` (one threshold chosen on ``val``)."""
+                             val: Split | None = None, kind: str | None = None, batch_size: int = 64,
+                             workers: int = 0, masks: bool | None = None) -> dict:
+    """The metrics of the map ``kind`` (default the localizer's own) of ``localizer`` on the annotated frames of
+    ``split`` (one pass): tedloc's image metrics per frame, plus ``corloc``: ``oracle`` (the papers': per-class
+    thresholds on ``split``) and, when ``val`` is given, ``realistic`` (one threshold chosen on ``val``)."""
     protocol = eval_protocol(protocol)
-    chosen = val_threshold(localizer, val, protocol, batch_size=batch_size, workers=workers) if val is not None \
-        else None
+    kind = kind or localizer.map_kind
+    chosen = val_threshold(localizer, val, protocol, kind=kind, batch_size=batch_size, workers=workers) \
+        if val is not None else None
     evaluator = WSOLEvaluator(split, protocol, masks=masks, num_classes=len(localizer.class_names))
-    corloc = CorLocAccumulator(split, protocol.thresholds, localizer.class_names)
-    for image_id, maps, scores in iter_score_maps(localizer, split, None, batch_size, workers, protocol=protocol):
-        evaluator.accumulate(image_id, maps[localizer.map_kind], scores)
-        corloc.accumulate(image_id, maps[localizer.map_kind], scores)
+    corloc = CorLocAccumulator(split, protocol.thresholds(), localizer.class_names)
+    for image_id, maps, scores in iter_score_maps(localizer, split, (kind,), batch_size, workers, protocol=protocol):
+        evaluator.accumulate(image_id, maps[kind], scores)
+        corloc.accumulate(image_id, maps[kind], scores)
     metrics = evaluator.compute()
     metrics.pop("curves", None)
     result = corloc.compute(None if chosen is None else chosen[0])
@@ -53,5 +56,5 @@ def evaluate_video_localizer(localizer: LocalizationModel, split: Split, protoco
                               "threshold": result["tau"], "val_BoxAcc": chosen[1],
                               "chosen_on": f"{val.name} frames, pooled (no {split.name} box used)"}
     metrics["corloc"] = block
-    metrics["map"] = localizer.map_kind
+    metrics["map"] = kind
     return metrics

@@ -15,6 +15,12 @@ from tedloc.utils.io import check_writable
 __all__ = ["evaluate_run"]
 
 
+def _has_split(data: str | os.PathLike, split: str) -> bool:
+    from pathlib import Path
+
+    return (Path(data) / "metadata" / split).is_dir()
+
+
 def evaluate_run(run: str | os.PathLike, data: str | os.PathLike, split: str = "test",
                  protocol: EvalProtocol | str = "standard", *, runtime: Runtime, map_kind: str | None = None,
                  batch_size: int = 64, workers: int = 0, store_threshold: bool = False) -> dict:
@@ -36,8 +42,15 @@ def evaluate_run(run: str | os.PathLike, data: str | os.PathLike, split: str = "
     localizer = load_model(folder, runtime=runtime, map_kind=map_kind)
     if dataset.class_names != localizer.class_names:
         raise TedlocError(f"{data} has other classes than the run {run} was trained on")
-    metrics = evaluate_localizer(localizer, part, protocol, batch_size=batch_size, workers=workers, all_maps=True,
-                                 num_classes=dataset.num_classes, dist=runtime.dist)
+    if dataset.is_video:  # annotated frames: the image metrics and CorLoc, its threshold chosen on val if there is one
+        from tedloc.eval.video_eval import evaluate_video_localizer
+
+        val = load_dataset(data, splits=["val"])["val"] if split != "val" and _has_split(data, "val") else None
+        metrics = evaluate_video_localizer(localizer, part, protocol, val=val if val is not None and val.has_boxes
+                                           else None, batch_size=batch_size, workers=workers)
+    else:
+        metrics = evaluate_localizer(localizer, part, protocol, batch_size=batch_size, workers=workers,
+                                     all_maps=True, num_classes=dataset.num_classes, dist=runtime.dist)
     if store_threshold and runtime.dist.is_main:
         folder.store_threshold(metrics["threshold"], {"split": split, "data": str(data), "criterion": "MaxBoxAcc"})
     return metrics

@@ -1,22 +1,25 @@
-"""The training-free CLIP localizers and their registry (see the package docstring)."""
+"""The training-free CLIP localizers and their registry (see the package docstring): CLIP-ES, the dense CLIP
+variants on an open_clip tower, and CLIPSeg (:mod:`tedloc.pseudolabels.clipseg`, a model of its own)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import TedlocError
 from tedloc.models.clip_vit import ClipSpec, ClipTower, load_clip
 from tedloc.pseudolabels.clip_dense import LAST_BLOCKS, dense_class_maps
 from tedloc.pseudolabels.clip_es import ClipES, ClipESConfig
+from tedloc.pseudolabels.clipseg import ClipSeg, load_clipseg, minmax_maps
 from tedloc.text.anchors import TEMPLATES
 from tedloc.utils.device import Runtime
 from tedloc.utils.registry import Registry
 
 __all__ = ["TRAINING_FREE", "TrainingFree", "ClipLocalizer", "ClipESLocalizer", "DenseClipLocalizer",
-           "create_training_free", "classification_templates"]
+           "ClipSegLocalizer", "create_training_free", "classification_templates"]
 
 
 def classification_templates(name: str) -> list[str]:
@@ -166,6 +169,142 @@ class DenseClipLocalizer(ClipLocalizer):
         return scores, maps[torch.arange(len(maps), device=maps.device), picked.reshape(-1)].float()
 
 
+class ClipSegLocalizer(ClipLocalizer):
+    """CLIPSeg (:mod:`tedloc.pseudolabels.clipseg`) as a training-free localizer, as TrCAM-V uses it.
+
+    The map of class k: CLIPSeg's decoder conditioned on CLIP's text embedding of ``prompt.format(name_k)``
+    (the class name alone by default: TrCAM-V's prompt), ``sigmoid`` of its logits, averaged over
+    ``map_stride`` x ``map_stride`` pixels, min-max normalised per map (a constant map gives zeros).
+
+    The class probabilities: CLIP zero-shot with CLIPSeg's own (frozen, OpenAI) CLIP, the image tower's class
+    token through ``post_layernorm`` and ``visual_projection`` against the class prompts of ``templates``:
+    ``softmax(exp(logit_scale) x cosine)``, as the other localizers. They come from the image pass the maps
+    reuse, so the predicted class's map costs one decoder pass, not one per class. (CLIPSeg's logits are a
+    per-pixel "is this the prompt" score, not calibrated across prompts: their mean or max would need the
+    decoder for every class and is no classifier.)
+
+    Args:
+        clipseg: the :class:`~tedloc.pseudolabels.clipseg.ClipSeg`.
+        class_names, preprocessing, templates, runtime: as :class:`ClipLocalizer` (``templates``: the
+            zero-shot classifier's only; the maps use ``prompt``).
+        prompt: the maps' prompt template (``"{}"``: the class name).
+        map_stride: maps come at 1/``map_stride`` of the input side (default 4: 88x88 at 352, the storage of
+            Grad-CAM's maps; 1: CLIPSeg's full resolution).
+        pair_batch: (image, class) pairs per decoder pass in :meth:`all_maps`.
+    """
+
+    map_kind = "clipseg"
+
+    def __init__(self, clipseg: ClipSeg, class_names: list[str], preprocessing: Preprocessing,
+                 templates: str = "imagenet80", *, runtime: Runtime, prompt: str = "{}", map_stride: int = 4,
+                 pair_batch: int = 256):
+        if not isinstance(prompt, str) or "{}" not in prompt:
+            raise TedlocError(f"CLIPSeg's prompt must be a template with one {{}} for the class name, got {prompt!r}")
+        try:
+            prompt.format("x")
+        except (IndexError, KeyError, ValueError):
+            raise TedlocError(f"CLIPSeg's prompt {prompt!r} is not a template with one {{}}") from None
+        if int(map_stride) < 1 or int(pair_batch) < 1:
+            raise TedlocError(f"map_stride and pair_batch must be positive, got {map_stride}, {pair_batch}")
+        clipseg.check_class_names(class_names)
+        classification_templates(templates)  # an unknown name fails now, not at the first prediction
+        self.clipseg = clipseg
+        self.class_names = list(class_names)
+        self.preprocessing = preprocessing
+        self.templates = templates
+        self.prompt = prompt
+        self.map_stride = int(map_stride)
+        self.pair_batch = int(pair_batch)
+        self._classify_text: torch.Tensor | None = None
+        self._prompt_text: torch.Tensor | None = None
+        self.to(runtime)
+
+    @property
+    def classify_text(self) -> torch.Tensor:
+        """The zero-shot classifier's class rows ``(K, P)`` (L2-normalised), made on first use."""
+        if self._classify_text is None:
+            self._classify_text = self.clipseg.class_text(self.class_names, classification_templates(self.templates))
+        self._classify_text = self._classify_text.to(self.device)
+        return self._classify_text
+
+    @classify_text.setter
+    def classify_text(self, rows: torch.Tensor) -> None:
+        self._classify_text = rows
+
+    @property
+    def prompt_text(self) -> torch.Tensor:
+        """CLIPSeg's conditional embeddings of the class prompts ``(K, P)`` (not normalised), made once."""
+        if self._prompt_text is None:
+            self._prompt_text = self.clipseg.text_embeddings([self.prompt.format(n) for n in self.class_names])
+        self._prompt_text = self._prompt_text.to(self.device)
+        return self._prompt_text
+
+    def to(self, runtime: Runtime) -> "ClipSegLocalizer":
+        """Run on ``runtime``'s device and precision."""
+        self.runtime = runtime
+        self.clipseg.to(runtime.device)
+        return self
+
+    def record(self) -> dict:
+        """What made the maps (stored with caches and boxes)."""
+        return {"localizer": self.map_kind, **self.clipseg.record(), "input_size": self.preprocessing.input_size,
+                "templates": self.templates, "prompt": self.prompt, "map_stride": self.map_stride}
+
+    def _probabilities(self, embedding: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(embedding.device.type, enabled=False):
+            return (self.clipseg.logit_scale * embedding.float() @ self.classify_text.float().T).softmax(dim=-1)
+
+    def _maps(self, reduced: list[torch.Tensor], images: torch.Tensor, classes: torch.Tensor,
+              grid: tuple[int, int]) -> torch.Tensor:
+        """Maps ``(N, h, w)`` of the pairs (image ``images[j]``, class ``classes[j]``)."""
+        with self.runtime.autocast():
+            logits = self.clipseg.decode(reduced, images, self.prompt_text[classes.to(self.device)], grid)
+        maps = torch.sigmoid(logits.float())
+        if self.map_stride > 1:
+            h, w = maps.shape[-2:]
+            size = (max(1, h // self.map_stride), max(1, w // self.map_stride))
+            maps = F.adaptive_avg_pool2d(maps[:, None], size)[:, 0]
+        return minmax_maps(maps)
+
+    @torch.no_grad()
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """Zero-shot class probabilities (B, K) (see the class docstring)."""
+        with self.runtime.autocast():
+            _, embedding, _ = self.clipseg.visual(images.to(self.device), pooled=True)
+        return self._probabilities(embedding)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, classes: torch.Tensor | None
+                ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(zero-shot probabilities, maps of the predicted classes) when ``classes`` is None; (None, the maps of
+        ``classes``) otherwise (the image tower then stops after the last block the decoder reads)."""
+        with self.runtime.autocast():
+            reduced, embedding, grid = self.clipseg.visual(images.to(self.device), pooled=classes is None)
+        scores = None
+        if classes is None:
+            scores = self._probabilities(embedding)
+            picked = scores.argmax(dim=1)
+        else:
+            picked = torch.as_tensor(classes, device=self.device).long().reshape(-1)
+            if len(picked) != len(images):
+                raise TedlocError(f"{len(images)} images but {len(picked)} classes")
+        return scores, self._maps(reduced, torch.arange(len(picked), device=self.device), picked, grid)
+
+    @torch.no_grad()
+    def all_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """The maps of every class ``(B, K, h, w)``: the image tower once per image, the decoder for the B x K
+        (image, prompt) pairs in batches of ``pair_batch``."""
+        with self.runtime.autocast():
+            reduced, _, grid = self.clipseg.visual(images.to(self.device), pooled=False)
+        b, k = len(images), len(self.class_names)
+        which_image = torch.arange(b, device=self.device).repeat_interleave(k)
+        which_class = torch.arange(k, device=self.device).repeat(b)
+        parts = [self._maps(reduced, which_image[i:i + self.pair_batch], which_class[i:i + self.pair_batch], grid)
+                 for i in range(0, b * k, self.pair_batch)]
+        maps = torch.cat(parts)
+        return maps.reshape(b, k, *maps.shape[-2:])
+
+
 @dataclass(frozen=True)
 class TrainingFree:
     """A training-free localizer by name.
@@ -173,12 +312,16 @@ class TrainingFree:
     Attributes:
         name: ``tedloc evaluate --method NAME`` / ``tedloc cams --source NAME``.
         description: one line for ``--help``.
-        create: ``create(tower, class_names, preprocessing, templates, runtime, **options) -> ClipLocalizer``.
+        create: ``create(tower, class_names, preprocessing, templates, runtime, **options) -> ClipLocalizer``,
+            for a localizer on an open_clip tower (loaded by :func:`create_training_free`).
+        load: for a localizer with a model of its own instead (CLIPSeg): ``load(class_names, clip, input_size,
+            templates, runtime, **options) -> ClipLocalizer``, ``clip`` the :class:`ClipSpec` asked for.
     """
 
     name: str
     description: str
-    create: Callable[..., ClipLocalizer]
+    create: Callable[..., ClipLocalizer] | None = None
+    load: Callable[..., ClipLocalizer] | None = None
 
 
 TRAINING_FREE: Registry[TrainingFree] = Registry("training-free localizer")
@@ -199,11 +342,30 @@ for _name, _text in (("clip", "vanilla CLIP: patch-token / class-prompt cosine")
                            DenseClipLocalizer(tower, names, pre, templates, runtime=runtime, variant=_v, **options)))
 
 
+def _load_clipseg(class_names: list[str], clip: ClipSpec, input_size: int | None, templates: str, runtime: Runtime,
+                  **options) -> ClipSegLocalizer:
+    """CLIPSeg from ``clip``: ``clip.pretrained`` its weights (``openai``, the default: ``CIDAS/clipseg-rd64``; a
+    Hub name, a local folder, or ``random``), ``clip.name`` the architecture of random weights."""
+    model = load_clipseg(clip.name, clip.pretrained, runtime.device)
+    return ClipSegLocalizer(model, class_names, model.preprocessing(input_size), templates, runtime=runtime,
+                            **options)
+
+
+_register(TrainingFree("clipseg", ("CLIPSeg (Lueddecke & Ecker 2022), TrCAM-V's: sigmoid of its decoder for the "
+                                   "class-name prompt, min-max; --clip-pretrained: a Hugging Face checkpoint "
+                                   "(default CIDAS/clipseg-rd64 = rd64-uni)"), load=_load_clipseg))
+
+
 def create_training_free(name: str, class_names: list[str], clip: ClipSpec = ClipSpec(), input_size: int | None = None,
                          templates: str = "imagenet80", *, runtime: Runtime, **options) -> ClipLocalizer:
     """The training-free localizer ``name`` of :data:`TRAINING_FREE` for ``class_names``, on ``clip``'s weights at
-    ``input_size`` (default: the model's; rounded up to a multiple of the patch), on ``runtime``."""
+    ``input_size`` (default: the model's; rounded up to a multiple of the patch), on ``runtime``. For
+    ``clipseg``, ``clip.pretrained`` names CLIPSeg's weights (``openai``, the default: ``CIDAS/clipseg-rd64``;
+    a Hugging Face name or folder; ``random``) and ``clip.name`` the architecture of random weights
+    (``ViT-B-16`` or a ``CLIPSegConfig`` JSON file)."""
     entry = TRAINING_FREE.get(name)
+    if entry.load is not None:
+        return entry.load(class_names, clip, input_size, templates, runtime, **options)
     tower = load_clip(clip, runtime.device)
     tower.check_class_names(class_names)
     return entry.create(tower, class_names, tower.preprocessing(input_size), templates, runtime, **options)

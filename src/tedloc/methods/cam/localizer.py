@@ -10,6 +10,7 @@ from tedloc.models.classifier import build_classifier
 from tedloc.models.localizer import PRED_SUFFIX
 from tedloc.models.preprocessing import preprocessing_of
 from tedloc.pseudolabels.cam import cam_and_logits, cams_of_targets
+from tedloc.pseudolabels.cam_family import GRADIENT_CAMS, gradient_cams
 
 __all__ = ["CAMLocalizer", "build_cam_network", "classifier_reference"]
 
@@ -18,13 +19,16 @@ class CAMLocalizer(NetworkLocalizer):
     """A trained classifier used as a localizer through its class activation maps."""
 
     map_kind = "cam"
-    map_kinds = ("cam",)
-    class_map_kinds = ("cam",)
-
+    map_kinds = ("cam", *GRADIENT_CAMS)
+    class_map_kinds = ("cam", *GRADIENT_CAMS)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax class probabilities and the CAM of the predicted class."""
+        """Softmax class probabilities and the map (:attr:`map_kind`: the CAM, or a CAM-family map) of the
+        predicted class."""
+        if self.map_kind != "cam":
+            scores, maps = self.predict_maps(images, (self.map_kind,))
+            return scores, maps[self.map_kind]
         self.model.eval()
         with self.runtime.autocast():
             cams, logits = cam_and_logits(self.model, self.runtime.to_device(images))
@@ -34,13 +38,23 @@ class CAMLocalizer(NetworkLocalizer):
     def predict_maps(self, images: torch.Tensor, kinds: tuple[str, ...] = map_kinds,
                      classes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Class probabilities and, from the same forward pass, the CAM of ``classes`` (``cam``; the predicted
-        classes when None) and of the predicted classes (``cam@pred``)."""
+        classes when None) and of the predicted classes (``cam@pred``); the CAM family's gradient maps
+        (:mod:`tedloc.pseudolabels.cam_family`: ``gradcam``, ``gradcam++``, ...) of the same classes, each with
+        its own backward pass."""
         self.model.eval()
+        images = self.runtime.to_device(images)
         targets = {"cam": classes, "cam" + PRED_SUFFIX: None}
+        wanted = {k: targets[k] for k in kinds if k in targets}
         with self.runtime.autocast():
-            cams, logits = cams_of_targets(self.model, self.runtime.to_device(images),
-                                           {k: targets[k] for k in kinds})
-        return logits.float().softmax(dim=1), {k: m.float() for k, m in cams.items()}
+            cams, logits = cams_of_targets(self.model, images, wanted or {"cam": classes})
+        maps = {k: cams[k].float() for k in wanted}
+        for kind in kinds:
+            base = kind.removesuffix(PRED_SUFFIX)
+            if base in GRADIENT_CAMS:
+                target = None if kind.endswith(PRED_SUFFIX) or classes is None else classes
+                maps[kind] = gradient_cams(self.model, images.float(), target if target is None else
+                                           target.to(images.device), base)
+        return logits.float().softmax(dim=1), maps
 
     @torch.no_grad()
     def cams(self, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
