@@ -61,12 +61,32 @@ def _dips_inputs(data, root):
              "batch_size": 8, "lr_step": 1, "fg_count": 10, "bg_count": 10})
 
 
+def _trcamv_inputs(data, root):
+    """TrCAM-V trains on a tiny video dataset of the same classes (the synthetic benchmarks share their names); the
+    contract's other checks run on the image set."""
+    from tedloc.data.synthetic_video import SyntheticVideoConfig, make_synthetic_video
+    from tedloc.methods.run_maps import compute_run_map_cache
+
+    video = make_synthetic_video(root / "video", SyntheticVideoConfig(
+        classes=len(load_dataset(data).class_names), train_videos=1, val_videos=1, test_videos=1, shots=2,
+        min_frames=3, max_frames=4, seed=3))
+    cam = get_method("cam")
+    cam.train(video, root / "vit", cam.config(arch="tedloc_vit_tiny", input_size=32, epochs=1, batch_size=8),
+              runtime=CPU)
+    cam.train(video, root / "cnn", cam.config(input_size=48, epochs=1, batch_size=8), runtime=CPU)
+    compute_run_map_cache(root / "cnn", video, "train", root / "cache", runtime=CPU)
+    return ({"cams": root / "cache", "data": video},
+            {"encoder_run": str(root / "vit"), "input_size": 32, "epochs": 2, "classifier_epochs": 1,
+             "batch_size": 8, "lr_step": 1, "fg_count": 10, "bg_count": 10, "crf_scale": 0.5})
+
+
 def _toy_inputs(data, root):
     return {}, {"input_size": 32, "epochs": 2}
 
 
 # name -> (data, work folder) -> (training inputs, config overrides): the tiny run of each method
-CASES = {"cam": _cam_inputs, "dips": _dips_inputs, "tedloc": _tedloc_inputs, "toy": _toy_inputs}
+CASES = {"cam": _cam_inputs, "dips": _dips_inputs, "tedloc": _tedloc_inputs, "toy": _toy_inputs,
+         "trcamv": _trcamv_inputs}
 
 
 def test_every_method_has_a_case():
@@ -80,8 +100,8 @@ def trained(request, synthetic_small, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"contract_{name}")
     method = get_method(name)
     inputs, overrides = CASES[name](synthetic_small, root)
-    history = method.train(synthetic_small, root / "run", method.config(**overrides), runtime=CPU,
-                           **inputs)
+    data = inputs.pop("data", synthetic_small)  # a video method trains on video data
+    history = method.train(data, root / "run", method.config(**overrides), runtime=CPU, **inputs)
     return name, root / "run", history, overrides
 
 
@@ -159,7 +179,7 @@ def test_tampered_preprocessing_is_refused(trained, tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["preprocessing"]["mean"] = [0.5, 0.5, 0.5]
     meta_path.write_text(json.dumps(meta))
-    if name in ("cam", "dips", "toy"):  # weights trained by the run itself (DiPS: its ViT by `tedloc pretrain`): its record is the truth, and is used
+    if name in ("cam", "dips", "toy", "trcamv"):  # weights trained by the run itself (DiPS, TrCAM-V: their ViT by `tedloc pretrain`): its record is the truth, and is used
         assert load_model(copy, runtime=CPU).preprocessing.mean == (0.5, 0.5, 0.5)
         return
     # weights from timm (TeD-Loc's E here): the record must be the normalisation timm's config gives them

@@ -77,6 +77,55 @@ def _paper(args: argparse.Namespace) -> int:
     return 0
 
 
+def _video(args: argparse.Namespace) -> int:
+    from tedloc.data.synthetic_video import make_synthetic_video
+    from tedloc.data.youtube_objects import convert_ytov1, convert_ytov2
+    from tedloc.recipes.video import run_video_recipe, video_paper_recipe, video_preset
+
+    out = Path(args.out)
+    start = time.perf_counter()
+    data = out / "data"
+    if args.benchmark == "synthetic-video":
+        print(f"[0] synthetic video benchmark -> {data}", flush=True)
+        make_synthetic_video(data)
+        recipe = video_preset("synthetic-video")
+    else:
+        overrides = _video_overrides(args)
+        recipe = video_paper_recipe(args.benchmark, overrides)
+        if args.data:
+            data = Path(args.data)
+        elif not (data / "dataset.yaml").exists():
+            print(f"[0] convert {args.raw} -> {data}", flush=True)
+            (convert_ytov1 if args.benchmark == "ytov1" else convert_ytov2)(args.raw, data)
+    run_video_recipe(data, out, recipe, log=lambda text: print(text, flush=True), runtime=runtime_from_args(args))
+    print(f"bench finished in {(time.perf_counter() - start) / 60:.1f} min; {out / 'results.json'}, "
+          f"{out / 'report.md'}")
+    return 0
+
+
+def _video_overrides(args: argparse.Namespace) -> dict:
+    """``--set`` and ``--weights random`` of the YouTube-Objects recipes."""
+    import yaml
+
+    from tedloc.errors import TedlocError
+
+    overrides = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TedlocError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise TedlocError(f"--set {item}: the value is not valid YAML") from None
+    if not args.raw and not args.data:
+        raise TedlocError("give --raw (the raw YouTube-Objects folder, converted to OUT/data) or --data")
+    if args.weights == "random":  # every network with random weights: the code path, not the numbers
+        overrides = {"classifier.pretrained": False, "trcamv.pretrained": False, "clip_pretrained": "random",
+                     **overrides}
+    return overrides
+
+
 @command("bench", help="benchmark recipes: Tiny ImageNet (offline), and CUB / ILSVRC / OpenImages (images and "
                        "weights needed)")
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -104,6 +153,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             "YAML, e.g. tedloc.epochs=1 map_sizes={classifier: 64}")
         add_runtime_arguments(p)
         p.set_defaults(func=_paper)
+    from tedloc.recipes.video import VIDEO_DATASETS
+
+    for dataset in VIDEO_DATASETS:
+        p = sub.add_parser(dataset, help=f"YouTube-Objects {dataset[4:].replace('2', '2.2')}: convert, the CAM-family "
+                                         f"classifier, CLIP-ES pseudo-labels, TrCAM-V, CorLoc, report "
+                                         f"(tedloc/configs/{dataset}_bench.yaml)")
+        p.add_argument("--raw", help="the raw YouTube-Objects folder (converted to OUT/data), or:")
+        p.add_argument("--data", help="a converted video dataset directory (tedloc data ytov1|ytov2)")
+        p.add_argument("--out", required=True, help="output folder (runs/, cache/, eval/, results.json, report.md)")
+        p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
+                       help="pretrained: timm's, open_clip's and CLIPSeg's weights (network once; default); random: "
+                            "random weights everywhere (checks the code path; the numbers mean nothing)")
+        p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+                       help="override a setting: classifier.FIELD, trcamv.FIELD or a recipe key (pseudo_labels, clip, "
+                            "clip_pretrained, eval_batch_size, overlays, protocol); VALUE is YAML")
+        add_runtime_arguments(p)
+        p.set_defaults(func=_video)
+    p = sub.add_parser("synthetic-video", help="the offline video recipe on the synthetic video benchmark: data, "
+                                               "classifier, ViT, CAM pseudo-labels, TrCAM-V, CorLoc (about 15 min "
+                                               "on 2 CPU cores)")
+    p.add_argument("--out", required=True, help="output folder (data/, runs/, results.json, report.md)")
+    add_runtime_arguments(p)
+    p.set_defaults(func=_video)
+
     p = sub.add_parser("tinyimagenet", help="convert, pretrain, CAM, TeD-Loc and its ablations, evaluate on test")
     p.add_argument("--src", required=True, help="extracted tiny-imagenet-200 folder")
     p.add_argument("--out", required=True,

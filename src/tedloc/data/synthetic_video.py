@@ -62,8 +62,11 @@ class SyntheticVideoConfig:
         for name in ("train_videos", "val_videos", "test_videos"):
             if getattr(self, name) < 0:
                 raise DataError(f"--{name.replace('_', '-')} must be >= 0", field=name)
-        if self.shots < 1 or not 2 <= self.min_frames <= self.max_frames:
-            raise DataError("--shots must be >= 1 and 2 <= --min-frames <= --max-frames", field="shots")
+        if self.shots < 1:
+            raise DataError(f"--shots must be >= 1, got {self.shots}", field="shots")
+        if not 2 <= self.min_frames <= self.max_frames:
+            raise DataError(f"need 2 <= --min-frames <= --max-frames, got {self.min_frames} and {self.max_frames}",
+                            field="min_frames")
         if self.annotation not in ANNOTATIONS:
             raise DataError(f"--annotation must be one of {', '.join(ANNOTATIONS)}", field="annotation")
 

@@ -229,6 +229,7 @@ class ClipSegLocalizer(ClipLocalizer):
 
     @classify_text.setter
     def classify_text(self, rows: torch.Tensor) -> None:
+        """Replace the classifier's text rows (the base class sets them when it builds its prompts)."""
         self._classify_text = rows
 
     @property

@@ -122,7 +122,7 @@ def sample_otsu_seeds(maps: torch.Tensor, u_fg: torch.Tensor, u_bg: torch.Tensor
     values = cams.reshape(b, -1)
     flat = values.flatten(1)
     varies = (flat.amax(dim=1) > flat.amin(dim=1))[:, None]
-    fg_counts = torch.floor(config.fg_pool * roi.sum(dim=1).double()).long()
+    fg_counts = (config.fg_pool * roi.sum(dim=1).float()).long()  # float32 product, as the public int(max_p * n)
     fg_pool = _first_ranks(values * roi + 1e-8, fg_counts, descending=True) & varies
     fg = _draw(torch.log(u_fg.clamp_min(1e-300)).float() / (values * roi + 1e-8), fg_pool, config.fg_count)
     bg_counts = torch.full((b,), int(config.bg_pool * h * w), dtype=torch.long, device=maps.device)
