@@ -20,7 +20,7 @@ timeout 250 python3 scripts/bench_gpu.py --json "$out/bench_gpu.json" > "$out/be
 echo "bench_gpu exit $?" >> "$out/bench_gpu.txt"
 timeout 130 python3 -m pytest -q tests/test_gpu.py > "$out/tests.txt" 2>&1
 echo "tests exit $?" >> "$out/tests.txt"
-( time timeout 170 python3 -m tedloc demo --out "$out/demo" --device cuda ) > "$out/demo.txt" 2>&1
+( time timeout 170 python3 -m tedloc demo --out "$out/demo" --device cuda --no-video ) > "$out/demo.txt" 2>&1
 echo "demo exit $?" >> "$out/demo.txt"
 if python3 -c "import open_clip" 2> /dev/null; then  # open_clip (+ ftfy, regex) are not on the machine: carry them
   timeout 45 python3 scripts/bench_clip_es.py --device cuda --images 128 --batch-sizes 1 32 128 --models ViT-B-16-quickgelu \

@@ -215,7 +215,7 @@ def test_predict_writes_the_good_images_and_reports_the_bad_ones(cam_run, synthe
         assert json.loads((out / f"{stem}.json").read_text())["image"] == path
         assert (out / f"{stem}.map.npy").exists() and (out / f"{stem}.overlay.png").exists()
     assert not list(out.glob("broken*")) and not list(out.glob("missing*"))
-    assert "wrote 2 records" in captured.out
+    assert "wrote 2 image records" in captured.out
     localizer = Localizer.from_run(cam_run)
     results = list(localizer.iter_predictions([good[0], broken, good[1]]))
     assert [type(r).__name__ for r in results] == ["Prediction", "DataError", "Prediction"]

@@ -25,6 +25,17 @@ def _threshold(text: str | None):
         raise argparse.ArgumentTypeError(f"--threshold must be a number in [0, 1) or 'otsu', got {text!r}") from None
 
 
+def _smoothing(text: str) -> float:
+    """``--box-smoothing``: a factor in [0, 1) (0: off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"--box-smoothing must be in [0, 1) (0: off), got {text!r}")
+    return value
+
+
 def _pixels(text: str) -> int | None:
     """``--max-pixels``: a positive count (``20000*20000`` style products allowed) or ``none``."""
     if text.lower() == "none":
@@ -111,14 +122,15 @@ def _predict(args: argparse.Namespace) -> int:
                                    max_pixels=args.max_pixels, map_max_side=args.map_max_side, runtime=runtime,
                                    batch_size=args.batch_size, compile=args.compile)
     out = Path(args.out) if args.out else None
-    videos = [p for p in args.images if is_video_input(p)]
+    # a folder is a frames folder even without frames: VideoReader says so in one line (not "no such image file")
+    videos = [p for p in args.images if is_video_input(p) or Path(p).is_dir()]
     images = [p for p in args.images if p not in videos]
     failed_videos = _predict_videos(localizer, videos, out, args) if videos else 0
     results = zip(_output_names(images), localizer.iter_predictions(images))
     done = sum(_report(name, result, out, localizer.max_pixels) for name, result in results)
     failed = len(images) - done + failed_videos
-    if out is not None:
-        print(f"wrote {done} records (JSON, map .npy, overlay PNG) to {out}")
+    if out is not None and images:
+        print(f"wrote {done} image records (JSON, map .npy, overlay PNG) to {out}")
     if failed:
         print(f"{failed} of {len(args.images)} inputs could not be read (see the errors above)")
     return 2 if failed else 0
@@ -146,7 +158,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"maps (and overlays) of larger images are written at N pixels on their long side, "
                              f"boxes stay in image pixels (default {MAP_MAX_SIDE})")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-    parser.add_argument("--box-smoothing", type=float, default=0.0, metavar="A",
+    parser.add_argument("--box-smoothing", type=_smoothing, default=0.0, metavar="A",
                         help="videos: each box becomes A x box + (1 - A) x the previous frame's (causal exponential "
                              "moving average; 0, the default, is off; the raw box stays in the record)")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of a folder of frames (default 25)")

@@ -12,9 +12,22 @@ from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.eval.corloc import CorLocAccumulator
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.localizer_eval import iter_score_maps
+from tedloc.eval.mask_metrics import load_gt_mask
 from tedloc.models.localizer import LocalizationModel
 
 __all__ = ["evaluate_video_localizer", "val_threshold"]
+
+
+def _peak_in_mask(split: Split, image_id: str, score_map) -> bool:
+    """Whether the map's highest pixel lies on the frame's GT mask (the union of its instances)."""
+    import numpy as np
+
+    i = split.index_of(image_id)
+    paths, ignore = split.mask_files(i)
+    h, w = score_map.shape
+    mask = load_gt_mask(paths, ignore, (w, h))
+    y, x = np.unravel_index(int(np.argmax(score_map)), score_map.shape)
+    return bool(mask[y, x] == 1)
 
 
 def val_threshold(localizer: LocalizationModel, val: Split, protocol: EvalProtocol | str = "standard", *,
@@ -41,9 +54,12 @@ def evaluate_video_localizer(localizer: LocalizationModel, split: Split, protoco
         if val is not None else None
     evaluator = WSOLEvaluator(split, protocol, masks=masks, num_classes=len(localizer.class_names))
     corloc = CorLocAccumulator(split, protocol.thresholds(), localizer.class_names)
+    pointing = []
     for image_id, maps, scores in iter_score_maps(localizer, split, (kind,), batch_size, workers, protocol=protocol):
         evaluator.accumulate(image_id, maps[kind], scores)
         corloc.accumulate(image_id, maps[kind], scores)
+        if split.has_masks and split.mask_root is not None and masks is not False:
+            pointing.append(_peak_in_mask(split, image_id, maps[kind]))
     metrics = evaluator.compute()
     metrics.pop("curves", None)
     result = corloc.compute(None if chosen is None else chosen[0])
@@ -51,6 +67,8 @@ def evaluate_video_localizer(localizer: LocalizationModel, split: Split, protoco
                         "thresholds": result["CorLoc_thresholds"],
                         "chosen_on": f"{split.name} frames, per class (the papers' protocol: test-oracle)"},
              "CL": result["CL"], "frames": result["frames"], "iou": result["iou"]}
+    if pointing:  # where the map looks, whatever its box: its peak on the object's mask
+        block["peak_in_mask"] = 100.0 * sum(pointing) / len(pointing)
     if chosen is not None:
         block["realistic"] = {"CorLoc": result["CorLoc@tau"], "per_class": result["CorLoc@tau_per_class"],
                               "threshold": result["tau"], "val_BoxAcc": chosen[1],
