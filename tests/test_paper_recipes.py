@@ -119,8 +119,9 @@ def test_shipped_configs_are_valid_for_their_commands(tmp_path, capsys):
         if name.endswith("_bench"):
             continue
         values = read_config_file(name)
-        command = "pretrain" if name.endswith("_cam") else "train"
-        inputs = {"tedloc": ["--anchors", "A", "--cams", "C"], "dips": ["--proposals", "P"]}.get(values.get("method"), [])
+        command = "pretrain" if name.endswith("_cam") else "train"  # the others name their method
+        inputs = {"tedloc": ["--anchors", "A", "--cams", "C"], "dips": ["--proposals", "P"],
+                  "trcamv": ["--cams", "C"]}.get(values.get("method"), [])
         argv = [command, "--config", name, "--data", "D", "--out", "O", *inputs]
         args = build_parser(argv).parse_args(argv)
         config = config_of(args)

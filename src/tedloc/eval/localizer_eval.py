@@ -21,14 +21,16 @@ __all__ = ["evaluate_localizer", "iter_score_maps", "scored_kinds", "MAP_CLASSES
 
 def scored_kinds(localizer: LocalizationModel, map_class: str, all_maps: bool) -> list[str]:
     """The maps an evaluation scores, the localizer's own first: its own only, or (``all_maps``) every map it
-    offers and, under ``map_class='true'``, each class-dependent map of the predicted class too (``KIND@pred``)."""
+    offers (those of its ``scored_map_kinds`` when it lists them: maps that cost more are scored when asked by
+    name) and, under ``map_class='true'``, each class-dependent map of the predicted class too (``KIND@pred``)."""
     if map_class not in MAP_CLASSES:
         raise ValueError(f"map_class must be one of {MAP_CLASSES}, got {map_class!r}")
     if not all_maps:
         return [localizer.map_kind]
-    kinds = list(map_kinds_of(localizer))
+    scored = getattr(localizer, "scored_map_kinds", None)
+    kinds = [k for k in map_kinds_of(localizer) if scored is None or k in scored or k == localizer.map_kind]
     if map_class == "true":
-        kinds += [kind + PRED_SUFFIX for kind in class_map_kinds(localizer)]
+        kinds += [kind + PRED_SUFFIX for kind in class_map_kinds(localizer) if kind in kinds]
     return kinds
 
 

@@ -21,6 +21,8 @@ class CAMLocalizer(NetworkLocalizer):
     map_kind = "cam"
     map_kinds = ("cam", *GRADIENT_CAMS)
     class_map_kinds = ("cam", *GRADIENT_CAMS)
+    # what an all-maps evaluation scores: the CAM; the CAM family's maps cost a backward pass each, asked by name
+    scored_map_kinds = ("cam",)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
