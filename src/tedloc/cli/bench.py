@@ -28,15 +28,14 @@ def _tinyimagenet(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overrides(args: argparse.Namespace) -> dict:
-    """``--set KEY=VALUE`` (VALUE read as YAML) and ``--weights random`` as overrides of the paper recipe."""
+def _set_values(items: list[str] | None) -> dict:
+    """``--set KEY=VALUE`` items as a dict, each VALUE read as YAML (one line naming a bad item)."""
     import yaml
 
     from tedloc.errors import TedlocError
-    from tedloc.recipes.presets import paper_recipe
 
     overrides = {}
-    for item in args.set or []:
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise TedlocError(f"--set takes KEY=VALUE, got {item!r}")
@@ -44,6 +43,15 @@ def _overrides(args: argparse.Namespace) -> dict:
             overrides[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
             raise TedlocError(f"--set {item}: the value is not valid YAML") from None
+    return overrides
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """``--set KEY=VALUE`` (VALUE read as YAML) and ``--weights random`` as overrides of the paper recipe."""
+
+    from tedloc.recipes.presets import paper_recipe
+
+    overrides = _set_values(args.set)
     if args.weights == "random":  # every network with random weights: the code path, not the numbers
         _, recipe = paper_recipe(args.benchmark, {k: v for k, v in overrides.items()})
         arch, _, _ = (recipe.text_encoder or "").partition("@")
@@ -105,19 +113,10 @@ def _video(args: argparse.Namespace) -> int:
 
 def _video_overrides(args: argparse.Namespace) -> dict:
     """``--set`` and ``--weights random`` of the YouTube-Objects recipes."""
-    import yaml
 
     from tedloc.errors import TedlocError
 
-    overrides = {}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise TedlocError(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            overrides[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise TedlocError(f"--set {item}: the value is not valid YAML") from None
+    overrides = _set_values(args.set)
     if not args.raw and not args.data:
         raise TedlocError("give --raw (the raw YouTube-Objects folder, converted to OUT/data) or --data")
     if args.weights == "random":  # every network with random weights: the code path, not the numbers

@@ -28,7 +28,8 @@ from tedloc.data.wsol_format import save_dataset
 from tedloc.errors import DataError
 from tedloc.utils.progress import progress
 
-__all__ = ["SyntheticConfig", "make_synthetic", "render_sample", "synthetic_class_names", "MAX_CLASSES"]
+__all__ = ["SyntheticConfig", "make_synthetic", "render_sample", "synthetic_class_names", "MAX_CLASSES",
+           "generation_folder"]
 
 _COLORS = {
     "red": (225, 30, 30),
@@ -201,6 +202,26 @@ def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
+def generation_folder(out: Path, key: str, stamp: dict, force: bool) -> Path | None:
+    """Where a generator writes ``out``: None when ``out`` was made with the same ``stamp`` (``dataset.yaml``'s
+    ``key``), reused as it is; else a fresh ``<out>.partial`` to rename at the end. A directory made otherwise, or
+    any other non-empty one, is an error unless ``force``."""
+    if (out / "dataset.yaml").exists():
+        import yaml
+
+        info = yaml.safe_load((out / "dataset.yaml").read_text()) or {}
+        if info.get(key) == stamp and not force:
+            return None
+        if not force:
+            raise DataError("exists with a different configuration; pass --force to replace it", out)
+    elif out.exists() and any(out.iterdir()) and not force:
+        raise DataError("exists and is not empty; choose another --out or pass --force", out)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
+
+
 def make_synthetic(out: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(), force: bool = False) -> Path:
     """Generate the benchmark into the dataset directory ``out`` (images, masks, metadata).
 
@@ -211,19 +232,9 @@ def make_synthetic(out: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfi
     cfg.validate()
     out = Path(out)
     stamp = {"generator": "tedloc.synthetic", **asdict(cfg)}
-    if (out / "dataset.yaml").exists():
-        import yaml
-
-        info = yaml.safe_load((out / "dataset.yaml").read_text()) or {}
-        if info.get("synthetic") == stamp and not force:
-            return out
-        if not force:
-            raise DataError("exists with a different configuration; pass --force to replace it", out)
-    elif out.exists() and any(out.iterdir()) and not force:
-        raise DataError("exists and is not empty; choose another --out or pass --force", out)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = generation_folder(out, "synthetic", stamp, force)
+    if tmp is None:
+        return out
     names = synthetic_class_names(cfg.classes)
     slugs = [n.replace(" ", "_") for n in names]
     splits = {}

@@ -28,7 +28,7 @@ from PIL import Image
 
 from tedloc.data.dataset import Split, WSOLDataset
 from tedloc.data.synthetic import (_COLORS, MAX_CLASSES, _body_texture, _class_spec, _ellipse_mask, _emblem_mask,
-                                   synthetic_class_names)
+                                   generation_folder, synthetic_class_names)
 from tedloc.data.wsol_format import save_dataset
 from tedloc.errors import DataError
 from tedloc.utils.progress import progress
@@ -201,19 +201,9 @@ def make_synthetic_video(out: str | os.PathLike, cfg: SyntheticVideoConfig = Syn
     cfg.validate()
     out = Path(out)
     stamp = {"generator": "tedloc.synthetic_video", **asdict(cfg)}
-    if (out / "dataset.yaml").exists():
-        import yaml
-
-        info = yaml.safe_load((out / "dataset.yaml").read_text()) or {}
-        if info.get("synthetic_video") == stamp and not force:
-            return out
-        if not force:
-            raise DataError("exists with a different configuration; pass --force to replace it", out)
-    elif out.exists() and any(out.iterdir()) and not force:
-        raise DataError("exists and is not empty; choose another --out or pass --force", out)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = generation_folder(out, "synthetic_video", stamp, force)
+    if tmp is None:
+        return out
     names = synthetic_class_names(cfg.classes)
     slugs = [n.replace(" ", "_") for n in names]
     splits, stats = {}, {}

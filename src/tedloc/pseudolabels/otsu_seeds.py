@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from tedloc.pseudolabels.pixel_seeds import IGNORE
+from tedloc.pseudolabels.pixel_seeds import IGNORE, seed_labels, top_in_pool
 
 __all__ = ["OtsuSeederConfig", "otsu_threshold", "region_of_interest", "sample_otsu_seeds", "ROI_METHODS"]
 
@@ -91,17 +90,6 @@ def region_of_interest(cam: np.ndarray, method: str = "densest", min_area: float
     return labels == best + 1
 
 
-def _draw(key: torch.Tensor, pool: torch.Tensor, count: int) -> torch.Tensor:
-    """Per row, the ``count`` pool members of largest ``key`` (all of a smaller pool), as a mask."""
-    if count == 0:
-        return torch.zeros_like(pool)
-    ranked = torch.where(pool, key, torch.full_like(key, float("-inf")))
-    top = ranked.topk(min(count, key.shape[1]), dim=1).indices
-    chosen = torch.zeros_like(pool)
-    chosen.scatter_(1, top, True)
-    return chosen & pool
-
-
 def _first_ranks(values: torch.Tensor, counts: torch.Tensor, descending: bool) -> torch.Tensor:
     """Per row, the ``counts`` pixels first in a stable sort of ``values``, as a mask."""
     order = torch.argsort(values, dim=1, descending=descending, stable=True)
@@ -124,17 +112,8 @@ def sample_otsu_seeds(maps: torch.Tensor, u_fg: torch.Tensor, u_bg: torch.Tensor
     varies = (flat.amax(dim=1) > flat.amin(dim=1))[:, None]
     fg_counts = (config.fg_pool * roi.sum(dim=1).float()).long()  # float32 product, as the public int(max_p * n)
     fg_pool = _first_ranks(values * roi + 1e-8, fg_counts, descending=True) & varies
-    fg = _draw(torch.log(u_fg.clamp_min(1e-300)).float() / (values * roi + 1e-8), fg_pool, config.fg_count)
+    fg = top_in_pool(torch.log(u_fg.clamp_min(1e-300)).float() / (values * roi + 1e-8), fg_pool, config.fg_count)
     bg_counts = torch.full((b,), int(config.bg_pool * h * w), dtype=torch.long, device=maps.device)
     bg_pool = _first_ranks(values + 1e-8, bg_counts, descending=False) & varies
-    bg = _draw(u_bg.float(), bg_pool, config.bg_count)
-    fg, bg = fg.reshape(b, 1, h, w).float(), bg.reshape(b, 1, h, w).float()
-    if config.dilation > 1:
-        pad = config.dilation // 2
-        fg = F.max_pool2d(fg, config.dilation, stride=1, padding=pad)
-        bg = F.max_pool2d(bg, config.dilation, stride=1, padding=pad)
-    fg, bg = fg[:, 0] > 0, bg[:, 0] > 0
-    labels = torch.full((b, h, w), IGNORE, dtype=torch.long, device=maps.device)
-    labels[fg & ~bg] = 1
-    labels[bg & ~fg] = 0
-    return labels
+    bg = top_in_pool(u_bg.float(), bg_pool, config.bg_count)
+    return seed_labels(fg.reshape(b, h, w), bg.reshape(b, h, w), config.dilation)

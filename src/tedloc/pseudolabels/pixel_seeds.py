@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["IGNORE", "DiPSSamplerConfig", "sample_pixel_labels", "box_masks"]
+__all__ = ["IGNORE", "DiPSSamplerConfig", "sample_pixel_labels", "box_masks", "top_in_pool", "seed_labels"]
 
 IGNORE = -255  # DiPS's label of unlabelled pixels (the partial cross-entropy's ignore_index)
 BACKGROUND_MODES = ("outside", "anywhere")
@@ -60,7 +60,7 @@ def box_masks(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1) & (x0 >= 0)
 
 
-def _top_in_pool(key: torch.Tensor, pool: torch.Tensor, count: int) -> torch.Tensor:
+def top_in_pool(key: torch.Tensor, pool: torch.Tensor, count: int) -> torch.Tensor:
     """Per row, the ``count`` pool members of largest ``key`` (fewer when the pool is smaller), as a mask."""
     if count == 0:
         return torch.zeros_like(pool)
@@ -97,16 +97,23 @@ def sample_pixel_labels(maps: torch.Tensor, chosen: torch.Tensor, any_box: torch
     outside = torch.where(outside.any(dim=1, keepdim=True), outside, torch.ones_like(outside))
     fg_pool = _share_by_value(values, inside, config.fg_pool, highest=True)
     weights = values.clamp_min(1e-12)
-    fg = _top_in_pool(torch.log(u_fg.clamp_min(1e-300)).float() / weights, fg_pool, config.fg_count)
+    fg = top_in_pool(torch.log(u_fg.clamp_min(1e-300)).float() / weights, fg_pool, config.fg_count)
     bg_pool = _share_by_value(values, outside, config.bg_pool, highest=False)
-    bg = _top_in_pool(u_bg.float(), bg_pool, config.bg_count)
-    fg, bg = fg.reshape(b, 1, h, w).float(), bg.reshape(b, 1, h, w).float()
-    if config.dilation > 1:
-        pad = config.dilation // 2
-        fg = F.max_pool2d(fg, config.dilation, stride=1, padding=pad)
-        bg = F.max_pool2d(bg, config.dilation, stride=1, padding=pad)
+    bg = top_in_pool(u_bg.float(), bg_pool, config.bg_count)
+    return seed_labels(fg.reshape(b, h, w), bg.reshape(b, h, w), config.dilation)
+
+
+def seed_labels(fg: torch.Tensor, bg: torch.Tensor, dilation: int) -> torch.Tensor:
+    """Labels ``(B, H, W)`` of FG and BG seed masks ``(B, H, W)`` bool: each seed dilated by a ``dilation`` square,
+    1 foreground, 0 background, :data:`IGNORE` elsewhere and where both meet."""
+    b, h, w = fg.shape
+    fg, bg = fg[:, None].float(), bg[:, None].float()
+    if dilation > 1:
+        pad = dilation // 2
+        fg = F.max_pool2d(fg, dilation, stride=1, padding=pad)
+        bg = F.max_pool2d(bg, dilation, stride=1, padding=pad)
     fg, bg = fg[:, 0] > 0, bg[:, 0] > 0
-    labels = torch.full((b, h, w), IGNORE, dtype=torch.long, device=maps.device)
+    labels = torch.full((b, h, w), IGNORE, dtype=torch.long, device=fg.device)
     labels[fg & ~bg] = 1
     labels[bg & ~fg] = 0
     return labels
