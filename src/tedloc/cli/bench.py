@@ -170,7 +170,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         add_runtime_arguments(p)
         p.set_defaults(func=_video)
     p = sub.add_parser("synthetic-video", help="the offline video recipe on the synthetic video benchmark: data, "
-                                               "classifier, ViT, CAM pseudo-labels, TrCAM-V, CorLoc (about 15 min "
+                                               "classifier, ViT, CAM pseudo-labels, TrCAM-V, CorLoc (about 8 min "
                                                "on 2 CPU cores)")
     p.add_argument("--out", required=True, help="output folder (data/, runs/, results.json, report.md)")
     add_runtime_arguments(p)
