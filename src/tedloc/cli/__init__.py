@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_handled_elsewhere)
+    bound_network_waits()
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
@@ -103,6 +106,36 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         _leave_process_group()
+
+
+NETWORK_TIMEOUT_S = 30  # a connection or a read that waits longer fails (a network that drops packets, not hangs)
+
+
+def bound_network_waits(seconds: float = NETWORK_TIMEOUT_S) -> None:
+    """Bound every network wait of the command, unless the user set them: Hugging Face Hub's metadata and download
+    requests (``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``) and any other socket (torchvision's and
+    open_clip's downloads), each connection or read at most ``seconds`` (``TEDLOC_NETWORK_TIMEOUT``)."""
+    import os
+    import socket
+
+    seconds = float(os.environ.get("TEDLOC_NETWORK_TIMEOUT", seconds))
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(seconds)))
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(seconds)))
+    if socket.getdefaulttimeout() is None:
+        socket.setdefaulttimeout(seconds)
+
+
+def _not_handled_elsewhere(record: logging.LogRecord) -> bool:
+    """The root handler's filter: a record whose logger (or a parent below the root) has its own handler was
+    printed there already (Hugging Face Hub's); printing it again doubled every line."""
+    logger = logging.getLogger(record.name)
+    while logger is not None and logger is not logging.getLogger():
+        if logger.handlers:
+            return False
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return True
 
 
 def _leave_process_group() -> None:

@@ -114,8 +114,21 @@ def _open_clip(model: str, device: str) -> TextEncoder:
         pretrained = None
     elif os.path.exists(pretrained):
         _logger.info("open_clip %s: loading local weights %s", arch, pretrained)
-    quick_gelu = bool(pretrained and not os.path.exists(pretrained) and open_clip_quick_gelu(arch, pretrained))
-    clip = open_clip.create_model(arch, pretrained=pretrained, device=device, force_quick_gelu=quick_gelu).eval()
+    local = bool(pretrained) and os.path.exists(pretrained)
+    if pretrained and not local and pretrained not in open_clip.list_pretrained_tags_by_model(arch):
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        raise TedlocError(f"text encoder open_clip:{model}: unknown weights {pretrained!r} for {arch} (known tags: "
+                          f"{tags}; or a local weight file)")
+    quick_gelu = bool(pretrained and not local and open_clip_quick_gelu(arch, pretrained))
+    try:
+        clip = open_clip.create_model(arch, pretrained=pretrained, device=device, force_quick_gelu=quick_gelu).eval()
+    except Exception as e:  # no network, a misfit file, ...: one line naming the weights and the fixes
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        if local:
+            raise TedlocError(f"{pretrained}: these weights do not fit open_clip {arch} ({reason})") from None
+        raise TedlocError(f"text encoder open_clip:{model}: could not load the weights ({type(e).__name__}: "
+                          f"{reason}); fixes: network access, or fetch them where there is network into a shared "
+                          f"HF_HOME and set HF_HUB_OFFLINE=1, or give a local file (open_clip:{arch}@FILE)") from None
     tokenizer = open_clip.get_tokenizer(arch)
 
     @torch.no_grad()
