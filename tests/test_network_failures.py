@@ -63,3 +63,29 @@ def test_network_waits_are_bounded_unless_the_user_chose(monkeypatch):
         assert socket.getdefaulttimeout() == 5.0  # a timeout already set is kept
     finally:
         socket.setdefaulttimeout(before)
+
+
+def test_a_silent_server_times_out(monkeypatch):
+    """A server that accepts and never answers (a firewall that drops packets) fails within the bound, as
+    torchvision's downloads (urllib) would."""
+    import time
+    import urllib.request
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    monkeypatch.setenv("TEDLOC_NETWORK_TIMEOUT", "1")
+    before = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(None)
+        bound_network_waits()
+        start = time.monotonic()
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.getsockname()[1]}/weights.pth")
+            raise AssertionError("the silent server answered")
+        except (TimeoutError, OSError):
+            pass
+        assert time.monotonic() - start < 10
+    finally:
+        socket.setdefaulttimeout(before)
+        server.close()
