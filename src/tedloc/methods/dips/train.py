@@ -45,7 +45,7 @@ from tedloc.pseudolabels.views import boxes_on_view
 from tedloc.utils.device import Runtime
 from tedloc.utils.keyed_random import keyed_uniform, sample_keys
 
-__all__ = ["DiPSTrainConfig", "train_dips", "build_dips", "RUN_KIND", "choose_proposals"]
+__all__ = ["DiPSTrainConfig", "train_dips", "build_dips", "RUN_KIND", "choose_proposals", "train_class_token_probe"]
 
 RUN_KIND = "dips"  # model.json's kind of these runs
 SELECTIONS = ("loc", "last")  # and pseudo:FILE (methods.base.selection_criterion)
@@ -296,6 +296,26 @@ class DecoderStage:
                 "val_threshold": val.get("threshold")}
 
 
+def train_class_token_probe(net: nn.Module, train_set, val_set, config, run: RunFolder, fields: tuple[str, ...],
+                            kind: str, data: str, class_names: list[str], resume: bool, *, runtime: Runtime
+                            ) -> tuple[list[dict], int]:
+    """Stage 1 of DiPS and TrCAM-V: the class-token classifier trained into ``config.classifier_dir`` (default
+    ``RUN/classifier``, a run of ``kind`` whose configuration is the config's ``fields``), its best val top-1
+    epoch loaded into ``net.classifier``. Returns the stage's history and that epoch (0-based)."""
+    stage1 = RunFolder(config.classifier_dir or run.path / "classifier")
+    stage1_config = {k: v for k, v in asdict(config).items() if k in fields}
+    stage1.start({"config": stage1_config, "data": data, "class_names": class_names, "kind": kind}, runtime)
+    schedule1 = replace(Schedule.of(config), epochs=config.classifier_epochs, lr=config.classifier_lr,
+                        lr_step=config.classifier_lr_step, lr_gamma=0.1)
+    # a shared stage-1 folder is never trained again (other runs use its classifier): it always resumes
+    history1 = Trainer(schedule1, runtime).fit(ClassifierStage(net, train_set, val_set, config), stage1,
+                                               resume=resume or bool(config.classifier_dir),
+                                               meta={"config": stage1_config})
+    best1 = best_epoch(history1, "val_top1")
+    net.classifier.load_state_dict(load_checkpoint(stage1.checkpoint(best1 + 1))[0])
+    return history1, best1
+
+
 def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str | os.PathLike,
                config: DiPSTrainConfig = DiPSTrainConfig(), resume: bool = True, *,
                runtime: Runtime) -> list[dict]:
@@ -325,18 +345,9 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     train_set = net.preprocessing.dataset(train_split, train=True, seed=config.seed)
     val_set = net.preprocessing.dataset(val_split)
 
-    stage1 = RunFolder(config.classifier_dir or run.path / "classifier")
-    stage1_config = {k: v for k, v in asdict(config).items() if k in CLASSIFIER_FIELDS}
-    stage1.start({"config": stage1_config, "data": resolved["data"], "class_names": dataset.class_names,
-                  "kind": "dips_classifier"}, runtime)
-    schedule1 = replace(Schedule.of(config), epochs=config.classifier_epochs, lr=config.classifier_lr,
-                        lr_step=config.classifier_lr_step, lr_gamma=0.1)
-    # a shared stage-1 folder is never trained again (other runs use its classifier): it always resumes
-    history1 = Trainer(schedule1, runtime).fit(ClassifierStage(net, train_set, val_set, config), stage1,
-                                                      resume=resume or bool(config.classifier_dir),
-                                                      meta={"config": stage1_config})
-    best1 = best_epoch(history1, "val_top1")
-    net.classifier.load_state_dict(load_checkpoint(stage1.checkpoint(best1 + 1))[0])
+    history1, best1 = train_class_token_probe(net, train_set, val_set, config, run, CLASSIFIER_FIELDS,
+                                              "dips_classifier", resolved["data"], dataset.class_names, resume,
+                                              runtime=runtime)
     for p in net.classifier.parameters():
         p.requires_grad_(False)
 

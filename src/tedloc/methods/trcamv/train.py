@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.errors import TedlocError
 from tedloc.methods.base import (SELECTION_KEYS, TrainConfig, best_epoch, load_encoder, option, prepare_selection,
                                  selected_model_record, selection_criterion, validation_protocol)
-from tedloc.methods.dips.train import CLASSIFIER_FIELDS, ClassifierStage
+from tedloc.methods.dips.train import CLASSIFIER_FIELDS, train_class_token_probe
 from tedloc.methods.trcamv.localizer import TrCAMVLocalizer
 from tedloc.models.dense_crf_loss import FILTERS, dense_crf_loss
 from tedloc.models.dips import partial_cross_entropy
@@ -285,17 +285,9 @@ def train_trcamv(data: str | os.PathLike, out: str | os.PathLike, cams: str | os
     history1: list[dict] = []
     best1 = -1
     if config.classifier == "probe":
-        stage1 = RunFolder(config.classifier_dir or run.path / "classifier")
-        stage1_config = {k: v for k, v in asdict(config).items() if k in CLASSIFIER_FIELDS + ("frames_per_shot",)}
-        stage1.start({"config": stage1_config, "data": resolved["data"], "class_names": dataset.class_names,
-                      "kind": "trcamv_classifier"}, runtime)
-        schedule1 = replace(Schedule.of(config), epochs=config.classifier_epochs, lr=config.classifier_lr,
-                            lr_step=config.classifier_lr_step, lr_gamma=0.1)
-        history1 = Trainer(schedule1, runtime).fit(ClassifierStage(net, train_set, val_set, config), stage1,
-                                                   resume=resume or bool(config.classifier_dir),
-                                                   meta={"config": stage1_config})
-        best1 = best_epoch(history1, "val_top1")
-        net.classifier.load_state_dict(load_checkpoint(stage1.checkpoint(best1 + 1))[0])
+        history1, best1 = train_class_token_probe(net, train_set, val_set, config, run,
+                                                  CLASSIFIER_FIELDS + ("frames_per_shot",), "trcamv_classifier",
+                                                  resolved["data"], dataset.class_names, resume, runtime=runtime)
 
     localizer = TrCAMVLocalizer(net, dataset.class_names, runtime=runtime)
     task = LocalizationStage(net, train_set, cache, localizer, val_split, config)
