@@ -22,7 +22,8 @@ import numpy as np
 from tedloc.data.dataset import Split
 from tedloc.errors import DataError
 
-__all__ = ["FRAME_SUFFIXES", "list_frames", "ShotFrames", "frames_split", "natural_key"]
+__all__ = ["FRAME_SUFFIXES", "list_frames", "frame_names", "is_frame_name", "ShotFrames", "frames_split",
+           "natural_key"]
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -32,19 +33,29 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
+def is_frame_name(name: str) -> bool:
+    """Whether a file of this name can be a frame: an image suffix, not hidden (macOS ``._x.jpg`` is not)."""
+    return not name.startswith(".") and Path(name).suffix.lower() in FRAME_SUFFIXES
+
+
+def frame_names(folder: str | os.PathLike) -> list[str]:
+    """The frame file names directly inside ``folder``, in natural order (empty when there is none; ``OSError``
+    when the folder cannot be listed)."""
+    return sorted((e.name for e in os.scandir(folder) if e.is_file() and is_frame_name(e.name)), key=natural_key)
+
+
 def list_frames(folder: str | os.PathLike) -> list[str]:
     """The frame file names of a shot folder in natural order (DataError naming the folder when it has none)."""
     folder = Path(folder)
     try:
-        names = [e.name for e in os.scandir(folder)
-                 if e.is_file() and not e.name.startswith(".") and Path(e.name).suffix.lower() in FRAME_SUFFIXES]
+        names = frame_names(folder)
     except FileNotFoundError:
         raise DataError("shot folder not found", folder) from None
     except NotADirectoryError:
         raise DataError("a shot id must be a folder of frames, this is a file", folder) from None
     if not names:
         raise DataError(f"shot folder without frames ({', '.join(FRAME_SUFFIXES)})", folder)
-    return sorted(names, key=natural_key)
+    return names
 
 
 class ShotFrames:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from tedloc.data.images import load_image, read_image_size
-from tedloc.data.video import FRAME_SUFFIXES, natural_key
+from tedloc.data.video import FRAME_SUFFIXES, frame_names, is_frame_name
 from tedloc.errors import DataError, OptionError, TedlocError
 
 __all__ = ["FRAME_SUFFIXES", "VIDEO_SUFFIXES", "VideoFrame", "VideoInfo", "VideoReader", "VideoWriter",
@@ -81,14 +81,9 @@ def _positive_fps(fps: object) -> float:
     return value
 
 
-def _is_frame_file(path: Path) -> bool:
-    """An image file that can be a frame (hidden files such as macOS ``._x.jpg`` are not)."""
-    return not path.name.startswith(".") and path.suffix.lower() in FRAME_SUFFIXES and path.is_file()
-
-
 def _frame_files(folder: Path) -> list[Path]:
-    """The frame images directly inside ``folder``, in natural name order."""
-    return sorted((p for p in folder.iterdir() if _is_frame_file(p)), key=lambda p: natural_key(p.name))
+    """The frame images directly inside ``folder``, in natural name order (:func:`tedloc.data.video.frame_names`)."""
+    return [folder / name for name in frame_names(folder)]
 
 
 def is_video_input(path: str | os.PathLike) -> bool:
@@ -97,7 +92,7 @@ def is_video_input(path: str | os.PathLike) -> bool:
     try:
         if path.is_file():
             return path.suffix.lower() in VIDEO_SUFFIXES
-        return path.is_dir() and any(_is_frame_file(p) for p in path.iterdir())
+        return path.is_dir() and any(p.is_file() and is_frame_name(p.name) for p in path.iterdir())
     except OSError:
         return False
 
