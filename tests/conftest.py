@@ -60,3 +60,34 @@ def synthetic_small(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("synthetic") / "data"
     return make_synthetic(out, SyntheticConfig(classes=4, train=24, val=8, test=8, size=48, seed=3))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): on a machine
+    whose cores are busy, two spinning OpenMP threads make tiny networks tens of times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def cam_run_32(synthetic_small, tmp_path_factory) -> Path:
+    """A CAM run (tedloc_resnet_tiny) on ``synthetic_small``: 32x32 inputs, one epoch; read-only for its users."""
+    import torch
+
+    from runtimes import CPU
+    from tedloc.methods import get_method
+
+    out = tmp_path_factory.mktemp("cam_run_32") / "run"
+    cam = get_method("cam")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as its users train it: the same weights whichever module asks first
+    try:
+        cam.train(synthetic_small, out, cam.config(input_size=32, epochs=1, batch_size=8), runtime=CPU)
+    finally:
+        torch.set_num_threads(threads)
+    return out

@@ -12,7 +12,7 @@ from runtimes import CPU
 
 from tedloc.cli import main
 from tedloc.errors import TedlocError
-from tedloc.methods import get_method, load_model
+from tedloc.methods import load_model
 from tedloc.models.localizer import PRED_SUFFIX
 
 pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
@@ -25,23 +25,13 @@ from tedloc.pseudolabels.gradcam import default_target_layer
 INPUT = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a machine whose cores are busy, two spinning OpenMP threads make these tiny
-    networks tens of times slower (the results are compared within this module only)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def run(synthetic_small, tmp_path_factory) -> Path:
+def run(cam_run_32) -> Path:
     """A CAM run (tedloc_resnet_tiny) on the synthetic image set: 32x32 inputs, one epoch."""
-    out = tmp_path_factory.mktemp("cam_family") / "run"
-    cam = get_method("cam")
-    cam.train(synthetic_small, out, cam.config(input_size=INPUT, epochs=1, batch_size=8), runtime=CPU)
-    return out
+    return cam_run_32
 
 
 @pytest.fixture(scope="module")

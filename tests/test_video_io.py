@@ -54,6 +54,19 @@ def _noisy_video(path, frames: int = 30):
     return path
 
 
+def _pyav_video(path, codec: str, frames: int = 30) -> None:
+    """``frames`` solid frames at 30 fps written by PyAV itself (its own container defaults, not VideoWriter's)."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream(codec, rate=30)
+    stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+    for i in range(frames):
+        for packet in stream.encode(av.VideoFrame.from_ndarray(_solid(i), format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+    container.close()
+
+
 def _has_encoder(*names: str) -> bool:
     return any(name in av.codecs_available for name in names)
 
@@ -234,15 +247,7 @@ def test_random_bytes_are_an_error_at_opening(tmp_path):
 def test_truncated_mp4_with_its_index_at_the_end_cannot_be_opened(tmp_path):
     """PyAV's default MP4 puts the index (moov atom) last: cut it off and nothing can be decoded."""
     full = tmp_path / "full.mp4"
-    container = av.open(str(full), "w")
-    stream = container.add_stream("mpeg4", rate=30)
-    stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
-    for i in range(30):
-        for packet in stream.encode(av.VideoFrame.from_ndarray(_solid(i), format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-    container.close()
+    _pyav_video(full, "mpeg4")
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
     assert "cannot open video" in _raises_naming(cut, lambda: VideoReader(cut))
@@ -279,15 +284,7 @@ def test_corrupt_middle_yields_the_decodable_frames(tmp_path):
 def test_times_strictly_increase_even_when_the_file_reorders_them(tmp_path):
     """H.264 with B-frames in AVI: the container has no presentation times and FFmpeg's guesses go back."""
     path = tmp_path / "bframes.avi"
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=30)
-    stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
-    for i in range(30):
-        for packet in stream.encode(av.VideoFrame.from_ndarray(_solid(i), format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-    container.close()
+    _pyav_video(path, "libx264")
     with VideoReader(path) as reader:
         times = [f.time for f in reader]
     assert len(times) == 30 and all(b > a for a, b in itertools.pairwise(times))

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from runtimes import CPU
 
@@ -25,25 +24,13 @@ FRAMES, FPS = 12, 10.0
 SUFFIXES = (".frames.jsonl", ".maps.npy", ".annotated.mp4", ".video.json")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a machine whose cores are busy, two spinning OpenMP threads make these tiny
-    networks tens of times slower (the results are compared within this module only)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def run(synthetic_small, tmp_path_factory) -> Path:
+def run(cam_run_32) -> Path:
     """A CAM run on the synthetic image set: 32x32 inputs, one epoch (a second on 2 cores)."""
-    from tedloc.methods import get_method
-
-    out = tmp_path_factory.mktemp("video_predict") / "run"
-    cam = get_method("cam")
-    cam.train(synthetic_small, out, cam.config(input_size=32, epochs=1, batch_size=8), runtime=CPU)
-    return out
+    return cam_run_32
 
 
 def _frame(i: int, size: tuple[int, int] = SIZE) -> np.ndarray:

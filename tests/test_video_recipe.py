@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from runtimes import CPU
 
 from tedloc.cli import main
@@ -22,14 +21,7 @@ BASELINES = ("cam", "gradcam")
 RUNS = ("classifier", "vit", "trcamv")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a machine whose cores are busy, two spinning OpenMP threads make these tiny
-    networks tens of times slower (the results are compared within this module only)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
