@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tedloc.data import load_dataset
-from tedloc.data.video import ShotFrames, frames_split
+from tedloc.data.video import frames_split
 from tedloc.engine import LossTerm, RunFolder, Schedule, Trainer
 from tedloc.engine.checkpoint import load_checkpoint
 from tedloc.errors import TedlocError
@@ -154,7 +154,6 @@ class LocalizationStage:
         self.net, self.train_set, self.cache, self.localizer = net, train_set, cache, localizer
         self.val_split, self.config = val_split, config
         self.seeder, self.barrier = config.seeder(), config.barrier()
-        self.shot_frames = ShotFrames(train_set.split)
         p = net.preprocessing
         self._mean = torch.tensor(p.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(p.std).view(1, 3, 1, 1)
@@ -178,8 +177,8 @@ class LocalizationStage:
         """The batch's pixel seeds ``(B, H, W)`` (1 FG, 0 BG, IGNORE) on the view grid ``size``."""
         c = self.config
         device = batch["label"].device
-        shots = self.train_set.split.image_ids
-        rows = [self.cache.row(f"{shots[s]}/{self.shot_frames(s)[f]}")
+        shots, frames = self.train_set.split.image_ids, self.train_set.shot_frames  # the dataset's listing, not a second
+        rows = [self.cache.row(f"{shots[s]}/{frames(s)[f]}")
                 for s, f in zip(batch["shot"].tolist(), batch["frame"].tolist())]
         with torch.autocast(device.type, enabled=False):
             maps = maps_on_grid(self.cache.get(rows), batch["view"], size).to(device)
