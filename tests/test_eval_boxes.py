@@ -431,3 +431,49 @@ def test_maps_beyond_the_kernels_limits_use_the_contour_search(monkeypatch):
     monkeypatch.setattr(boxes, "_box_kernel", refuse)
     got = boxes_at_cuts(u8, cuts, gt, "unionfind")
     assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+def test_top_k_localization_at_a_val_threshold_beside_the_oracle_one():
+    """Top-1 Loc at the oracle threshold (best on this split's boxes) and at a val threshold differ, by hand.
+
+    Every map: a 12x12 square of 0.6 (pixels 2-13) with a 4x4 corner of 1.0 (pixels 2-5), u8 153 and 255.
+    Thresholds below 0.6 give the square's box (2, 2, 14, 14) (x + w, the reference's), from 0.6 on
+    (cut int(t * 255) >= 153) the corner's (2, 2, 6, 6). Images a0-a2 have the square (2, 2, 13, 13) as GT box:
+    IoU 144/169 with the square's box, 25/144 with the corner's; b has the corner (2, 2, 5, 5): 16/169 and 16/25.
+    a2's class is second (wrong for top-1, right for top-5). Oracle: the square's box localises a0-a2 (GT-known
+    3/4), the corner's only b (1/4), so the threshold is the lowest, 0.0: Top-1 Loc = a0, a1 = 2/4, Top-5 Loc =
+    3/4. At the val threshold 0.7 only b: GT-known = Top-1 = Top-5 Loc = 1/4, mIoU = (3 * 25/144 + 16/25) / 4.
+    """
+    m = _square((20, 20), 2, 13, 2, 13, 0.6)
+    m[2:6, 2:6] = 1.0
+    square, core = [[2, 2, 13, 13]], [[2, 2, 5, 5]]
+    split = Split("test", ["a0", "a1", "a2", "b"], [0, 0, 0, 0], [(20, 20)] * 4, [square, square, square, core])
+    right, second = np.array([9.0, 1, 0, 0, 0, 0, 0]), np.array([1.0, 9, 0, 0, 0, 0, 0])
+    scores = {"a0": right, "a1": right, "a2": second, "b": right}
+    ev = WSOLEvaluator(split, val_threshold=0.7)
+    for image_id, s in scores.items():
+        ev.accumulate(image_id, m, s)
+    r = ev.compute()
+    assert r["threshold"] == 0.0 and r["GTKnownLoc"] == 75.0 and r["Top1Loc"] == 50.0 and r["Top5Loc"] == 75.0
+    assert r["val_threshold"] == 0.7 and r["GTKnownLoc@val_thr"] == 25.0
+    assert r["Top1Loc@val_thr"] == 25.0 and r["Top5Loc@val_thr"] == 25.0
+    assert abs(r["mIoU@val_thr"] - 100 * (3 * 25 / 144 + 16 / 25) / 4) < 1e-9
+    fixed = WSOLEvaluator(split, mode="fixed", tau=0.7)  # the same numbers as the fixed mode at that threshold
+    for image_id, s in scores.items():
+        fixed.accumulate(image_id, m, s)
+    f = fixed.compute()
+    assert [f[k] for k in ("GTKnownLoc", "Top1Loc", "Top5Loc", "mIoU")] == [
+        r[k + "@val_thr"] for k in ("GTKnownLoc", "Top1Loc", "Top5Loc", "mIoU")]
+    halves = [WSOLEvaluator(split, val_threshold=0.7) for _ in range(2)]  # sums of shards merge exactly
+    for j, (image_id, s) in enumerate(scores.items()):
+        halves[j % 2].accumulate(image_id, m, s)
+    halves[0].merge(halves[1].state())
+    merged = halves[0].compute()
+    assert all(merged[k] == r[k] for k in ("Top1Loc", "Top1Loc@val_thr", "Top5Loc@val_thr", "mIoU@val_thr"))
+    without = WSOLEvaluator(split)
+    without.accumulate("a0", m, right)
+    assert not any(k.endswith("@val_thr") for k in without.compute()) and "val_threshold" not in without.compute()
+    with pytest.raises(ValueError, match="different val thresholds"):
+        WSOLEvaluator(split, val_threshold=0.5).merge(WSOLEvaluator(split, val_threshold=0.7).state())
+    with pytest.raises(ValueError, match="val threshold must be in"):
+        WSOLEvaluator(split, val_threshold=1.0)

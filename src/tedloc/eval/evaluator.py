@@ -11,6 +11,10 @@ The settings (interval, mode, tau, IoU thresholds) come from an :class:`~tedloc.
 - ``otsu``: each map's own Otsu threshold on its 8-bit quantisation (no threshold to choose).
 
 PxAP does not depend on the mode: it always integrates over the threshold list.
+
+Besides the mode's operating threshold, a ``val_threshold`` (a threshold chosen without the evaluated split's
+boxes: a run's, chosen on its validation split) gives GT-known Loc, Top-1/Top-5 Loc and mIoU at that threshold
+under their own names (:data:`VAL_THRESHOLD_METRICS`, e.g. ``Top1Loc@val_thr``), beside the oracle ones.
 """
 from __future__ import annotations
 
@@ -20,14 +24,18 @@ import cv2
 import numpy as np
 
 from tedloc.data.dataset import Split
-from tedloc.errors import DataError
+from tedloc.errors import DataError, OptionError
 from tedloc.eval.box_metrics import BoxAccumulator, image_box_stats
 from tedloc.eval.boxes import cuts_for_thresholds, largest_contour_box, rescale_boxes
 from tedloc.eval.conventions import THRESHOLD_MODES, EvalProtocol, eval_protocol
 from tedloc.eval.mask_metrics import MaskAccumulator, load_gt_mask
 from tedloc.eval.scoremaps import ScoreMapError, check_class_scores, quantize_scoremap, to_uint8
 
-__all__ = ["WSOLEvaluator", "THRESHOLD_MODES", "topk_correct", "otsu_cut", "box_from_map"]
+__all__ = ["WSOLEvaluator", "THRESHOLD_MODES", "topk_correct", "otsu_cut", "box_from_map", "VAL_THRESHOLD_METRICS",
+           "VAL_THRESHOLD_SUFFIX"]
+
+VAL_THRESHOLD_SUFFIX = "@val_thr"  # metrics at the val threshold: ``Top1Loc@val_thr`` beside ``Top1Loc``
+VAL_THRESHOLD_METRICS = tuple(k + VAL_THRESHOLD_SUFFIX for k in ("GTKnownLoc", "Top1Loc", "Top5Loc", "mIoU"))
 
 
 def otsu_cut(u8: np.ndarray) -> np.ndarray:
@@ -85,6 +93,9 @@ class WSOLEvaluator:
         num_classes: the number of classes: class scores of another length are refused. Default:
             the length of the first class scores given (pass it: only then is a wrong length that
             every image shares caught).
+        val_threshold: a threshold in [0, 1) chosen without this split's boxes (a run's, chosen on its val
+            split): GT-known Loc, Top-1/Top-5 Loc and mIoU at it are reported too, as ``GTKnownLoc@val_thr``,
+            ``Top1Loc@val_thr``, ``Top5Loc@val_thr``, ``mIoU@val_thr`` (and the threshold as ``val_threshold``).
 
     CL@1/CL@5 need only class scores; ``compute()`` lists under ``not_computed`` the metrics it
     leaves out, and why (no GT boxes, no GT masks, no class scores).
@@ -99,9 +110,12 @@ class WSOLEvaluator:
         boxes: bool | None = None,
         backend: str | None = None,
         num_classes: int | None = None,
+        val_threshold: float | None = None,
         **changes,
     ):
         self.protocol = protocol = eval_protocol(protocol, **changes)
+        if val_threshold is not None and not 0 <= float(val_threshold) < 1:
+            raise OptionError(f"the val threshold must be in [0, 1), got {val_threshold}")
         self.split = split
         self.backend = backend
         self.thresholds, self._cut_fn = _CUTS[protocol.mode](protocol)
@@ -111,6 +125,9 @@ class WSOLEvaluator:
             raise DataError(f"split {split.name!r} has neither boxes nor masks to evaluate against")
         self.box_acc = BoxAccumulator(len(self.thresholds), protocol.iou_thresholds) if self.boxes else None
         self.mask_acc = MaskAccumulator(protocol.thresholds()) if self.masks else None
+        self.val_threshold = None if val_threshold is None else float(val_threshold)
+        self.val_acc = (BoxAccumulator(1, protocol.iou_thresholds)
+                        if self.boxes and self.val_threshold is not None else None)
         self.num_classes = num_classes
         self._seen: set[int] = set()
         self._cls = np.zeros(3, dtype=np.int64)  # images with class scores, top-1 correct, top-5 correct
@@ -162,6 +179,10 @@ class WSOLEvaluator:
             gt_map = rescale_boxes(gt, size, (s.shape[1], s.shape[0]))
             stats = image_box_stats(u8, self._cuts(u8), gt_map, self.backend, self.box_acc.iou_thresholds)
             self.box_acc.add(stats, top1, top5)
+            if self.val_acc is not None:  # the same box rules at the one val threshold
+                cut = cuts_for_thresholds(u8, np.array([self.val_threshold]))
+                self.val_acc.add(image_box_stats(u8, cut, gt_map, self.backend, self.val_acc.iou_thresholds),
+                                 top1, top5)
         if self.mask_acc is not None:
             mask_paths, ignore_path = self.split.mask_files(i)
             if not mask_paths:
@@ -174,7 +195,8 @@ class WSOLEvaluator:
     def state(self) -> dict:
         """The additive sums (picklable, without the split): send them between processes."""
         return {"box": self.box_acc, "mask": self.mask_acc, "seen": set(self._seen), "cls": self._cls.copy(),
-                "num_classes": self.num_classes, "thresholds": self.thresholds, "num_images": len(self.split)}
+                "num_classes": self.num_classes, "thresholds": self.thresholds, "num_images": len(self.split),
+                "val": self.val_acc, "val_threshold": self.val_threshold}
 
     def merge(self, other: "WSOLEvaluator | dict") -> None:
         """Add the sums of another evaluator (or its :meth:`state`) of the same split and settings."""
@@ -183,6 +205,8 @@ class WSOLEvaluator:
             raise ValueError("cannot merge evaluators of different splits")
         if not np.array_equal(state["thresholds"], self.thresholds, equal_nan=True):
             raise ValueError("cannot merge evaluators with different thresholds")
+        if state.get("val_threshold") != self.val_threshold:
+            raise ValueError("cannot merge evaluators with different val thresholds")
         overlap = self._seen & state["seen"]
         if overlap:
             raise ScoreMapError(f"{len(overlap)} images were accumulated twice, e.g. "
@@ -195,6 +219,8 @@ class WSOLEvaluator:
             self.box_acc.merge(state["box"])
         if self.mask_acc is not None:
             self.mask_acc.merge(state["mask"])
+        if self.val_acc is not None:
+            self.val_acc.merge(state["val"])
         self._cls += state["cls"]
         self._seen |= state["seen"]
 
@@ -226,6 +252,15 @@ class WSOLEvaluator:
             notes.append(f"{which} not computed: no class scores were given")
         return notes
 
+    def _at_val_threshold(self, top_k: bool) -> dict:
+        """GT-known Loc, mIoU and (``top_k``) Top-1/Top-5 Loc at the val threshold, under their ``@val_thr`` names."""
+        at = self.val_acc.compute(np.array([self.val_threshold]), operating_index=0, top_k=top_k)
+        out = {"val_threshold": self.val_threshold}
+        for key in ("GTKnownLoc", "Top1Loc", "Top5Loc", "mIoU"):
+            if key in at:
+                out[key + VAL_THRESHOLD_SUFFIX] = at[key]
+        return out
+
     def compute(self) -> dict:
         """All metrics (percent), the operating threshold, the per-threshold curves and, under
         ``not_computed``, the metrics left out and why."""
@@ -241,6 +276,8 @@ class WSOLEvaluator:
                     box[key] = "otsu"
                 curves["thresholds"] = ["otsu"]
             out.update(box)
+        if self.val_acc is not None:
+            out.update(self._at_val_threshold(bool(classification)))
         if self.mask_acc is not None:
             mask = self.mask_acc.compute()
             curves["pxap"] = mask.pop("curves")

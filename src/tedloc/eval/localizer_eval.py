@@ -98,7 +98,8 @@ def iter_score_maps(localizer: LocalizationModel, split: Split, kinds: tuple[str
 
 def evaluate_localizer(localizer: LocalizationModel, split: Split, protocol: EvalProtocol | str = "standard", *,
                        batch_size: int = 64, workers: int = 0, all_maps: bool = False, dist=None,
-                       masks: bool | None = None, num_classes: int | None = None, **changes) -> dict:
+                       masks: bool | None = None, num_classes: int | None = None,
+                       val_threshold: float | None = None, **changes) -> dict:
     """Metrics of ``localizer`` on ``split`` under ``protocol`` (a record or a preset name, with ``changes``:
     see :mod:`tedloc.eval.conventions`): each map is resized (bicubic) to its ``map_size`` (None: the input
     size) and min-max normalised, then scored against the split's GT (boxes rescaled to that size).
@@ -114,6 +115,10 @@ def evaluate_localizer(localizer: LocalizationModel, split: Split, protocol: Eva
     class, so the true class's map is the predicted one wherever it counts; Top-5 Loc scores the true
     class's map when the true class is among the top 5.
 
+    ``val_threshold``: a threshold of the main map chosen without this split's boxes (a run's, chosen on its
+    val split): its GT-known Loc, Top-1/Top-5 Loc and mIoU are reported too (``Top1Loc@val_thr``, ...; see
+    :class:`~tedloc.eval.evaluator.WSOLEvaluator`), beside the oracle ones.
+
     With ``dist`` (a :class:`tedloc.engine.distributed.Distributed` of several processes) each
     process scores every ``world_size``-th batch and the evaluators' sums are merged: every
     process gets exactly the metrics of a single-process evaluation.
@@ -122,7 +127,12 @@ def evaluate_localizer(localizer: LocalizationModel, split: Split, protocol: Eva
     evaluator_kwargs = {"protocol": protocol, "masks": masks, "num_classes": num_classes}
     main = localizer.map_kind
     kinds = scored_kinds(localizer, protocol.map_class, all_maps)
-    evaluators = {kind: WSOLEvaluator(split, **evaluator_kwargs) for kind in kinds}
+    main_kwargs = {**evaluator_kwargs, "val_threshold": val_threshold}  # the threshold is of the main map only
+
+    def evaluators_of() -> dict[str, WSOLEvaluator]:
+        return {kind: WSOLEvaluator(split, **(main_kwargs if kind == main else evaluator_kwargs)) for kind in kinds}
+
+    evaluators = evaluators_of()
     sharded = dist is not None and dist.world_size > 1
     indices = shard_indices(len(split), batch_size, dist.rank, dist.world_size) if sharded else None
     for image_id, maps, scores in iter_score_maps(localizer, split, tuple(kinds), batch_size, workers, indices,
@@ -131,7 +141,7 @@ def evaluate_localizer(localizer: LocalizationModel, split: Split, protocol: Eva
             evaluator.accumulate(image_id, maps[kind], scores)
     if sharded:
         states = dist.gather_objects({kind: evaluator.state() for kind, evaluator in evaluators.items()})
-        evaluators = {kind: WSOLEvaluator(split, **evaluator_kwargs) for kind in kinds}
+        evaluators = evaluators_of()
         for state in states:
             for kind, evaluator in evaluators.items():
                 evaluator.merge(state[kind])
