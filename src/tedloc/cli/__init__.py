@@ -22,7 +22,7 @@ def _load_commands() -> None:
     """Import the subcommand modules (they register themselves)."""
     # modules register their commands on import
     from tedloc.cli import (anchors, baseline, bench, cams, data, demo, evaluate, predict,  # noqa: F401
-                            proposals, protocol, report, train)
+                            proposals, protocol, report, train, weights)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ import torch
 from tedloc.errors import TedlocError
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.models.preprocessing import preprocessing_of
+from tedloc.weights import loading_weights
 
 __all__ = ["build_classifier"]
 
@@ -35,13 +36,14 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weig
         kwargs["pretrained_cfg_overlay"] = dict(file=os.fspath(weights))
         pretrained = True
     try:
-        try:  # ViTs are made for the input size (position embeddings resized when loading weights)
-            model = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes,
-                                      **({"img_size": int(input_size)} if input_size else {}), **kwargs)
-        except TypeError as e:  # CNNs take any input size and have no img_size argument
-            if "img_size" not in str(e):
-                raise
-            model = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, **kwargs)
+        with loading_weights(f"timm:{arch}", needed=pretrained and weights is None):
+            try:  # ViTs are made for the input size (position embeddings resized when loading weights)
+                model = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes,
+                                          **({"img_size": int(input_size)} if input_size else {}), **kwargs)
+            except TypeError as e:  # CNNs take any input size and have no img_size argument
+                if "img_size" not in str(e):
+                    raise
+                model = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, **kwargs)
     except RuntimeError as e:
         if "nknown model" in str(e):
             raise TedlocError(f"unknown architecture {arch!r}; see timm.list_models()") from None

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import TedlocError
-from tedloc.text.encoders import open_clip_quick_gelu
+from tedloc.weights import loading_weights
 
-__all__ = ["ClipSpec", "ClipTower", "load_clip"]
+__all__ = ["ClipSpec", "ClipTower", "load_clip", "create_open_clip", "open_clip_quick_gelu"]
 
 _logger = logging.getLogger(__name__)
 
@@ -71,7 +71,17 @@ def _quiet_open_clip():
         root.setLevel(level)
 
 
-def _create(spec: ClipSpec) -> nn.Module:
+def open_clip_quick_gelu(arch: str, tag: str) -> bool:
+    """Whether open_clip's weights ``tag`` of ``arch`` were trained with QuickGELU (OpenAI's were): open_clip >= 2.26
+    builds e.g. "ViT-B-16" with GELU unless told, which silently gives another network."""
+    import open_clip
+
+    return bool(open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False))
+
+
+def create_open_clip(spec: ClipSpec) -> nn.Module:
+    """The open_clip model of ``spec`` (a tag's weights from the cache or fetched first, a local file, OpenAI's
+    release file, or seeded random weights), or one line saying what is wrong."""
     if spec.pretrained in ("", "random"):
         _logger.warning("open_clip %s with random weights (maps and numbers mean nothing)", spec.name)
     with _quiet_open_clip():
@@ -99,12 +109,13 @@ def _create_model(spec: ClipSpec) -> nn.Module:
         known = ", ".join(tags) if tags else "none"
         raise TedlocError(f"unknown weights {weights!r} for open_clip {spec.name} (known tags: {known}; "
                           f"or give a local weight file)")
-    try:
-        return open_clip.create_model(spec.name, pretrained=weights,
-                                      force_quick_gelu=open_clip_quick_gelu(spec.name, weights))
-    except Exception as e:  # the download: no network, a moved file, ...
-        raise TedlocError(f"open_clip {spec.name}@{weights}: could not load the weights ({type(e).__name__}: "
-                          f"{_reason(e)}); without network access give a local weight file") from None
+    with loading_weights(f"open_clip:{spec.name}@{weights}"):  # in the cache before, or one line naming them
+        try:
+            return open_clip.create_model(spec.name, pretrained=weights,
+                                          force_quick_gelu=open_clip_quick_gelu(spec.name, weights))
+        except Exception as e:  # a file in the cache that does not load
+            raise TedlocError(f"open_clip {spec.name}@{weights}: the weights in the cache do not load "
+                              f"({type(e).__name__}: {_reason(e)})") from None
 
 
 def _reason(e: Exception) -> str:
@@ -142,7 +153,7 @@ def load_clip(spec: ClipSpec, device: str | torch.device = "cpu") -> "ClipTower"
         import open_clip
     except ImportError:
         raise TedlocError("CLIP models need open_clip (pip install open_clip_torch)") from None
-    model = _create(spec)
+    model = create_open_clip(spec)
     with _quiet_open_clip():
         tokenizer = open_clip.get_tokenizer(spec.name)
     return ClipTower(model, tokenizer, spec).to(device)

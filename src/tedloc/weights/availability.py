@@ -1,0 +1,146 @@
+"""Weights present before any work, or one line saying which are missing and the three fixes.
+
+:func:`ensure_weights` looks every source of the models up in the local caches (no network); a missing one is
+fetched now when the machine may use the network (``HF_HUB_OFFLINE`` unset) and its host answers a connection
+within ``TEDLOC_NETWORK_TIMEOUT`` seconds (default 30: a refused connection fails at once, a network that drops
+packets within that bound, instead of the Hub's minutes of retries). :func:`loading_weights` wraps a library's
+loader: the weights ensured first, then loaded with the Hub in offline mode, so a filled cache never waits on a
+network (the Hub otherwise asks for newer versions of every file, minutes behind a firewall).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from typing import Iterable, Iterator
+from urllib.parse import urlparse
+
+from tedloc.errors import TedlocError
+from tedloc.weights.resolve import ModelWeights, weights_of
+from tedloc.weights.sources import WeightSource
+
+__all__ = ["WeightsUnavailable", "ensure_weights", "loading_weights", "hub_offline", "network_timeout",
+           "fixes_text"]
+
+_logger = logging.getLogger(__name__)
+_DEFAULT_TIMEOUT_S = 30.0
+_reachable: dict[str, str | None] = {}  # host:port -> None when reachable, else why not (once per process)
+
+
+class WeightsUnavailable(TedlocError):
+    """A weight file is neither in the local cache nor could be fetched."""
+
+
+def network_timeout() -> float:
+    """Seconds a connection or a read may wait (``TEDLOC_NETWORK_TIMEOUT``, default 30)."""
+    try:
+        return float(os.environ.get("TEDLOC_NETWORK_TIMEOUT", _DEFAULT_TIMEOUT_S))
+    except ValueError:
+        raise TedlocError(f"TEDLOC_NETWORK_TIMEOUT={os.environ['TEDLOC_NETWORK_TIMEOUT']!r} is not a number of "
+                          f"seconds") from None
+
+
+def hub_offline_requested() -> bool:
+    """Whether the user forbade the Hub (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def fixes_text(model: ModelWeights) -> str:
+    """The three ways out, for a message."""
+    return (f"fixes: network access here; or `tedloc weights fetch --model {model.spec}` on a machine with network "
+            f"into a shared HF_HOME/TORCH_HOME, then HF_HUB_OFFLINE=1 here; or {model.local_option}")
+
+
+def _proxy_for(url: str) -> str | None:
+    scheme = urlparse(url).scheme or "https"
+    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def _unreachable(url: str) -> str | None:
+    """Why ``url``'s host (or its proxy) takes no connection within the bound; None when it does."""
+    target = urlparse(_proxy_for(url) or url)
+    port = target.port or (443 if target.scheme == "https" else 80)
+    key = f"{target.hostname}:{port}"
+    if key not in _reachable:
+        timeout = network_timeout()
+        start = time.monotonic()
+        try:
+            socket.create_connection((target.hostname, port), timeout=timeout).close()
+            _reachable[key] = None
+        except OSError as e:
+            waited = time.monotonic() - start
+            reason = "no answer" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+            _reachable[key] = f"{key} is unreachable ({reason} after {waited:.0f} s)"
+    return _reachable[key]
+
+
+def _fail(model: ModelWeights, source: WeightSource, why: str) -> WeightsUnavailable:
+    return WeightsUnavailable(f"weights of {model.spec}: {source.describe()} is not in {source.location} and "
+                              f"{why}; {fixes_text(model)}")
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return (text[:157] + "...") if len(text) > 160 else (text or type(e).__name__)
+
+
+def fetch_source(model: ModelWeights, source: WeightSource) -> None:
+    """Download one source now, or a :class:`WeightsUnavailable` naming it, why, and the fixes."""
+    if source.on_hub and hub_offline_requested():
+        raise _fail(model, source, "HF_HUB_OFFLINE=1 forbids downloading it")
+    why = _unreachable(source.host)
+    if why:
+        raise _fail(model, source, why)
+    _logger.info("fetching %s: %s -> %s", model.spec, source.describe(), source.location)
+    try:
+        source.fetch()
+    except Exception as e:  # the libraries raise many kinds: HTTP errors, timeouts, a moved file, ...
+        raise _fail(model, source, f"could not be fetched ({type(e).__name__}: {_reason(e)})") from None
+
+
+def ensure_weights(models: Iterable[str | ModelWeights], fetch: bool = True) -> list[ModelWeights]:
+    """Every source of ``models`` in the local caches: a missing one fetched now (``fetch``, the network allowing),
+    else a one-line :class:`WeightsUnavailable`. Returns the resolved models."""
+    resolved = [m if isinstance(m, ModelWeights) else weights_of(m) for m in models]
+    for model in resolved:
+        for source in model.missing():
+            if not fetch:
+                raise _fail(model, source, "fetching is off")
+            fetch_source(model, source)
+    return resolved
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """The Hugging Face Hub in offline mode for the block (the libraries read only their cache)."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+@contextlib.contextmanager
+def loading_weights(spec: str, needed: bool = True) -> Iterator[ModelWeights | None]:
+    """Around a library's loader of ``spec``: its weights ensured (fetched if missing and possible, else one line),
+    then the block run with the Hub offline, so that loading reads the cache and never waits on the network.
+    ``needed=False`` (random or local weights): nothing is done."""
+    if not needed:
+        yield None
+        return
+    (model,) = ensure_weights([spec])
+    if not model.sources:
+        yield model
+        return
+    with hub_offline():
+        yield model
