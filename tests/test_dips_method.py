@@ -191,6 +191,9 @@ def test_proposals_of_another_encoder_or_map_set_are_refused(inputs, synthetic_s
     with pytest.raises(TedlocError, match=r"other settings \(heads"):
         train_dips(synthetic_small, tmp_path / "b", root / "proposals",
                    DiPSTrainConfig(**{**cfg.__dict__, "heads": (0, 1)}), runtime=CPU)
+    with pytest.raises(TedlocError, match=r"other settings \(min_size"):
+        train_dips(synthetic_small, tmp_path / "d", root / "proposals",
+                   DiPSTrainConfig(**{**cfg.__dict__, "min_size": 0.75}), runtime=CPU)
     with pytest.raises(TedlocError, match="no proposal cache"):
         train_dips(synthetic_small, tmp_path / "c", tmp_path / "none", cfg, runtime=CPU)
 
@@ -331,3 +334,81 @@ def test_retrained_weights_at_the_same_path_are_another_encoder(inputs, tmp_path
     tensors["model.blocks.0.attn.qkv.weight"] += 1  # "retrained"
     save_file(tensors, weights)
     assert encoder_source(tmp_path / "vit") != before
+
+
+# ----------------------------------------------------------------------------- the schedule and the configs
+def test_the_classifier_schedule_follows_its_epochs_and_decays_sensibly():
+    from tedloc.methods.dips.train import classifier_schedule
+
+    for epochs in (1, 2, 10, 50, 100):
+        s = classifier_schedule(DiPSTrainConfig(epochs=epochs))
+        final = s.lr * s.lr_gamma ** ((s.epochs - 1) // s.lr_step)
+        assert s.epochs == epochs and s.lr == DiPSTrainConfig().classifier_lr
+        assert final >= 1e-4 * s.lr and (final < s.lr or epochs <= 4)  # it decays, never to 1e-14
+    assert classifier_schedule(DiPSTrainConfig(epochs=50)).lr_step == 17  # x0.1 at epochs 17 and 34
+    assert classifier_schedule(DiPSTrainConfig(epochs=10)).lr_step == 4  # as before for 10 epochs or fewer
+    s = classifier_schedule(DiPSTrainConfig(epochs=50, classifier_epochs=6, classifier_lr_step=2))
+    assert (s.epochs, s.lr_step) == (6, 2)  # both given: taken as they are
+
+
+def test_config_epochs_and_classifier_epochs_are_both_honoured(inputs, synthetic_small, tmp_path):
+    """``--config cub_dips`` (50 epochs): --epochs shortens both stages, --classifier-epochs sets the first."""
+    import csv
+
+    root, _ = inputs
+    base = ["train", "--config", "cub_dips", "--data", str(synthetic_small), "--proposals", str(root / "proposals"),
+            "--encoder", "tedloc_vit_tiny", "--no-pretrained", "--encoder-run", str(root / "vit"),
+            "--input-size", "32", "--resize-size", "36", "--batch-size", "8", "--min-size", "0.05",
+            "--fg-count", "5", "--bg-count", "5", "--crf-scale", "0.5"]
+
+    def rows(path):
+        with open(path) as f:
+            return list(csv.DictReader(f))
+
+    assert main([*base, "--out", str(tmp_path / "a"), "--epochs", "1"]) == 0
+    assert len(rows(tmp_path / "a" / "classifier" / "metrics.csv")) == 1 and len(rows(tmp_path / "a" / "metrics.csv")) == 1
+    assert main([*base, "--out", str(tmp_path / "b"), "--epochs", "1", "--classifier-epochs", "3"]) == 0
+    stage1 = rows(tmp_path / "b" / "classifier" / "metrics.csv")
+    assert len(stage1) == 3 and len(rows(tmp_path / "b" / "metrics.csv")) == 1
+
+
+def test_the_crf_gain_scales_the_crf_term(tmp_path):
+    torch.manual_seed(0)
+    cfg = DiPSTrainConfig(encoder="tedloc_vit_tiny", input_size=32, top_k=1, fg_count=5, bg_count=5, crf_scale=0.5)
+    net = build_dips(cfg, 4)
+    cache = _cache(tmp_path, [[((2, 2, 13, 13), 0)]] * 2)
+    views = torch.stack([View((32, 32), (32, 32), (0, 0, 32, 32)).to_tensor()] * 2)
+    batch = {"index": torch.arange(2), "view": views, "label": torch.zeros(2, dtype=torch.long),
+             "image": torch.randn(2, 3, 32, 32)}
+    terms = {gain: DecoderStage(net, None, cache, None, None, DiPSTrainConfig(**{**cfg.__dict__, "crf_gain": gain}))
+             .loss_terms(net.decoder, batch, 0)["crf"] for gain in (1.0, 0.5)}
+    assert terms[0.5].total.item() == pytest.approx(0.5 * terms[1.0].total.item(), rel=1e-5)
+    with pytest.raises(TedlocError, match="crf_gain"):
+        DiPSTrainConfig(crf_gain=0.0)
+
+
+def test_proposals_take_their_settings_from_a_dips_config(inputs, synthetic_small, tmp_path, capsys):
+    from tedloc.cli import build_parser
+    from tedloc.utils.config_files import read_config_file
+
+    root, _ = inputs
+    config = tmp_path / "c.yaml"
+    config.write_text("method: dips\nencoder: tedloc_vit_tiny\ninput_size: 32\nheads: [0, 1]\nmin_size: 0.1\n"
+                      "top_k: 2\nlr: 0.5\n")
+    args = ["proposals", "--config", str(config), "--data", str(synthetic_small), "--classifier-run",
+            str(root / "cnn"), "--encoder-run", str(root / "vit")]
+    assert main([*args, "--out", str(tmp_path / "p")]) == 0
+    cache = ProposalCache(tmp_path / "p")
+    assert (cache.k, cache.settings["min_size"], cache.settings["heads"]) == (2, 0.1, [0, 1])
+    assert main([*args, "--out", str(tmp_path / "q"), "--k", "1", "--min-size", "0.05"]) == 0  # options override
+    cache = ProposalCache(tmp_path / "q")
+    assert (cache.k, cache.settings["min_size"]) == (1, 0.05)
+    config.write_text("method: tedloc\n")
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    assert "not of DiPS" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    for name in ("cub_dips", "ilsvrc_dips", "cub_dips_thesis", "ilsvrc_dips_thesis"):  # the shipped configs
+        argv = ["proposals", "--config", name, "--data", "D", "--out", "O", "--classifier-run", "C"]
+        parsed = build_parser(argv).parse_args(argv)
+        values = read_config_file(name)
+        assert (parsed.k, parsed.min_size, parsed.encoder, parsed.pretrained) == (
+            values["top_k"], values["min_size"], values["encoder"], True)

@@ -4,13 +4,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from tedloc.cli.commands import command
+from tedloc.cli.commands import command, option_value
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
+from tedloc.errors import TedlocError
+
+# the keys of a DiPS training config that are this command's options (top_k: the K kept)
+CONFIG_KEYS = {"encoder": "encoder", "encoder_run": "encoder_run", "encoder_weights": "encoder_weights",
+               "pretrained": "pretrained", "input_size": "input_size", "heads": "heads", "min_size": "min_size",
+               "top_k": "k"}
 
 
 def _proposals(args: argparse.Namespace) -> int:
     from tedloc.methods.dips import make_proposals
 
+    if getattr(args, "config_error", None):
+        raise TedlocError(args.config_error)
     cache, quality = make_proposals(
         args.data, args.split, args.out, args.classifier_run, args.encoder, args.input_size,
         encoder_run=args.encoder_run, encoder_weights=args.encoder_weights, pretrained=args.pretrained,
@@ -27,9 +35,29 @@ def _proposals(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("proposals", help="DiPS proposals of a split: attention of a frozen ViT, scored by a classifier run")
-def configure_proposals(parser: argparse.ArgumentParser) -> None:
+def _config_defaults(parser: argparse.ArgumentParser, name: str | None) -> None:
+    """The ViT, map set, minimum size and K (its ``top_k``) of the DiPS training config ``name`` as defaults;
+    its other keys are the training's. A bad file is reported when the command runs."""
+    from tedloc.utils.config_files import read_config_file
+
+    if not name:
+        return
+    try:
+        values = read_config_file(name)
+        if values.get("method", "dips") != "dips":
+            raise TedlocError(f"config {name}: a config of --method {values['method']}, not of DiPS")
+        parser.set_defaults(**{dest: values[key] for key, dest in CONFIG_KEYS.items() if values.get(key) is not None})
+    except TedlocError as e:
+        parser.set_defaults(config_error=str(e))
+
+
+@command("proposals", help="DiPS proposals of a split: attention of a frozen ViT, scored by a classifier run",
+         argv=True)
+def configure_proposals(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
     """The options of ``tedloc proposals``."""
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="a DiPS training config (or a shipped one's name, e.g. cub_dips): its encoder, "
+                             "weights, input size, heads, min_size and top_k (as --k) become the defaults")
     parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--split", default="train", help="the split whose proposals are made")
     parser.add_argument("--out", required=True, help="proposal cache folder (resumed if it exists)")
@@ -40,7 +68,8 @@ def configure_proposals(parser: argparse.ArgumentParser) -> None:
                              "vit_small_patch16_224.dino); the same as the DiPS run's")
     parser.add_argument("--encoder-run", help="the ViT's weights from a `tedloc pretrain` run")
     parser.add_argument("--encoder-weights", help="or from a local weight file")
-    parser.add_argument("--pretrained", action="store_true", help="or timm's weights (network or cache)")
+    parser.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=False,
+                        help="or timm's weights (network or cache)")
     parser.add_argument("--input-size", type=int, default=64, help="the ViT's input (the eval view)")
     parser.add_argument("--heads", type=int, nargs="*", default=[0, 1, 2, 3],
                         help="attention heads of the map set, besides their mean (none: the mean only)")
@@ -53,3 +82,4 @@ def configure_proposals(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the counts and quality as JSON")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_proposals)
+    _config_defaults(parser, option_value(argv, "--config"))

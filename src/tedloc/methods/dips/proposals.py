@@ -81,12 +81,15 @@ def make_proposals(data: str | os.PathLike, split: str, out: str | os.PathLike, 
     return cache, (proposal_quality(cache, part) if part.has_boxes else None)
 
 
-def check_proposals(cache: ProposalCache, encoder: str, source: str, heads: tuple[int, ...], top_k: int) -> None:
-    """Refuse (naming the cache and the first difference) proposals made by another encoder or map set, or
-    fewer stored per image than ``top_k``."""
+def check_proposals(cache: ProposalCache, encoder: str, source: str, heads: tuple[int, ...], top_k: int,
+                    min_size: float | None = None) -> None:
+    """Refuse (naming the cache and the first difference) proposals made by another encoder or map set, or with
+    another minimum size (when ``min_size`` is given), or fewer stored per image than ``top_k``."""
     if top_k > cache.k:
         raise TedlocError(f"{cache.root}: {cache.k} proposals stored per image, top_k {top_k} asked")
     wanted = {"encoder": encoder, "encoder_source": source, "heads": list(heads)}
+    if min_size is not None:
+        wanted["min_size"] = float(min_size)
     for key, value in wanted.items():
         if cache.settings.get(key) != value:
             raise TedlocError(f"{cache.root}: the proposals were made with other settings ({key}: "

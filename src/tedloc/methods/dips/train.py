@@ -18,6 +18,7 @@ preprocessing and threshold: inference needs nothing else.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -45,7 +46,8 @@ from tedloc.pseudolabels.views import boxes_on_view
 from tedloc.utils.device import Runtime
 from tedloc.utils.keyed_random import keyed_uniform, sample_keys
 
-__all__ = ["DiPSTrainConfig", "train_dips", "build_dips", "RUN_KIND", "choose_proposals", "train_class_token_probe"]
+__all__ = ["DiPSTrainConfig", "train_dips", "build_dips", "RUN_KIND", "choose_proposals", "train_class_token_probe",
+           "classifier_schedule"]
 
 RUN_KIND = "dips"  # model.json's kind of these runs
 SELECTIONS = ("loc", "last")  # and pseudo:FILE (methods.base.selection_criterion)
@@ -73,6 +75,8 @@ class DiPSTrainConfig(TrainConfig):
     heads: tuple[int, ...] = option((0, 1, 2, 3), "attention heads of the map set, besides their mean (none: the "
                                                   "mean only)", nargs="*")
     top_k: int = option(5, "K: each step picks one of an image's K best proposals")
+    min_size: float | None = option(None, "the proposals' minimum box size (a share of the image's area): a cache "
+                                          "made with another is refused (none: any)")
     # the seeds' settings: DiPSSamplerConfig's, flat for the command line
     fg_count: int = option(DiPSSamplerConfig.fg_count, "n+: FG pixel seeds per image per step")
     bg_count: int = option(DiPSSamplerConfig.bg_count, "n-: BG pixel seeds per image per step")
@@ -87,17 +91,20 @@ class DiPSTrainConfig(TrainConfig):
     sigma_rgb: float = option(15.0, "the CRF loss's colour bandwidth (0-255 units)")
     sigma_xy: float = option(100.0, "the CRF loss's spatial bandwidth in pixels")
     crf_scale: float = option(1.0, "compute the CRF loss on a grid this much smaller")
+    crf_gain: float = option(1.0, "multiply the CRF loss by this (the configs: DiPS's permutohedral lattice over the "
+                                  "exact filter, measured; docs/DIPS.md)")
     crf_method: str = option("exact", "every pixel pair, or random Fourier features", choices=("exact", "rff"))
-    classifier_epochs: int = option(10, "epochs of f_c (stage 1, RUN/classifier)")
+    classifier_epochs: int | None = option(None, "epochs of f_c (stage 1, RUN/classifier; default: --epochs)")
     classifier_lr: float = option(0.01, "learning rate of f_c")
     # stage 1's LR x0.1 every N epochs (its own: the sweep searches the decoder's)
-    classifier_lr_step: int = option(4, "the class-token classifier stage's LR step (x0.1 every N epochs)")
+    classifier_lr_step: int | None = option(None, "f_c's LR step, x0.1 every N epochs (default: a third of its "
+                                                  "epochs rounded up, at least 4: two decays at most)")
     classifier_dir: str | None = option(None, "folder of stage 1 (default RUN/classifier); runs with the same ViT and "
                                               "f_c settings may share one")
     batch_size: int = 32
     nesterov: bool = option(True, "Nesterov momentum")
     weight_decay: float = 0.0
-    lr_step: int = option(3, "decay the LR every N epochs (both stages)")
+    lr_step: int = option(3, "decay f_l's LR x0.1 every N epochs")
     selection: str = option("loc", "the decoder of best val MaxBoxAcc against the GT boxes (loc) or against val "
                                    "pseudo-boxes (pseudo:FILE: no GT box used), or the last",
                             metavar="{loc,pseudo:FILE,last}")
@@ -107,13 +114,17 @@ class DiPSTrainConfig(TrainConfig):
         selection_criterion(self.selection, SELECTIONS)
         if self.crf_method not in FILTERS:
             raise TedlocError(f"crf_method must be one of {', '.join(FILTERS)}")
-        if self.top_k < 1 or self.classifier_epochs < 1:
+        if self.top_k < 1 or (self.classifier_epochs is not None and self.classifier_epochs < 1):
             raise TedlocError("top_k and classifier_epochs must be at least 1")
         if not 0 < self.crf_scale <= 1:
             raise TedlocError("crf_scale must be in (0, 1]")
+        if not self.crf_gain > 0:
+            raise TedlocError("crf_gain must be positive")
+        if self.min_size is not None and not 0 <= self.min_size < 1:
+            raise TedlocError("min_size must be in [0, 1)")
         if self.lambda_seed < 0 or self.lambda_crf < 0:
             raise TedlocError("lambda_seed and lambda_crf must be >= 0")
-        if self.classifier_lr_step < 1 or self.lr_step < 1:
+        if (self.classifier_lr_step is not None and self.classifier_lr_step < 1) or self.lr_step < 1:
             raise TedlocError("lr_step and classifier_lr_step must be at least 1")
         self.sampler()  # the seed settings are checked now, not at the first step
 
@@ -267,8 +278,8 @@ class DecoderStage:
         terms = {"seed": LossTerm(seed_sum, seed_count, c.lambda_seed)}
         if c.lambda_crf:
             probs = seg.float().softmax(dim=1)
-            crf = dense_crf_loss(probs, self.rgb(images), c.sigma_rgb, c.sigma_xy, c.crf_scale, c.crf_method,
-                                 seed=c.seed + epoch)
+            crf = c.crf_gain * dense_crf_loss(probs, self.rgb(images), c.sigma_rgb, c.sigma_xy, c.crf_scale,
+                                              c.crf_method, seed=c.seed + epoch)
             terms["crf"] = LossTerm(crf * n, n, c.lambda_crf)
         empty = ((labels == 1).flatten(1).any(dim=1) == 0).sum()
         terms["no_fg_seeds"] = LossTerm(empty.float(), None, 0.0)
@@ -296,6 +307,15 @@ class DecoderStage:
                 "val_threshold": val.get("threshold")}
 
 
+def classifier_schedule(config) -> Schedule:
+    """Stage 1's schedule: ``classifier_epochs`` (default: ``epochs``) at ``classifier_lr``, x0.1 every
+    ``classifier_lr_step`` epochs (default: a third of its epochs rounded up, at least 4 as for 10 epochs, so at
+    most two decays: its last epoch runs at 1/100 of the rate or more)."""
+    epochs = config.classifier_epochs or config.epochs
+    step = config.classifier_lr_step or max(4, math.ceil(epochs / 3))
+    return replace(Schedule.of(config), epochs=epochs, lr=config.classifier_lr, lr_step=step, lr_gamma=0.1)
+
+
 def train_class_token_probe(net: nn.Module, train_set, val_set, config, run: RunFolder, fields: tuple[str, ...],
                             kind: str, data: str, class_names: list[str], resume: bool, *, runtime: Runtime
                             ) -> tuple[list[dict], int]:
@@ -303,10 +323,10 @@ def train_class_token_probe(net: nn.Module, train_set, val_set, config, run: Run
     ``RUN/classifier``, a run of ``kind`` whose configuration is the config's ``fields``), its best val top-1
     epoch loaded into ``net.classifier``. Returns the stage's history and that epoch (0-based)."""
     stage1 = RunFolder(config.classifier_dir or run.path / "classifier")
-    stage1_config = {k: v for k, v in asdict(config).items() if k in fields}
+    schedule1 = classifier_schedule(config)
+    stage1_config = {k: v for k, v in asdict(config).items() if k in fields}  # with the epochs and step it runs
+    stage1_config.update(classifier_epochs=schedule1.epochs, classifier_lr_step=schedule1.lr_step)
     stage1.start({"config": stage1_config, "data": data, "class_names": class_names, "kind": kind}, runtime)
-    schedule1 = replace(Schedule.of(config), epochs=config.classifier_epochs, lr=config.classifier_lr,
-                        lr_step=config.classifier_lr_step, lr_gamma=0.1)
     # a shared stage-1 folder is never trained again (other runs use its classifier): it always resumes
     history1 = Trainer(schedule1, runtime).fit(ClassifierStage(net, train_set, val_set, config), stage1,
                                                resume=resume or bool(config.classifier_dir),
@@ -334,7 +354,7 @@ def train_dips(data: str | os.PathLike, out: str | os.PathLike, proposals: str |
     if not cache.complete:
         raise TedlocError(f"{proposals}: the proposal cache is incomplete; finish it with `tedloc proposals`")
     source = encoder_source(config.encoder_run, config.encoder_weights, config.pretrained)
-    check_proposals(cache, config.encoder, source, config.heads, config.top_k)
+    check_proposals(cache, config.encoder, source, config.heads, config.top_k, config.min_size)
     dist = runtime.dist
     torch.manual_seed(config.seed)
     net = build_dips(config, dataset.num_classes).to(runtime.device)  # bad settings fail before the folder is claimed
