@@ -19,7 +19,6 @@ pytest.importorskip("open_clip")
 
 from tedloc.errors import TedlocError  # noqa: E402
 from tedloc.models.clip_vit import ClipSpec  # noqa: E402
-from tedloc.pseudolabels import clipseg as clipseg_module  # noqa: E402
 from tedloc.pseudolabels.clip_localizers import ClipSegLocalizer, create_training_free  # noqa: E402
 from tedloc.pseudolabels.clipseg import clipseg_config, load_clipseg, minmax_maps  # noqa: E402
 from runtimes import CPU  # noqa: E402
@@ -292,26 +291,24 @@ def test_a_checkpoints_tokenizer_is_used_and_equals_open_clips(loc, tmp_path):
 
 
 def test_missing_weights_say_what_to_do_in_one_line(monkeypatch, tmp_path):
+    import tedloc.weights.availability as availability
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a name that is not in the cache, and no network
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(TedlocError) as caught:
         create_training_free("clipseg", NAMES, ClipSpec("ViT-B-16", "CIDAS/no-such-clipseg-here"), runtime=CPU)
     message = str(caught.value)
-    assert "\n" not in message and message.startswith("CLIPSeg weights 'CIDAS/no-such-clipseg-here'")
-    assert "run once with network access" in message and "save_pretrained" in message
-    # online but unreachable: the cache first, then the Hub; transformers' multi-line error becomes one line
+    assert "\n" not in message and message.startswith("weights of hf:CIDAS/no-such-clipseg-here: ")
+    assert "tedloc weights fetch --model hf:CIDAS/no-such-clipseg-here" in message and "save_pretrained" in message
+    # online but unreachable (a port nothing listens on): one line, at once, naming the default checkpoint
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(clipseg_module, "_offline", lambda: False)
-    calls = []
-
-    def no_network(source, **kw):
-        calls.append((source, kw.get("local_files_only", False)))
-        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
-
-    monkeypatch.setattr(transformers.CLIPSegForImageSegmentation, "from_pretrained", no_network)
-    with pytest.raises(TedlocError, match="could not load them .We couldn't connect") as caught:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(availability, "_reachable", {})
+    with pytest.raises(TedlocError, match="127.0.0.1:9 is unreachable") as caught:
         load_clipseg()  # --clip-pretrained openai (the default): the rd64-uni checkpoint
-    assert "\n" not in str(caught.value)
-    assert calls == [("CIDAS/clipseg-rd64", True), ("CIDAS/clipseg-rd64", False)]
+    assert "\n" not in str(caught.value) and "hf:CIDAS/clipseg-rd64" in str(caught.value)
     weights_file = tmp_path / "rd64-uni.pth"
     weights_file.write_bytes(b"x")
     with pytest.raises(TedlocError, match="a Hugging Face model folder .* not a file"):

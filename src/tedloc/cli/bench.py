@@ -28,6 +28,17 @@ def _tinyimagenet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensure_weights(recipe, benchmark: str) -> None:
+    """Every pretrained weight of the recipe here (or fetched now) before any work, else one line naming it."""
+    from tedloc.recipes.weights import models_of_recipe
+    from tedloc.weights import ensure_weights
+
+    models = models_of_recipe(recipe)
+    if models:
+        print(f"[weights] {', '.join(models)}", flush=True)
+    ensure_weights(models, fetch_args=f"--bench {benchmark}")
+
+
 def _set_values(items: list[str] | None) -> dict:
     """``--set KEY=VALUE`` items as a dict, each VALUE read as YAML (one line naming a bad item)."""
     import yaml
@@ -68,6 +79,7 @@ def _paper(args: argparse.Namespace) -> int:
     from tedloc.recipes.presets import paper_recipe
 
     name, recipe = paper_recipe(args.benchmark, _overrides(args))
+    _ensure_weights(recipe, args.benchmark)
     out = Path(args.out)
     start = time.perf_counter()
     if bool(args.data) == bool(args.metadata_root):
@@ -100,6 +112,7 @@ def _video(args: argparse.Namespace) -> int:
     else:
         overrides = _video_overrides(args)
         recipe = video_paper_recipe(args.benchmark, overrides)
+        _ensure_weights(recipe, args.benchmark)
         if args.data:
             data = Path(args.data)
         elif not (data / "dataset.yaml").exists():

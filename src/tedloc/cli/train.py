@@ -11,9 +11,16 @@ from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 
 
 def _train(args: argparse.Namespace) -> int:
+    from tedloc.recipes.weights import models_of_train_config
+    from tedloc.weights import ensure_weights
+
     method = method_from_args(args)
+    config = config_of(args)
+    config_file = getattr(args, "config", None)
+    ensure_weights(models_of_train_config(config),  # before any work: here, fetched, or one line naming them
+                   fetch_args=f"--config {config_file}" if config_file else None)
     runtime = runtime_from_args(args)
-    history = method.train(args.data, args.out, config_of(args), resume=not args.restart, runtime=runtime,
+    history = method.train(args.data, args.out, config, resume=not args.restart, runtime=runtime,
                            **inputs_of(args))
     if runtime.dist.is_main:
         print(f"{args.out}: {method.summary(history)}")

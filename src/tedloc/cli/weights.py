@@ -22,6 +22,12 @@ def _models(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(specs))
 
 
+def _fetch_args(args: argparse.Namespace) -> str:
+    """The same selection as options of ``tedloc weights fetch``."""
+    return " ".join([*(f"--config {c}" for c in args.config or []), *(f"--bench {b}" for b in args.bench or []),
+                     *(f"--model {m}" for m in args.model or [])])
+
+
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
@@ -69,15 +75,15 @@ def _check(args: argparse.Namespace) -> int:
         return 0
     for spec, source in missing:
         print(f"missing: {spec}: {source.describe()} (in {source.location})")
-    ensure_weights([missing[0][0]], fetch=False)  # raises the one-line error with the fixes
-    return 1
+    ensure_weights(specs, fetch=False, fetch_args=_fetch_args(args))  # raises the one-line error with the fixes
+    return 2
 
 
 def _fetch(args: argparse.Namespace) -> int:
     from tedloc.weights import ensure_weights
 
     specs = _models(args)
-    ensure_weights(specs)
+    ensure_weights(specs, fetch_args=_fetch_args(args))
     _print(_rows(specs))
     return 0
 

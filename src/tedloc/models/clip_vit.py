@@ -98,11 +98,11 @@ def _create_model(spec: ClipSpec) -> nn.Module:
             torch.manual_seed(0)
             return open_clip.create_model(spec.name, pretrained=None)
     if os.path.isfile(weights):
-        try:
+        if _is_torchscript(weights):  # OpenAI's own release file (ViT-B-16.pt, what CLIP-ES loads): QuickGELU
+            return _openai_file(spec, weights)
+        try:  # an open_clip state dict: OpenAI's weights in that form need the -quickgelu name (ViT-B-16-quickgelu)
             return open_clip.create_model(spec.name, pretrained=weights)
         except Exception as e:  # open_clip reports a misfit as RuntimeError, KeyError, AssertionError, ...
-            if _is_torchscript(weights):  # OpenAI's own release file (ViT-B-16.pt, what CLIP-ES loads)
-                return _openai_file(spec, weights)
             raise TedlocError(f"{weights}: these weights do not fit open_clip {spec.name} ({_reason(e)})") from None
     tags = open_clip.list_pretrained_tags_by_model(spec.name)
     if weights not in tags:

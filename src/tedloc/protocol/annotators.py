@@ -33,6 +33,7 @@ from tedloc.models.localizer import ClassConditionalMaps
 from tedloc.pseudolabels.classifier_tools import ClassifierTools
 from tedloc.utils.device import Runtime
 from tedloc.utils.registry import Registry
+from tedloc.weights import loading_weights
 
 __all__ = ["ANNOTATORS", "AnnotatorSpec", "AnnotatorContext", "Annotator", "register_annotator", "create_annotator",
            "select_by_pointing_game", "selective_search_boxes", "ClassifierTools", "ProposalAnnotator", "STAGES"]
@@ -180,7 +181,8 @@ class RPNAnnotator(ProposalAnnotator):
         self.tools, self.fraction, self.weights = tools, fraction, weights
         kwargs = {"weights_backbone": None, "rpn_post_nms_top_n_test": max_proposals, "min_size": min_size}
         if weights in (None, "DEFAULT"):
-            model = fasterrcnn_resnet50_fpn(weights=weights, **kwargs)
+            with loading_weights("torchvision:fasterrcnn_resnet50_fpn", needed=weights == "DEFAULT"):
+                model = fasterrcnn_resnet50_fpn(weights=weights, **kwargs)
         else:
             model = fasterrcnn_resnet50_fpn(weights=None, **kwargs)
             try:

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from tedloc.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from tedloc.errors import TedlocError
 from tedloc.utils.maps import minmax_rows
+from tedloc.weights import loading_weights
 
 __all__ = ["ARCHITECTURE", "CHECKPOINTS", "DEFAULT_CHECKPOINT", "INPUT_SIZE", "ClipSeg", "clipseg_config",
            "load_clipseg", "minmax_maps"]
@@ -100,36 +101,17 @@ def clipseg_config(architecture: str = ARCHITECTURE):
     return config
 
 
-def _offline() -> bool:
-    """Whether the Hugging Face Hub must not be asked (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
-            return True
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return False
-    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
-
-
 def _from_pretrained(load: Callable, source: str, what: str, **kwargs):
-    """``load(source)`` from the local Hugging Face cache (or folder) first, then from the Hub (once, needs
-    network), a one-line :class:`TedlocError` if neither has it."""
-    try:
-        return load(source, local_files_only=True, **kwargs)
-    except Exception as e:  # not cached (OSError), or a folder that is not what it should be
-        first = e
-    if os.path.isdir(source) or _offline():
-        raise TedlocError(f"{what} {source!r}: could not load them ({_reason(first)}); "
-                          + _WHAT_TO_DO) from None
-    try:
-        return load(source, **kwargs)
-    except Exception as e:  # no network, an unknown name, a moved file, ...
-        raise TedlocError(f"{what} {source!r}: could not load them ({_reason(e)}); " + _WHAT_TO_DO) from None
+    """``load(source)`` from a local folder, or from the Hub repository's files in the local cache (fetched first
+    when missing and the network allows, else one line naming them and the fixes)."""
+    with loading_weights(f"hf:{source}", needed=not os.path.isdir(source)):
+        try:
+            return load(source, **kwargs)
+        except Exception as e:  # a folder that is not what it should be, a file the library cannot read
+            raise TedlocError(f"{what} {source!r}: could not load them ({_reason(e)}); " + _WHAT_TO_DO) from None
 
 
-_WHAT_TO_DO = ("Hub weights are downloaded once into the Hugging Face cache (HF_HOME): run once with network access, "
-               "or give a local folder saved with save_pretrained, or 'random' (tests; the maps mean nothing)")
+_WHAT_TO_DO = "give a local folder saved with save_pretrained, or 'random' (tests; the maps mean nothing)"
 
 
 class _Tokenizer:

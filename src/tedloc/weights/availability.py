@@ -46,13 +46,18 @@ def hub_offline_requested() -> bool:
     """Whether the user forbade the Hub (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
     from huggingface_hub import constants
 
+    if any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+           for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return True  # set after huggingface_hub was imported (which reads it once)
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def fixes_text(model: ModelWeights) -> str:
-    """The three ways out, for a message."""
-    return (f"fixes: network access here; or `tedloc weights fetch --model {model.spec}` on a machine with network "
-            f"into a shared HF_HOME/TORCH_HOME, then HF_HUB_OFFLINE=1 here; or {model.local_option}")
+def fixes_text(model: ModelWeights, fetch_args: str | None = None) -> str:
+    """The three ways out, for a message; ``fetch_args`` what ``tedloc weights fetch`` is given (default
+    ``--model SPEC``)."""
+    return (f"fixes: network access here; or `tedloc weights fetch {fetch_args or '--model ' + model.spec}` on a "
+            f"machine with network into a shared HF_HOME/TORCH_HOME, then HF_HUB_OFFLINE=1 here; or "
+            f"{model.local_option}")
 
 
 def _proxy_for(url: str) -> str | None:
@@ -81,9 +86,11 @@ def _unreachable(url: str) -> str | None:
     return _reachable[key]
 
 
-def _fail(model: ModelWeights, source: WeightSource, why: str) -> WeightsUnavailable:
+def _fail(model: ModelWeights, source: WeightSource, why: str, others: list[str] = (),
+          fetch_args: str | None = None) -> WeightsUnavailable:
+    more = f" (also missing: {', '.join(others)})" if others else ""
     return WeightsUnavailable(f"weights of {model.spec}: {source.describe()} is not in {source.location} and "
-                              f"{why}; {fixes_text(model)}")
+                              f"{why}{more}; {fixes_text(model, fetch_args)}")
 
 
 def _reason(e: BaseException) -> str:
@@ -91,29 +98,30 @@ def _reason(e: BaseException) -> str:
     return (text[:157] + "...") if len(text) > 160 else (text or type(e).__name__)
 
 
-def fetch_source(model: ModelWeights, source: WeightSource) -> None:
-    """Download one source now, or a :class:`WeightsUnavailable` naming it, why, and the fixes."""
+def _refusal(source: WeightSource) -> str | None:
+    """Why ``source`` cannot be downloaded now (offline mode, an unreachable host), None when it can."""
     if source.on_hub and hub_offline_requested():
-        raise _fail(model, source, "HF_HUB_OFFLINE=1 forbids downloading it")
-    why = _unreachable(source.host)
-    if why:
-        raise _fail(model, source, why)
-    _logger.info("fetching %s: %s -> %s", model.spec, source.describe(), source.location)
-    try:
-        source.fetch()
-    except Exception as e:  # the libraries raise many kinds: HTTP errors, timeouts, a moved file, ...
-        raise _fail(model, source, f"could not be fetched ({type(e).__name__}: {_reason(e)})") from None
+        return "HF_HUB_OFFLINE=1 forbids downloading it"
+    return _unreachable(source.host)
 
 
-def ensure_weights(models: Iterable[str | ModelWeights], fetch: bool = True) -> list[ModelWeights]:
-    """Every source of ``models`` in the local caches: a missing one fetched now (``fetch``, the network allowing),
-    else a one-line :class:`WeightsUnavailable`. Returns the resolved models."""
+def ensure_weights(models: Iterable[str | ModelWeights], fetch: bool = True,
+                   fetch_args: str | None = None) -> list[ModelWeights]:
+    """Every source of ``models`` in the local caches, the missing ones fetched now (``fetch``, the network
+    allowing), else one line (:class:`WeightsUnavailable`) naming the first missing, the others, why, and the fixes
+    (``fetch_args``: what to give ``tedloc weights fetch``, e.g. ``--bench cub``). Returns the resolved models."""
     resolved = [m if isinstance(m, ModelWeights) else weights_of(m) for m in models]
-    for model in resolved:
-        for source in model.missing():
-            if not fetch:
-                raise _fail(model, source, "fetching is off")
-            fetch_source(model, source)
+    missing = [(model, source) for model in resolved for source in model.missing()]
+    for i, (model, source) in enumerate(missing):
+        why = "`tedloc weights check` downloads nothing" if not fetch else _refusal(source)
+        if why:
+            raise _fail(model, source, why, [m.spec for m, _ in missing[i + 1:] if m is not model], fetch_args)
+        _logger.info("fetching %s: %s -> %s", model.spec, source.describe(), source.location)
+        try:
+            source.fetch()
+        except Exception as e:  # the libraries raise many kinds: HTTP errors, timeouts, a moved file, ...
+            raise _fail(model, source, f"could not be fetched ({type(e).__name__}: {_reason(e)})",
+                        fetch_args=fetch_args) from None
     return resolved
 
 

@@ -68,7 +68,7 @@ def _timm(name: str) -> ModelWeights:
     import timm
 
     spec = f"timm:{name}"
-    local_option = "a local file: encoder_weights in TeD-Loc's, DiPS' and TrCAM-V's configs (--encoder-weights)"
+    local_option = "a local file (--encoder-weights FILE, or encoder_weights in the config)"
     if _is_local(name):
         return ModelWeights(spec, ())
     import tedloc.models.cnn  # noqa: F401  (tedloc's own models: no pretrained weights)

@@ -150,11 +150,21 @@ class HubFolder:
                 return None
         return folder
 
-    def fetch(self) -> Path:
-        from huggingface_hub import snapshot_download
+    def files_to_fetch(self, files: list[str]) -> list[str]:
+        """Of the repository's ``files``, those a PyTorch loader reads: no other framework's export, and no pickled
+        weights where safetensors ones exist (transformers and sentence-transformers read those first)."""
+        keep = [f for f in files if not any(fnmatch.fnmatch(f, pattern) for pattern in self.ignore)]
+        if any(f.endswith(".safetensors") for f in keep):
+            keep = [f for f in keep if not f.endswith(("pytorch_model.bin", ".pth", ".ckpt"))]
+        return keep
 
-        folder = Path(snapshot_download(self.repo, revision=self.revision, cache_dir=hub_cache(),
-                                        ignore_patterns=list(self.ignore)))
+    def fetch(self) -> Path:
+        from huggingface_hub import HfApi, snapshot_download
+
+        info = HfApi().model_info(self.repo, revision=self.revision)
+        files = self.files_to_fetch([s.rfilename for s in info.siblings or []])
+        folder = Path(snapshot_download(self.repo, revision=info.sha or self.revision, cache_dir=hub_cache(),
+                                        allow_patterns=files))
         if self.present() is None:
             wanted = "; ".join(" or ".join(a) for a in self.required)
             raise FileNotFoundError(f"{self.repo}: the downloaded folder {folder} lacks one of: {wanted}")
