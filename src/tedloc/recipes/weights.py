@@ -48,7 +48,10 @@ def text_encoder_model(spec: str | None) -> list[str]:
 
 
 def _unique(specs: list[str]) -> list[str]:
-    return list(dict.fromkeys(specs))
+    """Each spec once, in order, without those that load nothing (random or local weights)."""
+    from tedloc.weights import weights_of
+
+    return [spec for spec in dict.fromkeys(specs) if weights_of(spec).sources]
 
 
 def models_of_recipe(recipe: Any) -> list[str]:
@@ -94,9 +97,9 @@ def models_of_config(name: str) -> list[str]:
     if benchmark in (*PAPER_DATASETS, *VIDEO_DATASETS) and str(config_path(name)) == str(
             config_path(f"{benchmark}_bench")):
         return models_of_benchmark(benchmark)
-    parts = [values[k] for k in ("cam", "tedloc", "classifier", "trcamv") if isinstance(values.get(k), str)]
-    if not parts:
+    if any(key in values for key in ("method", "arch", "encoder")):  # a training config
         return models_of_train_config(values)
+    parts = [values[k] for k in ("cam", "tedloc", "classifier", "trcamv") if isinstance(values.get(k), str)]
     specs = [s for part in parts for s in models_of_config(part)]
     specs += clip_model(values.get("pseudo_labels", "cam"), values.get("clip", "ViT-B-16"),
                         values.get("clip_pretrained", "openai"))
