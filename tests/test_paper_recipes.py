@@ -72,7 +72,7 @@ def make_fake_wsol(root, dataset: str, classes: int = 3, per_class: dict | None 
 SMALL = ["cam.arch=tedloc_resnet_tiny", "cam.input_size=32", "cam.resize_size=null", "cam.epochs=1",
          "cam.batch_size=8", "cam.workers=0", "tedloc.encoder=tedloc_resnet_tiny", "tedloc.input_size=32",
          "tedloc.resize_size=null", "tedloc.decoder_channels=[8]", "tedloc.epochs=1", "tedloc.batch_size=8",
-         f"clip={TINY_CLIP}", f"text_encoder=open_clip:{TINY_CLIP}@random", "map_sizes={classifier: 32, tedloc: 48}", "eval_batch_size=8", "overlays=1"]
+         f"clip={TINY_CLIP}", f"text_encoder=open_clip:{TINY_CLIP}@random", "map_sizes={classifier: 32}", "tedloc.map_size=48", "eval_batch_size=8", "overlays=1"]
 
 
 @pytest.mark.parametrize("dataset", ["cub", "ilsvrc", "openimages"])
@@ -92,12 +92,15 @@ def test_bench_runs_the_papers_pipeline_on_a_fake_dataset(dataset, tmp_path, cap
     assert cam["map_size"] == 32 and tedloc["map_size"] == 48 and set(tedloc["maps"]) == {"class", "class@pred"}
     if dataset == "openimages":  # masks only: PxAP, no box metric, no centered box
         assert "PxAP" in cam and "MaxBoxAcc" not in cam and "centered_box" not in results
-    else:
+    else:  # Top-k Loc at the oracle threshold and at the run's val threshold
         assert 0 <= tedloc["MaxBoxAcc"] <= 100 and "centered_box" in results
+        assert tedloc["val_threshold"] == json.loads((out / "runs" / "tedloc" / "model.json").read_text())["threshold"]
+        assert {"Top1Loc", "Top1Loc@val_thr", "Top5Loc@val_thr"} <= set(tedloc) and "Top1Loc@val_thr" in cam
     cache = json.loads((out / "cache" / "cams_train" / "index.json").read_text())
     assert cache["source"]["method"] == "clip-es"  # TeD-Loc's pseudo-labels are CLIP-ES's
     tedloc_run = json.loads((out / "runs" / "tedloc" / "model.json").read_text())
     assert tedloc_run["config"]["encoder_run"] is None and tedloc_run["config"]["decoder_channels"] == [8]
+    assert tedloc_run["config"]["map_size"] == 48  # the bench scores TeD-Loc at the size its run records
     assert tedloc_run["anchors"]["encoder"].startswith("open_clip:")
     report = (out / "report.md").read_text()
     assert "| tedloc | class@pred |" in report and "GT-known" in report
@@ -131,6 +134,9 @@ def test_shipped_configs_are_valid_for_their_commands(tmp_path, capsys):
             if key != "method":
                 expected = tuple(value) if isinstance(value, list) else value
                 assert getattr(config, key) == expected, (name, key)
+        if name.endswith("_tedloc"):  # the paper's E: EVA-02-L fine-tuned for classification; maps scored at 256
+            assert config.encoder in timm.list_pretrained(config.encoder) and "_ft_" in config.encoder, name
+            assert config.map_size == 256 and config.input_size == 224, name
     from tedloc.methods.tedloc import TeDLocTrainConfig  # noqa: F401
 
     argv = ["train", "--config", "cub_tedloc", "--data", "D", "--out", "O", "--lr", "0.05", "--anchors", "A",

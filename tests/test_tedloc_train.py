@@ -277,6 +277,68 @@ def test_selection_on_val_pseudo_boxes(inputs, synthetic_small, tmp_path):
     pseudo = val.with_boxes([boxes[i][None] for i in val.image_ids])
     metrics = evaluate_localizer(load_model(run, runtime=CPU), pseudo, batch_size=8)
     assert metrics["MaxBoxAcc"] == history[best]["val_MaxBoxAcc"] and metrics["threshold"] == meta["threshold"]
+    # test: Top-k Loc at the oracle threshold and at the one chosen on the val pseudo-boxes (no GT box used)
+    from tedloc.methods import evaluate_run
+
+    test = evaluate_run(run, synthetic_small, "test", runtime=CPU, batch_size=8)
+    at_val = evaluate_localizer(load_model(run, runtime=CPU), load_dataset(synthetic_small)["test"], mode="fixed",
+                                tau=meta["threshold"], batch_size=8)
+    assert test["val_threshold"] == meta["threshold"] and test["val_threshold_source"]["boxes"].endswith("left.txt")
+    assert [test[f"{k}@val_thr"] for k in ("Top1Loc", "Top5Loc", "GTKnownLoc")] == [
+        at_val[k] for k in ("Top1Loc", "Top5Loc", "GTKnownLoc")]
     with pytest.raises(TedlocError, match="selection must be loc, cls, last or pseudo:FILE"):
         train_tedloc(synthetic_small, tmp_path / "bad", root / "anchors.safetensors", root / "cache",
                      replace(cfg, selection="pseudo"), runtime=CPU)
+
+
+def test_map_size_and_val_threshold_of_a_run_decide_its_evaluation(inputs, synthetic_small, tmp_path, capsys):
+    """A run's map_size is used by its validation and by `tedloc evaluate` (unless --map-size); runs without the
+    field keep their input size. Top-k Loc at the run's val threshold beside the oracle one, or a note saying why
+    there is none."""
+    import shutil
+    from dataclasses import replace
+
+    from tedloc.cli import main
+    from tedloc.data import load_dataset
+    from tedloc.eval import eval_protocol
+    from tedloc.eval.localizer_eval import evaluate_localizer
+
+    root, cfg = inputs
+    run = tmp_path / "run"
+    history = train_tedloc(synthetic_small, run, root / "anchors.safetensors", root / "cache",
+                           replace(cfg, map_size=64, epochs=1), runtime=CPU)
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["config"]["map_size"] == 64 and meta["threshold_source"] == {"split": "val", "boxes": "GT",
+                                                                              "criterion": "MaxBoxAcc"}
+    dataset = load_dataset(synthetic_small)
+    val = evaluate_localizer(load_model(run, runtime=CPU), dataset["val"], eval_protocol("validation", map_size=64),
+                             batch_size=8)
+    assert val["MaxBoxAcc"] == history[0]["val_MaxBoxAcc"] and val["threshold"] == meta["threshold"]
+
+    def evaluate(folder, *extra) -> dict:
+        out = tmp_path / "m.json"
+        assert main(["evaluate", "--run", str(folder), "--data", str(synthetic_small), "--json", str(out),
+                     "--batch-size", "8", *extra]) == 0
+        return json.loads(out.read_text())
+
+    m = evaluate(run)
+    printed = capsys.readouterr()
+    at_val = evaluate_localizer(load_model(run, runtime=CPU), dataset["test"], mode="fixed", tau=meta["threshold"],
+                                map_size=64, batch_size=8)
+    assert m["map_size"] == 64 and m["val_threshold"] == meta["threshold"]
+    assert m["Top1Loc@val_thr"] == at_val["Top1Loc"] and m["Top5Loc@val_thr"] == at_val["Top5Loc"]
+    assert "Top1Loc@val_thr" in printed.out and "val_threshold_from" in printed.out and "val_thr" not in printed.err
+    assert evaluate(run, "--map-size", "32")["map_size"] == 32  # the option wins
+    older = tmp_path / "older"  # a run made before map_size existed, and without a stored threshold
+    shutil.copytree(run, older)
+    record = json.loads((older / "model.json").read_text())
+    del record["config"]["map_size"]
+    record["threshold"] = record["threshold_source"] = None
+    (older / "model.json").write_text(json.dumps(record))
+    m = evaluate(older)
+    assert m["map_size"] == 48 and "val_threshold" not in m and "Top1Loc" in m
+    assert "Top1Loc@val_thr" in capsys.readouterr().err and any("stores no threshold" in n for n in m["not_computed"])
+    assert main(["evaluate", "--run", str(older), "--data", str(synthetic_small), "--split", "test",
+                 "--save-threshold", "--batch-size", "8"]) == 0  # a threshold of the test split is no val threshold
+    m = evaluate(older)
+    assert "val_threshold" not in m and any("chosen on split 'test', not on val" in n for n in m["not_computed"])

@@ -13,6 +13,7 @@ from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.data import load_dataset
 from tedloc.errors import TedlocError
 from tedloc.eval import evaluate_map_folder
+from tedloc.eval.evaluator import VAL_THRESHOLD_METRICS
 from tedloc.utils.io import check_writable
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -97,10 +98,15 @@ def _evaluate(args: argparse.Namespace) -> int:
                                      workers=args.workers, all_maps=True, num_classes=dataset.num_classes,
                                      dist=runtime.dist)
         metrics["model"] = localizer.record()
+        if "MaxBoxAcc" in metrics:  # Top-k Loc at a threshold chosen without test boxes: none to take
+            metrics.setdefault("not_computed", []).append(
+                f"{', '.join(VAL_THRESHOLD_METRICS)} not computed: a training-free method has no threshold chosen "
+                f"on val (score at one with --mode fixed --tau T)")
     if not runtime.dist.is_main:  # the first process reports and writes
         return 0
     name = args.run or args.method
-    code = report(metrics, f"{name} on {args.split}: {metrics['images']} images, threshold mode {protocol.mode}",
+    val = "; @val_thr: at the run's val threshold" if "val_threshold" in metrics else ""
+    code = report(metrics, f"{name} on {args.split}: {metrics['images']} images, threshold mode {protocol.mode}{val}",
                   args.json)
     if args.save_threshold:
         print(f"stored threshold {metrics['threshold']} in {os.path.join(args.run, 'model.json')}")

@@ -11,12 +11,16 @@ from tedloc.utils.io import atomic_write_text
 __all__ = ["format_metrics", "report", "summarize"]
 
 _ORDER = ("map", "map_class", "map_size", "MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAcc@30", "MaxBoxAcc@50", "MaxBoxAcc@70",
-          "PxAP", "mIoU", "GTKnownLoc", "Top1Loc", "Top5Loc", "CL@1", "CL@5", "threshold")
+          "PxAP", "mIoU", "GTKnownLoc", "Top1Loc", "Top5Loc", "GTKnownLoc@val_thr", "Top1Loc@val_thr",
+          "Top5Loc@val_thr", "mIoU@val_thr", "CL@1", "CL@5", "threshold", "val_threshold")
 
 
 def format_metrics(metrics: dict) -> str:
     """A two-column table of the headline metrics."""
     rows = [(k, metrics[k]) for k in _ORDER if k in metrics]
+    source = metrics.get("val_threshold_source")
+    if isinstance(source, dict):  # what the val threshold was chosen on: GT boxes, or a pseudo-box file
+        rows.append(("val_threshold_from", f"split {source.get('split')}, boxes {source.get('boxes')}"))
     rows += [(k, v) for k, v in metrics.items() if k.startswith("error/")]
     corloc = metrics.get("corloc")
     if corloc:  # a video dataset: the papers' CorLoc (per-class test thresholds) and the realistic one

@@ -48,6 +48,9 @@ class TrainConfig:
     lr_gamma: float = option(0.1, "the learning rate's step decay factor")
     selection: str = option("loc", "model selection and the stored threshold")
     interval: float = option(VALIDATION_INTERVAL, "threshold interval of the per-epoch validation")
+    map_size: int | None = option(None, "side of the square the maps are scored at, by the per-epoch validation and "
+                                        "`tedloc evaluate` of the run (default: the input size; the TeD-Loc paper: "
+                                        "256)")
     seed: int = option(0, "random seed (shuffling, augmentation, pseudo-label draws)")
     frames_per_shot: int = option(1, "video datasets: frames drawn from each train shot per epoch (keyed by seed, "
                                      "epoch and sample)")
@@ -146,8 +149,9 @@ def selected_model_record(kind: str, config, class_names: list[str], preprocessi
 
 
 def validation_protocol(config) -> EvalProtocol:
-    """How a training run validates every epoch: the ``validation`` preset at its config's ``interval``."""
-    return eval_protocol("validation", interval=config.interval)
+    """How a training run validates every epoch: the ``validation`` preset at its config's ``interval`` and
+    ``map_size`` (None: the input size), so the stored threshold is chosen on maps of the size they are scored at."""
+    return eval_protocol("validation", interval=config.interval, map_size=getattr(config, "map_size", None))
 
 
 def encoder_reference(config, model: torch.nn.Module) -> Preprocessing | None:
@@ -222,7 +226,8 @@ def resolved_selection(selection: str) -> str:
 def prepare_selection(config, choices: tuple[str, ...], val: Split):
     """``(config with its pseudo:FILE made absolute, its criterion, the val split localization is validated
     on)``: what a training function needs of its ``selection`` before it claims the run folder (a bad box
-    file fails first)."""
+    file fails first, and so do a bad ``interval`` or ``map_size``)."""
+    validation_protocol(config)
     config = dataclasses.replace(config, selection=resolved_selection(config.selection))
     criterion, _ = selection_criterion(config.selection, choices)
     return config, criterion, selection_split(config.selection, choices, val)

@@ -40,7 +40,7 @@ import numpy as np
 from tedloc.data.dataset import Split
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
-from tedloc.eval.conventions import EvalProtocol, eval_protocol
+from tedloc.eval.conventions import EvalProtocol
 from tedloc.eval.evaluator import WSOLEvaluator
 from tedloc.eval.localizer_eval import iter_score_maps
 from tedloc.utils.device import Runtime
@@ -110,14 +110,15 @@ def evaluate_checkpoint(ckpt: Checkpoint, splits: dict[str, Split], test: Split,
 
     ``splits`` maps supervision names to val splits (same images, different boxes); ``protocol``: the
     threshold interval and whose map a class-dependent map is (a record or a preset name; its
-    ``to_dict()`` keys the cache). Cached per checkpoint in ``RUN/protocol/epoch_NNN.json``; only missing
-    entries are computed.
+    ``to_dict()`` keys the cache), with the run's recorded map size where it sets none. Cached per checkpoint
+    in ``RUN/protocol/epoch_NNN.json``; only missing entries are computed.
     """
     from tedloc.methods import load_model
+    from tedloc.methods.run_evaluation import run_protocol
 
     path = ckpt.run.protocol_cache(ckpt.epoch)
     cache = json.loads(path.read_text()) if path.exists() else {}
-    protocol = eval_protocol(protocol)
+    protocol = run_protocol(ckpt.run, protocol)
     tail = f"{json.dumps(protocol.to_dict(), sort_keys=True)}:v{_CACHE_VERSION}"
     keys = {name: f"val:{_split_key(s)}:{tail}" for name, s in splits.items()}
     test_key = f"test:{_split_key(test)}:{tail}"

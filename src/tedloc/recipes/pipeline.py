@@ -96,7 +96,7 @@ class Recipe:
     proposal_min_size: float = 0.05
     evaluation: EvalProtocol | str = "standard"  # the test evaluation's protocol (a record, or a preset's name)
     eval_interval: float | None = None  # its threshold interval, if not the preset's
-    map_sizes: dict = field(default_factory=dict)  # run kind -> side of the scored maps (default: its input size)
+    map_sizes: dict = field(default_factory=dict)  # run kind -> side of the scored maps (default: the run's map_size)
     gallery: int = 4  # report.html: test images per gallery group (best, worst, random) of each method
     pseudo_labels: str = "cam"  # TeD-Loc's pseudo-labels: the CAM run's maps, or CLIP-ES's (training-free)
     clip: str = "ViT-B-16"  # CLIP-ES's open_clip model and weights (pseudo_labels clip-es)
@@ -148,22 +148,21 @@ def _clip_es_maps(data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> No
 
 
 def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> dict:
-    """Test metrics of a run under the recipe's conventions, cached in OUT/eval/<name>.json until the run's
-    model or the conventions change."""
-    from tedloc.data import load_dataset
-    from tedloc.eval.localizer_eval import evaluate_localizer
-    from tedloc.methods import load_model
+    """Test metrics of a run under the recipe's conventions (as ``tedloc evaluate --run``: the oracle threshold
+    and the run's val threshold), cached in OUT/eval/<name>.json until the run's model or the conventions change.
+    Maps are scored at the recipe's ``map_sizes`` of the run's kind, else the run's recorded map size, else
+    its input size."""
+    from tedloc.methods.run_evaluation import evaluate_run, run_protocol, run_val_threshold
 
     path = out / "eval" / f"{run.name}.json"
     folder = RunFolder(run)
-    protocol = recipe_protocol(recipe, folder.metadata().get("kind"))  # map size None: the run's input size
+    protocol = run_protocol(folder, recipe_protocol(recipe, folder.metadata().get("kind")))
     if path.exists() and path.stat().st_mtime >= folder.metadata_path.stat().st_mtime:
         cached = json.loads(path.read_text())
-        if cached.get("protocol") == protocol.to_dict():  # made under the same conventions: kept
-            return cached
-    localizer = load_model(run, runtime=runtime)
-    metrics = evaluate_localizer(localizer, load_dataset(data, splits=["test"])["test"], protocol,
-                                 batch_size=recipe.eval_batch_size, all_maps=True)
+        threshold = run_val_threshold(folder.record())[0] if "MaxBoxAcc" in cached else None
+        if cached.get("protocol") == protocol.to_dict() and cached.get("val_threshold") == threshold:
+            return cached  # made under the same conventions and val threshold: kept
+    metrics = evaluate_run(run, data, "test", protocol, runtime=runtime, batch_size=recipe.eval_batch_size)
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
 
@@ -390,9 +389,12 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     _log_step(log, step, n, f"report -> {out / 'report.md'}")
     table = results_table(results)
     protocol = recipe_protocol(recipe)
-    sizes = ", ".join(f"{kind} {side}" for kind, side in recipe.map_sizes.items()) or "each run's input size"
-    text = [f"# tedloc results: {data.name}", "", f"Test split of `{data}`; threshold: the oracle one on test "
-            "(standard protocol); runs in `runs/`, full metrics in `results.json`.", "", table, "",
+    sizes = ", ".join(f"{name} {m['map_size']}" for name, m in results.items() if m.get("map_size")) or "-"
+    thresholds = ("`Top1Loc`, `Top5Loc`, `mIoU`: at the oracle threshold of the test split (standard protocol, "
+                  "test boxes used); `Top1Loc@val_thr`, `Top5Loc@val_thr`: at the run's threshold chosen on val, no "
+                  "test box used (`-`: the run has none)")
+    text = [f"# tedloc results: {data.name}", "", f"Test split of `{data}`; {thresholds}; runs in `runs/`, full "
+            "metrics in `results.json`.", "", table, "",
             f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {protocol.map_class} class "
             f"({'GT-known; `@pred`: the predicted class' if protocol.map_class == 'true' else 'no label used'}); "
             f"thresholds every {protocol.interval}; maps scored at {sizes}.", ""]

@@ -37,7 +37,10 @@ from tedloc.utils.io import atomic_write_text
 __all__ = ["write_report", "gallery_indices", "gallery_pictures", "write_protocol_report", "HEADLINE_METRICS"]
 
 # the columns of the results tables
-HEADLINE_METRICS = ("CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "mIoU", "PxAP")
+# (Top1Loc, Top5Loc, mIoU: at the evaluation's operating threshold, the test split's oracle one in the standard
+# protocol; Top1Loc@val_thr, Top5Loc@val_thr: at the run's threshold chosen on val, no test box used)
+HEADLINE_METRICS = ("CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "Top1Loc@val_thr", "Top5Loc@val_thr",
+                    "mIoU", "PxAP")
 
 _ERROR_KINDS = ("LPE", "LME", "MIns", "other")
 _IOU = (30, 50, 70)
@@ -91,8 +94,10 @@ def _conventions(results: dict) -> str:
     mode = {"oracle": "the oracle threshold of the evaluated split (the standard protocol)",
             "otsu": "Otsu's threshold per map", "fixed": f"the fixed threshold {m.get('threshold')}"}.get(
         m.get("mode", "oracle"), str(m.get("mode")))
+    val = ("; <code>@val_thr</code>: at the run's threshold chosen on val (no test box used; - where the run has "
+           "none)" if any("MaxBoxAcc" in m for m in seen) else "")
     return html.escape(f"Conventions: class-dependent maps are {cls}; thresholds every {m.get('interval')}; maps "
-                       f"scored at {' / '.join(sizes) or 'the input size'} pixels; boxes at {mode}.", quote=False
+                       f"scored at {' / '.join(sizes) or 'the input size'} pixels; boxes at {mode}{val}.", quote=False
                        ).replace("&lt;code&gt;", "<code>").replace("&lt;/code&gt;", "</code>").join(
         ("<p class='note'>", "</p>"))
 
@@ -115,6 +120,9 @@ def _threshold_curves(name: str, metrics: dict) -> str:
                 ax.plot(thresholds, curves[f"BoxAccV1@{d}"], label=f"IoU {d / 100:.1f}")
         if isinstance(metrics.get("threshold"), float):
             ax.axvline(metrics["threshold"], color="k", linestyle="--", label=f"chosen {metrics['threshold']:.3f}")
+        if isinstance(metrics.get("val_threshold"), float):
+            ax.axvline(metrics["val_threshold"], color="k", linestyle=":",
+                       label=f"val threshold {metrics['val_threshold']:.3f}")
         ax.set(xlabel="threshold", ylabel="BoxAcc (%), largest box", ylim=(0, 100),
                title=_title(f"{name}: box accuracy per threshold"))
         ax.legend(fontsize=8)
