@@ -72,7 +72,8 @@ def make_fake_wsol(root, dataset: str, classes: int = 3, per_class: dict | None 
 SMALL = ["cam.arch=tedloc_resnet_tiny", "cam.input_size=32", "cam.resize_size=null", "cam.epochs=1",
          "cam.batch_size=8", "cam.workers=0", "tedloc.encoder=tedloc_resnet_tiny", "tedloc.input_size=32",
          "tedloc.resize_size=null", "tedloc.decoder_channels=[8]", "tedloc.epochs=1", "tedloc.batch_size=8",
-         f"clip={TINY_CLIP}", f"text_encoder=open_clip:{TINY_CLIP}@random", "map_sizes={classifier: 32}", "tedloc.map_size=48", "eval_batch_size=8", "overlays=1"]
+         f"clip={TINY_CLIP}", f"text_encoder=open_clip:{TINY_CLIP}@random", "map_sizes={classifier: 32}",
+         "tedloc.map_size=48", "eval_batch_size=8", "overlays=1"]
 
 
 @pytest.mark.parametrize("dataset", ["cub", "ilsvrc", "openimages"])
