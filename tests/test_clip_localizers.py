@@ -343,6 +343,67 @@ def test_dense_variants_last_blocks(tower):
     assert all(m.abs().max() <= 1 + 1e-6 for m in maps.values())  # cosines
 
 
+# ----------------------------------------------------------------------------- native sizes and their cache
+def test_native_views_round_each_image_up_to_the_patch():
+    from tedloc.data.transforms import NativeTransform
+    from tedloc.pseudolabels.compute import size_batches
+
+    native = NativeTransform(16)
+    assert native.size((208, 160)) == (208, 160) and native.size((150, 230)) == (160, 240)
+    assert native.size((1, 17)) == (16, 32)
+    view = native.view((145, 227))
+    assert view.resized == (160, 240) and view.crop == (0, 0, 160, 240) and not view.flip
+    assert NativeTransform(16, max_side=64).size((400, 100)) == (64, 16)  # 64 x 16 after the cap, then rounded
+    with pytest.raises(TedlocError, match="max_side"):
+        NativeTransform(16, max_side=8)
+    sizes = [(16, 32), (32, 32), (16, 32), (16, 32), (32, 32)]
+    assert size_batches([0, 1, 2, 3, 4], sizes, 2) == [[0, 2], [3], [1, 4]]
+
+
+def test_clip_es_fills_caches_natively_unless_an_input_size_is_given(tower):
+    from tedloc.data.preprocessing import Preprocessing
+    from tedloc.methods import get_method
+
+    clip_es = get_method("clip-es")
+    native = clip_es.create(NAMES, runtime=CPU, clip=TINY, clip_pretrained="random", templates="photo")
+    square = clip_es.create(NAMES, runtime=CPU, clip=TINY, clip_pretrained="random", input_size=48, templates="photo")
+    assert native.resolution == "native" and native.cache_transform().multiple == 8
+    assert square.resolution == "square" and square.cache_transform() is None
+    with pytest.raises(TedlocError, match="resolution"):
+        ClipESLocalizer(tower, NAMES, Preprocessing(32), runtime=CPU, resolution="tall")
+
+
+def test_a_cache_of_per_image_maps(tmp_path):
+    from tedloc.data.transforms import View
+    from tedloc.pseudolabels import MapCache
+    from tedloc.pseudolabels.views import maps_on_grid
+
+    ids, shapes = ["a", "b", "c"], np.array([[2, 3], [4, 4], [2, 3]])
+    maps = [np.random.default_rng(i).random(tuple(s)).astype(np.float32) for i, s in enumerate(shapes)]
+    cache = MapCache(tmp_path / "c", ids, source={"method": "m"}, shapes=shapes)
+    assert cache.size == (4, 4) and cache.shape(1) == (4, 4) and cache.maps.shape == (6 + 16 + 6,)
+    cache.write(np.array([0, 2]), [maps[0], maps[2]])
+    with pytest.raises(ValueError, match="row 1"):
+        cache.write(np.array([1]), [maps[0]])
+    assert cache.missing().tolist() == [1] and not cache.complete
+    with pytest.raises(TedlocError, match="not computed"):
+        cache.get([1])
+    cache.write(np.array([1]), maps[1][None])
+    del cache
+    cache = MapCache(tmp_path / "c", ids)
+    got = cache.get([2, 1])
+    assert [tuple(m.shape) for m in got] == [(2, 3), (4, 4)]
+    np.testing.assert_allclose(got[1].numpy(), maps[1], atol=5e-4)  # float16
+    # each map covers its whole image: on an identity view it comes back at the grid asked for
+    views = torch.stack([View((30, 20), (30, 20), (0, 0, 30, 20)).to_tensor()] * 2)
+    assert maps_on_grid(got, views, (5, 7)).shape == (2, 5, 7)
+    for other in ({"size": (2, 3)}, {"shapes": shapes[[1, 0, 2]]}):
+        with pytest.raises(TedlocError, match="the cache holds"):
+            MapCache(tmp_path / "c", ids, **other)
+    with pytest.raises(TedlocError, match="not both"):
+        MapCache(tmp_path / "d", ids, (2, 3), shapes=shapes)
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_bad_models_and_class_names(tower, tmp_path):
     with pytest.raises(TedlocError, match="unknown open_clip model 'ViT-B-61'"):
@@ -422,6 +483,32 @@ def test_cams_source_clip_es_fills_a_resumable_cache_that_tedloc_trains_on(synth
                  "--cams", out, "--out", tmp_path / "run", "--encoder", "vit_tiny_patch16_224", "--input-size", "48",
                  "--epochs", "1", "--batch-size", "8", "--device", "cpu") == 0
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_cams_source_clip_es_is_native_by_default(synthetic_small, tmp_path, capsys):
+    """Without --input-size each image at its own size (48x48 here: 6x6 maps of 8-pixel patches), per-image maps
+    that the trainers read; the view is part of the cache's source, so a square run never reuses it."""
+    from tedloc.data import load_dataset
+    from tedloc.data.transforms import TrainTransform
+    from tedloc.pseudolabels import MapCache
+    from tedloc.pseudolabels.views import maps_on_grid
+
+    clip = ["--clip", TINY, "--clip-pretrained", "random", "--templates", "photo"]
+    out = tmp_path / "native"
+    assert _main("cams", "--source", "clip-es", "--data", synthetic_small, "--out", out, "--device", "cpu", *clip) == 0
+    cache = MapCache(out)
+    assert cache.complete and cache.shapes.tolist() == [[6, 6]] * len(cache)
+    assert cache.source["view"] == "native" and cache.source["multiple"] == 8 and cache.source["max_side"] == 1024
+    maps = cache.get(np.arange(4))
+    assert all(0 <= float(m.min()) and float(m.max()) <= 1 for m in maps)
+    sizes = load_dataset(synthetic_small)["train"].sizes
+    crops = TrainTransform(32, 40)  # the trainers' random crops and flips of the images, applied to their maps
+    views = torch.stack([crops.view(tuple(sizes[i]), np.random.default_rng(i)).to_tensor() for i in range(4)])
+    assert maps_on_grid(maps, views, (3, 3)).shape == (4, 3, 3)
+    capsys.readouterr()
+    assert _main("cams", "--source", "clip-es", "--data", synthetic_small, "--out", out, "--input-size", "48",
+                 "--device", "cpu", *clip) == 2
+    assert "another source" in capsys.readouterr().err
 
 
 def test_evaluate_a_training_free_localizer(synthetic_small, tmp_path, capsys):

@@ -62,10 +62,12 @@ class WSOLImageDataset(Dataset):
         train: random training views (resize, crop, flip) instead of the eval view.
         seed: base seed of the random views.
         frames_per_shot: samples per shot of a shot split.
+        transform: the views, instead of the preprocessing's train or eval transform (anything with
+            ``view(src_size, rng) -> View``, e.g. :class:`~tedloc.data.transforms.NativeTransform`).
     """
 
     def __init__(self, split: Split, preprocessing: Preprocessing, train: bool = False, seed: int = 0,
-                 frames_per_shot: int = 1):
+                 frames_per_shot: int = 1, transform=None):
         if split.image_root is None:
             raise FileNotFoundError(f"split {split.name!r} has no images (metadata-only dataset)")
         if frames_per_shot < 1:
@@ -75,7 +77,9 @@ class WSOLImageDataset(Dataset):
         self.frames_per_shot = frames_per_shot if split.shots else 1
         self.train = train
         self.preprocessing = preprocessing
-        self.transform = preprocessing.train_transform() if train else preprocessing.eval_transform()
+        if transform is None:
+            transform = preprocessing.train_transform() if train else preprocessing.eval_transform()
+        self.transform = transform
         self.seed = seed
         self.epoch = 0
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from tedloc.errors import OptionError
 
-__all__ = ["View", "TrainTransform", "EvalTransform", "to_normalized_tensor"]
+__all__ = ["View", "TrainTransform", "EvalTransform", "NativeTransform", "to_normalized_tensor"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation of weights trained here (and of ImageNet weights)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -147,6 +147,40 @@ class EvalTransform:
         """The view of an image of ``src_size`` (width, height); ``rng`` is not used."""
         s = self.input_size
         return View(tuple(src_size), (s, s), (0, 0, s, s), False)
+
+
+@dataclass(frozen=True)
+class NativeTransform:
+    """Keep the image's own size, rounded up to a multiple of ``multiple`` on each side (CLIP-ES's view: each
+    image at its own size for a ViT of ``multiple``-pixel patches), the aspect ratio stretched by less than a
+    patch.
+
+    ``max_side``: an image whose longer side exceeds it is first scaled down (aspect ratio kept, sides rounded)
+    so that its longer side is ``max_side``; None: never.
+    """
+
+    multiple: int = 16
+    max_side: int | None = None
+
+    def __post_init__(self):
+        if int(self.multiple) < 1:
+            raise OptionError(f"multiple must be positive, got {self.multiple}")
+        if self.max_side is not None and int(self.max_side) < int(self.multiple):
+            raise OptionError(f"max_side {self.max_side} is smaller than one multiple of {self.multiple}")
+
+    def size(self, src_size: tuple[int, int]) -> tuple[int, int]:
+        """The ``(width, height)`` an image of ``src_size`` is resized to."""
+        w, h = (int(s) for s in src_size)
+        if self.max_side is not None and max(w, h) > self.max_side:
+            scale = self.max_side / max(w, h)
+            w, h = max(1, round(w * scale)), max(1, round(h * scale))
+        m = int(self.multiple)
+        return -(-w // m) * m, -(-h // m) * m
+
+    def view(self, src_size: tuple[int, int], rng: np.random.Generator | None = None) -> View:
+        """The view of an image of ``src_size`` (width, height); ``rng`` is not used."""
+        w, h = self.size(src_size)
+        return View(tuple(src_size), (w, h), (0, 0, w, h), False)
 
 
 def to_normalized_tensor(

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from tedloc.data.preprocessing import Preprocessing
-from tedloc.errors import TedlocError
+from tedloc.data.transforms import NativeTransform
+from tedloc.errors import OptionError, TedlocError
 from tedloc.models.clip_vit import ClipSpec, ClipTower, load_clip
 from tedloc.pseudolabels.clip_dense import LAST_BLOCKS, dense_class_maps
 from tedloc.pseudolabels.clip_es import ClipES, ClipESConfig
@@ -19,7 +20,9 @@ from tedloc.utils.device import Runtime
 from tedloc.utils.registry import Registry
 
 __all__ = ["TRAINING_FREE", "TrainingFree", "ClipLocalizer", "ClipESLocalizer", "DenseClipLocalizer",
-           "ClipSegLocalizer", "create_training_free", "classification_templates"]
+           "ClipSegLocalizer", "create_training_free", "classification_templates", "RESOLUTIONS"]
+
+RESOLUTIONS = ("native", "square")  # CLIP-ES's views of the images of a map cache (see ClipESLocalizer)
 
 
 def classification_templates(name: str) -> list[str]:
@@ -88,6 +91,11 @@ class ClipLocalizer:
         return {"localizer": self.map_kind, **self.tower.spec.to_dict(), "input_size": self.preprocessing.input_size,
                 "templates": self.templates}
 
+    def cache_transform(self) -> NativeTransform | None:
+        """The views of the images when this localizer fills a map cache; None: the square eval view of
+        :attr:`preprocessing`."""
+        return None
+
     def forward(self, images: torch.Tensor, classes: torch.Tensor | None
                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(zero-shot class scores (B, K), maps (B, gh, gw) of ``classes`` or, None, of the predicted ones); a
@@ -116,15 +124,36 @@ class ClipLocalizer:
 
 class ClipESLocalizer(ClipLocalizer):
     """CLIP-ES (:class:`~tedloc.pseudolabels.clip_es.ClipES`) of the true class (``cams``) or of the class CLIP predicts
-    (``predict``: "CLIP-ES (Pred)")."""
+    (``predict``: "CLIP-ES (Pred)").
+
+    ``resolution``: how a map cache (``tedloc cams``, TeD-Loc's pseudo-labels) views the images. ``native`` (the
+    reference's): each image at its own size rounded up to a multiple of the patch (bicubic), images of one size
+    batched together, each map stored on its own patch grid; an image whose longer side exceeds ``max_side``
+    is first scaled down to it (aspect ratio kept; None: never). ``square``: the eval view of
+    ``preprocessing`` (a square of its input size). Other callers (``tedloc evaluate``) give the images
+    they have.
+    """
 
     map_kind = "clip-es"
     pos_mode = "bilinear"  # CLIP-ES's
 
     def __init__(self, tower: ClipTower, class_names: list[str], preprocessing: Preprocessing,
-                 templates: str = "imagenet80", *, runtime: Runtime, config: ClipESConfig = ClipESConfig()):
+                 templates: str = "imagenet80", *, runtime: Runtime, config: ClipESConfig = ClipESConfig(),
+                 resolution: str = "native", max_side: int | None = 1024):
+        if resolution not in RESOLUTIONS:
+            raise OptionError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
+        if max_side is not None and int(max_side) < tower.patch_size[0]:
+            raise OptionError(f"max_side must be at least one patch ({tower.patch_size[0]}), got {max_side}")
         self.clip_es = ClipES(tower, class_names, config)
+        self.resolution = resolution
+        self.max_side = None if max_side is None else int(max_side)
         super().__init__(tower, class_names, preprocessing, templates, runtime=runtime)
+
+    def cache_transform(self) -> NativeTransform | None:
+        """:class:`~tedloc.data.transforms.NativeTransform` of the patch for ``native``; None for ``square``."""
+        if self.resolution == "square":
+            return None
+        return NativeTransform(self.tower.patch_size[0], self.max_side)
 
     def to(self, runtime: Runtime) -> "ClipESLocalizer":
         """Run on ``runtime``'s device and precision."""
@@ -317,12 +346,14 @@ class TrainingFree:
             for a localizer on an open_clip tower (loaded by :func:`create_training_free`).
         load: for a localizer with a model of its own instead (CLIPSeg): ``load(class_names, clip, input_size,
             templates, runtime, **options) -> ClipLocalizer``, ``clip`` the :class:`ClipSpec` asked for.
+        native: it takes a ``resolution`` option (:data:`RESOLUTIONS`): ``native`` unless an input size is given.
     """
 
     name: str
     description: str
     create: Callable[..., ClipLocalizer] | None = None
     load: Callable[..., ClipLocalizer] | None = None
+    native: bool = False
 
 
 TRAINING_FREE: Registry[TrainingFree] = Registry("training-free localizer")
@@ -332,9 +363,15 @@ def _register(entry: TrainingFree) -> None:
     TRAINING_FREE.register(entry.name)(entry)
 
 
-_register(TrainingFree("clip-es", "CLIP-ES: softmax-Grad-CAM with background prompts + CAA (Lin et al. 2023)",
-                       lambda tower, names, pre, templates, runtime, **options: ClipESLocalizer(
-                           tower, names, pre, templates, runtime=runtime, config=ClipESConfig(**options))))
+def _create_clip_es(tower: ClipTower, names: list[str], pre: Preprocessing, templates: str, runtime: Runtime,
+                    resolution: str = "native", max_side: int | None = 1024, **options) -> ClipESLocalizer:
+    return ClipESLocalizer(tower, names, pre, templates, runtime=runtime, config=ClipESConfig(**options),
+                           resolution=resolution, max_side=max_side)
+
+
+_register(TrainingFree("clip-es", "CLIP-ES: softmax-Grad-CAM with background prompts + CAA (Lin et al. 2023); maps "
+                                  "at each image's native size unless --input-size is given",
+                       _create_clip_es, native=True))
 for _name, _text in (("clip", "vanilla CLIP: patch-token / class-prompt cosine"),
                      ("sclip", "SCLIP: correlative self-attention in the last block (Wang et al. 2024)"),
                      ("naclip", "NACLIP: neighbourhood attention, no residual/FFN in the last block "
@@ -360,13 +397,17 @@ _register(TrainingFree("clipseg", ("CLIPSeg (Lueddecke & Ecker 2022), TrCAM-V's:
 def create_training_free(name: str, class_names: list[str], clip: ClipSpec = ClipSpec(), input_size: int | None = None,
                          templates: str = "imagenet80", *, runtime: Runtime, **options) -> ClipLocalizer:
     """The training-free localizer ``name`` of :data:`TRAINING_FREE` for ``class_names``, on ``clip``'s weights at
-    ``input_size`` (default: the model's; rounded up to a multiple of the patch), on ``runtime``. For
+    ``input_size`` (default: the model's; rounded up to a multiple of the patch), on ``runtime``. A localizer
+    with a native mode (CLIP-ES) fills map caches at each image's native size unless ``input_size`` is given
+    (then with square views of that size) or ``resolution`` says otherwise. For
     ``clipseg``, ``clip.pretrained`` names CLIPSeg's weights (``openai``, the default: ``CIDAS/clipseg-rd64``;
     a Hugging Face name or folder; ``random``) and ``clip.name`` the architecture of random weights
     (``ViT-B-16`` or a ``CLIPSegConfig`` JSON file)."""
     entry = TRAINING_FREE.get(name)
     if entry.load is not None:
         return entry.load(class_names, clip, input_size, templates, runtime, **options)
+    if entry.native:
+        options.setdefault("resolution", "native" if input_size is None else "square")
     tower = load_clip(clip, runtime.device)
     tower.check_class_names(class_names)
     return entry.create(tower, class_names, tower.preprocessing(input_size), templates, runtime, **options)

@@ -1,6 +1,8 @@
 """Bring cached maps (defined on the whole image) onto a training sample's crop, flip and grid."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -10,9 +12,11 @@ from tedloc.data.transforms import View
 __all__ = ["maps_on_grid", "boxes_on_view"]
 
 
-def maps_on_grid(maps: torch.Tensor, views: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Apply each sample's view (``WSOLImageDataset``'s ``view`` tensors, (B, 9)) to its map (B, h, w)
-    covering the whole original image, then resample bilinearly to ``grid`` = (H, W)."""
+def maps_on_grid(maps: torch.Tensor | Sequence[torch.Tensor], views: torch.Tensor, grid: tuple[int, int]
+                 ) -> torch.Tensor:
+    """Apply each sample's view (``WSOLImageDataset``'s ``view`` tensors, (B, 9)) to its map covering the whole
+    original image (a tensor (B, h, w), or B maps of their own sizes: :meth:`MapCache.get` of per-image maps),
+    then resample bilinearly to ``grid`` = (H, W)."""
     out = []
     for m, v in zip(maps, views):
         viewed = View.from_tensor(v).map(m)
