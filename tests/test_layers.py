@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tedloc"
-ORDER = ["utils", "errors", "data", "text", "models", "engine", "eval", "pseudolabels", "viz", "methods",
+ORDER = ["utils", "errors", "weights", "data", "models", "text", "engine", "eval", "pseudolabels", "viz", "methods",
          "inference", "protocol", "report", "recipes", "cli"]
 _IMPORT = re.compile(r"from tedloc\.(\w+)|import tedloc\.(\w+)")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import time
 from typing import Iterable, Iterator
 from urllib.parse import urlparse
@@ -26,7 +25,7 @@ __all__ = ["WeightsUnavailable", "ensure_weights", "loading_weights", "hub_offli
 
 _logger = logging.getLogger(__name__)
 _DEFAULT_TIMEOUT_S = 30.0
-_reachable: dict[str, str | None] = {}  # host:port -> None when reachable, else why not (once per process)
+_reachable: dict[str, str | None] = {}  # server URL -> None when it answers, else why not (once per process)
 
 
 class WeightsUnavailable(TedlocError):
@@ -60,30 +59,29 @@ def fixes_text(model: ModelWeights, fetch_args: str | None = None) -> str:
             f"{model.local_option}")
 
 
-def _proxy_for(url: str) -> str | None:
-    scheme = urlparse(url).scheme or "https"
-    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"):
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
-
-
 def _unreachable(url: str) -> str | None:
-    """Why ``url``'s host (or its proxy) takes no connection within the bound; None when it does."""
-    target = urlparse(_proxy_for(url) or url)
-    port = target.port or (443 if target.scheme == "https" else 80)
-    key = f"{target.hostname}:{port}"
-    if key not in _reachable:
+    """Why ``url``'s server (through the proxy of the environment, if any) gives no HTTP answer within the bound;
+    None when it answers (any status: it is there). One request per server and process."""
+    import urllib.error
+    import urllib.request
+
+    parts = urlparse(url)
+    root = f"{parts.scheme}://{parts.netloc}/"
+    if root not in _reachable:
         timeout = network_timeout()
         start = time.monotonic()
         try:
-            socket.create_connection((target.hostname, port), timeout=timeout).close()
-            _reachable[key] = None
-        except OSError as e:
+            urllib.request.urlopen(urllib.request.Request(root, method="HEAD"), timeout=timeout).close()
+            _reachable[root] = None
+        except urllib.error.HTTPError:  # an answer, if not a welcome one: the server is there
+            _reachable[root] = None
+        except (urllib.error.URLError, OSError) as e:  # refused, unknown host, no answer in time
             waited = time.monotonic() - start
-            reason = "no answer" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
-            _reachable[key] = f"{key} is unreachable ({reason} after {waited:.0f} s)"
-    return _reachable[key]
+            reason = getattr(e, "reason", e)
+            text = "no answer" if isinstance(reason, TimeoutError) or "timed out" in str(reason) else (
+                getattr(reason, "strerror", None) or str(reason) or type(reason).__name__)
+            _reachable[root] = f"{parts.netloc} is unreachable ({text} after {waited:.0f} s)"
+    return _reachable[root]
 
 
 def _fail(model: ModelWeights, source: WeightSource, why: str, others: list[str] = (),

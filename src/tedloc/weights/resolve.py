@@ -71,9 +71,8 @@ def _timm(name: str) -> ModelWeights:
     local_option = "a local file (--encoder-weights FILE, or encoder_weights in the config)"
     if _is_local(name):
         return ModelWeights(spec, ())
-    import tedloc.models.cnn  # noqa: F401  (tedloc's own models: no pretrained weights)
-    import tedloc.models.tiny_vit  # noqa: F401
-
+    if name.startswith("tedloc_"):  # tedloc's own models (models/cnn.py, models/tiny_vit.py) are trained here
+        raise TedlocError(f"timm model {name!r} has no pretrained weights (tedloc's own model, trained from scratch)")
     if not timm.is_model(name):
         raise TedlocError(f"unknown timm model {name!r}; see timm.list_models()")
     cfg = timm.models.get_pretrained_cfg(name)

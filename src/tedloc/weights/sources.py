@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -28,11 +29,14 @@ class WeightSource(Protocol):
     host: str
     on_hub: bool
 
-    def present(self) -> Path | None: ...
+    def present(self) -> Path | None:
+        """Its path in the local cache, None when absent (no network used)."""
 
-    def fetch(self) -> Path: ...
+    def fetch(self) -> Path:
+        """Download it into the cache its library reads; its path there."""
 
-    def describe(self) -> str: ...
+    def describe(self) -> str:
+        """What it is, for messages: the repository and files, or the URL."""
 
 
 def hub_cache() -> Path:
@@ -59,6 +63,25 @@ def _repo_folder(repo: str) -> str:
     return f"models--{repo.replace('/', '--')}"
 
 
+def _cached_snapshot(repo: str, revision: str | None) -> Path | None:
+    """The snapshot folder of ``repo`` at ``revision`` (a branch, default main, or a commit id) in the Hub cache,
+    None when absent. Read from the cache's layout (``refs/<branch>`` holds the commit of ``snapshots/<commit>``),
+    not with ``snapshot_download(local_files_only=True)``: that calls a snapshot incomplete when it lacks any file of
+    the repository's listing, and a fetch leaves out on purpose other frameworks' files and pickles beside
+    safetensors."""
+    folder = hub_cache() / _repo_folder(repo)
+    revision = revision or "main"
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        commit = revision
+    else:
+        ref = folder / "refs" / revision
+        if not ref.is_file():
+            return None
+        commit = ref.read_text().strip()
+    snapshot = folder / "snapshots" / commit
+    return snapshot if commit and snapshot.is_dir() else None
+
+
 def size_on_disk(path: Path | None) -> int | None:
     """Bytes of a file, or of every file under a folder (links followed), None when absent."""
     if path is None or not path.exists():
@@ -81,16 +104,20 @@ class HubFile:
 
     @property
     def location(self) -> str:
+        """Where it is kept (the cache folder or file)."""
         return str(hub_cache() / _repo_folder(self.repo))
 
     @property
     def host(self) -> str:
+        """The URL of the server it comes from."""
         return _hub_endpoint()
 
     def describe(self) -> str:
+        """What it is, for messages: the repository and files, or the URL."""
         return f"{self.repo} ({' or '.join(self.filenames)})"
 
     def present(self) -> Path | None:
+        """Its path in the local cache, None when absent (no network used)."""
         from huggingface_hub import try_to_load_from_cache
 
         for name in self.filenames:
@@ -100,6 +127,7 @@ class HubFile:
         return None
 
     def fetch(self) -> Path:
+        """Download it into the cache its library reads; its path there."""
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
@@ -127,22 +155,22 @@ class HubFolder:
 
     @property
     def location(self) -> str:
+        """Where it is kept (the cache folder or file)."""
         return str(hub_cache() / _repo_folder(self.repo))
 
     @property
     def host(self) -> str:
+        """The URL of the server it comes from."""
         return _hub_endpoint()
 
     def describe(self) -> str:
+        """What it is, for messages: the repository and files, or the URL."""
         return f"{self.repo} (model folder)"
 
     def present(self) -> Path | None:
-        from huggingface_hub import snapshot_download
-
-        try:
-            folder = Path(snapshot_download(self.repo, revision=self.revision, cache_dir=hub_cache(),
-                                            local_files_only=True))
-        except Exception:  # not in the cache (LocalEntryNotFoundError, or a partial snapshot)
+        """Its path in the local cache, None when absent (no network used)."""
+        folder = _cached_snapshot(self.repo, self.revision)
+        if folder is None:
             return None
         files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
         for alternatives in self.required:
@@ -159,11 +187,14 @@ class HubFolder:
         return keep
 
     def fetch(self) -> Path:
+        """Download it into the cache its library reads; its path there."""
         from huggingface_hub import HfApi, snapshot_download
 
         info = HfApi().model_info(self.repo, revision=self.revision)
         files = self.files_to_fetch([s.rfilename for s in info.siblings or []])
-        folder = Path(snapshot_download(self.repo, revision=info.sha or self.revision, cache_dir=hub_cache(),
+        # the branch, not info.sha: given a commit id, snapshot_download writes no refs/<branch>, and neither
+        # present() nor the libraries' offline loaders (which ask for the branch) would find the snapshot
+        folder = Path(snapshot_download(self.repo, revision=self.revision, cache_dir=hub_cache(),
                                         allow_patterns=files))
         if self.present() is None:
             wanted = "; ".join(" or ".join(a) for a in self.required)
@@ -181,19 +212,24 @@ class UrlFile:
 
     @property
     def location(self) -> str:
+        """Where it is kept (the cache folder or file)."""
         return str(self.path)
 
     @property
     def host(self) -> str:
+        """The URL of the server it comes from."""
         return self.url
 
     def describe(self) -> str:
+        """What it is, for messages: the repository and files, or the URL."""
         return self.url
 
     def present(self) -> Path | None:
+        """Its path in the local cache, None when absent (no network used)."""
         return self.path if self.path.is_file() else None
 
     def fetch(self) -> Path:
+        """Download it into the cache its library reads; its path there."""
         import torch
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
