@@ -366,7 +366,8 @@ def test_config_epochs_and_classifier_epochs_are_both_honoured(inputs, synthetic
             return list(csv.DictReader(f))
 
     assert main([*base, "--out", str(tmp_path / "a"), "--epochs", "1"]) == 0
-    assert len(rows(tmp_path / "a" / "classifier" / "metrics.csv")) == 1 and len(rows(tmp_path / "a" / "metrics.csv")) == 1
+    assert len(rows(tmp_path / "a" / "classifier" / "metrics.csv")) == 1
+    assert len(rows(tmp_path / "a" / "metrics.csv")) == 1
     assert main([*base, "--out", str(tmp_path / "b"), "--epochs", "1", "--classifier-epochs", "3"]) == 0
     stage1 = rows(tmp_path / "b" / "classifier" / "metrics.csv")
     assert len(stage1) == 3 and len(rows(tmp_path / "b" / "metrics.csv")) == 1

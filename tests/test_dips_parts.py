@@ -1,6 +1,8 @@
 """DiPS's building blocks: ViT attention maps, proposals from attention, the dense CRF loss."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import timm
@@ -180,6 +182,35 @@ def test_dense_crf_loss_on_a_smaller_grid_and_blocks():
                                atol=1e-4, rtol=1e-4)  # float32 distances: |a|^2 + |b|^2 - 2ab per block
     with pytest.raises(ValueError, match="do not match"):
         dense_crf_loss(probs, images[:, :, :8], 15, 100)
+
+
+@pytest.mark.skipif(not os.environ.get("DIPS_BILATERALFILTER"),
+                    reason="DIPS_BILATERALFILTER: the folder of DiPS's built bilateralfilter (bench_dense_crf.py)")
+def test_the_configs_crf_gain_gives_the_exact_loss_the_value_of_dips_lattice():
+    """DiPS's permutohedral lattice (its C++ extension, built outside the project) against the exact loss times the
+    shipped configs' ``crf_gain``, on smooth random images and segmentations at 64x64 (sigma_rgb 15, sigma_xy 100)."""
+    import sys
+
+    import torch.nn.functional as F
+
+    from tedloc.utils.config_files import read_config_file
+
+    sys.path.insert(0, os.environ["DIPS_BILATERALFILTER"])
+    import bilateralfilter
+
+    gain = read_config_file("cub_dips")["crf_gain"]
+    assert gain == read_config_file("ilsvrc_dips")["crf_gain"]
+    for seed in range(3):
+        generator = torch.Generator().manual_seed(seed)
+        images = F.interpolate(torch.rand(1, 3, 6, 6, generator=generator) * 255, size=(64, 64), mode="bicubic",
+                               align_corners=False).clamp(0, 255)
+        probs = F.interpolate(torch.randn(1, 2, 6, 6, generator=generator), size=(64, 64), mode="bilinear",
+                              align_corners=False).softmax(dim=1)
+        out = np.zeros(probs.numel(), dtype=np.float32)
+        bilateralfilter.bilateralfilter_batch(images.numpy().ravel().astype(np.float32),
+                                              probs.numpy().ravel().astype(np.float32), out, 1, 2, 64, 64, 15.0, 100.0)
+        lattice = -float((probs.numpy().ravel() * out).sum())
+        assert lattice == pytest.approx(gain * dense_crf_loss(probs, images).item(), rel=0.15)
 
 
 # ----------------------------------------------------------------------------- pixel pseudo-labels
