@@ -138,7 +138,7 @@ def _openai_file(spec: ClipSpec, path: str) -> nn.Module:
     import open_clip
 
     try:
-        model = open_clip.load_openai_model(path, device="cpu", jit=False)
+        model = open_clip.load_openai_model(path, device="cpu")  # built from the archive's state dict
     except Exception as e:
         raise TedlocError(f"{path}: could not read it as OpenAI's CLIP release file ({_reason(e)})") from None
     grid = getattr(model.visual, "grid_size", None)
