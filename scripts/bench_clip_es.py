@@ -4,6 +4,7 @@ of linyq2117/CLIP-ES is given.
     python scripts/bench_clip_es.py --json bench_clip_es.json                      # tiny + ViT-B/16, CPU
     TEDLOC_CLIPES_REF=/path/to/CLIP-ES python scripts/bench_clip_es.py             # + the reference's loop
     python scripts/bench_clip_es.py --device cuda --images 256 --batch-sizes 1 32 128
+    python scripts/bench_clip_es.py --models ViT-B-16-quickgelu --native-sizes 512x384    # + a native VOC-size view
 
 Random weights (speed, not accuracy): ``tiny`` (open_clip config of 8-pixel patches, 3 blocks of
 width 32) on 64x64 images (an 8x8 grid) and OpenAI's ViT-B/16 architecture (``ViT-B-16-quickgelu``)
@@ -33,7 +34,7 @@ import torch
 TINY_CONFIG = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 3,
                                                "head_width": 16},
                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-_REF_MODULES = ("pytorch_grad_cam", "clip", "utils")
+_REF_MODULES = ("pytorch_grad_cam", "clip", "utils", "clip_text", "generate_cams_voc12")
 IMAGE_SIZE = {"tiny": 64}  # other models: 224
 
 
@@ -202,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=32, help="images per timed pass (default 32)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--native-sizes", nargs="*", default=[], metavar="WxH",
+                        help="also time tedloc at these image sizes (not the tiny model), e.g. 512x384: a VOC or CUB "
+                             "image of 500x375 in CLIP-ES's native view")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -215,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
             size = IMAGE_SIZE.get(name, 224)
             images = torch.from_numpy(np.random.default_rng(0).normal(size=(args.images, 3, size, size))
                                       .astype(np.float32))
-            row = {"tedloc": bench_ours(model_name, model, images, args.batch_sizes, device, args.repeats),
-                   "text prompts/s": bench_text(model_name, model, device)}
+            row = {"tedloc": bench_ours(model_name, model, images, args.batch_sizes, device, args.repeats)}
+            for wxh in args.native_sizes if name != "tiny" else []:
+                w, h = (int(v) for v in wxh.lower().split("x"))
+                native = torch.from_numpy(np.random.default_rng(0).normal(size=(args.images, 3, h, w)).astype(np.float32))
+                row[f"tedloc {w}x{h}"] = bench_ours(model_name, model, native, args.batch_sizes, device, args.repeats)
+            row["text prompts/s"] = bench_text(model_name, model, device)
             if ref is not None and name != "tiny":  # the reference derives heads as width // 64: no tiny model
                 row["reference"] = bench_reference(ref, model, args.images, device, args.repeats)
             results["models"][name] = row
