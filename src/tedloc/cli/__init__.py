@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_handled_elsewhere)
+    if not args.verbose:  # one line per HTTP request of a download: --verbose shows them
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     bound_network_waits()
     if not getattr(args, "func", None):
         parser.print_help()
