@@ -156,3 +156,17 @@ def test_every_option_has_help_that_shows_its_default():
                           and "default" not in action.help.lower()):
                         problems.append(f"{where} {action.option_strings[0]}: the help hides the default")
     assert not problems, problems
+
+
+def test_pretrain_takes_a_config_that_names_its_method(tmp_path, capsys):
+    """`tedloc pretrain --config yto_classifier` (a config saying `method: cam`) is the CAM's config; a config of
+    another method is refused in one line naming it."""
+    from tedloc.cli import build_parser, main
+    from tedloc.cli.method_args import method_from_args
+
+    argv = ["pretrain", "--config", "yto_classifier", "--data", "d", "--out", "o"]
+    args = build_parser(argv).parse_args(argv)
+    assert method_from_args(args).name == "cam" and args.arch == "resnet50" and args.epochs == 100
+    code = main(["pretrain", "--config", "yto_trcamv", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "method: trcamv" in err[0] and "tedloc train --config" in err[0]

@@ -40,16 +40,23 @@ def _typed(action: argparse.Action, value, path: str, key: str):
     return one(value)
 
 
-def apply_config_file(parser: argparse.ArgumentParser, name: str | None, ignore: tuple[str, ...] = ()) -> None:
+def apply_config_file(parser: argparse.ArgumentParser, name: str | None, ignore: tuple[str, ...] = (),
+                      fixed: str | None = None) -> None:
     """Make the values of the config file ``name`` the parser's defaults (flags given on the command line
     override them; a required option given there is no longer required); keys in ``ignore`` are skipped (a
-    sweep searches them). An unknown key or a bad value is recorded and reported as one line when the
-    command runs (``config_error``)."""
+    sweep searches them). For a command of one ``fixed`` method (``pretrain``: cam), the file's ``method`` must
+    be that one. An unknown key or a bad value is recorded and reported as one line when the command runs
+    (``config_error``)."""
     if not name:
         return
     try:
         values = {k: v for k, v in read_config_file(name).items() if k not in ignore}
         path = str(config_path(name))
+        if fixed is not None and "method" in values:
+            if values["method"] != fixed:
+                raise TedlocError(f"{path}: method: {values['method']} is not this command's method ({fixed}); "
+                                  f"use tedloc train --config {name}")
+            del values["method"]
         actions = {a.dest: a for a in parser._actions}
         unknown = sorted(k for k in values if k not in actions or k in ("help", "config"))
         if unknown:

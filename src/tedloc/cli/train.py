@@ -49,5 +49,5 @@ def configure_pretrain(parser: argparse.ArgumentParser, argv: list[str] | None =
     _common(parser)
     add_method_arguments(parser, argv, fixed="cam")
     add_runtime_arguments(parser)
-    apply_config_file(parser, option_value(argv, "--config"))
+    apply_config_file(parser, option_value(argv, "--config"), fixed="cam")
     parser.set_defaults(func=_train)
