@@ -30,8 +30,10 @@ def _cams(args: argparse.Namespace) -> int:
         cache = compute_run_map_cache(args.run, args.data, args.split, args.out, runtime=runtime, **options)
     if not runtime.dist.is_main:
         return 0
-    print(f"{args.out}: {len(cache)} maps of {cache.size[0]}x{cache.size[1]} (float16), source {cache.source['method']}"
-          f" ({cache.source['classes']} classes)")
+    grid = (f"each on its image's own grid (up to {cache.size[0]}x{cache.size[1]})" if cache.shapes is not None
+            else f"of {cache.size[0]}x{cache.size[1]}")
+    print(f"{args.out}: {len(cache)} maps {grid} (float16), source {cache.source['method']} "
+          f"({cache.source['classes']} classes)")
     return 0
 
 
