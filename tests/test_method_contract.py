@@ -86,6 +86,11 @@ def _wsolevaluation_inputs(**overrides):
                                     **overrides})
 
 
+def _nlccam_inputs(data, root):
+    """nlccam: tedloc_resnet_tiny with its non-local blocks, Adam, two tiny epochs."""
+    return {}, {"input_size": 48, "epochs": 2, "batch_size": 8, "workers": 0, "lr": 1e-3, "lr_step": 1}
+
+
 def _toy_inputs(data, root):
     return {}, {"input_size": 32, "epochs": 2}
 
@@ -97,6 +102,9 @@ CASES.update(has=_wsolevaluation_inputs(has_grid_size=8), cutmix=_wsolevaluation
              adl=_wsolevaluation_inputs(adl_drop_rate=0.5), acol=_wsolevaluation_inputs(acol_width=16),
              spg=_wsolevaluation_inputs(spg_width=16))
 SCRATCH = {"cam", "dips", "toy", "trcamv", "has", "cutmix", "adl", "acol", "spg"}  # weights trained by the run
+
+CASES.update(nlccam=_nlccam_inputs)
+SCRATCH.add("nlccam")
 
 
 def test_every_method_has_a_case():
