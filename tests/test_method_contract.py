@@ -86,6 +86,12 @@ def _wsolevaluation_inputs(**overrides):
                                     **overrides})
 
 
+def _vit_wsol_inputs(**overrides):
+    """tscam, scm, sat: tedloc_vit_tiny from random weights, two tiny epochs."""
+    return lambda data, root: ({}, {"arch": "tedloc_vit_tiny", "input_size": 32, "pretrained": False, "epochs": 2,
+                                    "batch_size": 8, "lr": 1e-3, "lr_step": 1, "workers": 0, **overrides})
+
+
 def _nlccam_inputs(data, root):
     """nlccam: tedloc_resnet_tiny with its non-local blocks, Adam, two tiny epochs."""
     return {}, {"input_size": 48, "epochs": 2, "batch_size": 8, "workers": 0, "lr": 1e-3, "lr_step": 1}
@@ -101,7 +107,9 @@ CASES = {"cam": _cam_inputs, "dips": _dips_inputs, "tedloc": _tedloc_inputs, "to
 CASES.update(has=_wsolevaluation_inputs(has_grid_size=8), cutmix=_wsolevaluation_inputs(),
              adl=_wsolevaluation_inputs(adl_drop_rate=0.5), acol=_wsolevaluation_inputs(acol_width=16),
              spg=_wsolevaluation_inputs(spg_width=16))
-SCRATCH = {"cam", "dips", "toy", "trcamv", "has", "cutmix", "adl", "acol", "spg"}  # weights trained by the run
+CASES.update(tscam=_vit_wsol_inputs(), scm=_vit_wsol_inputs(scm_first_iterations=4), sat=_vit_wsol_inputs())
+# weights trained by the run
+SCRATCH = {"cam", "dips", "toy", "trcamv", "has", "cutmix", "adl", "acol", "spg", "tscam", "scm", "sat"}
 
 CASES.update(nlccam=_nlccam_inputs)
 SCRATCH.add("nlccam")
