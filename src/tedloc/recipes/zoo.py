@@ -88,6 +88,7 @@ def _from_scratch(method: str, cnn: dict, vit: dict) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(config)}
     if method == "nlccam":  # its authors' Adam at its own rate, as the contract's tiny run
         values.update(optimizer="adam", lr=1e-3)
+    values.update(acol_width=128, spg_width=64)  # branches as wide as the tiny CNN's features (ResNet-50's: 1024, 512)
     return config(**{k: v for k, v in values.items() if k in names})
 
 
