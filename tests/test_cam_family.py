@@ -171,17 +171,17 @@ def test_evaluate_cli_with_a_gradient_map(run, synthetic_small, tmp_path, capsys
 def test_unknown_kind_is_one_line_listing_the_choices(run, images, synthetic_small, capsys):
     network = load_model(run, runtime=CPU).model
     with pytest.raises(TedlocError) as info:
-        gradient_cams(network, images, None, "scorecam")
+        gradient_cams(network, images, None, "nosuchcam")
     message = str(info.value)
-    assert "\n" not in message and "'scorecam'" in message
+    assert "\n" not in message and "'nosuchcam'" in message
     assert all(kind in message for kind in GRADIENT_CAMS)
     with pytest.raises(TedlocError) as info:
-        load_model(run, runtime=CPU, map_kind="scorecam")
+        load_model(run, runtime=CPU, map_kind="nosuchcam")
     message = str(info.value)
-    assert message.startswith(f"{run}: map 'scorecam' not offered; choose from cam, ") and "\n" not in message
+    assert message.startswith(f"{run}: map 'nosuchcam' not offered; choose from cam, ") and "\n" not in message
     assert all(kind in message for kind in GRADIENT_CAMS)
     capsys.readouterr()
-    assert main(["evaluate", "--run", str(run), "--data", str(synthetic_small), "--map", "scorecam",
+    assert main(["evaluate", "--run", str(run), "--data", str(synthetic_small), "--map", "nosuchcam",
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "map 'scorecam' not offered" in err[0], err
+    assert len(err) == 1 and "map 'nosuchcam' not offered" in err[0], err

@@ -80,6 +80,23 @@ def _trcamv_inputs(data, root):
              "batch_size": 8, "lr_step": 1, "fg_count": 10, "bg_count": 10, "crf_scale": 0.5})
 
 
+def _wsolevaluation_inputs(**overrides):
+    """has, cutmix, adl, acol, spg: the CAM's tiny run with the method's own options."""
+    return lambda data, root: ({}, {"input_size": 48, "epochs": 2, "batch_size": 8, "workers": 0, "lr_step": 1,
+                                    **overrides})
+
+
+def _vit_wsol_inputs(**overrides):
+    """tscam, scm, sat: tedloc_vit_tiny from random weights, two tiny epochs."""
+    return lambda data, root: ({}, {"arch": "tedloc_vit_tiny", "input_size": 32, "pretrained": False, "epochs": 2,
+                                    "batch_size": 8, "lr": 1e-3, "lr_step": 1, "workers": 0, **overrides})
+
+
+def _nlccam_inputs(data, root):
+    """nlccam: tedloc_resnet_tiny with its non-local blocks, Adam, two tiny epochs."""
+    return {}, {"input_size": 48, "epochs": 2, "batch_size": 8, "workers": 0, "lr": 1e-3, "lr_step": 1}
+
+
 def _toy_inputs(data, root):
     return {}, {"input_size": 32, "epochs": 2}
 
@@ -87,6 +104,15 @@ def _toy_inputs(data, root):
 # name -> (data, work folder) -> (training inputs, config overrides): the tiny run of each method
 CASES = {"cam": _cam_inputs, "dips": _dips_inputs, "tedloc": _tedloc_inputs, "toy": _toy_inputs,
          "trcamv": _trcamv_inputs}
+CASES.update(has=_wsolevaluation_inputs(has_grid_size=8), cutmix=_wsolevaluation_inputs(),
+             adl=_wsolevaluation_inputs(adl_drop_rate=0.5), acol=_wsolevaluation_inputs(acol_width=16),
+             spg=_wsolevaluation_inputs(spg_width=16))
+CASES.update(tscam=_vit_wsol_inputs(), scm=_vit_wsol_inputs(scm_first_iterations=4), sat=_vit_wsol_inputs())
+# weights trained by the run
+SCRATCH = {"cam", "dips", "toy", "trcamv", "has", "cutmix", "adl", "acol", "spg", "tscam", "scm", "sat"}
+
+CASES.update(nlccam=_nlccam_inputs)
+SCRATCH.add("nlccam")
 
 
 def test_every_method_has_a_case():
@@ -179,7 +205,7 @@ def test_tampered_preprocessing_is_refused(trained, tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["preprocessing"]["mean"] = [0.5, 0.5, 0.5]
     meta_path.write_text(json.dumps(meta))
-    if name in ("cam", "dips", "toy", "trcamv"):  # weights trained by the run itself (DiPS, TrCAM-V: their ViT by `tedloc pretrain`): its record is the truth, and is used
+    if name in SCRATCH:  # weights trained by the run itself (DiPS, TrCAM-V: their ViT by `tedloc pretrain`): its record is the truth, and is used
         assert load_model(copy, runtime=CPU).preprocessing.mean == (0.5, 0.5, 0.5)
         return
     # weights from timm (TeD-Loc's E here): the record must be the normalisation timm's config gives them

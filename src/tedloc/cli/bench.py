@@ -1,5 +1,6 @@
 """``tedloc bench tinyimagenet``: the documented recipe behind the Tiny ImageNet results; ``tedloc bench
-cub|ilsvrc|openimages``: the papers' pipeline for users with the images and the weights."""
+cub|ilsvrc|openimages``: the papers' pipeline for users with the images and the weights; ``tedloc bench zoo``:
+several methods trained and evaluated alike."""
 from __future__ import annotations
 
 import argparse
@@ -138,6 +139,54 @@ def _video_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def _zoo(args: argparse.Namespace) -> int:
+    from tedloc.errors import TedlocError
+    from tedloc.recipes.zoo import parse_methods, run_zoo, zoo_paper_recipe, zoo_preset
+
+    out = Path(args.out)
+    start = time.perf_counter()
+    methods, overrides = parse_methods(args.methods), _set_values(args.set)
+    if args.dataset:
+        if not args.data:
+            raise TedlocError(f"--dataset {args.dataset} needs --data (a tedloc dataset directory)")
+        if args.weights == "random":  # every network with random weights: the code path, not the numbers
+            overrides = {"pretrained": False, **overrides}
+        recipe = zoo_paper_recipe(args.dataset, methods, overrides)
+        _ensure_zoo_weights(recipe, args.dataset)
+        data = Path(args.data)
+    else:
+        recipe = zoo_preset(args.preset, methods, overrides)
+        data = Path(args.data) if args.data else out / "data"
+        if not args.data and not (data / "dataset.yaml").exists():
+            if args.preset == "synthetic":
+                from tedloc.data import make_synthetic
+
+                print(f"[0] synthetic benchmark -> {data}", flush=True)
+                make_synthetic(data)
+            else:
+                from tedloc.data import convert_tinyimagenet
+
+                if not args.src:
+                    raise TedlocError("--preset tinyimagenet needs --src (the extracted tiny-imagenet-200 folder)")
+                print(f"[0] convert {args.src} -> {data}", flush=True)
+                convert_tinyimagenet(args.src, data)
+    run_zoo(data, out, recipe, log=lambda text: print(text, flush=True), runtime=runtime_from_args(args))
+    print(f"bench finished in {(time.perf_counter() - start) / 60:.1f} min; {out / 'results.json'}, "
+          f"{out / 'report.md'}")
+    return 0
+
+
+def _ensure_zoo_weights(recipe, dataset: str) -> None:
+    """Every pretrained weight of the zoo's configs here (or fetched now) before any work."""
+    from tedloc.recipes.weights import models_of_train_config
+    from tedloc.weights import ensure_weights
+
+    models = list(dict.fromkeys(m for c in recipe.configs.values() for m in models_of_train_config(c)))
+    if models:
+        print(f"[weights] {', '.join(models)}", flush=True)
+    ensure_weights(models, fetch_args=" ".join(f"--config {dataset}_{m}" for m in recipe.configs))
+
+
 @command("bench", help="benchmark recipes: Tiny ImageNet (offline), and CUB / ILSVRC / OpenImages (images and "
                        "weights needed)")
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -188,6 +237,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (data/, runs/, results.json, report.md)")
     add_runtime_arguments(p)
     p.set_defaults(func=_video)
+
+    from tedloc.recipes.zoo import ZOO_DATASETS, ZOO_METHODS, ZOO_PRESETS
+
+    p = sub.add_parser("zoo", help="several WSOL methods (CAM, HaS, CutMix, ADL, ACoL, SPG, NL-CCAM, TS-CAM, SCM, SAT) "
+                                   "trained and evaluated alike: one comparison table and the protocol table")
+    p.add_argument("--out", required=True, help="output folder (data/, runs/<method>/, results.json, protocol.json, "
+                                                "report.md)")
+    p.add_argument("--methods", metavar="A,B,...", help=f"the methods (default all: {','.join(ZOO_METHODS)})")
+    p.add_argument("--preset", choices=ZOO_PRESETS, default="synthetic",
+                   help="offline, tiny networks from scratch: synthetic (the benchmark of `tedloc data synthetic`, "
+                        "made in OUT/data; a few minutes) or tinyimagenet (--src converted to OUT/data, as `tedloc "
+                        "bench tinyimagenet --preset quick`) (default synthetic)")
+    p.add_argument("--dataset", choices=ZOO_DATASETS,
+                   help="the paper datasets instead of a preset: each method's <dataset>_<method> config "
+                        "(ImageNet weights; --data needed)")
+    p.add_argument("--data", help="a tedloc dataset directory (default: the preset's, made in OUT/data)")
+    p.add_argument("--src", help="--preset tinyimagenet: the extracted tiny-imagenet-200 folder")
+    p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
+                   help="--dataset: timm's weights (default) or random weights (the code path, not the numbers)")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+                   help="override a field of every method's config that has it (epochs=1), or of one method "
+                        "(has.has_drop_rate=0.3); VALUE is YAML")
+    add_runtime_arguments(p)
+    p.set_defaults(func=_zoo)
 
     p = sub.add_parser("tinyimagenet", help="convert, pretrain, CAM, TeD-Loc and its ablations, evaluate on test")
     p.add_argument("--src", required=True, help="extracted tiny-imagenet-200 folder")

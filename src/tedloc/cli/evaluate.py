@@ -7,6 +7,7 @@ import sys
 
 from tedloc.cli.clip_args import add_clip_arguments, training_free_from_args
 from tedloc.cli.commands import command
+from tedloc.cli.map_args import POSTHOC_MAPS_HELP, add_target_layer_argument
 from tedloc.cli.eval_args import add_protocol_arguments, protocol_from_args
 from tedloc.cli.output import report
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
@@ -50,6 +51,8 @@ def _training_free(args: argparse.Namespace, runtime, dataset):
         raise TedlocError("--save-threshold stores the threshold in a run; --method has none")
     if args.map:
         raise TedlocError(f"--map picks among a run's maps; {args.method} has one")
+    if args.target_layer:
+        raise TedlocError(f"--target-layer picks the layer of a run's post-hoc maps; {args.method} has none")
     return training_free_from_args(args.method, dataset.class_names, args, runtime)
 
 
@@ -90,7 +93,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     localizer = None
     if args.run:
         metrics = evaluate_run(args.run, args.data, args.split, protocol, runtime=runtime, map_kind=args.map,
-                               batch_size=args.batch_size, workers=args.workers, store_threshold=args.save_threshold)
+                               batch_size=args.batch_size, workers=args.workers, store_threshold=args.save_threshold,
+                               target_layer=args.target_layer)
     else:
         dataset = load_dataset(args.data, splits=[args.split])
         localizer = _training_free(args, runtime, dataset)
@@ -111,7 +115,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.save_threshold:
         print(f"stored threshold {metrics['threshold']} in {os.path.join(args.run, 'model.json')}")
     if args.save_vis:
-        localizer = localizer or load_model(args.run, runtime=runtime, map_kind=args.map)
+        localizer = localizer or load_model(args.run, runtime=runtime, map_kind=args.map,
+                                            target_layer=args.target_layer)
         _save_vis(localizer, load_dataset(args.data, splits=[args.split]), args, metrics)
     return code
 
@@ -131,8 +136,9 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     add_protocol_arguments(parser, "standard")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
-    parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g or class); all are "
-                        "scored, this one is reported first")
+    parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g or class; "
+                        + POSTHOC_MAPS_HELP + "); the method's maps are scored, this one is reported first")
+    add_target_layer_argument(parser)
     parser.add_argument("--save-threshold", action="store_true",
                         help="store the best threshold found on this split in the run (used by `tedloc predict`)")
     parser.add_argument("--json", help="write the metrics as JSON here")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tedloc.cli.commands import command
+from tedloc.cli.map_args import POSTHOC_MAPS_HELP, add_target_layer_argument
 from tedloc.cli.runtime_args import add_runtime_arguments, runtime_from_args
 from tedloc.errors import TedlocError
 
@@ -120,7 +121,7 @@ def _predict(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     localizer = Localizer.from_run(args.run, threshold=args.threshold, map_kind=args.map, topk=args.topk,
                                    max_pixels=args.max_pixels, map_max_side=args.map_max_side, runtime=runtime,
-                                   batch_size=args.batch_size, compile=args.compile)
+                                   batch_size=args.batch_size, compile=args.compile, target_layer=args.target_layer)
     out = Path(args.out) if args.out else None
     # a folder is a frames folder even without frames: VideoReader says so in one line (not "no such image file")
     videos = [p for p in args.images if is_video_input(p) or Path(p).is_dir()]
@@ -149,7 +150,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="write <name>.json, <name>.map.npy and <name>.overlay.png here")
     parser.add_argument("--threshold", type=_threshold, default=None,
                         help="map threshold in [0, 1) or 'otsu' (default: the one stored in the run)")
-    parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g (default) or class)")
+    parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g (default) or class; "
+                        + POSTHOC_MAPS_HELP + ")")
+    add_target_layer_argument(parser)
     parser.add_argument("--topk", type=int, default=5, help="classes reported per image")
     parser.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, metavar="N",
                         help=f"refuse image files with more pixels, e.g. 20000*20000 (the default, {MAX_PIXELS:,}); "

@@ -94,8 +94,15 @@ def _protocol_table(args: argparse.Namespace) -> int:
     from tedloc.protocol.box_files import supervision_sets
     from tedloc.protocol.selection import evaluate_runs, format_table, protocol_table, table_csv
 
+    from tedloc.protocol.selection import runs_by_method
+
+    groups = runs_by_method(args.runs)
+    if len(groups) > 1 and args.report:
+        raise TedlocError(f"--report draws the runs of one method; these are of {', '.join(groups)}")
     dataset = load_dataset(args.data, splits=["val", "test"])
     sets = supervision_sets(dataset["val"], args.pseudo_boxes)
+    if len(groups) > 1:
+        return _methods_table(args, groups, sets, dataset["test"])
     results = evaluate_runs(args.runs, sets, dataset["test"], protocol_from_args(args), runtime=runtime_from_args(args))
     table = protocol_table(results, list(sets))
     print(f"{len(results)} checkpoints of {len(args.runs)} runs (configurations); test MaxBoxAcc / mIoU (%)")
@@ -113,7 +120,33 @@ def _protocol_table(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("protocol-table", help="model selection and thresholds with GT vs pseudo-boxes (thesis Table 4.2)")
+def _methods_table(args: argparse.Namespace, groups: dict[str, list[str]], sets: dict, test) -> int:
+    """``tedloc protocol-table`` over the runs of several methods: one row per method (its runs are its
+    configurations), one column per supervision and cell; ``--json``: method -> table, ``--csv``: with a method
+    column."""
+    from tedloc.protocol.selection import evaluate_runs, format_methods_table, protocol_table, table_csv
+
+    tables = {}
+    for method, runs in groups.items():
+        results = evaluate_runs(runs, sets, test, protocol_from_args(args), runtime=runtime_from_args(args))
+        tables[method] = protocol_table(results, list(sets))
+    print(f"{len(args.runs)} runs of {len(groups)} methods; test MaxBoxAcc / mIoU (%)")
+    print(format_methods_table(tables))
+    print("\nTest MaxBoxAccV2 / BoxAcc@50 (%), the same selections (thesis Tables 4.7/4.8):")
+    print(format_methods_table(tables, detail=True))
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"methods": tables}, indent=1) + "\n")
+    if args.csv:
+        lines: list[str] = []
+        for method, table in tables.items():
+            head, *body = table_csv(table).splitlines()
+            lines += ([] if lines else [f"method,{head}"]) + [f"{method},{row}" for row in body]
+        atomic_write_text(args.csv, "\n".join(lines) + "\n")
+    return 0
+
+
+@command("protocol-table", help="model selection and thresholds with GT vs pseudo-boxes (thesis Table 4.2); runs of "
+                                "several methods: one row per method")
 def configure_protocol_table(parser: argparse.ArgumentParser) -> None:
     """The options of ``tedloc protocol-table``."""
     from tedloc.protocol.selection import CELL_HELP
@@ -121,7 +154,8 @@ def configure_protocol_table(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Each run is one configuration; each column (a supervision of the val split) selects "
                           "on two levels, the epoch within each run, then the run. " + CELL_HELP)
     parser.add_argument("--runs", nargs="+", required=True,
-                        help="finished runs, one per configuration (their epoch checkpoints are compared)")
+                        help="finished runs, one per configuration (their epoch checkpoints are compared); runs of "
+                             "several methods: each method's runs are its configurations, one row per method")
     parser.add_argument("--data", required=True, help="dataset directory (val and test splits with GT boxes)")
     parser.add_argument("--pseudo-boxes", nargs="*", metavar="NAME=FILE", help="val pseudo-box files, one column each")
     add_protocol_arguments(parser, "validation", ("interval", "map_class", "map_size"))  # the thesis: --interval 0.001

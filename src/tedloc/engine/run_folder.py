@@ -240,10 +240,11 @@ class RunFolder:
 
 
 def set_step_lr(optimizer: torch.optim.Optimizer, lr: float, gamma: float, step: int, epoch: int) -> float:
-    """The learning rate of ``epoch`` (``lr * gamma ** (epoch // step)``), set on every group."""
+    """The learning rate of ``epoch`` (``lr * gamma ** (epoch // step)``), set on every group (times the group's
+    ``lr_scale`` where it has one: e.g. a classifier head trained 10 times faster than its backbone)."""
     value = lr * gamma ** (epoch // step)
     for group in optimizer.param_groups:
-        group["lr"] = value
+        group["lr"] = value * group.get("lr_scale", 1.0)
     return value
 
 

@@ -134,13 +134,13 @@ class Localizer:
     @classmethod
     def from_run(cls, run: str | os.PathLike, threshold: float | str | None = None, map_kind: str | None = None,
                  topk: int = 5, runtime: Runtime | None = None, device: str | torch.device = "auto",
-                 precision: str = "auto", **options: Any) -> "Localizer":
+                 precision: str = "auto", target_layer: str | None = None, **options: Any) -> "Localizer":
         """Load a run folder; ``threshold`` defaults to the one stored in the run.
 
         ``map_kind`` picks among the maps a method offers (TeD-Loc: ``g``, its patch classifier, the
         default; ``class``: <z_p, t_c> of the predicted class). ``runtime``: where and how the network runs;
         without one, ``device`` and ``precision`` make it (``auto``: CUDA in bf16 when available, else the
-        CPU in fp32).
+        CPU in fp32). ``target_layer``: the module path of the post-hoc maps (Grad-CAM, Score-CAM, ...).
         ``options``: the other arguments of :class:`Localizer` (``batch_size``, ``max_pixels``,
         ``map_max_side``, ``compile``).
         """
@@ -149,7 +149,7 @@ class Localizer:
 
         folder = RunFolder(run)
         runtime = runtime if runtime is not None else Runtime.create(device, precision)
-        model = load_model(folder, runtime=runtime, map_kind=map_kind)
+        model = load_model(folder, runtime=runtime, map_kind=map_kind, target_layer=target_layer)
         if threshold is None:
             threshold = folder.threshold
             if threshold is None:

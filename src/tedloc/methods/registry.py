@@ -24,7 +24,7 @@ from tedloc.engine.run_folder import RunFolder
 from tedloc.engine.run_record import RunRecord
 from tedloc.errors import TedlocError
 from tedloc.methods.base import config_from_dict
-from tedloc.models.localizer import LocalizationModel, use_map
+from tedloc.models.localizer import LocalizationModel, use_map, use_target_layer
 from tedloc.utils.device import Runtime
 from tedloc.utils.registry import Registry
 
@@ -161,10 +161,12 @@ def method_for_kind(kind: str | None, where: str = "model.json") -> Method:
 
 
 def load_model(run: str | os.PathLike | RunFolder, epoch: int | None = None, *, runtime: Runtime,
-               map_kind: str | None = None) -> LocalizationModel:
+               map_kind: str | None = None, target_layer: str | None = None) -> LocalizationModel:
     """The localizer of a run folder (its selected model); with ``epoch``, the weights of that epoch's
     checkpoint (model selection over epochs). ``runtime``: the device and precision it runs on; ``map_kind``:
-    the map it predicts, for methods with several (TeD-Loc: ``g`` or ``class``; None: the method's own).
+    the map it predicts, for methods with several (TeD-Loc: ``g`` or ``class``; None: the method's own);
+    ``target_layer``: the module path its post-hoc maps (Grad-CAM, Score-CAM, ...) are computed on (None: the
+    architecture's default).
 
     One path for every method: its ``build`` makes the network of the recorded config, the weights are
     loaded, the recorded preprocessing is checked against the weights' own (``reference_preprocessing``)
@@ -196,7 +198,7 @@ def load_model(run: str | os.PathLike | RunFolder, epoch: int | None = None, *, 
         record.preprocessing.check_normalization(reference, where)
     model.preprocessing = record.preprocessing
     localizer = method.localizer(model, record.class_names, preprocessing=record.preprocessing, runtime=runtime)
-    return use_map(localizer, map_kind, str(run))
+    return use_target_layer(use_map(localizer, map_kind, str(run)), target_layer, str(run))
 
 
 def _load_weights(module: torch.nn.Module, state: dict, where: str) -> None:

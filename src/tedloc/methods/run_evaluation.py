@@ -61,12 +61,14 @@ def run_val_threshold(record: RunRecord, map_kind: str | None = None) -> tuple[f
 
 def evaluate_run(run: str | os.PathLike, data: str | os.PathLike, split: str = "test",
                  protocol: EvalProtocol | str = "standard", *, runtime: Runtime, map_kind: str | None = None,
-                 batch_size: int = 64, workers: int = 0, store_threshold: bool = False) -> dict:
+                 batch_size: int = 64, workers: int = 0, store_threshold: bool = False,
+                 target_layer: str | None = None) -> dict:
     """Every map of ``run``'s localizer scored on ``split`` of ``data`` under ``protocol`` (``map_kind``, the
     one reported first); with ``store_threshold``, the best threshold found (``oracle`` mode, GT boxes) is
     stored in the run for ``tedloc predict``. The maps are scored at the run's recorded map size unless
     ``protocol`` sets one (:func:`run_protocol`); Top-1/Top-5 Loc are reported at the run's val threshold too
-    (:func:`run_val_threshold`). Under torchrun the processes share the images; the first one writes."""
+    (:func:`run_val_threshold`). ``target_layer``: the module path of the post-hoc maps (:func:`load_model`).
+    Under torchrun the processes share the images; the first one writes."""
     folder = RunFolder(run)
     protocol = run_protocol(folder, protocol)
     if store_threshold:
@@ -78,7 +80,7 @@ def evaluate_run(run: str | os.PathLike, data: str | os.PathLike, split: str = "
     part = dataset[split]
     if store_threshold and not part.has_boxes:
         raise TedlocError(f"--save-threshold needs GT boxes; split {split!r} of {data} has none")
-    localizer = load_model(folder, runtime=runtime, map_kind=map_kind)
+    localizer = load_model(folder, runtime=runtime, map_kind=map_kind, target_layer=target_layer)
     if dataset.class_names != localizer.class_names:
         raise TedlocError(f"{data} has other classes than the run {run} was trained on")
     if dataset.is_video:  # annotated frames: the image metrics and CorLoc, its threshold chosen on val if there is one

@@ -15,21 +15,23 @@ __all__ = ["build_classifier"]
 
 
 def build_classifier(arch: str, num_classes: int, pretrained: bool = False, weights: str | None = None,
-                     input_size: int | None = None, resize_size: int | None = None) -> torch.nn.Module:
+                     input_size: int | None = None, resize_size: int | None = None,
+                     model_kwargs: dict | None = None) -> torch.nn.Module:
     """A timm classifier (tedloc's small CNNs included) with a fresh ``num_classes`` head.
 
     ``pretrained`` takes timm's weights (network or cache); ``weights``, a local weight file. The model
     carries its :class:`~tedloc.data.preprocessing.Preprocessing` as ``model.preprocessing``, as timm
     models carry ``pretrained_cfg``: the normalisation its weights expect (timm's for ``arch`` when they
     come from timm or a file; ImageNet's for weights trained here from scratch, which ``tedloc pretrain``
-    trains under it), ``input_size`` (default timm's) and ``resize_size`` as given.
+    trains under it), ``input_size`` (default timm's) and ``resize_size`` as given. ``model_kwargs``: further
+    arguments of ``timm.create_model`` (e.g. ``drop_path_rate``).
     """
     import timm
 
     import tedloc.models.cnn  # noqa: F401  (registers tedloc_resnet_*)
     import tedloc.models.tiny_vit  # noqa: F401  (registers tedloc_vit_tiny)
 
-    kwargs = {}
+    kwargs = dict(model_kwargs or {})
     if weights is not None:
         if not os.path.isfile(weights):
             raise TedlocError(f"encoder weights not found: {weights}")

@@ -7,7 +7,8 @@ optional capabilities are protocols of their own, checked with ``isinstance``:
 - :class:`ClassConditionalMaps`: the map of any given class (CAM: the true class's, for pseudo-labels);
 - :class:`ClassifierNetwork`: a classifier network inside (Grad-CAM, box confidences);
 - :class:`ClassScores`: class scores alone, cheaper than :meth:`LocalizationModel.predict` (for
-  evaluations whose maps are of the true class).
+  evaluations whose maps are of the true class);
+- :class:`TargetLayerMaps`: post-hoc maps (Grad-CAM, Score-CAM, ...) on a layer that can be chosen by its module path.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tedloc.errors import TedlocError
 from tedloc.utils.device import Runtime
 
 __all__ = ["LocalizationModel", "MultiMapModel", "ClassConditionalMaps", "ClassifierNetwork", "ClassScores",
-           "map_kinds_of", "class_map_kinds", "use_map", "PRED_SUFFIX"]
+           "TargetLayerMaps", "map_kinds_of", "class_map_kinds", "use_map", "use_target_layer", "PRED_SUFFIX"]
 
 
 @runtime_checkable
@@ -95,6 +96,18 @@ class ClassScores(Protocol):
         ...
 
 
+@runtime_checkable
+class TargetLayerMaps(Protocol):
+    """A model whose post-hoc maps (the CAM family's) are computed on a chosen layer (None: the architecture's)."""
+
+    target_layer: str | None
+
+    def set_target_layer(self, path: str | None) -> None:
+        """Compute the post-hoc maps on the module at the dotted ``path`` (a path naming no module: one line
+        listing close names)."""
+        ...
+
+
 PRED_SUFFIX = "@pred"  # "cam@pred": a class-dependent map of the predicted class, beside the GT-known one
 
 
@@ -121,4 +134,19 @@ def use_map(model: LocalizationModel, kind: str | None, where: str) -> Localizat
     if kind not in kinds:
         raise TedlocError(f"{where}: map {kind!r} not offered; choose from {', '.join(kinds)}")
     model.map_kind = kind
+    return model
+
+
+def use_target_layer(model: LocalizationModel, path: str | None, where: str) -> LocalizationModel:
+    """Compute ``model``'s post-hoc maps on the module at ``path`` (None: keep the architecture's default layer); a
+    model without such maps, or a path naming no module, is a one-line :class:`TedlocError` naming ``where``."""
+    if path is None:
+        return model
+    if not isinstance(model, TargetLayerMaps):
+        raise TedlocError(f"{where}: --target-layer picks the layer of a classifier's post-hoc maps (Grad-CAM, "
+                          f"Score-CAM, ...); this run's localizer has none")
+    try:
+        model.set_target_layer(path)
+    except TedlocError as e:
+        raise TedlocError(f"{where}: {e}") from None
     return model

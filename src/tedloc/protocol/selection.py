@@ -47,7 +47,8 @@ from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 
 __all__ = ["Checkpoint", "evaluate_checkpoint", "evaluate_runs", "select", "protocol_table", "list_checkpoints",
-           "format_table", "table_csv", "CELLS", "CELL_HELP", "IOU_THRESHOLDS"]
+           "format_table", "table_csv", "CELLS", "CELL_HELP", "IOU_THRESHOLDS", "runs_by_method", "method_columns",
+           "format_methods_table"]
 
 CELLS = ("BT-TT", "BT-VT", "BV-TT", "BV-VT")
 IOU_THRESHOLDS = (30, 50, 70)
@@ -261,3 +262,46 @@ def table_csv(table: dict) -> str:
                 writer.writerow([s, cell, f"{v['MaxBoxAcc']:.4f}", f"{v['mIoU']:.4f}",
                                  *(f"{v[k]:.4f}" if k in v else "" for k in extra), v["checkpoint"]])
     return buf.getvalue()
+
+
+def runs_by_method(runs: list[str | os.PathLike]) -> dict[str, list[str]]:
+    """The runs grouped by the method that trained them (its ``model.json`` kind), in the order they come: each
+    method's runs are its configurations."""
+    from tedloc.methods import method_for_kind
+
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        folder = RunFolder(run)
+        if not folder.is_finished():
+            raise TedlocError(f"{run}: not a finished run (no model.json)")
+        method = method_for_kind(folder.metadata().get("kind"), str(folder.metadata_path))
+        groups.setdefault(method.name, []).append(str(run))
+    return groups
+
+
+def method_columns(table: dict) -> list[tuple[str, str]]:
+    """The columns of the methods table of one method's ``table`` (:func:`protocol_table`): ``(supervision,
+    cell)`` for ``cls`` (BT-TT, BV-TT, BV-Otsu) and every cell of the other supervisions, in the table's order."""
+    return [(s, cell) for s in table for cell in ((*CELLS[:1], "BV-TT", "BV-Otsu") if s == "cls" else CELLS)]
+
+
+def format_methods_table(tables: dict[str, dict], detail: bool = False) -> str:
+    """The thesis' layout over several methods (Tables 4.2/4.3/4.6): one row per method, one column per
+    supervision and selection/threshold cell (``GT BT-TT``: the usual oracle; ``<pseudo> BV-VT``: the realistic
+    one); cells as :func:`format_table`'s (MaxBoxAcc / mIoU, or with ``detail`` MaxBoxAccV2 / BoxAcc@50)."""
+    columns = list(dict.fromkeys(c for table in tables.values() for c in method_columns(table)))
+    lines = ["| method | " + " | ".join(f"{s} {cell}" for s, cell in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+
+    def text(v: dict | None) -> str:
+        if v is None:
+            return "-"
+        if detail:
+            return f"{v['MaxBoxAccV2']:.2f} / {v['@50']:.2f}" if "MaxBoxAccV2" in v else "-"
+        return f"{v['MaxBoxAcc']:.2f} / {v['mIoU']:.2f}"
+
+    for method, table in tables.items():
+        lines.append(f"| {method} | " + " | ".join(text(table.get(s, {}).get(cell)) for s, cell in columns) + " |")
+    what = "MaxBoxAccV2 / BoxAcc@50 (%, all boxes)" if detail else "MaxBoxAcc / mIoU (%, IoU 0.5, largest box)"
+    lines += ["", f"Cells: test {what}; each method's runs are its configurations. {CELL_HELP}"]
+    return "\n".join(lines)

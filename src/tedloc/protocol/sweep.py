@@ -37,11 +37,13 @@ SAMPLERS = ("tpe", "random")
 
 
 def suggest(trial, space: dict[str, tuple[str, float, float]]) -> dict:
-    """The trial's values over ``space`` (name -> ``log`` | ``int``, low, high), in the space's order."""
+    """The trial's values over ``space`` (name -> ``log`` | ``uniform`` | ``int``, low, high), in the space's order."""
     params = {}
     for name, (kind, low, high) in space.items():
         if kind == "log":
             params[name] = trial.suggest_float(name, low, high, log=True)
+        elif kind == "uniform":
+            params[name] = trial.suggest_float(name, low, high)
         else:
             params[name] = trial.suggest_int(name, int(low), int(high))
     return params
@@ -144,7 +146,7 @@ def pool_sampler(space: dict[str, tuple[str, float, float]], seed: int):
 
 def pool_values(space: dict[str, tuple[str, float, float]], seed: int, number: int) -> dict:
     """The values of trial ``number`` of a random pool: drawn from a generator keyed by ``(seed, number)``
-    (log-uniform for ``log``, uniform over the integers for ``int``)."""
+    (log-uniform for ``log``, uniform for ``uniform``, uniform over the integers for ``int``)."""
     import numpy as np
 
     rng = np.random.default_rng([int(seed), int(number)])
@@ -152,6 +154,8 @@ def pool_values(space: dict[str, tuple[str, float, float]], seed: int, number: i
     for name, (kind, low, high) in space.items():
         if kind == "log":
             values[name] = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        elif kind == "uniform":
+            values[name] = float(rng.uniform(low, high))
         else:
             values[name] = int(rng.integers(int(low), int(high) + 1))
     return values

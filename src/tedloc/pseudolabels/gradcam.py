@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from tedloc.errors import TedlocError
 
-__all__ = ["grad_cams", "default_target_layer"]
+__all__ = ["grad_cams", "default_target_layer", "find_target_layer", "target_layer_of"]
 
 
 def default_target_layer(model: nn.Module) -> nn.Module:
@@ -28,12 +28,37 @@ def default_target_layer(model: nn.Module) -> nn.Module:
     raise TedlocError(f"{type(model).__name__}: give the Grad-CAM target layer explicitly")
 
 
+def find_target_layer(model: nn.Module, path: str) -> nn.Module:
+    """The submodule of ``model`` at the dotted ``path`` (``stages.2``, ``layer4``, ``blocks.11.norm1``); a path that
+    names no module is a one-line :class:`TedlocError` listing the closest module names."""
+    import difflib
+
+    names = [name for name, _ in model.named_modules() if name]
+    if path in names:
+        return model.get_submodule(path)
+    close = difflib.get_close_matches(path, names, n=6, cutoff=0.5)
+    if not close:  # nothing alike: the top-level modules, to start from
+        close = [name for name, _ in model.named_children()][:8]
+    raise TedlocError(f"target layer {path!r} is no module of {type(model).__name__}; close names: "
+                      f"{', '.join(close) or 'none'}")
+
+
+def target_layer_of(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
+    """``layer`` as a module of ``model``: a module as it is, a dotted path through :func:`find_target_layer`,
+    None the :func:`default_target_layer`."""
+    if layer is None:
+        return default_target_layer(model)
+    return find_target_layer(model, layer) if isinstance(layer, str) else layer
+
+
 def _vit_reshape(model: nn.Module, image_size: tuple[int, int]):
     grid = model.patch_embed.dynamic_feat_size(image_size) if hasattr(model.patch_embed, "dynamic_feat_size") else \
         model.patch_embed.grid_size
     prefix = model.num_prefix_tokens
 
     def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim != 3:  # a layer with a feature map already (the patch embedding's convolution)
+            return tokens
         t = tokens[:, prefix:]
         return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], int(grid[0]), int(grid[1]))
 

@@ -2,7 +2,8 @@
 
 A source turns a batch of preprocessed images (and their classes, or None for the predicted ones)
 into maps ``(B, h, w)`` with a model of the capability it needs. Every built-in source (the CAM,
-Grad-CAM and the training-free CLIP localizers) is registered in this module, so importing it is
+the CAM family's post-hoc maps of :mod:`tedloc.pseudolabels.cam_family` and the training-free CLIP localizers) is
+registered in this module, so importing it is
 enough; ``tedloc cams`` offers whatever is registered.
 """
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Callable
 import torch
 
 from tedloc.errors import TedlocError
-from tedloc.models.localizer import ClassConditionalMaps, ClassifierNetwork
+from tedloc.models.localizer import ClassConditionalMaps, ClassifierNetwork, TargetLayerMaps
+from tedloc.pseudolabels.cam_family import GRADIENT_CAMS, gradient_cams
 from tedloc.pseudolabels.clip_localizers import TRAINING_FREE, ClipLocalizer
 from tedloc.utils.registry import Registry
 
@@ -58,14 +60,17 @@ def map_source(name: str) -> MapSource:
     return MAP_SOURCES.get(name)
 
 
-def _gradcam(model: ClassifierNetwork, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
-    from tedloc.pseudolabels.gradcam import grad_cams
+def _posthoc_maps(kind: str) -> Callable[[ClassifierNetwork, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """The CAM family's ``kind`` on the classifier inside a run's localizer, on its chosen target layer when it has
+    one (:class:`~tedloc.models.localizer.TargetLayerMaps`), else on the architecture's default layer."""
 
-    images = images.to(model.device)
-    if classes is None:
-        with torch.no_grad():
-            classes = model.model(images).argmax(dim=1)
-    return grad_cams(model.model, images, classes)
+    def maps(model: ClassifierNetwork, images: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        images = images.to(model.device).float()
+        classes = None if classes is None else classes.to(model.device)
+        layer = model.target_layer if isinstance(model, TargetLayerMaps) else None
+        return gradient_cams(model.model, images, classes, kind, target_layer=layer)
+
+    return maps
 
 
 def _training_free_maps(name: str) -> Callable[[ClipLocalizer, torch.Tensor, torch.Tensor | None], torch.Tensor]:
@@ -80,9 +85,14 @@ def _training_free_maps(name: str) -> Callable[[ClipLocalizer, torch.Tensor, tor
 register_map_source(MapSource(
     "cam", "CAM of the classifier (stored at its feature resolution)", ClassConditionalMaps,
     lambda model, images, classes: model.cams(images, classes)))
-register_map_source(MapSource(
-    "gradcam", "Grad-CAM (grad-cam package) on the classifier's last feature layer (stored at input/4)",
-    ClassifierNetwork, _gradcam, lambda model: max(1, model.preprocessing.input_size // 4)))
+_POSTHOC_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "smoothgradcam++": "Smooth Grad-CAM++",
+                  "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "scorecam": "Score-CAM",
+                  "eigencam": "Eigen-CAM (class-free)"}
+for _kind in GRADIENT_CAMS:
+    register_map_source(MapSource(
+        _kind, f"{_POSTHOC_NAMES.get(_kind, _kind)} (grad-cam package) on the classifier's target layer (stored at "
+               f"input/4)", ClassifierNetwork, _posthoc_maps(_kind),
+        lambda model: max(1, model.preprocessing.input_size // 4)))
 for _name in TRAINING_FREE.names():
     register_map_source(MapSource(_name, f"{TRAINING_FREE.get(_name).description} (needs --clip, no run)",
                                   ClipLocalizer, _training_free_maps(_name)))

@@ -10,19 +10,35 @@ from tedloc.models.classifier import build_classifier
 from tedloc.models.localizer import PRED_SUFFIX
 from tedloc.models.preprocessing import preprocessing_of
 from tedloc.pseudolabels.cam import cam_and_logits, cams_of_targets
-from tedloc.pseudolabels.cam_family import GRADIENT_CAMS, gradient_cams
+from tedloc.pseudolabels.cam_family import CLASS_FREE_CAMS, GRADIENT_CAMS, gradient_cams
+from tedloc.pseudolabels.gradcam import find_target_layer
 
 __all__ = ["CAMLocalizer", "build_cam_network", "classifier_reference"]
 
 
 class CAMLocalizer(NetworkLocalizer):
-    """A trained classifier used as a localizer through its class activation maps."""
+    """A trained classifier used as a localizer through its class activation maps, and the CAM family's post-hoc
+    maps (:mod:`tedloc.pseudolabels.cam_family`) on :attr:`target_layer` (None: the architecture's default)."""
 
     map_kind = "cam"
     map_kinds = ("cam", *GRADIENT_CAMS)
-    class_map_kinds = ("cam", *GRADIENT_CAMS)
+    class_map_kinds = ("cam", *[k for k in GRADIENT_CAMS if k not in CLASS_FREE_CAMS])
     # what an all-maps evaluation scores: the CAM; the CAM family's maps cost a backward pass each, asked by name
     scored_map_kinds = ("cam",)
+    target_layer: str | None = None
+
+    def set_target_layer(self, path: str | None) -> None:
+        """Compute the post-hoc maps on the module of the network at the dotted ``path`` (None: the default)."""
+        if path is not None:
+            find_target_layer(self.model, path)
+        self.target_layer = path
+
+    def posthoc_maps(self, images: torch.Tensor, classes: torch.Tensor | None, kind: str) -> torch.Tensor:
+        """The CAM family's map ``kind`` (``gradcam``, ``scorecam``, ...) of ``classes`` (None: the predicted ones)
+        on :attr:`target_layer`, ``(B, H, W)`` in [0, 1] at the input resolution."""
+        images = self.runtime.to_device(images).float()
+        return gradient_cams(self.model, images, None if classes is None else classes.to(images.device), kind,
+                             target_layer=self.target_layer)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,9 +69,7 @@ class CAMLocalizer(NetworkLocalizer):
         for kind in kinds:
             base = kind.removesuffix(PRED_SUFFIX)
             if base in GRADIENT_CAMS:
-                target = None if kind.endswith(PRED_SUFFIX) or classes is None else classes
-                maps[kind] = gradient_cams(self.model, images.float(), target if target is None else
-                                           target.to(images.device), base)
+                maps[kind] = self.posthoc_maps(images, None if kind.endswith(PRED_SUFFIX) else classes, base)
         return logits.float().softmax(dim=1), maps
 
     @torch.no_grad()

@@ -36,7 +36,7 @@ from tedloc.methods.base import (SELECTION_KEYS, TrainConfig, best_epoch, option
 from tedloc.models.classifier import build_classifier
 from tedloc.utils.device import Runtime
 
-__all__ = ["PretrainConfig", "pretrain", "evaluate_classifier", "ClassifierTask", "RUN_KIND"]
+__all__ = ["PretrainConfig", "pretrain", "train_classifier", "evaluate_classifier", "ClassifierTask", "RUN_KIND"]
 
 RUN_KIND = "classifier"  # model.json's kind of these runs
 
@@ -101,7 +101,10 @@ def evaluate_classifier(model: torch.nn.Module, dataset: Dataset, batch_size: in
 
 
 class ClassifierTask:
-    """Cross-entropy training of a classifier (the engine's :class:`~tedloc.engine.TrainingTask`)."""
+    """Cross-entropy training of a classifier (the engine's :class:`~tedloc.engine.TrainingTask`); a subclass
+    changes the loss (``loss_terms``) and the localizer its validation scores (``localizer_type``)."""
+
+    localizer_type: type | None = None  # None: the CAM (CAMLocalizer)
 
     def __init__(self, model: torch.nn.Module, dataset, config: PretrainConfig, loc_split=None):
         self.model, self.config = model, config
@@ -143,7 +146,7 @@ class ClassifierTask:
         c = self.config
         out = evaluate_classifier(self.model, self.val_set, c.batch_size, c.workers, runtime=runtime)
         if self.loc_split is not None:
-            localizer = CAMLocalizer(self.model, self.class_names, runtime=runtime)
+            localizer = (self.localizer_type or CAMLocalizer)(self.model, self.class_names, runtime=runtime)
             loc = evaluate_localizer(localizer, self.loc_split, validation_protocol(c), batch_size=c.batch_size,
                                      masks=False, dist=runtime.dist)
             out.update(MaxBoxAcc=loc["MaxBoxAcc"], threshold=loc["threshold"])
@@ -158,7 +161,8 @@ class ClassifierTask:
         return row
 
 
-def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig, runtime: Runtime) -> float | None:
+def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig, runtime: Runtime,
+                   localizer_type: type | None = None) -> float | None:
     """The CAM threshold with the best val MaxBoxAcc (GT boxes, GT-known maps), stored for `tedloc predict`; None
     without boxes."""
     from tedloc.eval.localizer_eval import evaluate_localizer
@@ -167,7 +171,7 @@ def _val_threshold(model: torch.nn.Module, dataset, config: PretrainConfig, runt
     val = dataset["val"]
     if not val.has_boxes:
         return None
-    localizer = CAMLocalizer(model, dataset.class_names, runtime=runtime)
+    localizer = (localizer_type or CAMLocalizer)(model, dataset.class_names, runtime=runtime)
     # thresholds every 0.01 (the validation preset) whatever the config's interval: the threshold this has always stored
     return evaluate_localizer(localizer, val, "validation", batch_size=config.batch_size, masks=False,
                               dist=runtime.dist)["threshold"]
@@ -180,6 +184,21 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
     ``runtime``: device and precision (default: the CPU in fp32). Under ``torchrun`` every process
     calls this; the first one writes the run folder.
     """
+    return train_classifier(data, out, config, resume, runtime=runtime)
+
+
+def _classifier_of(config: PretrainConfig, num_classes: int) -> torch.nn.Module:
+    return build_classifier(config.arch, num_classes, config.pretrained, config.encoder_weights, config.input_size,
+                            config.resize_size)
+
+
+def train_classifier(data: str | os.PathLike, out: str | os.PathLike, config: PretrainConfig, resume: bool = True,
+                     *, runtime: Runtime, kind: str = RUN_KIND, network=None,
+                     task_type: type = ClassifierTask) -> list[dict]:
+    """:func:`pretrain` for the CAM's variants: the run records ``kind``; ``network(config, num_classes)`` makes
+    the network (default: the timm classifier of ``config.arch``; it is called once with random weights before
+    the run folder is claimed, so a network the options cannot make fails first); ``task_type``: the
+    :class:`ClassifierTask` (sub)class whose loss trains it and whose ``localizer_type`` validates it."""
     run = RunFolder(out)
     dataset = load_dataset(data)
     for split in ("train", "val"):
@@ -187,17 +206,21 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
             raise TedlocError(f"{data}: pretraining needs a {split!r} split")
     config, criterion, val_split = prepare_selection(config, SELECTIONS, dataset["val"])
     loc_split = val_split if criterion == "loc" else None  # per-epoch localization only to select on it
+    if network is not None:
+        from dataclasses import replace
+
+        network(replace(config, pretrained=False, encoder_weights=None), dataset.num_classes)
+    network = network or _classifier_of
     dist = runtime.dist
     resolved = {"config": asdict(config), "data": str(Path(data).resolve()), "dataset": dataset.name,
-                "class_names": dataset.class_names, "kind": RUN_KIND}
+                "class_names": dataset.class_names, "kind": kind}
     run.start(resolved, runtime)  # before any work: a folder in use or of another run is refused at once
     torch.manual_seed(config.seed)
-    model = build_classifier(config.arch, dataset.num_classes, config.pretrained, config.encoder_weights,
-                             config.input_size, config.resize_size)
+    model = network(config, dataset.num_classes)
     preprocessing = model.preprocessing.to_dict()
     dist.on_main(lambda: run.confirm("preprocessing", preprocessing))  # a resume under another one is refused
     model = model.to(memory_format=torch.channels_last)  # ~30 % faster convolutions on CPU (BENCHMARKS.md)
-    task = ClassifierTask(model, dataset, config, loc_split)
+    task = task_type(model, dataset, config, loc_split)
     meta = {"config": asdict(config), "arch": config.arch, "num_classes": dataset.num_classes}
     trainer = Trainer(Schedule.of(config, legacy_order_workers=config.workers > 0), runtime)
     history = trainer.fit(task, run, resume=resume, meta=meta)
@@ -206,9 +229,9 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, config: PretrainCo
         model.load_state_dict(load_checkpoint(run.checkpoint(best + 1))[0])
         threshold = history[best]["val_threshold"]
     else:
-        threshold = _val_threshold(model, dataset, config, runtime)
+        threshold = _val_threshold(model, dataset, config, runtime, task_type.localizer_type)
     if dist.is_main:
         run.save_model(model, selected_model_record(
-            RUN_KIND, config, dataset.class_names, model.preprocessing, SELECTIONS, history, best, threshold,
+            kind, config, dataset.class_names, model.preprocessing, SELECTIONS, history, best, threshold,
             arch=config.arch, num_classes=dataset.num_classes, epoch=best))
     return history
