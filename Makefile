@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml setup.py src/tedloc/eval/_boxkernel.c
 
 demo: setup
 	$(BIN)/tedloc demo --out $(OUT)
+	@echo "tedloc is installed in $(BIN), which a new shell's PATH does not hold: run $(BIN)/tedloc, or first . $(BIN)/activate"
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,85 @@
+"""What a new user meets first: the demo's suggested commands, inputs that gave silent wrong results or hangs,
+and messages that did not say enough."""
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tedloc.cli import build_parser, main
+from runtimes import CPU
+
+
+# 1. the demo's closing suggestions run as printed
+
+
+def _shell_argv(line: str) -> tuple[str, list[str]]:
+    """The program and the arguments a POSIX shell would run for ``line`` (quotes, globs, a trailing comment)."""
+    program, *words = shlex.split(line, comments=True)
+    argv = []
+    for word in words:
+        argv += sorted(glob.glob(word)) if "*" in word else [word]
+    return program, argv
+
+
+def test_tedloc_command_reaches_the_installed_script_without_path(tmp_path, monkeypatch):
+    from tedloc.cli.demo import tedloc_command
+
+    script = Path(sys.executable).parent / "tedloc"
+    root = Path(sys.executable).parents[2]
+    monkeypatch.chdir(root)
+    expected = str(Path(sys.executable).parent.relative_to(root) / "tedloc") if script.is_file() else None
+    if expected is not None:
+        assert tedloc_command() == expected  # .venv/bin/tedloc from the repository root
+    (tmp_path / "bin").mkdir()
+    python = tmp_path / "bin" / "python3"
+    python.touch()
+    monkeypatch.setattr(sys, "executable", str(python))
+    monkeypatch.chdir(tmp_path)
+    assert tedloc_command() == "bin/python3 -m tedloc"  # no script beside the interpreter
+    monkeypatch.chdir(tmp_path / "bin")
+    assert tedloc_command() == "./python3 -m tedloc"  # a bare name would be looked up in PATH
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert tedloc_command() == f"{python} -m tedloc"  # not below the current folder: absolute
+
+
+def test_demo_suggestions_run_as_printed(tmp_path, monkeypatch):
+    from tedloc.cli.demo import next_steps
+    from tedloc.data import SyntheticConfig, make_synthetic
+    from tedloc.data.synthetic_video import SyntheticVideoConfig, make_synthetic_video
+    from tedloc.methods.cam import PretrainConfig
+    from tedloc.methods.tedloc import TeDLocTrainConfig
+    from tedloc.recipes import Recipe, run_recipe
+
+    monkeypatch.chdir(tmp_path)
+    out = Path("demo")  # relative, as `make demo` gives it
+    assert next_steps(out) == []  # nothing trained: nothing suggested
+    data = make_synthetic(out / "data", SyntheticConfig(classes=3, train=12, val=3, test=3, size=32, seed=1))
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(3, 16)))
+    recipe = Recipe(pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
+                    tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1),
+                    variants=("tedloc",), text_encoder=f"file:{tmp_path / 'emb.npy'}", overlays=0,
+                    centered_box=False)
+    run_recipe(data, out, recipe, log=lambda _: None, runtime=CPU)
+    make_synthetic_video(out / "video" / "data", SyntheticVideoConfig(classes=2, train_videos=1, val_videos=1,
+                                                                     test_videos=1, shots=1, min_frames=2,
+                                                                     max_frames=2))
+    (out / "video" / "runs" / "trcamv").mkdir(parents=True)
+    (out / "video" / "runs" / "trcamv" / "model.json").write_text("{}")  # a finished run, as far as the demo sees
+    steps = next_steps(out)
+    assert len(steps) == 2
+    for line in steps:
+        program, argv = _shell_argv(line)
+        assert os.access(program, os.X_OK) or program.endswith("python") and argv[:2] == ["-m", "tedloc"]
+        argv = argv[2:] if argv[:2] == ["-m", "tedloc"] else argv
+        args = build_parser(argv).parse_args(argv)
+        assert args.command == "predict" and Path(args.run, "model.json").is_file()
+        assert args.images and all(Path(p).exists() for p in args.images) and "*" not in " ".join(args.images)
+    image_argv = _shell_argv(steps[0])[1]
+    assert main(image_argv[2:] if image_argv[:2] == ["-m", "tedloc"] else image_argv) == 0
+    assert list((out / "predictions").glob("*.json"))
