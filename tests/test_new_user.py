@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tedloc.cli import build_parser, main
+from tedloc.errors import TedlocError
 from runtimes import CPU
 
 
@@ -83,3 +85,26 @@ def test_demo_suggestions_run_as_printed(tmp_path, monkeypatch):
     image_argv = _shell_argv(steps[0])[1]
     assert main(image_argv[2:] if image_argv[:2] == ["-m", "tedloc"] else image_argv) == 0
     assert list((out / "predictions").glob("*.json"))
+
+
+# 2. the same conversion of a 16-bit image in memory and by path; a config file's value as the CLI reads it
+
+
+def test_localizer_converts_16_bit_images_in_memory_as_by_path(cam_run_32, tmp_path):
+    from PIL import Image
+
+    from tedloc.inference import Localizer
+
+    values = (np.arange(48 * 48, dtype=np.int64).reshape(48, 48) * 65535 // (48 * 48 - 1))  # 0 .. 65535
+    sixteen = Image.fromarray(values.astype(np.uint16))
+    assert sixteen.mode == "I;16"
+    sixteen.save(tmp_path / "x.png")
+    localizer = Localizer.from_run(cam_run_32)
+    by_path, in_memory, as_int32, white = localizer([tmp_path / "x.png", sixteen,
+                                                     Image.fromarray(values.astype(np.int32)),
+                                                     Image.new("RGB", (48, 48), (255, 255, 255))])
+    assert np.array_equal(in_memory.scores, by_path.scores) and np.array_equal(in_memory.map, by_path.map)
+    assert np.array_equal(as_int32.scores, by_path.scores)
+    assert not np.array_equal(in_memory.scores, white.scores)  # not saturated to white
+    with pytest.raises(TedlocError, match=r"^image 0: unsupported image mode 'F'"):  # float: no agreed scale
+        localizer(Image.fromarray(values.astype(np.float32)))
