@@ -108,3 +108,27 @@ def test_localizer_converts_16_bit_images_in_memory_as_by_path(cam_run_32, tmp_p
     assert not np.array_equal(in_memory.scores, white.scores)  # not saturated to white
     with pytest.raises(TedlocError, match=r"^image 0: unsupported image mode 'F'"):  # float: no agreed scale
         localizer(Image.fromarray(values.astype(np.float32)))
+
+
+@pytest.mark.parametrize("command", [["pretrain"], ["train", "--method", "cam"]])
+def test_config_file_refuses_a_fraction_for_a_whole_number(command, synthetic_small, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 1.5\n")
+    code = main([*command, "--config", str(config), "--data", str(synthetic_small), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"error: {config}: epochs: 1.5 is not a whole number"]
+    assert not (tmp_path / "run").exists()
+    config.write_text("epochs: 2.0\nlr: 1\n")  # a whole number written as a float, an int for a float: as the presets
+    argv = [*command, "--config", str(config), "--data", "d", "--out", "o"]
+    args = build_parser(argv).parse_args(argv)
+    assert (args.epochs, args.lr) == (2, 1.0) and isinstance(args.epochs, int) and isinstance(args.lr, float)
+
+
+def test_proposals_config_values_are_read_as_the_cli_reads_them(tmp_path):
+    config = tmp_path / "d.yaml"
+    config.write_text("method: dips\ntop_k: 2.5\n")
+    argv = ["proposals", "--config", str(config), "--data", "d", "--out", "o", "--classifier-run", "r"]
+    assert build_parser(argv).parse_args(argv).config_error == f"{config}: top_k: 2.5 is not a whole number"
+    config.write_text("method: dips\ntop_k: 3\ninput_size: 32.0\nmin_size: 1\n")
+    args = build_parser(argv).parse_args(argv)
+    assert (args.k, args.input_size, args.min_size) == (3, 32, 1.0) and isinstance(args.min_size, float)
