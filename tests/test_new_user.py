@@ -132,3 +132,34 @@ def test_proposals_config_values_are_read_as_the_cli_reads_them(tmp_path):
     config.write_text("method: dips\ntop_k: 3\ninput_size: 32.0\nmin_size: 1\n")
     args = build_parser(argv).parse_args(argv)
     assert (args.k, args.input_size, args.min_size) == (3, 32, 1.0) and isinstance(args.min_size, float)
+
+
+# 3. a maps folder with directory symlink loops: refused at once, naming the link
+
+
+def test_map_folder_refuses_a_symlink_loop(tmp_path):
+    import signal
+
+    from tedloc.data.dataset import Split
+    from tedloc.eval import evaluate_map_folder
+    from tedloc.eval.scoremaps import ScoreMapError
+
+    split = Split("test", ["a/1.png", "b/2.png"], [0, 1], [(8, 8)] * 2, [[[1, 1, 5, 5]]] * 2)
+    maps, elsewhere = tmp_path / "maps", tmp_path / "elsewhere"
+    (maps / "a").mkdir(parents=True)
+    elsewhere.mkdir()
+    np.save(maps / "a/1.png.npy", np.zeros((8, 8)))
+    np.save(elsewhere / "2.png.npy", np.zeros((8, 8)))
+    (maps / "b").symlink_to(elsewhere)  # a linked folder is followed
+    assert evaluate_map_folder(split, maps)["images"] == 2
+    (maps / "a" / "up").symlink_to(maps)
+    (elsewhere / "up").symlink_to(maps)  # two loops: 2^40 paths before ELOOP stops a plain walk
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the walk did not stop"))
+    signal.alarm(30)
+    try:
+        with pytest.raises(ScoreMapError) as e:
+            evaluate_map_folder(split, maps)
+    finally:
+        signal.alarm(0)
+    assert str(e.value) == (f"{maps / 'a' / 'up'}: a symlink loop (it leads back to {maps}); remove it or give "
+                            f"a folder without one")
