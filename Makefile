@@ -5,16 +5,23 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tedloc-installed
 OUT ?= runs/demo
 
+# pip's own lines about file:// indexes that hold no folder for a package (a machine's pip.conf listing local
+# mirrors: "Location 'file:///...' is ignored: it is neither a file nor a directory") are left out; everything
+# else pip says is shown, and its exit status kept (bash's pipefail)
+SHELL := bash
+.SHELLFLAGS := -o pipefail -c
+QUIET_INDEXES := 2>&1 | { grep -v "^WARNING: Location 'file:.*' is ignored: it is neither a file nor a directory" || true; }
+
 .PHONY: setup demo test clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml setup.py src/tedloc/eval/_boxkernel.c
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --upgrade pip $(QUIET_INDEXES)
+	$(BIN)/python -m pip install --quiet -e ".[test]" $(QUIET_INDEXES)
 	# grad-cam without its opencv-python-headless requirement: tedloc's OpenCV (contrib) serves it
-	$(BIN)/python -m pip install --quiet --no-deps "grad-cam>=1.5"
+	$(BIN)/python -m pip install --quiet --no-deps "grad-cam>=1.5" $(QUIET_INDEXES)
 	$(BIN)/python -m tedloc.utils.env_check
 	touch $(STAMP)
 

@@ -45,3 +45,33 @@ def test_the_check_finds_a_missing_document(tmp_path):
     (tmp_path / "README.md").write_text("docs/B.md, A.md, [missing](docs/C.md)\n")
     assert missing_references(tmp_path) == ["README.md: docs/C.md", "docs/A.md: zoo/x.md", "docs/A.md: DESIGN.md",
                                             "docs/A.md: docs/GONE.md"]
+
+
+def test_the_package_metadata_uses_the_spdx_license_and_ships_its_text():
+    """setuptools >= 77 deprecates ``license = {text = ...}``: an SPDX string, and the text as license-files."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"
+    assert project["project"]["license-files"] and all((ROOT / f).is_file() for f in project["project"]["license-files"])
+    assert "setuptools>=77" in project["build-system"]["requires"]
+
+
+def _make(root: Path, recipe: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """``make probe`` of a makefile that includes ``root``'s Makefile and runs ``recipe`` through its filter."""
+    probe = tmp_path / "probe.mk"
+    probe.write_text(f"include {root / 'Makefile'}\nprobe:\n\t{recipe} $(QUIET_INDEXES)\n")
+    return subprocess.run(["make", "-s", "-f", str(probe), "probe"], capture_output=True, text=True, cwd=tmp_path)
+
+
+@pytest.mark.skipif(not (shutil.which("make") and shutil.which("bash")) or sys.platform == "win32",
+                    reason="make and bash needed")
+def test_make_setup_leaves_out_pips_lines_about_missing_local_index_folders(tmp_path):
+    noise = ("WARNING: Location 'file:///opt/pypi-more/simple/pyyaml/' is ignored: it is neither a file nor a "
+             "directory.")
+    lines = f"printf '%s\\n' \"{noise}\" 'ERROR: a real problem' 'WARNING: another warning'"
+    done = _make(ROOT, f"{{ {lines}; exit 3; }}", tmp_path)
+    assert done.returncode != 0  # pip's failure stays a failure
+    assert done.stdout.splitlines() == ["ERROR: a real problem", "WARNING: another warning"]
+    done = _make(ROOT, f"{{ printf '%s\\n' \"{noise}\"; }}", tmp_path)  # nothing left to show: no failure
+    assert done.returncode == 0 and done.stdout == ""
