@@ -163,3 +163,36 @@ def test_map_folder_refuses_a_symlink_loop(tmp_path):
         signal.alarm(0)
     assert str(e.value) == (f"{maps / 'a' / 'up'}: a symlink loop (it leads back to {maps}); remove it or give "
                             f"a folder without one")
+
+
+# 4. an image in two splits: leakage into the test split is an error, between train and val a warning
+
+
+def _copy_image(root: Path, source: str, target: str, i: int) -> str:
+    """Append image ``i`` of split ``source`` (every metadata line of it) to split ``target``; its id."""
+    image_id = (root / "metadata" / source / "image_ids.txt").read_text().splitlines()[i]
+    for path in (root / "metadata" / source).glob("*.txt"):
+        line = next(x for x in path.read_text().splitlines() if x.split(",")[0] == image_id)
+        with open(root / "metadata" / target / path.name, "a") as f:
+            f.write(line + "\n")
+    return image_id
+
+
+def test_data_check_reports_an_image_in_two_splits(tmp_path, capsys):
+    from tedloc.data import SyntheticConfig, check_dataset, make_synthetic
+
+    root = make_synthetic(tmp_path / "data", SyntheticConfig(classes=2, train=4, val=2, test=2, size=32, seed=1))
+    assert check_dataset(root, images=False).ok
+    leaked = _copy_image(root, "train", "test", 0)
+    selected_on = _copy_image(root, "train", "val", 1)
+    report = check_dataset(root, workers=1)
+    image = root / "images" / leaked
+    assert report.problems == [f"{image}: in both train and test: a test image must not be trained or selected on "
+                               f"(leakage inflates every test metric); a WSOL benchmark's splits are disjoint"]
+    assert report.warnings == [f"{root / 'images' / selected_on}: in both train and val: the val split then "
+                               f"selects models and thresholds on training images"]
+    assert main(["data", "check", str(root), "--metadata-only"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == [f"problem: {report.problems[0]}", "1 problems"]
+    both = _copy_image(root, "test", "val", 0)  # thresholds chosen on a test image: leakage too
+    assert check_dataset(root, images=False).problems[1].startswith(f"{root / 'images' / both}: in both val and test:")
