@@ -11,6 +11,11 @@ OUT ?= runs/demo
 SHELL := bash
 .SHELLFLAGS := -o pipefail -c
 QUIET_INDEXES := 2>&1 | { grep -v "^WARNING: Location 'file:.*' is ignored: it is neither a file nor a directory" || true; }
+# pip install ARGS, the command shown as typed (without the filter)
+define pip_install
+@echo '$(BIN)/python -m pip install $(1)'
+@$(BIN)/python -m pip install $(1) $(QUIET_INDEXES)
+endef
 
 .PHONY: setup demo test clean
 
@@ -18,10 +23,10 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml setup.py src/tedloc/eval/_boxkernel.c
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip $(QUIET_INDEXES)
-	$(BIN)/python -m pip install --quiet -e ".[test]" $(QUIET_INDEXES)
+	$(call pip_install,--quiet --upgrade pip)
+	$(call pip_install,--quiet -e ".[test]")
 	# grad-cam without its opencv-python-headless requirement: tedloc's OpenCV (contrib) serves it
-	$(BIN)/python -m pip install --quiet --no-deps "grad-cam>=1.5" $(QUIET_INDEXES)
+	$(call pip_install,--quiet --no-deps "grad-cam>=1.5")
 	$(BIN)/python -m tedloc.utils.env_check
 	touch $(STAMP)
 
