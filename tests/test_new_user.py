@@ -196,3 +196,38 @@ def test_data_check_reports_an_image_in_two_splits(tmp_path, capsys):
     assert out[-2:] == [f"problem: {report.problems[0]}", "1 problems"]
     both = _copy_image(root, "test", "val", 0)  # thresholds chosen on a test image: leakage too
     assert check_dataset(root, images=False).problems[1].startswith(f"{root / 'images' / both}: in both val and test:")
+
+
+# 5. SIGTERM: one line and the status 143, as Ctrl-C gives "interrupted" and 130; nothing half-written
+
+
+def test_sigterm_during_cams_says_so_and_leaves_a_resumable_cache(cam_run_32, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    import tedloc
+    from tedloc.data import SyntheticConfig, make_synthetic
+
+    data = make_synthetic(tmp_path / "data", SyntheticConfig(classes=4, train=200, val=4, test=4, size=48, seed=5))
+    out = tmp_path / "cache"
+    argv = ["cams", "--run", str(cam_run_32), "--data", str(data), "--split", "train", "--out", str(out),
+            "--batch-size", "1"]  # a chunk, and the cache's done.npy written, per image
+    env = {**os.environ, "TEDLOC_PROGRESS": "0",
+           "PYTHONPATH": os.pathsep.join([str(Path(tedloc.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "tedloc", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:  # until some maps are written
+        if (out / "done.npy").exists() and np.load(out / "done.npy").any():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the command ended before it was sent SIGTERM"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1:] == ["terminated (SIGTERM)"], err[-2000:]
+    assert "Traceback" not in err
+    done = np.load(out / "done.npy")
+    assert 0 < done.sum() < len(done)  # stopped part way
+    assert not [p.name for p in out.iterdir() if p.name.endswith((".tmp", ".partial"))]
+    assert main([*argv[:-1], "64"]) == 0 and np.load(out / "done.npy").all()  # resumed where it stopped
