@@ -231,3 +231,34 @@ def test_sigterm_during_cams_says_so_and_leaves_a_resumable_cache(cam_run_32, tm
     assert 0 < done.sum() < len(done)  # stopped part way
     assert not [p.name for p in out.iterdir() if p.name.endswith((".tmp", ".partial"))]
     assert main([*argv[:-1], "64"]) == 0 and np.load(out / "done.npy").all()  # resumed where it stopped
+
+
+# 6. a resume refused for another configuration names the fields and both values
+
+
+def test_resume_refusal_names_the_differing_fields(tmp_path):
+    from tedloc.engine import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    config = {"epochs": 2, "lr": 0.1, "decoder_channels": [8, 4], "loss": {"weight": 1.0, "kind": "ce"}}
+    with run.claim({"config": config, "kind": "cam", "data": "/data/a"}):
+        pass
+    changed = {**config, "epochs": 3, "decoder_channels": (8, 8), "loss": {"weight": 0.5, "kind": "ce"},
+               "optimizer": "sgd"}  # an option the run did not record: not compared
+    with pytest.raises(TedlocError) as e:
+        run.claim({"config": changed, "kind": "cam", "data": "/data/a"})
+    assert str(e.value) == (f"{run.path} holds a run with another configuration (config.epochs: 2 in the run, 3 now; "
+                            f"config.decoder_channels: [8, 4] in the run, [8, 8] now; config.loss.weight: 1.0 in the "
+                            f"run, 0.5 now); choose another --out")
+    many = {**changed, "lr": 0.2, "epochs": 4}
+    with pytest.raises(TedlocError) as e:
+        run.claim({"config": many, "kind": "has", "data": "/data/b"})
+    assert str(e.value) == (f"{run.path} holds a run with another configuration (kind: \"cam\" in the run, \"has\" "
+                            f"now; data: \"/data/a\" in the run, \"/data/b\" now; config.epochs: 2 in the run, 4 now; "
+                            f"config.lr: 0.1 in the run, 0.2 now; and 2 more: config.decoder_channels, "
+                            f"config.loss.weight); choose another --out")  # what it was trained on first
+    with run.claim({"config": {**config, "loss": {"weight": 1.0, "kind": "ce", "p": 2}}, "kind": "cam",
+                    "data": "/data/a"}):
+        pass  # a key added since: not compared
+    with pytest.raises(TedlocError, match=r"\(config.loss.p: 2 in the run, \(absent\) now\)"):
+        run.claim({"config": config, "kind": "cam", "data": "/data/a"})
