@@ -262,3 +262,34 @@ def test_resume_refusal_names_the_differing_fields(tmp_path):
         pass  # a key added since: not compared
     with pytest.raises(TedlocError, match=r"\(config.loss.p: 2 in the run, \(absent\) now\)"):
         run.claim({"config": config, "kind": "cam", "data": "/data/a"})
+
+
+# 7. a file that is not UTF-8: reported at its line, not at a byte offset
+
+
+def test_non_utf8_metadata_is_reported_by_line(tmp_path, capsys):
+    import shutil
+
+    from tedloc.data import SyntheticConfig, load_dataset, make_synthetic
+    from tedloc.data.box_files import read_box_file
+    from tedloc.errors import DataError
+
+    root = make_synthetic(tmp_path / "data", SyntheticConfig(classes=2, train=4, val=2, test=2, size=32, seed=1))
+    sizes = root / "metadata" / "train" / "image_sizes.txt"
+    lines = sizes.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"train_", b"tr\xe9in_", 1)  # Latin-1 "é" in line 3
+    sizes.write_bytes(b"\n".join(lines))
+    column = lines[2].index(b"\xe9") + 1
+    message = f"not UTF-8 text (invalid continuation byte: byte 0xe9 at column {column}); save it as UTF-8"
+    _, problems = load_dataset(root, strict=False)
+    assert [str(p) for p in problems] == [f"{sizes}:3: {message}"]
+    assert main(["data", "check", str(root), "--metadata-only"]) == 1
+    assert f"problem: {sizes}:3: {message}" in capsys.readouterr().out.splitlines()
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_bytes(b"a.png,1,2,3,4\nb\xff.png,1,2,3,4\n")
+    with pytest.raises(DataError) as e:
+        read_box_file(boxes)
+    assert str(e.value) == f"{boxes}:2: not UTF-8 text (invalid start byte: byte 0xff at column 2); save it as UTF-8"
+    shutil.copy(boxes, root / "dataset.yaml")
+    with pytest.raises(DataError, match=r"dataset.yaml:2: not UTF-8 text \(invalid start byte"):
+        load_dataset(root)
