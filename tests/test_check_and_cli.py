@@ -170,3 +170,24 @@ def test_pretrain_takes_a_config_that_names_its_method(tmp_path, capsys):
     code = main(["pretrain", "--config", "yto_trcamv", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "method: trcamv" in err[0] and "tedloc train --config" in err[0]
+
+
+def test_help_says_what_leaving_out_an_option_does():
+    """`tedloc predict --out`: left out, the results are only printed; `tedloc pseudo-boxes --method`: no default,
+    required to make boxes."""
+    import argparse
+
+    from tedloc.cli import build_parser
+    from tedloc.cli.commands import COMMANDS
+
+    build_parser(None)
+
+    def option(command: str, flag: str) -> argparse.Action:
+        parser = argparse.ArgumentParser()
+        COMMANDS[command][1](parser)
+        return next(a for a in parser._actions if flag in a.option_strings)
+
+    out = option("predict", "--out")
+    assert out.default is None and "default: print only" in out.help
+    method = option("pseudo-boxes", "--method")
+    assert method.default is None and "required" in method.help and "no default" in method.help

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import os
@@ -38,13 +39,17 @@ class _Page(HTMLParser):
             self.headings.append(data.strip())
 
 
+SCOPE = "What this shows: the pipeline end to end on a tiny synthetic set; not the papers' numbers."
+
+
 @pytest.fixture(scope="module")
 def recipe_folder(synthetic_small, tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     np.save(root / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
     recipe = Recipe(pretrain=PretrainConfig(input_size=48, epochs=2, batch_size=8, workers=0),
                     tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=2, batch_size=8, k=4, cache_views=1),
-                    variants=("tedloc",), text_encoder=f"file:{root / 'emb.npy'}", gallery=2)
+                    variants=("tedloc",), text_encoder=f"file:{root / 'emb.npy'}", gallery=2, name="tiny",
+                    scope=SCOPE)
     run_recipe(synthetic_small, root / "out", recipe, log=lambda _: None, runtime=CPU)
     return root / "out"
 
@@ -160,3 +165,100 @@ def test_overlay_draws_a_whole_image_box_inside_and_a_legend():
     assert green[:, :].sum() > 0 and green[-10:, :40].any()  # the GT box, and the legend's GT swatch
     plain = np.asarray(render_overlay(image, np.zeros((8, 8)), alpha=0.0))
     assert not (plain == 255).all(axis=2).any()  # no box, no legend
+
+
+def _text(page: str) -> str:
+    """The text of an HTML page, tags left out and entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def test_both_reports_have_the_recipe_name_as_title(recipe_folder):
+    md = (recipe_folder / "report.md").read_text()
+    page = (recipe_folder / "report.html").read_text()
+    assert md.splitlines()[0] == "# tedloc results: tiny"
+    assert "<title>tedloc results: tiny</title>" in page and "<h1>tedloc results: tiny</h1>" in page
+    assert json.loads((recipe_folder / "recipe.json").read_text()) == {"name": "tiny", "scope": SCOPE}
+
+
+def test_both_reports_define_every_column_and_say_what_the_numbers_show(recipe_folder):
+    from tedloc.report.glossary import DEFINED_METRICS, centered_box_sentence, table_definitions
+
+    md = (recipe_folder / "report.md").read_text()
+    page = _text((recipe_folder / "report.html").read_text())
+    header = next(line for line in md.splitlines() if line.startswith("| method | map |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][2:]
+    assert {"CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "Top1Loc@val_thr", "mIoU", "PxAP"} <= set(columns)
+    results = json.loads((recipe_folder / "results.json").read_text())
+    lines = table_definitions(results, columns)
+    assert len(lines) == len([c for c in columns if c in DEFINED_METRICS]) == len(columns)
+    for line in lines:
+        assert f"- {line}" in md.splitlines() and line in page, line
+    # where each threshold comes from: the test boxes (oracle) or the val split (no test box)
+    assert "Top1Loc: " in md and "[oracle: chosen with the test boxes]" in next(x for x in lines if x.startswith("Top1Loc:"))
+    assert "[val: " in next(x for x in lines if x.startswith("Top1Loc@val_thr:"))
+    assert "| centered_box |" in md and "<td>centered_box</td>" in (recipe_folder / "report.html").read_text()
+    sentence = centered_box_sentence(results["centered_box"]["box_fraction"])
+    assert sentence in md and sentence in page and "no-look baseline" in sentence
+    assert SCOPE in md and SCOPE in page
+
+
+def test_the_page_says_which_threshold_the_curves_and_the_gallery_show(recipe_folder):
+    page = _text((recipe_folder / "report.html").read_text())
+    assert "Dashed line: the oracle threshold, the best on the test boxes" in page
+    assert "dotted line: the run's threshold chosen on the val split" in page
+    stored = json.loads((recipe_folder / "runs" / "tedloc" / "model.json").read_text())["threshold"]
+    assert f"the run's stored threshold {stored:.3f}, chosen on the val split with no test box" in page
+    assert "not the oracle threshold of the curves' dashed line" in page
+
+
+def test_gallery_captions_are_whole(recipe_folder, synthetic_small):
+    from tedloc.data import load_dataset
+    from tedloc.methods import load_model
+    from tedloc.report import gallery_pictures
+
+    dataset = load_dataset(synthetic_small, splits=["test"])
+    run = recipe_folder / "runs" / "tedloc"
+    threshold = json.loads((run / "model.json").read_text())["threshold"]
+    pictures = gallery_pictures(load_model(run, runtime=CPU), dataset["test"], dataset.class_names, threshold, 2)
+    page = (recipe_folder / "report.html").read_text().split("<h2>Gallery</h2>")[1].split("<h3>tedloc</h3>")[1]
+    captions = [html.unescape(c) for c in re.findall(r"<figcaption>IoU [0-9.]+: (.*?)</figcaption>", page)]
+    assert captions and captions == [c for items in pictures.values() for _, _, c, _ in items]
+
+
+def test_wrap_caption_breaks_at_spaces_then_inside_words():
+    import cv2
+
+    from tedloc.viz import wrap_caption
+
+    def width(text):
+        return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0]
+
+    assert wrap_caption("aaa bbb", width("aaa bbb"), 0.5) == ["aaa bbb"]
+    assert wrap_caption("aaa bbb", width("aaa bbb") - 1, 0.5) == ["aaa", "bbb"]
+    assert wrap_caption("aaaaaa bb", width("aaa"), 0.5) == ["aaa", "aaa", "bb"]
+    assert wrap_caption("", 10, 0.5) == [""]
+
+
+def test_a_long_caption_is_drawn_on_several_lines():
+    from tedloc.viz import render_overlay
+
+    image = Image.fromarray(np.full((64, 64, 3), 90, dtype=np.uint8))
+    short = np.asarray(render_overlay(image, np.zeros((8, 8)), caption="cat", alpha=0.0, min_side=64))
+    long = np.asarray(render_overlay(image, np.zeros((8, 8)), caption="blue_triangle (true: red_circle)",
+                                     alpha=0.0, min_side=64))
+
+    def band(a):  # rows of the black caption band on the left edge
+        return int((a[:, 0] == 0).all(axis=1).sum())
+
+    assert band(long) >= 2 * band(short) > 0
+
+
+def test_the_presets_name_their_reports_and_say_what_they_cannot_show():
+    from tedloc.recipes.presets import get_preset, paper_recipe
+
+    demo = get_preset("demo")
+    assert demo.name == "demo" and "stand-ins trained here in minutes" in demo.scope
+    assert "its numbers are not the papers'" in demo.scope and "no-look baseline" in demo.scope
+    assert get_preset("tinyimagenet-quick").name == "tinyimagenet-quick"
+    assert "DiPS" not in get_preset("tinyimagenet-quick").scope  # the quick preset has no DiPS
+    assert paper_recipe("cub")[1].name == "cub"

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
+import signal
 import sys
+import threading
 
 from tedloc import __version__
 from tedloc.cli.commands import COMMANDS, command, option_value
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    previous = _catch_sigterm()
     try:
         return int(args.func(args) or 0)
     except TedlocError as e:
@@ -106,8 +110,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         _leave_process_group()
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: raised in the command so that it unwinds as on Ctrl-C (temporary files removed, locks
+    released), then reported in one line with the status 143."""
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` for the command's duration; returns the handler to restore, or None
+    where another handler is set already (a library's, an outer command's) or this is not the main thread."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    pid = os.getpid()
+
+    def on_sigterm(signum, frame):
+        if os.getpid() != pid:  # a forked worker (data loading, a process pool): end as by default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, on_sigterm)
 
 
 NETWORK_TIMEOUT_S = 30  # a connection or a read that waits longer fails (a network that drops packets, not hangs)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -32,13 +35,56 @@ def _demo(args: argparse.Namespace) -> int:
         _video_part(out, args.seed, runtime)
     print(f"demo finished in {time.perf_counter() - start:.0f} s; report: {out / 'report.html'} (open it in a "
           f"browser), {out / 'report.md'}")
-    print(f"try: tedloc predict --run {out / 'runs' / 'tedloc'} {out / 'data' / 'images' / 'test' / 'red_circle'}"
-          f"/*.png --out {out / 'predictions'}")
-    if not args.no_video:
-        shot = out / "video" / "data" / "images" / "test" / "red_circle" / "video-000" / "shot-000"
-        print(f"     tedloc predict --run {out / 'video' / 'runs' / 'trcamv'} {shot} --out {out / 'predictions'} "
-              f"(a folder of frames, or any .mp4)")
+    steps = next_steps(out)
+    if steps:
+        print("try (from this folder):")
+        print("\n".join(f"  {line}" for line in steps))
     return 0
+
+
+def tedloc_command() -> str:
+    """How to run this tedloc from the current folder in a fresh shell, whose PATH need not hold the virtual
+    environment: the ``tedloc`` script beside the running interpreter (``.venv/bin/tedloc`` under the
+    repository root), else ``<python> -m tedloc``."""
+    bin_dir = Path(sys.executable).parent
+    script = bin_dir / "tedloc"
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(_from_here(script))
+    return f"{shlex.quote(_from_here(Path(sys.executable)))} -m tedloc"
+
+
+def _from_here(path: Path) -> str:
+    """``path`` relative to the current folder when it lies below it (``.venv/bin/tedloc``; ``./tedloc`` in it:
+    a bare name would be looked up in PATH), else absolute."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        relative = str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+    return relative if os.sep in relative else f".{os.sep}{relative}"
+
+
+def next_steps(out: Path) -> list[str]:
+    """The commands the demo suggests at its end, each runnable as printed from the current folder: a prediction
+    with each finished run (TeD-Loc on the test images of one class, TrCAM-V on a test shot's frames)."""
+    from tedloc.data import load_dataset
+    from tedloc.engine.run_folder import RunFolder
+
+    tedloc = tedloc_command()
+    predictions = shlex.quote(str(out / "predictions"))
+    steps = []
+    image_run, image_data = out / "runs" / "tedloc", out / "data"
+    if RunFolder(image_run).is_finished() and (image_data / "dataset.yaml").is_file():
+        image = load_dataset(image_data, splits=["test"])["test"].image_path(0)
+        steps.append(f"{tedloc} predict --run {shlex.quote(str(image_run))} {shlex.quote(str(image.parent))}/*"
+                     f"{image.suffix} "
+                     f"--out {predictions}")
+    video_run, video_data = out / "video" / "runs" / "trcamv", out / "video" / "data"
+    if RunFolder(video_run).is_finished() and (video_data / "dataset.yaml").is_file():
+        shot = load_dataset(video_data, splits=["test"])["test"].image_path(0)
+        steps.append(f"{tedloc} predict --run {shlex.quote(str(video_run))} {shlex.quote(str(shot))} "
+                     f"--out {predictions}  # a folder of frames, or any .mp4")
+    return steps
 
 
 def _video_part(out: Path, seed: int, runtime) -> None:

@@ -16,6 +16,11 @@ def _typed(action: argparse.Action, value, path: str, key: str):
     def one(v):
         if action.type is None or v is None:
             return v
+        if isinstance(v, float) and not v.is_integer():  # the CLI reads "1.5": an int option refuses it, not int(1.5)
+            try:
+                return action.type(str(v))
+            except (TypeError, ValueError):
+                raise TedlocError(f"{path}: {key}: {v!r} is not a whole number") from None
         try:
             return action.type(v if not isinstance(v, bool) else str(v))
         except (TypeError, ValueError):

@@ -147,7 +147,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files, video files (MP4, WebM, AVI, MKV, MOV) or folders "
                                                   "of frames: a video gives one record per frame (JSON lines), its "
                                                   "maps and an annotated video")
-    parser.add_argument("--out", help="write <name>.json, <name>.map.npy and <name>.overlay.png here")
+    parser.add_argument("--out", metavar="DIR",
+                        help="write <name>.json, <name>.map.npy and <name>.overlay.png here (videos: JSON lines, "
+                             "maps and an annotated video) (default: print only, one line per image with its box "
+                             "and top classes and one per video; nothing is written)")
     parser.add_argument("--threshold", type=_threshold, default=None,
                         help="map threshold in [0, 1) or 'otsu' (default: the one stored in the run)")
     parser.add_argument("--map", help="which map, for methods with several (TeD-Loc: g (default) or class; "

@@ -38,7 +38,8 @@ def _proposals(args: argparse.Namespace) -> int:
 def _config_defaults(parser: argparse.ArgumentParser, name: str | None) -> None:
     """The ViT, map set, minimum size and K (its ``top_k``) of the DiPS training config ``name`` as defaults;
     its other keys are the training's. A bad file is reported when the command runs."""
-    from tedloc.utils.config_files import read_config_file
+    from tedloc.cli.method_args import _typed
+    from tedloc.utils.config_files import config_path, read_config_file
 
     if not name:
         return
@@ -46,7 +47,10 @@ def _config_defaults(parser: argparse.ArgumentParser, name: str | None) -> None:
         values = read_config_file(name)
         if values.get("method", "dips") != "dips":
             raise TedlocError(f"config {name}: a config of --method {values['method']}, not of DiPS")
-        parser.set_defaults(**{dest: values[key] for key, dest in CONFIG_KEYS.items() if values.get(key) is not None})
+        actions = {a.dest: a for a in parser._actions}
+        path = str(config_path(name))
+        parser.set_defaults(**{dest: _typed(actions[dest], values[key], path, key)
+                               for key, dest in CONFIG_KEYS.items() if values.get(key) is not None})
     except TedlocError as e:
         parser.set_defaults(config_error=str(e))
 

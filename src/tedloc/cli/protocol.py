@@ -74,7 +74,8 @@ def configure_pseudo_boxes(parser: argparse.ArgumentParser) -> None:
     from tedloc.protocol.annotators import ANNOTATORS
 
     parser.add_argument("--method", choices=ANNOTATORS.names(),
-                        help="; ".join(f"{n}: {ANNOTATORS.get(n).description}" for n in ANNOTATORS.names()))
+                        help="the annotator, required to make boxes and for 'stages' (no default; 'score' takes "
+                             "none): " + "; ".join(f"{n}: {ANNOTATORS.get(n).description}" for n in ANNOTATORS.names()))
     parser.add_argument("--run", help="classifier run (tedloc pretrain): CAM peak and box confidence")
     parser.add_argument("--out", help="box file to write (plus FILE.json with settings and score)")
     parser.add_argument("--fraction", type=float, default=0.2, help="share of proposals kept before the pointing game")

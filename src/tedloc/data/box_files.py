@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tedloc.data.dataset import Split
+from tedloc.data.text_files import read_utf8
 from tedloc.errors import DataError, Problem
 from tedloc.utils.io import atomic_write_text
 
@@ -28,7 +29,7 @@ def read_box_file(path: str | os.PathLike, split: Split | None = None) -> dict[s
         raise DataError("no such box file", path)
     problems: list[Problem] = []
     boxes: dict[str, np.ndarray] = {}
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = read_utf8(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     known = set(split.image_ids) if split is not None else None

@@ -103,6 +103,33 @@ def _check_item(args: tuple[str, str, int, int, bool]) -> tuple[list[str], list[
     return _check_shot(args[:4]) if args[4] else _check_image(args[:4])
 
 
+def _shared_images(dataset, report: CheckReport) -> None:
+    """An image listed in two splits (the same file, or the same id without an image root): a problem where one
+    of them is the test split (a test image trained or selected on inflates every test metric), else a warning
+    (the val split then selects on training images). One line per pair of splits, naming the first image."""
+    def files(split) -> list[str]:
+        if split.image_root is None:
+            return list(split.image_ids)
+        return [os.path.normpath(split.image_root / i) for i in split.image_ids]
+
+    names = list(dataset.splits)
+    listed = {name: files(dataset.splits[name]) for name in names}
+    for a, name in enumerate(names):
+        for other in names[a + 1:]:
+            shared = set(listed[other]).intersection(listed[name])
+            if not shared:
+                continue
+            first = next(f for f in listed[name] if f in shared)
+            more = f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""
+            if "test" in (name, other):
+                report.problems.append(f"{first}{more}: in both {name} and {other}: a test image must not be trained "
+                                       f"or selected on (leakage inflates every test metric); a WSOL benchmark's "
+                                       f"splits are disjoint")
+            else:
+                report.warnings.append(f"{first}{more}: in both {name} and {other}: the {other} split then selects "
+                                       f"models and thresholds on training images")
+
+
 def check_dataset(root: str | os.PathLike, images: bool = True, workers: int = 2) -> CheckReport:
     """Check metadata, images and masks of a dataset directory; never raises on bad content.
 
@@ -120,6 +147,7 @@ def check_dataset(root: str | os.PathLike, images: bool = True, workers: int = 2
             report.splits[name]["shots"] = len(split)
         if name != "train" and len(split) and not split.has_boxes:
             report.warnings.append(_no_boxes_warning(root, name, split.has_masks))
+    _shared_images(dataset, report)
     if not images:
         return report
     jobs, mask_jobs = [], []

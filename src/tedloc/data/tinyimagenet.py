@@ -26,6 +26,7 @@ import numpy as np
 
 from tedloc.data.dataset import Split, WSOLDataset
 from tedloc.data.images import read_image_size
+from tedloc.data.text_files import read_utf8
 from tedloc.data.wsol_format import save_dataset
 from tedloc.errors import DataError, Problem
 from tedloc.utils.progress import progress
@@ -44,7 +45,7 @@ def _clean_name(words: str) -> str:
 
 def _read_tsv(path: Path, fields: int, problems: list[Problem]) -> list[tuple[int, list[str]]]:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -92,12 +93,12 @@ def convert_tinyimagenet(
     for required in ("wnids.txt", "words.txt", "train", "val/val_annotations.txt"):
         if not (src / required).exists():
             raise DataError(f"not an extracted Tiny ImageNet folder: {required} is missing", src / required)
-    wnids_raw = [w.strip() for w in (src / "wnids.txt").read_text().split()]
+    wnids_raw = [w.strip() for w in read_utf8(src / "wnids.txt").split()]
     wnids = sorted(set(wnids_raw))
     if len(wnids) != len(wnids_raw):
         raise DataError("wnids.txt lists a wnid twice", src / "wnids.txt")
     words: dict[str, str] = {}
-    for number, line in enumerate((src / "words.txt").read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(src / "words.txt").splitlines(), start=1):
         if "\t" in line:
             wnid, text = line.split("\t", 1)
             words[wnid.strip()] = text

@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 
 from tedloc.data.dataset import DATASET_KINDS, SPLIT_NAMES, Split, WSOLDataset, check_image_id
+from tedloc.data.text_files import decode_utf8, read_utf8
 from tedloc.errors import DataError, Problem, cap_problems
 from tedloc.utils.io import atomic_write_text
 
@@ -52,13 +53,9 @@ def _read_lines(path: Path, problems: list[Problem]) -> list[tuple[int, str]] | 
 
     None for a file that is not UTF-8 text (UTF-16, binary): one problem, not one per line.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise
-    except UnicodeDecodeError as e:
-        problems.append(Problem(f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8",
-                                str(path)))
+    text = decode_utf8(path.read_bytes(), path)
+    if isinstance(text, Problem):
+        problems.append(text)
         return None
     if "\0" in text:
         problems.append(Problem("not UTF-8 text (NUL bytes: UTF-16 or binary?); save it as UTF-8", str(path)))
@@ -315,7 +312,7 @@ def _read_dataset_yaml(root: Path) -> dict:
         raise DataError("not a tedloc dataset directory: dataset.yaml is missing "
                         "(make one with `tedloc data tinyimagenet|synthetic|import-wsol`)", yaml_path)
     try:
-        info = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+        info = yaml.safe_load(read_utf8(yaml_path)) or {}
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         raise DataError(f"invalid YAML: {getattr(e, 'problem', e)}", yaml_path,

@@ -54,6 +54,34 @@ def _same(old, new) -> bool:
     return old == new
 
 
+def _differences(old, new, where: str) -> list[tuple[str, object, object]]:
+    """``(field, recorded value, new value)`` of each entry where :func:`_same` finds them different, fields of a
+    recorded dict named ``where.key`` (a key the new one lacks: :data:`_ABSENT`)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in old for d in _differences(old[k], new.get(k, _ABSENT), f"{where}.{k}")]
+    return [] if old == new else [(where, old, new)]
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT = _Absent()
+
+
+def _describe(differ: list[tuple[str, object, object]], shown: int = 4) -> str:
+    """The first ``shown`` differences with both values, then the names of the others."""
+    def value(v) -> str:
+        text = repr(v) if v is _ABSENT else json.dumps(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    parts = [f"{field}: {value(old)} in the run, {value(new)} now" for field, old, new in differ[:shown]]
+    if len(differ) > shown:
+        parts.append(f"and {len(differ) - shown} more: {', '.join(field for field, _, _ in differ[shown:])}")
+    return "; ".join(parts)
+
+
 class RunFolder:
     """The files of one run (see the module docstring); ``RunFolder(path)`` touches nothing on disk."""
 
@@ -188,12 +216,11 @@ class RunFolder:
         if self.config_path.exists():
             previous = json.loads(self.config_path.read_text())
             current = json.loads(json.dumps(resolved))  # tuples compare as the JSON lists they are stored as
-            differ = [k for k in _IDENTITY if k in current and k in previous and not _same(previous[k], current[k])]
+            keys = sorted((k for k in _IDENTITY if k in current and k in previous), key=lambda k: k == "config")
+            differ = [d for k in keys for d in _differences(previous[k], current[k], k)]
             if differ or "config" not in previous:
-                what = ", ".join(differ or ["config"]) + (" differs" if len(differ) < 2 else " differ")
-                was = f"; it was trained on {previous['data']}" if "data" in differ else ""
-                raise TedlocError(f"{self.path} holds a run with another configuration ({what}{was}); "
-                                  f"choose another --out")
+                what = _describe(differ) if differ else "it records no config"
+                raise TedlocError(f"{self.path} holds a run with another configuration ({what}); choose another --out")
         # what a resume does not state again (the entries of :meth:`confirm`) is kept, to be compared there
         atomic_write_text(self.config_path, json.dumps({**previous, **resolved}, indent=1) + "\n")
         return lock

@@ -58,14 +58,41 @@ def _evaluate_shard(ids: list[str]) -> dict:
 
 
 def _npy_files(maps: Path) -> set[str]:
-    """The relative POSIX paths of every ``.npy`` file under ``maps`` (one walk, no stat per image)."""
+    """The relative POSIX paths of every ``.npy`` file under ``maps`` (one walk, no stat per image). Linked
+    folders are followed; a link back to a folder above it (a loop, endless to walk) is a :class:`ScoreMapError`
+    naming it."""
     root = os.fspath(maps)
     found: set[str] = set()
-    for folder, _, files in os.walk(root, followlinks=True):
+    above = {root: _with(root, {})}  # folder -> (device, inode) -> path, of it and the folders above it
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        chain = above.pop(folder, {})
+        dirs.sort()  # the same loop named first on every file system
+        for name in dirs:
+            path = os.path.join(folder, name)
+            identity = _identity(path)
+            if identity in chain:
+                raise ScoreMapError(f"{path}: a symlink loop (it leads back to {chain[identity]}); remove it or "
+                                    f"give a folder without one")
+            above[path] = _with(path, chain, identity)
         rel = os.path.relpath(folder, root)
         prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
         found.update(prefix + name for name in files if name.endswith(".npy"))
     return found
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the folder ``path`` leads to; None where it cannot be read (the walk skips it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _with(path: str, chain: dict, identity: tuple[int, int] | None = None) -> dict:
+    """``chain`` and the folder ``path``."""
+    identity = identity or _identity(path)
+    return chain if identity is None else {**chain, identity: path}
 
 
 def evaluate_map_folder(split: Split, maps: str | os.PathLike, protocol: EvalProtocol | str = "standard",

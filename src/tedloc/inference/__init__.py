@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tedloc.data.images import MAX_PIXELS, load_image_reduced, reduce_image
-from tedloc.errors import TedlocError
+from tedloc.data.images import MAX_PIXELS, load_image_reduced, reduce_image, to_rgb
+from tedloc.errors import DataError, TedlocError
 from tedloc.eval.boxes import EMPTY_BOX
 from tedloc.eval.evaluator import box_from_map
 from tedloc.eval.scoremaps import normalize_scoremap
@@ -230,8 +230,13 @@ class Localizer:
 
 
 def _in_memory_rgb(image: Image.Image | np.ndarray, i: int) -> Image.Image:
+    """An image given in memory as 8-bit RGB, converted as the same image read from a file (16-bit grayscale
+    scaled, not saturated; see :func:`tedloc.data.images.to_rgb`)."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        try:
+            return to_rgb(image)
+        except DataError as e:
+            raise TedlocError(f"image {i}: {e}") from None
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise TedlocError(f"image {i}: arrays must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
     return Image.fromarray(image)

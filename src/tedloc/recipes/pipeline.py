@@ -12,7 +12,8 @@
     OUT/proposals.json        the proposals' quality against the train GT boxes
     OUT/eval/<method>.json    test metrics of each method (same keys as `tedloc evaluate --json`)
     OUT/results.json          method -> test metrics
-    OUT/report.md             a table and, if asked, overlay pictures (OUT/report/)
+    OUT/recipe.json           the recipe's name and scope (the title and first paragraph of both reports)
+    OUT/report.md             a table, what its columns mean and, if asked, overlay pictures (OUT/report/)
     OUT/report.html           the same and more in one page: curves, errors, a gallery (tedloc report)
 
 The test evaluation follows the papers' conventions (docs/EVALUATION.md): class-dependent maps of the true
@@ -36,6 +37,7 @@ from tedloc.errors import TedlocError
 from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.methods import TrainConfig, get_method
 from tedloc.report import HEADLINE_METRICS, write_report
+from tedloc.report.glossary import centered_box_sentence, recipe_title, table_definitions
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.registry import Registry
@@ -102,6 +104,8 @@ class Recipe:
     clip: str = "ViT-B-16"  # CLIP-ES's open_clip model and weights (pseudo_labels clip-es)
     clip_pretrained: str = "openai"
     encoder_from_cam: bool = True  # TeD-Loc's E = the CAM run's backbone (offline); False: the tedloc config's own
+    name: str = ""  # the reports' title (a preset's or benchmark's name; empty: the output folder's name)
+    scope: str = ""  # what the numbers can and cannot show, said at the top of the reports
 
 
 def recipe_protocol(recipe: Recipe, kind: str | None = None) -> EvalProtocol:
@@ -393,11 +397,17 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     thresholds = ("`Top1Loc`, `Top5Loc`, `mIoU`: at the oracle threshold of the test split (standard protocol, "
                   "test boxes used); `Top1Loc@val_thr`, `Top5Loc@val_thr`: at the run's threshold chosen on val, no "
                   "test box used (`-`: the run has none)")
-    text = [f"# tedloc results: {data.name}", "", f"Test split of `{data}`; {thresholds}; runs in `runs/`, full "
-            "metrics in `results.json`.", "", table, "",
-            f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {protocol.map_class} class "
-            f"({'GT-known; `@pred`: the predicted class' if protocol.map_class == 'true' else 'no label used'}); "
-            f"thresholds every {protocol.interval}; maps scored at {sizes}.", ""]
+    name = recipe.name or out.resolve().name
+    atomic_write_text(out / "recipe.json", json.dumps({"name": name, "scope": recipe.scope}, indent=1) + "\n")
+    text = [f"# {recipe_title(name)}", ""] + ([recipe.scope, ""] if recipe.scope else [])
+    text += [f"Test split of `{data}`; {thresholds}; runs in `runs/`, full metrics in `results.json`.", "", table, ""]
+    if "centered_box" in results:
+        text += [centered_box_sentence(results["centered_box"].get("box_fraction")), ""]
+    text += [f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {protocol.map_class} class "
+             f"({'GT-known; `@pred`: the predicted class' if protocol.map_class == 'true' else 'no label used'}); "
+             f"thresholds every {protocol.interval}; maps scored at {sizes}.", "",
+             "## What the columns mean (percent)", ""]
+    text += [f"- {line}" for line in table_definitions(results, HEADLINE_METRICS)] + [""]
     if pictures:
         text += ["## Test images (GT boxes green, predicted boxes white)", ""]
         text += [f"![{p}]({p})" for p in pictures] + [""]

@@ -36,6 +36,19 @@ OFFLINE_DIPS = dict(lambda_crf=2e-9 * (224 * 224 / (32 * 32)) ** 2, sigma_xy=100
                     workers=0)
 
 
+# what the offline presets' numbers can and cannot show (the first paragraph of their reports)
+_STAND_INS = ("its image encoders are stand-ins trained here {how} (a tiny CNN; a tiny ViT for DiPS, in place of "
+              "DINO), and a small offline sentence encoder embeds the class names in place of CLIP's text tower: not "
+              "the papers' pretrained weights, so its numbers are not the papers'.")
+DEMO_SCOPE = ("What this demo shows: every step of the pipeline run end to end (classifier, pseudo-labels, text "
+              "anchors, TeD-Loc, DiPS, the evaluation, this report) and how the methods compare with each other and "
+              "with the no-look baseline on the synthetic benchmark. What it cannot show: the papers' results; "
+              + _STAND_INS.format(how="in minutes on the synthetic benchmark"))
+TINYIMAGENET_SCOPE = ("What this recipe shows: the pipeline on Tiny ImageNet (64x64 images of 200 ImageNet classes) "
+                      "and how the methods compare there. What it cannot show: the papers' results; "
+                      + _STAND_INS.format(how="from scratch on Tiny ImageNet"))
+
+
 @PRESETS.register("demo")
 def _demo() -> Recipe:
     return Recipe(
@@ -44,7 +57,8 @@ def _demo() -> Recipe:
                                            cache_views=2, workers=0),
         variants=("tedloc",), overlays=6, eval_batch_size=100,
         vit=get_method("cam").config(epochs=5, lr_step=4, batch_size=64, workers=1, **OFFLINE_VIT),
-        dips=get_method("dips").config(classifier_epochs=2, epochs=2, lr_step=2, batch_size=32, **OFFLINE_DIPS))
+        dips=get_method("dips").config(classifier_epochs=2, epochs=2, lr_step=2, batch_size=32, **OFFLINE_DIPS),
+        scope=DEMO_SCOPE)
 
 
 @PRESETS.register("tinyimagenet-quick")
@@ -53,7 +67,8 @@ def _tin_quick() -> Recipe:
         pretrain=get_method("cam").config(epochs=2, lr_step=1, workers=1),
         tedloc=get_method("tedloc").config(decoder_channels=(32,), epochs=1, lr_step=1, batch_size=128, cache_views=1,
                                            workers=0),
-        variants=ALL_VARIANTS, overlays=4)  # no DiPS: its ViT and one epoch take about an hour here
+        variants=ALL_VARIANTS, overlays=4,  # no DiPS: its ViT and one epoch take about an hour here
+        scope=TINYIMAGENET_SCOPE.replace("; a tiny ViT for DiPS, in place of DINO", ""))
 
 
 @PRESETS.register("tinyimagenet-full")
@@ -65,12 +80,15 @@ def _tin_full() -> Recipe:
         variants=ALL_VARIANTS, overlays=6,
         vit=get_method("cam").config(epochs=2, lr_step=2, workers=1, **OFFLINE_VIT),
         dips=get_method("dips").config(classifier_epochs=1, epochs=1, lr_step=1, batch_size=64, **OFFLINE_DIPS),
-        dips_variants=DIPS_ABLATIONS)
+        dips_variants=DIPS_ABLATIONS, scope=TINYIMAGENET_SCOPE)
 
 
 def get_preset(name: str) -> Recipe:
-    """A new :class:`Recipe` of the preset ``name`` (TedlocError listing the presets if unknown)."""
-    return PRESETS.get(name)()
+    """A new :class:`Recipe` of the preset ``name`` (TedlocError listing the presets if unknown), named after it
+    (the title of its reports)."""
+    recipe = PRESETS.get(name)()
+    recipe.name = recipe.name or name
+    return recipe
 
 
 def _method_config(cls: type, name: str, overrides: dict, section: str):
@@ -151,5 +169,5 @@ def paper_recipe(dataset: str, overrides: dict | None = None) -> tuple[str, Reci
         raise TedlocError(f"unknown recipe option(s) {', '.join(unknown)}")
     recipe = Recipe(pretrain=_method_config(get_method("cam").config, bench["cam"], part["cam"], "cam"),
                     tedloc=_method_config(get_method("tedloc").config, bench["tedloc"], part["tedloc"], "tedloc"),
-                    variants=("tedloc",), encoder_from_cam=False, **settings)
+                    variants=("tedloc",), encoder_from_cam=False, name=dataset, **settings)
     return bench["dataset"], recipe

@@ -31,6 +31,7 @@ import numpy as np
 from tedloc.data.images import load_image
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
+from tedloc.report.glossary import centered_box_sentence, recipe_title, table_definitions
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 
@@ -119,10 +120,11 @@ def _threshold_curves(name: str, metrics: dict) -> str:
             if f"BoxAccV1@{d}" in curves:
                 ax.plot(thresholds, curves[f"BoxAccV1@{d}"], label=f"IoU {d / 100:.1f}")
         if isinstance(metrics.get("threshold"), float):
-            ax.axvline(metrics["threshold"], color="k", linestyle="--", label=f"chosen {metrics['threshold']:.3f}")
+            ax.axvline(metrics["threshold"], color="k", linestyle="--",
+                       label=f"{_operating_name(metrics)} {metrics['threshold']:.3f}")
         if isinstance(metrics.get("val_threshold"), float):
             ax.axvline(metrics["val_threshold"], color="k", linestyle=":",
-                       label=f"val threshold {metrics['val_threshold']:.3f}")
+                       label=f"val (run's, no test box) {metrics['val_threshold']:.3f}")
         ax.set(xlabel="threshold", ylabel="BoxAcc (%), largest box", ylim=(0, 100),
                title=_title(f"{name}: box accuracy per threshold"))
         ax.legend(fontsize=8)
@@ -134,6 +136,21 @@ def _threshold_curves(name: str, metrics: dict) -> str:
                xlim=(0, 1), ylim=(0, 1))
         parts.append(_png(fig))
     return _row(parts)
+
+
+def _operating_name(metrics: dict) -> str:
+    """What the operating threshold of an evaluation is, for a legend."""
+    mode = (metrics.get("protocol") or {}).get("mode", metrics.get("mode", "oracle"))
+    return {"oracle": "oracle (best on the test boxes)", "fixed": "fixed"}.get(mode, str(mode))
+
+
+def _curves_note(results: dict) -> str:
+    """Which threshold each line of the per-threshold curves marks."""
+    modes = {(m.get("protocol") or {}).get("mode", m.get("mode", "oracle")) for m in results.values()}
+    dashed = ("the oracle threshold, the best on the test boxes (where Top1Loc, Top5Loc and mIoU are read)"
+              if modes <= {"oracle"} else "the operating threshold (where Top1Loc, Top5Loc and mIoU are read)")
+    return (f"<p class='note'>Dashed line: {dashed}; dotted line: the run's threshold chosen on the val split, no "
+            "test box used (the @val_thr columns, and the gallery's boxes).</p>")
 
 
 def _row(parts: list[str]) -> str:
@@ -255,7 +272,8 @@ def _gallery(run: Path, dataset, count: int, pool: int, runtime) -> str:
     has none)."""
     from tedloc.methods import load_model
 
-    stored = RunFolder(run).threshold
+    record = RunFolder(run).record()
+    stored = record.threshold
     threshold = stored if stored is not None else "otsu"
     pictures = gallery_pictures(load_model(run, runtime=runtime), dataset["test"], dataset.class_names, threshold,
                                 count, pool)
@@ -272,14 +290,27 @@ def _gallery(run: Path, dataset, count: int, pool: int, runtime) -> str:
         parts.append(f"<h4>{group}</h4><div class='gallery'>{''.join(tiles)}</div>")
     n = min(pool, len(dataset["test"]))
     return (f"<p class='note'>About {n} test images ranked by the IoU of the predicted box (the predicted class's "
-            f"map at the run's threshold, {threshold}); GT boxes green, predicted boxes white.</p>" + "".join(parts))
+            f"map at {_stored_threshold_text(stored, record.threshold_source)}, as <code>tedloc predict</code> "
+            "draws it; not the oracle threshold of the curves' dashed line); GT boxes green, predicted boxes white."
+            "</p>" + "".join(parts))
+
+
+def _stored_threshold_text(threshold: float | None, source) -> str:
+    """Where the gallery's threshold comes from, in words."""
+    if threshold is None:
+        return "each map's own Otsu threshold (the run stores none)"
+    split = source.get("split") if isinstance(source, dict) else None
+    if split == "val":
+        return (f"the run's stored threshold {threshold:.3f}, chosen on the val split with no test box (the curves' "
+                "dotted line)")
+    return f"the run's stored threshold {threshold:.3f}, chosen on {f'the {split} split' if split else 'an unrecorded split'}"
 
 
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}td:first-child,td:nth-child(2)
 {text-align:left}.note{color:#444;font-size:13px}img{margin:4px;vertical-align:top}.gallery{display:flex;
 flex-wrap:wrap}.row{display:flex;flex-wrap:wrap}figure{margin:4px;font-size:11px;max-width:180px}
-figure img{max-width:170px}"""
+figure img{max-width:170px}figcaption{overflow-wrap:anywhere}"""
 
 
 def _page(title: str, body: list[str]) -> str:
@@ -289,8 +320,16 @@ def _page(title: str, body: list[str]) -> str:
 
 def _recipe_sections(folder: Path, gallery: int, pool: int, runtime) -> list[str]:
     results = json.loads((folder / "results.json").read_text())
-    body = ["<h2>Results (test split)</h2>", _table(results, HEADLINE_METRICS), _conventions(results)]
-    body += ["<h2>Per-threshold curves</h2>"]
+    scope = _recipe_record(folder).get("scope")
+    body = [f"<p class='note'>{html.escape(scope)}</p>" if scope else "",
+            "<h2>Results (test split)</h2>", _table(results, HEADLINE_METRICS)]
+    if "centered_box" in results:
+        body.append(f"<p class='note'>{html.escape(centered_box_sentence(results['centered_box'].get('box_fraction')))}"
+                    "</p>")
+    body += [_conventions(results), "<h3>What the columns mean (percent)</h3><ul class='note'>"
+             + "".join(f"<li>{html.escape(line)}</li>" for line in table_definitions(results, HEADLINE_METRICS))
+             + "</ul>"]
+    body += ["<h2>Per-threshold curves</h2>", _curves_note(results)]
     for name in results:
         path = folder / "eval" / f"{name}.json"
         if path.exists():
@@ -314,6 +353,15 @@ def _recipe_sections(folder: Path, gallery: int, pool: int, runtime) -> list[str
             if name in runs:
                 body.append(f"<h3>{html.escape(name)}</h3>" + _gallery(runs[name], dataset, gallery, pool, runtime))
     return body
+
+
+def _recipe_record(folder: Path) -> dict:
+    """The recipe's name and scope that ``run_recipe`` recorded in ``recipe.json`` (empty if none)."""
+    try:
+        record = json.loads((folder / "recipe.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _recipe_data(folder: Path, runs: dict[str, Path]) -> Path | None:
@@ -394,7 +442,8 @@ def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, 
     if gallery < 0 or pool < 1:
         raise TedlocError(f"--gallery must be >= 0 and --pool >= 1, got {gallery} and {pool}")
     if path.is_dir() and (path / "results.json").exists():
-        title, body = f"tedloc results: {path.name}", _recipe_sections(path, gallery, pool, runtime)
+        title = recipe_title(_recipe_record(path).get("name") or path.resolve().name)
+        body = _recipe_sections(path, gallery, pool, runtime)
     elif path.is_dir() and (path / "model.json").exists():
         meta = RunFolder(path).metadata()
         record = {k: meta.get(k) for k in ("kind", "selection", "selected_epoch", "threshold") if k in meta}

@@ -1,4 +1,4 @@
 """Pictures of results: heat-map overlays with boxes."""
-from tedloc.viz.overlay import render_overlay
+from tedloc.viz.overlay import render_overlay, wrap_caption
 
-__all__ = ["render_overlay"]
+__all__ = ["render_overlay", "wrap_caption"]

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["render_overlay"]
+__all__ = ["render_overlay", "wrap_caption"]
 
 _PRED = (255, 255, 255)  # RGB
 _GT = (0, 255, 0)
@@ -51,10 +51,34 @@ def render_overlay(image: Image.Image, score_map: np.ndarray, box=None, gt_boxes
         _legend(out, drawn)
     if caption:
         font_scale = max(0.4, min(out.shape[:2]) / 500)
-        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        cv2.rectangle(out, (0, 0), (min(out.shape[1] - 1, tw + 6), th + base + 6), (0, 0, 0), -1)
-        cv2.putText(out, caption, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+        lines = wrap_caption(caption, out.shape[1] - 6, font_scale)
+        (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        step = th + base + 2
+        width = max(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] for line in lines)
+        cv2.rectangle(out, (0, 0), (min(out.shape[1] - 1, width + 6), len(lines) * step + 4), (0, 0, 0), -1)
+        for i, line in enumerate(lines):
+            cv2.putText(out, line, (3, th + 3 + i * step), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1,
+                        cv2.LINE_AA)
     return Image.fromarray(out)
+
+
+def wrap_caption(caption: str, width: int, font_scale: float) -> list[str]:
+    """``caption`` in lines of at most ``width`` pixels in OpenCV's simplex font at ``font_scale``: broken at
+    spaces, and a word wider than a line broken between its characters (nothing of the text is left out)."""
+    def fits(text: str) -> bool:
+        return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] <= width
+
+    lines: list[str] = []
+    for word in caption.split():
+        if lines and fits(f"{lines[-1]} {word}"):
+            lines[-1] = f"{lines[-1]} {word}"
+            continue
+        lines.append("")
+        for char in word:  # a new line, filled with the word, broken where it does not fit
+            if lines[-1] and not fits(lines[-1] + char):
+                lines.append("")
+            lines[-1] += char
+    return lines or [""]
 
 
 def _legend(out: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
