@@ -25,7 +25,8 @@ def test_presets_and_methods():
     assert cam.arch == adl.arch == "tedloc_resnet_tiny" and sat.arch == "tedloc_vit_tiny"
     assert cam.epochs == adl.epochs == sat.epochs == 1 and adl.adl_drop_rate == 0.5
     assert cam.selection == adl.selection == sat.selection == "loc" and not sat.pretrained
-    assert "scorecam" in recipe.posthoc and "scorecam" not in zoo_preset("tinyimagenet", ("cam",)).posthoc
+    assert "gradcam" in recipe.posthoc and "scorecam" not in recipe.posthoc
+    assert "scorecam" in zoo_paper_recipe("cub", ("cam",)).posthoc
     with pytest.raises(OptionError, match="--set has.x: 'has' is not among the methods"):
         zoo_preset("synthetic", ("cam",), {"has.x": 1})
     with pytest.raises(OptionError, match="no method's config has 'nope'"):
@@ -44,7 +45,7 @@ def test_bench_zoo_on_a_tiny_dataset(synthetic_small, tmp_path, capsys):
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert list(results) == ["cam", "has", "acol", "tscam"]
-    assert {"gradcam", "scorecam", "eigencam"} <= set(results["cam"]["posthoc"])
+    assert {"gradcam", "layercam", "eigencam"} <= set(results["cam"]["posthoc"])
     assert all(0 <= r["MaxBoxAcc"] <= 100 and "Top1Loc@val_thr" in r for r in results.values())
     report = (out / "report.md").read_text()
     assert ("| method | map | CL@1 | MaxBoxAcc | MaxBoxAccV2 | Top1Loc | Top1Loc@val_thr | PxAP | train s | eval s |"
