@@ -201,8 +201,8 @@ def selection_split(selection: str, choices: tuple[str, ...], val: Split) -> Spl
         return dataclasses.replace(split_with_box_file(val, path), mask_paths=[()] * len(val),
                                    ignore_paths=[None] * len(val))
     if criterion == "loc" and not val.has_boxes:
-        raise TedlocError(f"selection loc needs GT boxes on the val split; use --selection pseudo:FILE "
-                          f"(val pseudo-boxes) or last")
+        raise TedlocError("selection loc needs GT boxes on the val split; use --selection pseudo:FILE "
+                          "(val pseudo-boxes) or last")
     return val
 
 
