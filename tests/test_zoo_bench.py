@@ -62,6 +62,7 @@ def test_bench_zoo_on_a_tiny_dataset(synthetic_small, tmp_path, capsys):
     assert (out / "runs" / "has" / "model.json").stat().st_mtime == before
     assert "train tedloc_resnet_tiny" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["has"]["MaxBoxAcc"] == results["has"]["MaxBoxAcc"]
+    assert json.loads((out / "timings.json").read_text()) == timings  # the seconds of the work, not of the reuse
 
 
 def test_bench_zoo_paper_configs_with_random_weights(synthetic_small, tmp_path):
