@@ -282,7 +282,7 @@ def test_resume_in_another_precision_is_refused_and_runtime_is_recorded(syntheti
     assert config["precision"] == "bf16" and config["runtime"]["processes"] == 1
     capsys.readouterr()
     assert main([*args, "--precision", "fp32"]) == 2
-    assert "precision differs" in capsys.readouterr().err
+    assert 'precision: "bf16" in the run, "fp32" now' in capsys.readouterr().err
 
 
 def test_bench_gpu_smoke_runs_on_the_cpu(tmp_path):

@@ -68,19 +68,19 @@ def next_steps(out: Path) -> list[str]:
     """The commands the demo suggests at its end, each runnable as printed from the current folder: a prediction
     with each finished run (TeD-Loc on the test images of one class, TrCAM-V on a test shot's frames)."""
     from tedloc.data import load_dataset
-    from tedloc.engine.run_folder import RunFolder
+    from tedloc.methods import is_finished_run
 
     tedloc = tedloc_command()
     predictions = shlex.quote(str(out / "predictions"))
     steps = []
     image_run, image_data = out / "runs" / "tedloc", out / "data"
-    if RunFolder(image_run).is_finished() and (image_data / "dataset.yaml").is_file():
+    if is_finished_run(image_run) and (image_data / "dataset.yaml").is_file():
         image = load_dataset(image_data, splits=["test"])["test"].image_path(0)
         steps.append(f"{tedloc} predict --run {shlex.quote(str(image_run))} {shlex.quote(str(image.parent))}/*"
                      f"{image.suffix} "
                      f"--out {predictions}")
     video_run, video_data = out / "video" / "runs" / "trcamv", out / "video" / "data"
-    if RunFolder(video_run).is_finished() and (video_data / "dataset.yaml").is_file():
+    if is_finished_run(video_run) and (video_data / "dataset.yaml").is_file():
         shot = load_dataset(video_data, splits=["test"])["test"].image_path(0)
         steps.append(f"{tedloc} predict --run {shlex.quote(str(video_run))} {shlex.quote(str(shot))} "
                      f"--out {predictions}  # a folder of frames, or any .mp4")

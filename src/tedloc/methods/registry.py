@@ -28,7 +28,7 @@ from tedloc.models.localizer import LocalizationModel, use_map, use_target_layer
 from tedloc.utils.device import Runtime
 from tedloc.utils.registry import Registry
 
-__all__ = ["Method", "register_method", "get_method", "list_methods", "method_for_kind", "load_model",
+__all__ = ["Method", "register_method", "get_method", "list_methods", "method_for_kind", "load_model", "is_finished_run",
            "SHARED_SEARCH_SPACE", "METHOD_KINDS"]
 
 METHOD_KINDS = ("trained", "training-free")
@@ -209,3 +209,9 @@ def _load_weights(module: torch.nn.Module, state: dict, where: str) -> None:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         last = lines[-1] if lines else str(e)
         raise TedlocError(f"{where}: the weights do not fit the recorded network: {last}") from None
+
+
+def is_finished_run(run: str | os.PathLike) -> bool:
+    """Whether ``run`` is a run folder whose training has written its selected model (what :func:`load_model`
+    loads)."""
+    return RunFolder(run).is_finished()
