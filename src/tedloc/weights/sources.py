@@ -91,15 +91,10 @@ def size_on_disk(path: Path | None) -> int | None:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-@dataclass(frozen=True)
-class HubFile:
-    """One weight file of a Hub repository; ``filenames`` are alternatives in the loader's order of preference (timm:
-    ``model.safetensors`` then ``pytorch_model.bin``): any one present is enough, ``fetch`` takes the first the
-    repository has."""
+class _OnHub:
+    """What a source of a Hub repository ``repo`` answers alike: its cache folder and the Hub's URL."""
 
     repo: str
-    filenames: tuple[str, ...]
-    revision: str | None = None
     on_hub = True
 
     @property
@@ -111,6 +106,17 @@ class HubFile:
     def host(self) -> str:
         """The URL of the server it comes from."""
         return _hub_endpoint()
+
+
+@dataclass(frozen=True)
+class HubFile(_OnHub):
+    """One weight file of a Hub repository; ``filenames`` are alternatives in the loader's order of preference (timm:
+    ``model.safetensors`` then ``pytorch_model.bin``): any one present is enough, ``fetch`` takes the first the
+    repository has."""
+
+    repo: str
+    filenames: tuple[str, ...]
+    revision: str | None = None
 
     def describe(self) -> str:
         """What it is, for messages: the repository and files, or the URL."""
@@ -143,7 +149,7 @@ class HubFile:
 
 
 @dataclass(frozen=True)
-class HubFolder:
+class HubFolder(_OnHub):
     """A whole model folder of a Hub repository (sentence-transformers, transformers): every file but other
     frameworks' exports. Present when its snapshot holds each of ``required`` (a tuple of alternatives each)."""
 
@@ -151,17 +157,6 @@ class HubFolder:
     required: tuple[tuple[str, ...], ...] = (("config.json",), ("model.safetensors", "pytorch_model.bin"))
     revision: str | None = None
     ignore: tuple[str, ...] = field(default=_OTHER_FRAMEWORKS)
-    on_hub = True
-
-    @property
-    def location(self) -> str:
-        """Where it is kept (the cache folder or file)."""
-        return str(hub_cache() / _repo_folder(self.repo))
-
-    @property
-    def host(self) -> str:
-        """The URL of the server it comes from."""
-        return _hub_endpoint()
 
     def describe(self) -> str:
         """What it is, for messages: the repository and files, or the URL."""
