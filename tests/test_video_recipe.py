@@ -88,6 +88,7 @@ def test_recipe_results_report_and_pictures(recipe_out, video_data):
             assert "test frames" in corloc["oracle"]["chosen_on"]
             assert "curves" not in metrics and metrics["images"] == len(test)
     report = (out / "report.md").read_text()
+    assert report.startswith(f"# tedloc video results: {dataset.name}\n")  # the dataset's name, not its folder's
     short = " | ".join(n[:8] for n in dataset.class_names)
     assert f"| method | {short} | CorLoc | CorLoc (realistic) | CL | MaxBoxAcc |" in report
     rows = [line.split(" | ")[0] for line in report.splitlines() if line.startswith("| ") and "---" not in line]

@@ -48,6 +48,9 @@ def test_bench_zoo_on_a_tiny_dataset(synthetic_small, tmp_path, capsys):
     assert {"gradcam", "layercam", "eigencam"} <= set(results["cam"]["posthoc"])
     assert all(0 <= r["MaxBoxAcc"] <= 100 and "Top1Loc@val_thr" in r for r in results.values())
     report = (out / "report.md").read_text()
+    from tedloc.data import load_dataset
+
+    assert report.startswith(f"# tedloc zoo: {load_dataset(synthetic_small).name}\n")  # the dataset, not its folder
     assert ("| method | map | CL@1 | MaxBoxAcc | MaxBoxAccV2 | Top1Loc | Top1Loc@val_thr | PxAP | train s | eval s |"
             in report)
     assert "| cam | gradcam |" in report and "| tscam | tscam |" in report

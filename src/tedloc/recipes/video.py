@@ -209,7 +209,7 @@ def run_video_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Vi
     table = corloc_table(results, dataset.class_names)
     baselines = [k for k in recipe.baselines if k in results]
     best = max(baselines, key=lambda k: results[k]["corloc"]["oracle"]["CorLoc"]) if baselines else None
-    text = [f"# tedloc video results: {data.name}", "",
+    text = [f"# tedloc video results: {dataset.name}", "",
             f"Test frames of `{data}`. CorLoc: per class, the share of frames whose box (largest region of the map "
             "cut at a threshold) has IoU >= 0.5 with a GT box, and its class mean. **CorLoc** is the papers': each "
             "class's threshold is the best one on the test frames themselves (an oracle). **CorLoc (realistic)** "

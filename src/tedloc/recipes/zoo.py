@@ -259,7 +259,7 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
               for m, run in runs.items()} if sets else {}
     atomic_write_text(out / "protocol.json", json.dumps(tables, indent=1) + "\n")
     table = zoo_table(results, timings)
-    text = [f"# tedloc zoo: {data.name}", "",
+    text = [f"# tedloc zoo: {dataset.name}", "",
             f"Test split of `{data}`; each method's run in `runs/`, full metrics in `results.json`. `Top1Loc`: at the "
             f"oracle threshold (test boxes used); `Top1Loc@val_thr`: at the run's threshold chosen on val; the "
             f"CAM's post-hoc maps (`gradcam`, ...) are scored without a val threshold.", "", table, ""]
