@@ -12,7 +12,7 @@ from tedloc.engine import LossTerm
 from tedloc.errors import OptionError
 
 __all__ = ["check_unit", "check_positive", "keyed_rng", "batch_rng", "min_max", "class_map_attention",
-           "stage_names", "find_module", "feature_shapes", "classification_terms", "cross_entropy"]
+           "stage_modules", "stage_names", "find_module", "feature_shapes", "classification_terms", "cross_entropy"]
 
 
 def check_unit(name: str, value: float) -> None:
@@ -52,15 +52,22 @@ def class_map_attention(maps: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return min_max(picked).unsqueeze(1)
 
 
-def stage_names(model: nn.Module) -> list[str]:
-    """The module paths of a timm classifier's stages (its ``feature_info``), shallowest first."""
+def stage_modules(model: nn.Module) -> list[tuple[str, int]]:
+    """``(module path, channels)`` of a timm classifier's feature stages (its ``feature_info``), shallowest first;
+    an entry naming no module is left out."""
     info = getattr(model, "feature_info", None) or []
-    names = []
+    stages = []
     for i, entry in enumerate(info):
         name = entry.get("module") if isinstance(entry, dict) else info.module_name(i)
+        channels = entry["num_chs"] if isinstance(entry, dict) else info.channels(i)
         if name:
-            names.append(name)
-    return names
+            stages.append((name, int(channels)))
+    return stages
+
+
+def stage_names(model: nn.Module) -> list[str]:
+    """The module paths of a timm classifier's stages (its ``feature_info``), shallowest first."""
+    return [name for name, _ in stage_modules(model)]
 
 
 def find_module(model: nn.Module, name: str, option: str, arch: str) -> nn.Module:

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from tedloc.errors import OptionError
+from tedloc.methods.cam_variants import stage_modules
 from tedloc.models.classifier import build_classifier
 
 __all__ = ["NonLocalBlock", "stage_modules", "insert_nonlocal_blocks", "build_nlccam_classifier"]
@@ -48,17 +49,6 @@ class NonLocalBlock(nn.Module):
         v = self.value(x).flatten(2)
         attended = torch.bmm(v, self.attention(x).transpose(1, 2)).reshape(x.shape)
         return x + self.bn(self.mix(attended))
-
-
-def stage_modules(model: nn.Module) -> list[tuple[str, int]]:
-    """``(module path, channels)`` of a timm CNN's feature stages (its ``feature_info``), shallowest first."""
-    info = getattr(model, "feature_info", None) or []
-    stages = []
-    for i, entry in enumerate(info):
-        name = entry["module"] if isinstance(entry, dict) else info.module_name(i)
-        channels = entry["num_chs"] if isinstance(entry, dict) else info.channels(i)
-        stages.append((name, int(channels)))
-    return stages
 
 
 def insert_nonlocal_blocks(model: nn.Module, count: int | None, arch: str = "") -> list[str]:
