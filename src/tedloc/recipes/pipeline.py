@@ -151,22 +151,24 @@ def _clip_es_maps(data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> No
                       runtime=runtime, model_record=model.record())
 
 
-def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> dict:
+def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime, map_kind: str | None = None
+              ) -> dict:
     """Test metrics of a run under the recipe's conventions (as ``tedloc evaluate --run``: the oracle threshold
-    and the run's val threshold), cached in OUT/eval/<name>.json until the run's model or the conventions change.
-    Maps are scored at the recipe's ``map_sizes`` of the run's kind, else the run's recorded map size, else
-    its input size."""
+    and the run's val threshold), cached in OUT/eval/<name>.json (<name>_<map_kind>.json for another map than the
+    run's own, e.g. a post-hoc CAM) until the run's model or the conventions change. Maps are scored at the
+    recipe's ``map_sizes`` of the run's kind, else the run's recorded map size, else its input size."""
     from tedloc.methods.run_evaluation import evaluate_run, run_protocol, run_val_threshold
 
-    path = out / "eval" / f"{run.name}.json"
+    path = out / "eval" / (f"{run.name}_{map_kind}.json" if map_kind else f"{run.name}.json")
     folder = RunFolder(run)
     protocol = run_protocol(folder, recipe_protocol(recipe, folder.metadata().get("kind")))
     if path.exists() and path.stat().st_mtime >= folder.metadata_path.stat().st_mtime:
         cached = json.loads(path.read_text())
-        threshold = run_val_threshold(folder.record())[0] if "MaxBoxAcc" in cached else None
+        threshold = run_val_threshold(folder.record(), map_kind)[0] if "MaxBoxAcc" in cached else None
         if cached.get("protocol") == protocol.to_dict() and cached.get("val_threshold") == threshold:
             return cached  # made under the same conventions and val threshold: kept
-    metrics = evaluate_run(run, data, "test", protocol, runtime=runtime, batch_size=recipe.eval_batch_size)
+    metrics = evaluate_run(run, data, "test", protocol, runtime=runtime, map_kind=map_kind,
+                           batch_size=recipe.eval_batch_size)
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
 

@@ -147,33 +147,6 @@ def _with_overrides(recipe: ZooRecipe, overrides: dict) -> ZooRecipe:
     return dataclasses.replace(recipe, configs=configs)
 
 
-def _finished(run: Path, epochs: int) -> bool:
-    from tedloc.engine.run_folder import RunFolder
-
-    folder = RunFolder(run)
-    return folder.is_finished() and len(folder.metadata().get("history", [])) == epochs
-
-
-def _posthoc_metrics(run: Path, data: Path, out: Path, recipe: ZooRecipe, kind: str, runtime: Runtime) -> dict:
-    """Test metrics of the CAM run's post-hoc map ``kind``, cached in OUT/eval/cam_<kind>.json while the run's
-    model is unchanged."""
-    from tedloc.engine.run_folder import RunFolder
-    from tedloc.methods.run_evaluation import evaluate_run, run_protocol
-    from tedloc.recipes.pipeline import recipe_protocol
-
-    path = out / "eval" / f"{run.name}_{kind}.json"
-    folder = RunFolder(run)
-    protocol = run_protocol(folder, recipe_protocol(recipe, folder.metadata().get("kind")))
-    if path.exists() and path.stat().st_mtime >= folder.metadata_path.stat().st_mtime:
-        cached = json.loads(path.read_text())
-        if cached.get("protocol") == protocol.to_dict():
-            return cached
-    metrics = evaluate_run(run, data, "test", protocol, runtime=runtime, map_kind=kind,
-                           batch_size=recipe.eval_batch_size)
-    atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
-    return metrics
-
-
 def _cell(metrics: dict, key: str) -> str:
     v = metrics.get(key)
     return f"{v:.2f}" if isinstance(v, (int, float)) else "-"
@@ -207,7 +180,7 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
     from tedloc.protocol.box_files import supervision_sets
     from tedloc.protocol.make_boxes import make_pseudo_boxes
     from tedloc.protocol.selection import evaluate_runs, format_methods_table, protocol_table
-    from tedloc.recipes.pipeline import _evaluate, _strip
+    from tedloc.recipes.pipeline import _evaluate, _finished, _strip
 
     data, out = Path(data), Path(out)
     if runtime.dist.enabled:
@@ -242,7 +215,7 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
         if method == "cam":
             for kind in recipe.posthoc:
                 results[method].setdefault("posthoc", {})[kind] = timed(
-                    f"{run.name}_{kind}", lambda: _posthoc_metrics(run, data, out, recipe, kind, runtime))
+                    f"{run.name}_{kind}", lambda: _evaluate(run, data, out, recipe, runtime, map_kind=kind))
         log(f"      {method}: MaxBoxAcc {_cell(results[method], 'MaxBoxAcc')}")
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     atomic_write_text(path, json.dumps(timings, indent=1) + "\n")
