@@ -103,3 +103,21 @@ def test_real_subset_converts_and_checks(tiny_imagenet_src, tmp_path, capsys):
     assert ds.class_names[test.labels[j]] == ds.class_names[sorted(
         (tiny_imagenet_src / "wnids.txt").read_text().split()).index(ann[1])]
     assert np.bincount(ds["val"].labels).tolist() == [10] * 200
+
+
+def test_first_classes_only(tmp_path, capsys):
+    """``--classes N``: the first N classes in sorted-wnid order, their train/val images and their test images."""
+    src = _fake_tin(tmp_path / "src")
+    ds = load_dataset(convert_tinyimagenet(src, tmp_path / "out", val_per_class=2, classes=2))
+    assert ds.class_names == ["goldfish", "tabby"]
+    assert {n: len(s) for n, s in ds.splits.items()} == {"train": 8, "val": 4, "test": 3}
+    assert sorted({i.split("/")[1] for i in ds["train"].image_ids}) == ["n01", "n02"]
+    assert ds["test"].image_ids == ["val/images/val_0.JPEG", "val/images/val_1.JPEG", "val/images/val_3.JPEG"]
+    assert [ds.class_names[k] for k in ds["test"].labels] == ["tabby", "goldfish", "tabby"]
+    full = load_dataset(convert_tinyimagenet(src, tmp_path / "full", val_per_class=2))
+    assert ds["val"].image_ids == [i for i in full["val"].image_ids if "/n03/" not in i]
+    with pytest.raises(DataError, match="--classes must be in 1..3, got 4"):
+        convert_tinyimagenet(src, tmp_path / "bad", classes=4)
+    assert main(["data", "tinyimagenet", "--src", str(src), "--out", str(tmp_path / "cli"), "--val-per-class", "2",
+                 "--classes", "1"]) == 0
+    assert load_dataset(tmp_path / "cli").class_names == ["goldfish"]

@@ -26,6 +26,8 @@ def test_presets_and_methods():
     assert cam.epochs == adl.epochs == sat.epochs == 1 and adl.adl_drop_rate == 0.5
     assert cam.selection == adl.selection == sat.selection == "loc" and not sat.pretrained
     assert "gradcam" in recipe.posthoc and "scorecam" not in recipe.posthoc
+    lrs = {m: c.lr for m, c in zoo_preset("synthetic", ("cam", "acol", "nlccam")).configs.items()}
+    assert lrs == {"cam": 0.1, "acol": 0.01, "nlccam": 1e-3}  # ACoL's branches diverge at 0.1 from scratch
     assert "scorecam" in zoo_paper_recipe("cub", ("cam",)).posthoc
     with pytest.raises(OptionError, match="--set has.x: 'has' is not among the methods"):
         zoo_preset("synthetic", ("cam",), {"has.x": 1})

@@ -21,7 +21,8 @@ from tedloc.data.youtube_objects import CONVERSION_REPORT, convert_ytov1, conver
 
 
 def _tinyimagenet(args: argparse.Namespace) -> int:
-    out = convert_tinyimagenet(args.src, args.out, val_per_class=args.val_per_class, workers=args.workers)
+    out = convert_tinyimagenet(args.src, args.out, val_per_class=args.val_per_class, workers=args.workers,
+                               classes=args.classes)
     print(f"wrote {out}\n{summarize(out)}")
     return 0
 
@@ -105,6 +106,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="dataset directory to write")
     p.add_argument("--val-per-class", type=int, default=10, help="train images per class held out as val")
     p.add_argument("--workers", type=int, default=4, help="threads reading image headers")
+    p.add_argument("--classes", type=int, metavar="N",
+                   help="only the first N classes in sorted-wnid order (default all 200): a smaller benchmark")
     p.set_defaults(func=_tinyimagenet)
 
     p = sub.add_parser("download", help="download a dataset (needs network access) and convert it")

@@ -81,9 +81,11 @@ def _image_sizes(root: Path, ids: list[str], workers: int) -> np.ndarray:
 
 
 def convert_tinyimagenet(
-    src: str | os.PathLike, out: str | os.PathLike, val_per_class: int = 10, workers: int = 4
+    src: str | os.PathLike, out: str | os.PathLike, val_per_class: int = 10, workers: int = 4,
+    classes: int | None = None,
 ) -> Path:
-    """Make a tedloc dataset directory at ``out`` from an extracted Tiny ImageNet at ``src``.
+    """Make a tedloc dataset directory at ``out`` from an extracted Tiny ImageNet at ``src`` (``classes``: only
+    the first that many classes in sorted-wnid order, with their train, val and test images).
 
     Every problem of the source (a malformed line, a box outside its image, a missing image) is
     collected and raised as one :class:`DataError` naming files and lines; nothing is written then.
@@ -116,6 +118,11 @@ def convert_tinyimagenet(
                 names[first] = f"{name} ({wnids[first]})"
         else:
             seen[name] = k
+    if classes is not None:
+        if not 1 <= classes <= len(wnids):
+            raise DataError(f"--classes must be in 1..{len(wnids)}, got {classes}", src / "wnids.txt")
+        wnids, names = wnids[:classes], names[:classes]
+    all_wnids = set(wnids_raw)
     label_of = {w: k for k, w in enumerate(wnids)}
 
     origin: dict[tuple[str, tuple], tuple[Path, int]] = {}  # (image id, box) -> (file, line)
@@ -151,6 +158,8 @@ def convert_tinyimagenet(
     ann = src / "val" / "val_annotations.txt"
     for number, parts in _read_tsv(ann, 6, problems):
         if parts[1] not in label_of:
+            if parts[1] in all_wnids:  # a class left out by ``classes``
+                continue
             problems.append(Problem(f"unknown wnid {parts[1]!r} (not in wnids.txt)", str(ann), number, "wnid"))
             continue
         box = _parse_box(parts[2:], ann, number, problems)
