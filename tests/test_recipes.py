@@ -23,7 +23,7 @@ def test_pipeline_runs_and_resumes(synthetic_small, tmp_path):
     out = tmp_path / "out"
     logs: list[str] = []
     results = run_recipe(synthetic_small, out, recipe, log=logs.append, runtime=CPU)
-    assert list(results) == ["centered_box", "cam", "tedloc", "tedloc_no_orth", "tedloc_kd"]
+    assert list(results) == ["centered_box", "centered_gaussian", "cam", "tedloc", "tedloc_no_orth", "tedloc_kd"]
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     for method in ("cam", "tedloc"):
         assert {"CL@1", "MaxBoxAcc", "MaxBoxAccV2", "Top1Loc", "Top5Loc", "mIoU"} <= set(results[method])

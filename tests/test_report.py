@@ -181,7 +181,7 @@ def test_both_reports_have_the_recipe_name_as_title(recipe_folder):
 
 
 def test_both_reports_define_every_column_and_say_what_the_numbers_show(recipe_folder):
-    from tedloc.report.glossary import DEFINED_METRICS, centered_box_sentence, table_definitions
+    from tedloc.report.glossary import DEFINED_METRICS, centered_box_sentence, no_look_sentences, table_definitions
 
     md = (recipe_folder / "report.md").read_text()
     page = _text((recipe_folder / "report.html").read_text())
@@ -199,6 +199,9 @@ def test_both_reports_define_every_column_and_say_what_the_numbers_show(recipe_f
     assert "| centered_box |" in md and "<td>centered_box</td>" in (recipe_folder / "report.html").read_text()
     sentence = centered_box_sentence(results["centered_box"]["box_fraction"])
     assert sentence in md and sentence in page and "no-look baseline" in sentence
+    assert "| centered_gaussian |" in md and "<td>centered_gaussian</td>" in (recipe_folder / "report.html").read_text()
+    gaussian = no_look_sentences(results)[1]
+    assert gaussian.startswith("centered_gaussian: the other no-look baseline") and gaussian in md and gaussian in page
     assert SCOPE in md and SCOPE in page
 
 

@@ -1,17 +1,23 @@
-"""The trivial baseline every WSOL method must beat: a centered box of the best fixed size.
+"""The no-look baselines every WSOL method must beat; neither looks at the image.
 
-No image is looked at. For each candidate side (a fraction of the image side), every map is 1
-inside the centered square and 0 outside; the side with the best MaxBoxAcc on the evaluated
-split is kept (ties: the higher mIoU), an oracle choice, as favourable to the baseline as possible.
+- The centered box of the best fixed size: for each candidate side (a fraction of the image side), every map is 1
+  inside the centered square and 0 outside; the side with the best MaxBoxAcc on the split it is chosen on is kept
+  (ties: the higher mIoU).
+- The centered Gaussian (Choe et al. 2020's center baseline): one isotropic Gaussian bump in the middle of every
+  map, scored like any method's map (every threshold, so its best box size comes from the threshold sweep).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from tedloc.data.dataset import Split
+from tedloc.errors import OptionError
 from tedloc.eval.evaluator import WSOLEvaluator
 
-__all__ = ["centered_box_map", "centered_box_metrics", "centered_box_baseline"]
+__all__ = ["centered_box_map", "centered_box_metrics", "centered_box_baseline", "centered_gaussian_map",
+           "centered_gaussian_metrics", "CENTERED_GAUSSIAN_SIGMA"]
+
+CENTERED_GAUSSIAN_SIGMA = 0.5  # in units of half the map's side (the map spans [-1, 1]); corners at exp(-4)
 
 
 def centered_box_map(size: int, fraction: float) -> np.ndarray:
@@ -41,3 +47,21 @@ def centered_box_baseline(split: Split, size: int = 224, fractions=np.arange(0.3
         if best is None or key > (best[1]["MaxBoxAcc"], best[1]["mIoU"]):
             best = (float(f), metrics)
     return best
+
+
+def centered_gaussian_map(size: int, sigma: float = CENTERED_GAUSSIAN_SIGMA) -> np.ndarray:
+    """A ``size`` x ``size`` map ``exp(-(u^2 + v^2) / (2 sigma^2))``, ``u, v`` the pixel centres in [-1, 1]."""
+    if not sigma > 0:
+        raise OptionError(f"the centered Gaussian's sigma must be > 0, got {sigma}")
+    u = 2 * (np.arange(size) + 0.5) / size - 1
+    return np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma ** 2))
+
+
+def centered_gaussian_metrics(split: Split, size: int, sigma: float = CENTERED_GAUSSIAN_SIGMA,
+                              interval: float = 0.01) -> dict:
+    """Metrics of the centered Gaussian (maps of ``size`` x ``size``) on ``split``, thresholds every ``interval``."""
+    evaluator = WSOLEvaluator(split, interval=interval)
+    m = centered_gaussian_map(size, sigma)
+    for image_id in split.image_ids:
+        evaluator.accumulate(image_id, m)
+    return evaluator.compute()

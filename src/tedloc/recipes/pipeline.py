@@ -37,7 +37,7 @@ from tedloc.errors import TedlocError
 from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.methods import TrainConfig, get_method
 from tedloc.report import HEADLINE_METRICS, write_report
-from tedloc.report.glossary import centered_box_sentence, recipe_title, table_definitions
+from tedloc.report.glossary import no_look_sentences, recipe_title, table_definitions
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.registry import Registry
@@ -185,6 +185,20 @@ def _centered_box(data: Path, out: Path, size: int) -> dict:
     fraction, _ = centered_box_baseline(dataset["val"], size)
     metrics = centered_box_metrics(dataset["test"], size, fraction)
     metrics["box_fraction"] = fraction
+    atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
+    return metrics
+
+
+def _centered_gaussian(data: Path, out: Path, size: int, interval: float) -> dict:
+    """The centered Gaussian scored on test (thresholds every ``interval``, as the methods)."""
+    from tedloc.data import load_dataset
+    from tedloc.methods.centered_box import CENTERED_GAUSSIAN_SIGMA, centered_gaussian_metrics
+
+    path = out / "eval" / "centered_gaussian.json"
+    if path.exists() and json.loads(path.read_text()).get("interval") == interval:
+        return json.loads(path.read_text())
+    metrics = centered_gaussian_metrics(load_dataset(data, splits=["test"])["test"], size, interval=interval)
+    metrics.update(sigma=CENTERED_GAUSSIAN_SIGMA, interval=interval)
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
 
@@ -380,6 +394,8 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     results: dict = {}
     if recipe.centered_box and boxes:
         results["centered_box"] = _strip(_centered_box(data, out, recipe.pretrain.input_size))
+        results["centered_gaussian"] = _strip(_centered_gaussian(data, out, recipe.pretrain.input_size,
+                                                                 recipe_protocol(recipe).interval))
     for name, run in runs.items():
         results[name] = _strip(_evaluate(run, data, out, recipe, runtime))
     done("evaluate", t0)
@@ -403,8 +419,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     atomic_write_text(out / "recipe.json", json.dumps({"name": name, "scope": recipe.scope}, indent=1) + "\n")
     text = [f"# {recipe_title(name)}", ""] + ([recipe.scope, ""] if recipe.scope else [])
     text += [f"Test split of `{data}`; {thresholds}; runs in `runs/`, full metrics in `results.json`.", "", table, ""]
-    if "centered_box" in results:
-        text += [centered_box_sentence(results["centered_box"].get("box_fraction")), ""]
+    text += [line for sentence in no_look_sentences(results) for line in (sentence, "")]
     text += [f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {protocol.map_class} class "
              f"({'GT-known; `@pred`: the predicted class' if protocol.map_class == 'true' else 'no label used'}); "
              f"thresholds every {protocol.interval}; maps scored at {sizes}.", "",

@@ -10,7 +10,10 @@ from collections.abc import Iterable
 
 from tedloc.errors import TedlocError
 
-__all__ = ["metric_definitions", "table_definitions", "centered_box_sentence", "recipe_title", "DEFINED_METRICS"]
+__all__ = ["metric_definitions", "table_definitions", "centered_box_sentence", "no_look_sentences", "recipe_title",
+           "DEFINED_METRICS", "NO_LOOK_ROWS"]
+
+NO_LOOK_ROWS = ("centered_box", "centered_gaussian")  # the results' rows that never look at the image
 
 _ORACLE = "[oracle: chosen with the test boxes]"
 _VAL = "[val: the run's threshold chosen on the val split, no test box used; - where the run has none]"
@@ -73,6 +76,19 @@ def centered_box_sentence(box_fraction: float | None = None) -> str:
     size = f" (its side {box_fraction:.0%} of the image's, the best on val)" if box_fraction is not None else ""
     return (f"centered_box: the no-look baseline, one centered box{size} for every image, which never looks at the "
             "image; a method that localizes must beat it.")
+
+
+def no_look_sentences(results: dict) -> list[str]:
+    """One sentence per no-look row of ``results`` (method -> metrics) saying what it is."""
+    out = []
+    if "centered_box" in results:
+        out.append(centered_box_sentence(results["centered_box"].get("box_fraction")))
+    if "centered_gaussian" in results:
+        sigma = results["centered_gaussian"].get("sigma")
+        out.append("centered_gaussian: the other no-look baseline (Choe et al. 2020), one centered Gaussian map"
+                   f"{f' (sigma {sigma} of the half side)' if sigma else ''} for every image, scored at every "
+                   "threshold like a method's map.")
+    return out
 
 
 def recipe_title(name: str) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 from tedloc.data.images import load_image
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
-from tedloc.report.glossary import centered_box_sentence, recipe_title, table_definitions
+from tedloc.report.glossary import no_look_sentences, recipe_title, table_definitions
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 
@@ -323,9 +323,7 @@ def _recipe_sections(folder: Path, gallery: int, pool: int, runtime) -> list[str
     scope = _recipe_record(folder).get("scope")
     body = [f"<p class='note'>{html.escape(scope)}</p>" if scope else "",
             "<h2>Results (test split)</h2>", _table(results, HEADLINE_METRICS)]
-    if "centered_box" in results:
-        body.append(f"<p class='note'>{html.escape(centered_box_sentence(results['centered_box'].get('box_fraction')))}"
-                    "</p>")
+    body += [f"<p class='note'>{html.escape(sentence)}</p>" for sentence in no_look_sentences(results)]
     body += [_conventions(results), "<h3>What the columns mean (percent)</h3><ul class='note'>"
              + "".join(f"<li>{html.escape(line)}</li>" for line in table_definitions(results, HEADLINE_METRICS))
              + "</ul>"]
