@@ -14,10 +14,13 @@ from tedloc.data import (
     convert_tinyimagenet,
     download_tinyimagenet,
     import_wsol,
+    load_dataset,
     make_synthetic,
 )
+from tedloc.data.synthetic import PLACEMENT_CHOICES
 from tedloc.data.wsol_import import WSOL_DATASETS
 from tedloc.data.youtube_objects import CONVERSION_REPORT, convert_ytov1, convert_ytov2
+from tedloc.utils.io import atomic_write_text
 
 
 def _tinyimagenet(args: argparse.Namespace) -> int:
@@ -35,9 +38,26 @@ def _download(args: argparse.Namespace) -> int:
 
 def _synthetic(args: argparse.Namespace) -> int:
     cfg = SyntheticConfig(classes=args.classes, train=args.train, val=args.val, test=args.test, size=args.size,
-                          seed=args.seed)
+                          seed=args.seed, placement=args.placement)
     out = make_synthetic(args.out, cfg, force=args.force)
     print(f"wrote {out}\n{summarize(out)}")
+    return 0
+
+
+def _box_stats(args: argparse.Namespace) -> int:
+    from tedloc.data.box_statistics import box_statistics
+
+    dataset = load_dataset(args.dir, splits=[args.split])
+    stats = box_statistics(dataset[args.split])
+    print(f"{args.dir} {args.split}: {stats['images']:,} images, {stats['boxes_per_image']:.2f} boxes per image; the "
+          "largest box of each image (area: of the image's; dx, dy: centre offset in image widths / heights)")
+    shown = ("0.05", "0.25", "0.5", "0.75", "0.95")
+    print(f"{'':8}{'mean':>8}{'std':>8}" + "".join(f"{'q' + q:>8}" for q in shown))
+    for name in ("area", "dx", "dy", "offset"):
+        v = stats[name]
+        print(f"{name:8}{v['mean']:8.3f}{v['std']:8.3f}" + "".join(f"{v['quantiles'][q]:8.3f}" for q in shown))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(stats, indent=1) + "\n")
     return 0
 
 
@@ -126,6 +146,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--test", type=int, default=d.test, help="test images")
     p.add_argument("--size", type=int, default=d.size, help="image side in pixels")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed of the images")
+    p.add_argument("--placement", choices=PLACEMENT_CHOICES, default=d.placement,
+                   help="object sizes and positions: those of CUB's or ILSVRC's test boxes, or uniform (the original "
+                        f"generator) (default {d.placement})")
     p.add_argument("--force", action="store_true", help="replace an existing directory")
     p.set_defaults(func=_synthetic)
 
@@ -168,6 +191,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--masks", help="mask root the mask paths are relative to (OpenImages)")
     p.add_argument("--out", required=True, help="dataset directory to write")
     p.set_defaults(func=_import_wsol)
+
+    p = sub.add_parser("box-stats", help="where and how large a split's objects are (area fraction, centre offset)")
+    p.add_argument("dir", help="dataset directory (metadata only is enough)")
+    p.add_argument("--split", default="test", help="the split (default test)")
+    p.add_argument("--json", help="write every quantile as JSON here")
+    p.set_defaults(func=_box_stats)
 
     p = sub.add_parser("check", help="report every problem of a dataset directory")
     p.add_argument("dir", help="dataset directory")

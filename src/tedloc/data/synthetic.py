@@ -7,6 +7,11 @@ while the GT box and mask cover the whole object: a classifier's CAM lights up t
 its box is too small, which is the classic WSOL difficulty. Distractors: clutter strokes of
 any colour and smaller decoy bodies without an emblem.
 
+Where the object is and how large (``placement``): ``cub`` (the default) and ``ilsvrc`` draw its box's area
+fraction and centre offset from the quantiles of CUB's and ILSVRC's test boxes (:data:`PLACEMENTS`, measured by
+``tedloc data box-stats`` on wsolevaluation's metadata), so that the no-look baselines are as strong here as on
+the real benchmarks; ``uniform`` is the original generator (sizes of a fixed range, anywhere in the image).
+
 Classes are ``(colour, shape)`` pairs (``"red circle"``, ``"green square"``, ...), so that text
 encoders see meaningful class names. Everything is drawn from ``numpy.random.default_rng``
 seeded with ``(seed, split, index)``: the same arguments give the same bytes.
@@ -29,7 +34,7 @@ from tedloc.errors import DataError
 from tedloc.utils.progress import progress
 
 __all__ = ["SyntheticConfig", "make_synthetic", "render_sample", "synthetic_class_names", "MAX_CLASSES",
-           "generation_folder"]
+           "generation_folder", "PLACEMENTS"]
 
 _COLORS = {
     "red": (225, 30, 30),
@@ -45,6 +50,31 @@ _SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star", "ring", "
 MAX_CLASSES = len(_COLORS) * len(_SHAPES)
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
+# Quantiles 1, 5, 10, 15, ..., 95, 99 % of the largest box of each test image: its area / the image's, its centre's
+# offset from the image centre in image widths (dx) and heights (dy). Measured on wsolevaluation's test metadata:
+# `tedloc data import-wsol --metadata-root wsolevaluation/metadata --dataset CUB --out M && tedloc data box-stats M`
+# (CUB: 5,794 images; ILSVRC: 50,000). tests/test_synthetic_placement.py recomputes them when the metadata is there.
+PLACEMENTS = {
+    "cub": {
+        "area": (0.0812, 0.1129, 0.1399, 0.1633, 0.1845, 0.2063, 0.2295, 0.2531, 0.2731, 0.2929, 0.3157, 0.3409,
+                 0.3634, 0.389, 0.4199, 0.4547, 0.489, 0.533, 0.5916, 0.6847, 0.8169),
+        "dx": (-0.2141, -0.155, -0.124, -0.103, -0.082, -0.0653, -0.0506, -0.0372, -0.0241, -0.013, -0.001, 0.009,
+               0.021, 0.034, 0.047, 0.061, 0.077, 0.096, 0.12, 0.1531, 0.213),
+        "dy": (-0.1667, -0.0993, -0.0622, -0.043, -0.027, -0.017, -0.0075, 0.001, 0.0075, 0.0137, 0.021, 0.0275,
+               0.0345, 0.042, 0.0491, 0.0584, 0.0691, 0.0811, 0.0975, 0.1233, 0.1802),
+    },
+    "ilsvrc": {
+        "area": (0.0078, 0.0362, 0.0734, 0.1133, 0.1556, 0.1958, 0.2378, 0.2809, 0.3249, 0.3688, 0.414, 0.4597,
+                 0.507, 0.558, 0.6103, 0.6662, 0.7297, 0.7975, 0.8756, 0.9687, 0.998),
+        "dx": (-0.328, -0.214, -0.147, -0.1027, -0.071, -0.048, -0.032, -0.0187, -0.0084, -0.0015, 0.0, 0.0017,
+               0.008, 0.017, 0.0293, 0.046, 0.068, 0.099, 0.143, 0.211, 0.321),
+        "dy": (-0.2947, -0.1642, -0.1013, -0.064, -0.04, -0.0225, -0.0093, -0.0012, 0.0, 0.0039, 0.0107, 0.02,
+               0.0307, 0.0434, 0.0585, 0.076, 0.0987, 0.1284, 0.171, 0.236, 0.348),
+    },
+}
+PLACEMENT_LEVELS = (0.01, *np.round(np.arange(0.05, 0.951, 0.05), 2), 0.99)
+PLACEMENT_CHOICES = (*PLACEMENTS, "uniform")
+
 
 @dataclass(frozen=True)
 class SyntheticConfig:
@@ -56,6 +86,7 @@ class SyntheticConfig:
     test: int = 600
     size: int = 64
     seed: int = 0
+    placement: str = "cub"
 
     def validate(self) -> None:
         """Raise :class:`DataError` (naming the field) when a parameter is out of range."""
@@ -63,6 +94,9 @@ class SyntheticConfig:
             raise DataError(f"--classes must be in [2, {MAX_CLASSES}], got {self.classes}", field="classes")
         if self.size < 32:
             raise DataError(f"--size must be at least 32 pixels, got {self.size}", field="size")
+        if self.placement not in PLACEMENT_CHOICES:
+            raise DataError(f"--placement must be one of {', '.join(PLACEMENT_CHOICES)}, got {self.placement!r}",
+                            field="placement")
         for name in ("train", "val", "test"):
             if getattr(self, name) < 0:
                 raise DataError(f"--{name} must be >= 0", field=name)
@@ -156,6 +190,37 @@ def _emblem_mask(shape: str, s: int, center, r: float, rng: np.random.Generator)
     return m.astype(bool) & ~hole_b, hole_b
 
 
+def _quantile_draw(rng: np.random.Generator, quantiles: tuple[float, ...]) -> float:
+    """A draw from the distribution whose quantiles at :data:`PLACEMENT_LEVELS` are ``quantiles`` (linear between)."""
+    return float(np.interp(rng.uniform(PLACEMENT_LEVELS[0], PLACEMENT_LEVELS[-1]), PLACEMENT_LEVELS, quantiles))
+
+
+def _placed_ellipse(rng: np.random.Generator, s: int, placement: dict) -> tuple[float, float, float, tuple]:
+    """(semi-axes a >= b, angle in degrees, centre) of an ellipse whose bounding box has the drawn area fraction
+    and centre offset of ``placement``, its aspect ratio in [0.64, 1.57], inside the ``s`` x ``s`` image."""
+    area = _quantile_draw(rng, placement["area"])
+    dx, dy = _quantile_draw(rng, placement["dx"]), _quantile_draw(rng, placement["dy"])
+    aspect = math.exp(rng.uniform(-0.45, 0.45))  # box width / height
+    ex = (min(math.sqrt(area * aspect) * s, s - 3) - 1) / 2  # half sides of the box (its pixels: 2 ex + 1)
+    ey = (min(math.sqrt(area / aspect) * s, s - 3) - 1) / 2
+    # a rotated ellipse's box: ex^2 = a^2 cos^2 + b^2 sin^2, ey^2 = a^2 sin^2 + b^2 cos^2; try angles until the
+    # axes it gives are an ellipse of the usual elongation (b / a in [0.45, 0.9]), else lay it along the box
+    for angle in rng.uniform(0, 180, size=8):
+        c2, s2 = math.cos(math.radians(angle)) ** 2, math.sin(math.radians(angle)) ** 2
+        if abs(c2 - s2) < 1e-3:
+            continue
+        a2, b2 = np.linalg.solve([[c2, s2], [s2, c2]], [ex * ex, ey * ey])
+        if b2 > 0 and a2 > 0 and 0.45 <= math.sqrt(b2 / a2) <= 0.9:
+            a, b = math.sqrt(a2), math.sqrt(b2)
+            break
+    else:
+        a, b = max(ex, ey), min(ex, ey)
+        angle = 0.0 if ex >= ey else 90.0
+    cx = float(np.clip(s / 2 + dx * s, ex + 1, s - 2 - ex))
+    cy = float(np.clip(s / 2 + dy * s, ey + 1, s - 2 - ey))
+    return a, b, float(angle), (cx, cy)
+
+
 def render_sample(cfg: SyntheticConfig, label: int, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
     """Render one image (uint8 HxWx3) and its object mask (bool HxW) for class ``label``."""
     s = cfg.size
@@ -169,14 +234,18 @@ def render_sample(cfg: SyntheticConfig, label: int, split: str, index: int) -> t
         img[m] = _body_texture(rng, s)[m]
 
     # the object: a body ellipse inside the image ...
-    a = rng.uniform(0.22, 0.42) * s
-    b = a * rng.uniform(0.5, 0.85)
-    angle = rng.uniform(0, 180)
-    t = math.radians(angle)
-    ex = math.sqrt((a * math.cos(t)) ** 2 + (b * math.sin(t)) ** 2)
-    ey = math.sqrt((a * math.sin(t)) ** 2 + (b * math.cos(t)) ** 2)
-    cx = rng.uniform(ex + 1, s - 2 - ex)
-    cy = rng.uniform(ey + 1, s - 2 - ey)
+    if cfg.placement == "uniform":
+        a = rng.uniform(0.22, 0.42) * s
+        b = a * rng.uniform(0.5, 0.85)
+        angle = rng.uniform(0, 180)
+        t = math.radians(angle)
+        ex = math.sqrt((a * math.cos(t)) ** 2 + (b * math.sin(t)) ** 2)
+        ey = math.sqrt((a * math.sin(t)) ** 2 + (b * math.cos(t)) ** 2)
+        cx = rng.uniform(ex + 1, s - 2 - ex)
+        cy = rng.uniform(ey + 1, s - 2 - ey)
+    else:
+        a, b, angle, (cx, cy) = _placed_ellipse(rng, s, PLACEMENTS[cfg.placement])
+        t = math.radians(angle)
     body = _ellipse_mask(s, (cx, cy), (a, b), angle)
     texture = _body_texture(rng, s)
     img[body] = texture[body]
