@@ -203,6 +203,11 @@ def test_both_reports_define_every_column_and_say_what_the_numbers_show(recipe_f
     gaussian = no_look_sentences(results)[1]
     assert gaussian.startswith("centered_gaussian: the other no-look baseline") and gaussian in md and gaussian in page
     assert SCOPE in md and SCOPE in page
+    from tedloc.report.glossary import verdicts
+
+    assert verdicts(results) and "## What the table shows" in md  # every method: its margin or why it loses
+    for line in verdicts(results):
+        assert f"- {line}" in md and line in page
 
 
 def test_the_page_says_which_threshold_the_curves_and_the_gallery_show(recipe_folder):
@@ -265,3 +270,24 @@ def test_the_presets_name_their_reports_and_say_what_they_cannot_show():
     assert get_preset("tinyimagenet-quick").name == "tinyimagenet-quick"
     assert "DiPS" not in get_preset("tinyimagenet-quick").scope  # the quick preset has no DiPS
     assert paper_recipe("cub")[1].name == "cub"
+
+
+def test_verdicts_give_each_method_its_margin_or_why_it_loses():
+    from tedloc.report.glossary import verdicts
+
+    results = {"centered_box": {"MaxBoxAcc": 40.0}, "centered_gaussian": {"MaxBoxAcc": 45.0},
+               "cam": {"MaxBoxAcc": 30.0, "error/LPE": 50.0, "error/LME": 5.0, "error/MIns": 0.0, "error/other": 15.0},
+               "tedloc": {"MaxBoxAcc": 57.5},
+               "dips": {"MaxBoxAcc": 46.0},
+               "has": {"MaxBoxAcc": 25.0, "error/LPE": 10.0, "error/LME": 5.0, "error/MIns": 0.0, "error/other": 60.0}}
+    assert verdicts(results) == [
+        "cam (MaxBoxAcc 30.00) does not beat the no-look centered_gaussian (45.00): its box covers only a part of "
+        "the object (LPE: the box mostly inside the GT box) for 50.0% of the test images.",
+        "tedloc (MaxBoxAcc 57.50) beats the no-look centered_gaussian by 12.50 points.",
+        "dips (MaxBoxAcc 46.00) beats the no-look centered_gaussian by 1.00 points.",
+        "has (MaxBoxAcc 25.00) does not beat the no-look centered_gaussian (45.00): its box misses the object "
+        "(neither inside nor around the GT box) for 60.0% of the test images."]
+    no_baselines = {"cam": {"MaxBoxAcc": 30.0}, "dips": {"MaxBoxAcc": 20.0, "error/LME": 70.0}}
+    assert verdicts(no_baselines) == ["dips (MaxBoxAcc 20.00) is below cam (30.00): its box is too large (LME: the GT "
+                                      "box mostly inside it) for 70.0% of the test images."]
+    assert verdicts({"cam": {"PxAP": 3.0}}) == []

@@ -37,7 +37,7 @@ from tedloc.errors import TedlocError
 from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.methods import TrainConfig, get_method
 from tedloc.report import HEADLINE_METRICS, write_report
-from tedloc.report.glossary import no_look_sentences, recipe_title, table_definitions
+from tedloc.report.glossary import no_look_sentences, recipe_title, table_definitions, verdicts
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.registry import Registry
@@ -420,6 +420,8 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     text = [f"# {recipe_title(name)}", ""] + ([recipe.scope, ""] if recipe.scope else [])
     text += [f"Test split of `{data}`; {thresholds}; runs in `runs/`, full metrics in `results.json`.", "", table, ""]
     text += [line for sentence in no_look_sentences(results) for line in (sentence, "")]
+    if verdicts(results):
+        text += ["## What the table shows", ""] + [f"- {line}" for line in verdicts(results)] + [""]
     text += [f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {protocol.map_class} class "
              f"({'GT-known; `@pred`: the predicted class' if protocol.map_class == 'true' else 'no label used'}); "
              f"thresholds every {protocol.interval}; maps scored at {sizes}.", "",

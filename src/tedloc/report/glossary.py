@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 from tedloc.errors import TedlocError
 
-__all__ = ["metric_definitions", "table_definitions", "centered_box_sentence", "no_look_sentences", "recipe_title",
-           "DEFINED_METRICS", "NO_LOOK_ROWS"]
+__all__ = ["metric_definitions", "table_definitions", "centered_box_sentence", "no_look_sentences", "verdicts",
+           "recipe_title", "DEFINED_METRICS", "NO_LOOK_ROWS"]
 
 NO_LOOK_ROWS = ("centered_box", "centered_gaussian")  # the results' rows that never look at the image
 
@@ -88,6 +88,45 @@ def no_look_sentences(results: dict) -> list[str]:
         out.append("centered_gaussian: the other no-look baseline (Choe et al. 2020), one centered Gaussian map"
                    f"{f' (sigma {sigma} of the half side)' if sigma else ''} for every image, scored at every "
                    "threshold like a method's map.")
+    return out
+
+
+# the error analysis' failure kinds (tedloc.eval.box_metrics), as the cause of a method's low MaxBoxAcc
+_FAILURES = {
+    "LPE": "its box covers only a part of the object (LPE: the box mostly inside the GT box)",
+    "LME": "its box is too large (LME: the GT box mostly inside it)",
+    "MIns": "its box spans several objects (MIns)",
+    "other": "its box misses the object (neither inside nor around the GT box)",
+}
+
+
+def _why(metrics: dict) -> str:
+    """The failure kind that costs a row the most images, with its share (empty without the error analysis)."""
+    shares = {kind: metrics[f"error/{kind}"] for kind in _FAILURES if f"error/{kind}" in metrics}
+    if not shares:
+        return ""
+    kind = max(shares, key=shares.get)
+    return f": {_FAILURES[kind]} for {shares[kind]:.1f}% of the test images"
+
+
+def verdicts(results: dict, metric: str = "MaxBoxAcc") -> list[str]:
+    """One sentence per method row of ``results`` (method -> metrics): its margin over the best no-look baseline
+    on ``metric``, or, where it loses (to that baseline, or to the ``cam`` row, which every method here is
+    published to beat), why: its most frequent failure kind and its share."""
+    looks = {name: m for name, m in results.items() if name not in NO_LOOK_ROWS and metric in m}
+    blind = {name: results[name][metric] for name in NO_LOOK_ROWS if metric in results.get(name, {})}
+    best = max(blind, key=blind.get) if blind else None
+    out = []
+    for name, m in looks.items():
+        if best is not None and m[metric] <= blind[best]:
+            out.append(f"{name} ({metric} {m[metric]:.2f}) does not beat the no-look {best} ({blind[best]:.2f})"
+                       f"{_why(m)}.")
+        elif name != "cam" and metric in results.get("cam", {}) and m[metric] < results["cam"][metric]:
+            out.append(f"{name} ({metric} {m[metric]:.2f}) is below cam ({results['cam'][metric]:.2f})"
+                       f"{_why(m)}.")
+        elif best is not None:
+            out.append(f"{name} ({metric} {m[metric]:.2f}) beats the no-look {best} by {m[metric] - blind[best]:.2f}"
+                       " points.")
     return out
 
 
