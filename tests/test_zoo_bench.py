@@ -46,9 +46,10 @@ def test_bench_zoo_on_a_tiny_dataset(synthetic_small, tmp_path, capsys):
             "--set", *TINY]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
-    assert list(results) == ["cam", "has", "acol", "tscam"]
+    assert list(results) == ["centered_box", "centered_gaussian", "cam", "has", "acol", "tscam"]
     assert {"gradcam", "layercam", "eigencam"} <= set(results["cam"]["posthoc"])
-    assert all(0 <= r["MaxBoxAcc"] <= 100 and "Top1Loc@val_thr" in r for r in results.values())
+    assert all(0 <= r["MaxBoxAcc"] <= 100 for r in results.values())
+    assert all("Top1Loc@val_thr" in results[m] for m in ("cam", "has", "acol", "tscam"))
     report = (out / "report.md").read_text()
     from tedloc.data import load_dataset
 
@@ -56,11 +57,15 @@ def test_bench_zoo_on_a_tiny_dataset(synthetic_small, tmp_path, capsys):
     assert ("| method | map | CL@1 | MaxBoxAcc | MaxBoxAccV2 | Top1Loc | Top1Loc@val_thr | PxAP | train s | eval s |"
             in report)
     assert "| cam | gradcam |" in report and "| tscam | tscam |" in report
+    assert "| centered_gaussian | - |" in report and "## What the table shows" in report
+    from tedloc.report.glossary import verdicts
+
+    assert all(f"- {line}" in report for line in verdicts(results)) and len(verdicts(results)) == 4
     assert "| method | cls BT-TT | cls BV-TT | cls BV-Otsu | GT BT-TT |" in report and "cam BV-VT" in report
     protocol = json.loads((out / "protocol.json").read_text())
     assert list(protocol) == ["cam", "has", "acol", "tscam"] and set(protocol["has"]) == {"cls", "GT", "cam"}
     timings = json.loads((out / "timings.json").read_text())
-    assert all(timings[m]["train"] > 0 for m in results)
+    assert all(timings[m]["train"] > 0 for m in ("cam", "has", "acol", "tscam"))
     before = (out / "runs" / "has" / "model.json").stat().st_mtime
     capsys.readouterr()
     assert main(args) == 0  # a second call reuses every run and evaluation

@@ -42,7 +42,8 @@ _STAND_INS = ("its image encoders are stand-ins trained here {how} (a tiny CNN; 
               "the papers' pretrained weights, so its numbers are not the papers'.")
 DEMO_SCOPE = ("What this demo shows: every step of the pipeline run end to end (classifier, pseudo-labels, text "
               "anchors, TeD-Loc, DiPS, the evaluation, this report) and how the methods compare with each other and "
-              "with the no-look baseline on the synthetic benchmark. What it cannot show: the papers' results; "
+              "with the no-look baselines on the synthetic benchmark (its objects as large and as centred as CUB's "
+              "test boxes). What it cannot show: the papers' results; "
               + _STAND_INS.format(how="in minutes on the synthetic benchmark"))
 TINYIMAGENET_SCOPE = ("What this recipe shows: the pipeline on Tiny ImageNet (64x64 images of 200 ImageNet classes) "
                       "and how the methods compare there. What it cannot show: the papers' results; "

@@ -4,7 +4,8 @@ evaluation, then compared in one table and in the thesis' protocol table.
     OUT/runs/<method>/        one run per method (its config: the preset's, or <dataset>_<method>.yaml)
     OUT/cache/val_cam.txt     val pseudo-boxes of the CAM run (the protocol table's realistic column)
     OUT/eval/<name>.json      test metrics of each run (and of the CAM run's post-hoc maps, cam_<kind>.json)
-    OUT/results.json          method -> test metrics (the CAM's post-hoc maps under ``posthoc``)
+    OUT/results.json          method -> test metrics (the CAM's post-hoc maps under ``posthoc``; the no-look
+                              baselines centered_box and centered_gaussian first)
     OUT/protocol.json         method -> protocol table (tedloc protocol-table over the runs)
     OUT/report.md             the comparison table, the protocol table and each method's seconds
 
@@ -182,7 +183,9 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
     from tedloc.protocol.box_files import supervision_sets
     from tedloc.protocol.make_boxes import make_pseudo_boxes
     from tedloc.protocol.selection import evaluate_runs, format_methods_table, protocol_table
-    from tedloc.recipes.pipeline import _evaluate, _finished, _strip
+    from tedloc.recipes.pipeline import _centered_box, _centered_gaussian, _evaluate, _finished, _strip, \
+        recipe_protocol
+    from tedloc.report.glossary import no_look_sentences, verdicts
 
     data, out = Path(data), Path(out)
     if runtime.dist.enabled:
@@ -212,6 +215,11 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
             timings.setdefault(name, {})["evaluate"] = round(time.perf_counter() - t0, 1)
         return _strip(metrics)
 
+    if dataset["val"].has_boxes and dataset["test"].has_boxes:  # the no-look baselines, at the input size
+        size = next(iter(recipe.configs.values())).input_size
+        results["centered_box"] = timed("centered_box", lambda: _centered_box(data, out, size))
+        results["centered_gaussian"] = timed("centered_gaussian", lambda: _centered_gaussian(
+            data, out, size, recipe_protocol(recipe).interval))
     for method, run in runs.items():
         results[method] = timed(run.name, lambda: _evaluate(run, data, out, recipe, runtime))
         if method == "cam":
@@ -238,6 +246,9 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
             f"Test split of `{data}`; each method's run in `runs/`, full metrics in `results.json`. `Top1Loc`: at the "
             f"oracle threshold (test boxes used); `Top1Loc@val_thr`: at the run's threshold chosen on val; the "
             f"CAM's post-hoc maps (`gradcam`, ...) are scored without a val threshold.", "", table, ""]
+    text += [line for sentence in no_look_sentences(results) for line in (sentence, "")]
+    if verdicts(results):
+        text += ["## What the table shows", ""] + [f"- {line}" for line in verdicts(results)] + [""]
     if tables:
         text += ["## The protocol table (one configuration per method)", "",
                  f"Columns: the val supervision (`GT`, `cam`: the CAM run's val pseudo-boxes) and the cell; "
