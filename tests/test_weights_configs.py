@@ -70,5 +70,9 @@ def test_configs_and_recipes_name_what_they_load():
     assert models_of_benchmark("ytov1", {"pseudo_labels": "clipseg"})[-1] == "hf:CIDAS/clipseg-rd64"
     for offline in ("tinyimagenet", "synthetic-video"):
         assert models_of_benchmark(offline) == []
+    # tedloc bench zoo --dataset cub|ilsvrc: every method's <dataset>_<method> config
+    assert models_of_benchmark("zoo-cub") == ["timm:resnet50", "timm:deit_small_patch16_224"]
+    assert models_of_benchmark("zoo-ilsvrc") == models_of_benchmark("zoo-cub")
+    assert models_of_benchmark("zoo-cub", {"pretrained": False}) == []
     with pytest.raises(TedlocError, match="unknown benchmark"):
         models_of_benchmark("nope")

@@ -104,7 +104,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--config", action="append", metavar="NAME|FILE",
                        help="a shipped config (cub_bench, cub_tedloc, ...) or a config file; repeatable")
         p.add_argument("--bench", action="append", metavar="BENCHMARK",
-                       help="what `tedloc bench BENCHMARK` loads (cub, ilsvrc, openimages, ytov1, ytov2); repeatable")
+                       help="what `tedloc bench BENCHMARK` loads (cub, ilsvrc, openimages, ytov1, ytov2; zoo-cub, "
+                            "zoo-ilsvrc: `tedloc bench zoo --dataset cub|ilsvrc`); repeatable")
         p.add_argument("--model", action="append", metavar="LIBRARY:NAME",
                        help="a model: timm:NAME, open_clip:ARCH@TAG, sentence-transformers:NAME, hf:REPO, "
                             "torchvision:NAME; repeatable")

@@ -70,18 +70,24 @@ def models_of_recipe(recipe: Any) -> list[str]:
 
 
 def models_of_benchmark(benchmark: str, overrides: dict | None = None) -> list[str]:
-    """The models of ``tedloc bench <benchmark>`` (cub, ilsvrc, openimages, ytov1, ytov2; the offline ones: none)."""
+    """The models of ``tedloc bench <benchmark>`` (cub, ilsvrc, openimages, ytov1, ytov2; zoo-cub and zoo-ilsvrc:
+    ``tedloc bench zoo --dataset cub|ilsvrc``; the offline ones: none)."""
     from tedloc.recipes.presets import PAPER_DATASETS, paper_recipe
     from tedloc.recipes.video import VIDEO_DATASETS, video_paper_recipe
+    from tedloc.recipes.zoo import ZOO_DATASETS, zoo_paper_recipe
 
     if benchmark in PAPER_DATASETS:
         return models_of_recipe(paper_recipe(benchmark, overrides)[1])
     if benchmark in VIDEO_DATASETS:
         return models_of_recipe(video_paper_recipe(benchmark, overrides))
-    if benchmark in ("tinyimagenet", "synthetic-video", "demo"):
+    if benchmark in (f"zoo-{d}" for d in ZOO_DATASETS):
+        recipe = zoo_paper_recipe(benchmark[len("zoo-"):], overrides=overrides)
+        return list(dict.fromkeys(m for c in recipe.configs.values() for m in models_of_train_config(c)))
+    if benchmark in ("tinyimagenet", "synthetic-video", "demo", "zoo"):
         return []
     raise TedlocError(f"unknown benchmark {benchmark!r}; choose from "
-                      f"{', '.join((*PAPER_DATASETS, *VIDEO_DATASETS, 'tinyimagenet', 'synthetic-video'))}")
+                      f"{', '.join((*PAPER_DATASETS, *VIDEO_DATASETS, *(f'zoo-{d}' for d in ZOO_DATASETS)))}, "
+                      "tinyimagenet, synthetic-video, zoo")
 
 
 def models_of_config(name: str) -> list[str]:
