@@ -42,7 +42,10 @@ from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.registry import Registry
 
-__all__ = ["Recipe", "Variant", "VARIANTS", "DiPSVariant", "DIPS_VARIANTS", "run_recipe", "HEADLINE_METRICS"]
+__all__ = ["Recipe", "Variant", "VARIANTS", "DiPSVariant", "DIPS_VARIANTS", "run_recipe", "HEADLINE_METRICS",
+           # the steps the other recipes (zoo, video) build on
+           "recipe_protocol", "finished_run", "evaluate_on_test", "centered_box_on_test", "centered_gaussian_on_test",
+           "without_curves", "log_step", "overlay_pictures"]
 
 PSEUDO_LABELS = ("cam", "clip-es")  # the sources of TeD-Loc's pseudo-label maps in a recipe
 
@@ -114,12 +117,14 @@ def recipe_protocol(recipe: Recipe, kind: str | None = None) -> EvalProtocol:
     return eval_protocol(recipe.evaluation, map_size=recipe.map_sizes.get(kind), **changes)
 
 
-def _log_step(log: Callable[[str], None], i: int, n: int, text: str) -> float:
+def log_step(log: Callable[[str], None], i: int, n: int, text: str) -> float:
+    """Log ``[i/n] text`` and return the step's start time."""
     log(f"[{i}/{n}] {text}")
     return time.perf_counter()
 
 
-def _finished(run: Path, epochs: int) -> bool:
+def finished_run(run: Path, epochs: int) -> bool:
+    """Whether ``run`` holds a finished run of ``epochs`` epochs (a recipe reuses it)."""
     folder = RunFolder(run)
     return folder.is_finished() and len(folder.metadata().get("history", [])) == epochs
 
@@ -151,7 +156,7 @@ def _clip_es_maps(data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> No
                       runtime=runtime, model_record=model.record())
 
 
-def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime, map_kind: str | None = None
+def evaluate_on_test(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime, map_kind: str | None = None
               ) -> dict:
     """Test metrics of a run under the recipe's conventions (as ``tedloc evaluate --run``: the oracle threshold
     and the run's val threshold), cached in OUT/eval/<name>.json (<name>_<map_kind>.json for another map than the
@@ -173,7 +178,7 @@ def _evaluate(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime
     return metrics
 
 
-def _centered_box(data: Path, out: Path, size: int) -> dict:
+def centered_box_on_test(data: Path, out: Path, size: int) -> dict:
     """The centered box with its side chosen on val (best MaxBoxAcc there), scored on test."""
     from tedloc.data import load_dataset
     from tedloc.methods.centered_box import centered_box_baseline, centered_box_metrics
@@ -189,7 +194,7 @@ def _centered_box(data: Path, out: Path, size: int) -> dict:
     return metrics
 
 
-def _centered_gaussian(data: Path, out: Path, size: int, interval: float) -> dict:
+def centered_gaussian_on_test(data: Path, out: Path, size: int, interval: float) -> dict:
     """The centered Gaussian scored on test (thresholds every ``interval``, as the methods)."""
     from tedloc.data import load_dataset
     from tedloc.methods.centered_box import CENTERED_GAUSSIAN_SIGMA, centered_gaussian_metrics
@@ -211,7 +216,8 @@ def _has_boxes(data: Path) -> bool:
     return dataset["val"].has_boxes and dataset["test"].has_boxes
 
 
-def _strip(metrics: dict) -> dict:
+def without_curves(metrics: dict) -> dict:
+    """Metrics without their per-threshold ``curves`` (also those of the other ``maps``), as results.json keeps."""
     out = {k: v for k, v in metrics.items() if k != "curves"}
     if "maps" in out:
         out["maps"] = {k: {m: v for m, v in other.items() if m != "curves"} for k, other in out["maps"].items()}
@@ -234,7 +240,7 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _overlays(data: Path, out: Path, runs: dict[str, Path], count: int, runtime: Runtime) -> list[str]:
+def overlay_pictures(data: Path, out: Path, runs: dict[str, Path], count: int, runtime: Runtime) -> list[str]:
     """Side-by-side pictures of the first ``count`` test images for each run (GT green, prediction white)."""
     from PIL import Image
 
@@ -276,7 +282,8 @@ def _proposal_tag(heads: tuple[int, ...]) -> str:
 
 def proposals_table(quality: dict) -> str:
     """Markdown: per map set, the mean IoU of the best and of the top-scored proposal and their IoU>=0.5 shares."""
-    lines = ["| map set | images | mIoU best | mIoU top-1 | best IoU>=0.5 | top-1 IoU>=0.5 |", "|---|---|---|---|---|---|"]
+    lines = ["| map set | images | mIoU best | mIoU top-1 | best IoU>=0.5 | top-1 IoU>=0.5 |",
+             "|---|---|---|---|---|---|"]
     for tag, q in quality.items():
         lines.append(f"| {tag} | {q['images']} | {q['mIoU best']:.2f} | {q['mIoU top-1']:.2f} | "
                      f"{q['best IoU>=50']:.2f} | {q['top-1 IoU>=50']:.2f} |")
@@ -291,8 +298,8 @@ def _dips_steps(data: Path, out: Path, recipe: Recipe, cam_run: Path, runs: dict
 
     vit = recipe.vit or get_method("cam").config(arch=recipe.dips.encoder, input_size=recipe.dips.input_size)
     vit_run = out / "runs" / "vit"
-    t0 = _log_step(log, step, n, f"train DiPS's ViT {vit.arch} (the stand-in for DINO) -> {vit_run}")
-    if not _finished(vit_run, vit.epochs):
+    t0 = log_step(log, step, n, f"train DiPS's ViT {vit.arch} (the stand-in for DINO) -> {vit_run}")
+    if not finished_run(vit_run, vit.epochs):
         get_method("cam").train(data, vit_run, vit, runtime=runtime)
     done("vit", t0)
     step += 1
@@ -300,7 +307,7 @@ def _dips_steps(data: Path, out: Path, recipe: Recipe, cam_run: Path, runs: dict
                                input_size=vit.input_size,
                                classifier_dir=str((out / "runs" / "dips_classifier").resolve()))
     configs = {name: dataclasses.replace(base, **DIPS_VARIANTS.get(name).overrides) for name in recipe.dips_variants}
-    t0 = _log_step(log, step, n, "DiPS proposals of the train split (attention of the ViT, scored by the CAM run)")
+    t0 = log_step(log, step, n, "DiPS proposals of the train split (attention of the ViT, scored by the CAM run)")
     quality = {}
     for heads in dict.fromkeys(c.heads for c in configs.values()):
         tag = _proposal_tag(heads)
@@ -315,8 +322,8 @@ def _dips_steps(data: Path, out: Path, recipe: Recipe, cam_run: Path, runs: dict
     step += 1
     for name, config in configs.items():
         run = out / "runs" / name
-        t0 = _log_step(log, step, n, f"{DIPS_VARIANTS.get(name).description} -> {run}")
-        if not _finished(run, config.epochs):
+        t0 = log_step(log, step, n, f"{DIPS_VARIANTS.get(name).description} -> {run}")
+        if not finished_run(run, config.epochs):
             get_method("dips").train(data, run, config, runtime=runtime,
                                      proposals=out / "cache" / f"proposals_{_proposal_tag(config.heads)}")
         runs[name] = run
@@ -353,12 +360,12 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         log(f"      {name}: {timings[name]:.0f} s")
 
     cam_run = out / "runs" / "cam"
-    t0 = _log_step(log, step, n, f"pretrain the classifier {recipe.pretrain.arch} -> {cam_run}")
-    if not _finished(cam_run, recipe.pretrain.epochs):
+    t0 = log_step(log, step, n, f"pretrain the classifier {recipe.pretrain.arch} -> {cam_run}")
+    if not finished_run(cam_run, recipe.pretrain.epochs):
         get_method("cam").train(data, cam_run, recipe.pretrain, runtime=runtime)
     done("pretrain", t0)
     step += 1
-    t0 = _log_step(log, step, n, f"{recipe.pseudo_labels} pseudo-label maps of the train split")
+    t0 = log_step(log, step, n, f"{recipe.pseudo_labels} pseudo-label maps of the train split")
     cams = out / "cache" / "cams_train"
     if recipe.pseudo_labels == "cam":
         compute_run_map_cache(cam_run, data, "train", cams, batch_size=recipe.eval_batch_size, runtime=runtime)
@@ -366,7 +373,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         _clip_es_maps(data, cams, recipe, runtime)
     done("cam_cache", t0)
     step += 1
-    t0 = _log_step(log, step, n, "text anchors of the class names")
+    t0 = log_step(log, step, n, "text anchors of the class names")
     ortho, raw = _anchors(data, out, recipe.text_encoder, runtime)
     done("anchors", t0)
     step += 1
@@ -379,8 +386,8 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     for name in recipe.variants:
         variant = VARIANTS.get(name)
         run = out / "runs" / name
-        t0 = _log_step(log, step, n, f"{variant.description} -> {run}")
-        if not _finished(run, base.epochs):
+        t0 = log_step(log, step, n, f"{variant.description} -> {run}")
+        if not finished_run(run, base.epochs):
             cfg = dataclasses.replace(base, lambdas=variant.lambdas)
             get_method("tedloc").train(data, run, cfg, runtime=runtime, anchors=ortho if variant.orthogonal else raw,
                                        cams=cams)
@@ -390,25 +397,25 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     proposal_quality: dict = {}
     if dips_variants:
         step, proposal_quality = _dips_steps(data, out, recipe, cam_run, runs, runtime, log, done, step, n)
-    t0 = _log_step(log, step, n, "evaluate every method on the test split")
+    t0 = log_step(log, step, n, "evaluate every method on the test split")
     results: dict = {}
     if recipe.centered_box and boxes:
-        results["centered_box"] = _strip(_centered_box(data, out, recipe.pretrain.input_size))
-        results["centered_gaussian"] = _strip(_centered_gaussian(data, out, recipe.pretrain.input_size,
+        results["centered_box"] = without_curves(centered_box_on_test(data, out, recipe.pretrain.input_size))
+        results["centered_gaussian"] = without_curves(centered_gaussian_on_test(data, out, recipe.pretrain.input_size,
                                                                  recipe_protocol(recipe).interval))
     for name, run in runs.items():
-        results[name] = _strip(_evaluate(run, data, out, recipe, runtime))
+        results[name] = without_curves(evaluate_on_test(run, data, out, recipe, runtime))
     done("evaluate", t0)
     step += 1
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     pictures: list[str] = []
     if draw:
-        t0 = _log_step(log, step, n, f"overlay pictures of {recipe.overlays} test images")
+        t0 = log_step(log, step, n, f"overlay pictures of {recipe.overlays} test images")
         drawn = ["cam", *recipe.variants[:1], *dips_variants[:1]]  # the baseline and each method's first variant
-        pictures = _overlays(data, out, {k: runs[k] for k in drawn}, recipe.overlays, runtime)
+        pictures = overlay_pictures(data, out, {k: runs[k] for k in drawn}, recipe.overlays, runtime)
         done("overlays", t0)
         step += 1
-    _log_step(log, step, n, f"report -> {out / 'report.md'}")
+    log_step(log, step, n, f"report -> {out / 'report.md'}")
     table = results_table(results)
     protocol = recipe_protocol(recipe)
     sizes = ", ".join(f"{name} {m['map_size']}" for name, m in results.items() if m.get("map_size")) or "-"

@@ -16,7 +16,7 @@ from tedloc.methods import get_method
 from tedloc.recipes.pipeline import DIPS_VARIANTS, VARIANTS, Recipe
 from tedloc.utils.registry import Registry
 
-__all__ = ["PRESETS", "get_preset", "paper_recipe", "PAPER_DATASETS"]
+__all__ = ["PRESETS", "get_preset", "paper_recipe", "PAPER_DATASETS", "method_config", "coerce_value"]
 
 PAPER_DATASETS = ("cub", "ilsvrc", "openimages")
 
@@ -92,7 +92,7 @@ def get_preset(name: str) -> Recipe:
     return recipe
 
 
-def _method_config(cls: type, name: str, overrides: dict, section: str):
+def method_config(cls: type, name: str, overrides: dict, section: str):
     """The config dataclass ``cls`` from the shipped (or given) config file ``name``, then ``overrides``; an
     unknown key is a TedlocError naming the file."""
     import dataclasses
@@ -108,10 +108,10 @@ def _method_config(cls: type, name: str, overrides: dict, section: str):
     if unknown:
         raise TedlocError(f"unknown option(s) of {cls.__name__}: {', '.join(where[k] for k in unknown)}")
     hints = typing.get_type_hints(cls)
-    return cls(**{k: _coerce(hints[k], v, where[k]) for k, v in values.items()})
+    return cls(**{k: coerce_value(hints[k], v, where[k]) for k, v in values.items()})
 
 
-def _coerce(hint, value, where: str):
+def coerce_value(hint, value, where: str):
     """A YAML value as the field's annotation wants it (YAML reads ``1e-3`` as text; lists become tuples)."""
     from tedloc.errors import TedlocError
 
@@ -125,7 +125,7 @@ def _coerce(hint, value, where: str):
         args = typing.get_args(hint)
         if not (len(args) == 2 and args[1] is Ellipsis) and len(args) != len(value):
             raise TedlocError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(_coerce(args[0], v, where) for v in value)
+        return tuple(coerce_value(args[0], v, where) for v in value)
     if hint is bool:
         if not isinstance(value, bool):
             raise TedlocError(f"{where}: expected true or false, got {value!r}")
@@ -163,12 +163,13 @@ def paper_recipe(dataset: str, overrides: dict | None = None) -> tuple[str, Reci
     recipe_keys = ("text_encoder", "pseudo_labels", "clip", "clip_pretrained", "map_sizes", "eval_batch_size",
                    "overlays", "eval_interval")
     hints = typing.get_type_hints(Recipe)
-    settings = {"overlays": 6, **{k: _coerce(hints[k], v, f"--set {k}" if k in overrides else f"{dataset}_bench: {k}")
+    settings = {"overlays": 6, **{k: coerce_value(hints[k], v,
+                                                  f"--set {k}" if k in overrides else f"{dataset}_bench: {k}")
                                   for k, v in {**bench, **overrides}.items() if k in recipe_keys}}
     unknown = sorted(set(overrides) - set(recipe_keys))
     if unknown:
         raise TedlocError(f"unknown recipe option(s) {', '.join(unknown)}")
-    recipe = Recipe(pretrain=_method_config(get_method("cam").config, bench["cam"], part["cam"], "cam"),
-                    tedloc=_method_config(get_method("tedloc").config, bench["tedloc"], part["tedloc"], "tedloc"),
+    recipe = Recipe(pretrain=method_config(get_method("cam").config, bench["cam"], part["cam"], "cam"),
+                    tedloc=method_config(get_method("tedloc").config, bench["tedloc"], part["tedloc"], "tedloc"),
                     variants=("tedloc",), encoder_from_cam=False, name=dataset, **settings)
     return bench["dataset"], recipe

@@ -29,7 +29,7 @@ import numpy as np
 from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
 from tedloc.methods import get_method
-from tedloc.recipes.pipeline import _finished, _log_step, _overlays
+from tedloc.recipes.pipeline import finished_run, log_step, overlay_pictures
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 
@@ -162,38 +162,38 @@ def run_video_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Vi
         log(f"      {name}: {timings[name]:.0f} s")
 
     classifier = out / "runs" / "classifier"
-    t0 = _log_step(log, step, n, f"the CAM-family classifier {recipe.classifier.arch} -> {classifier}")
-    if not _finished(classifier, recipe.classifier.epochs):
+    t0 = log_step(log, step, n, f"the CAM-family classifier {recipe.classifier.arch} -> {classifier}")
+    if not finished_run(classifier, recipe.classifier.epochs):
         get_method("cam").train(data, classifier, recipe.classifier, runtime=runtime)
     done("classifier", t0)
     step += 1
     trcamv = recipe.trcamv
     if recipe.encoder_run:
         trcamv = dataclasses.replace(trcamv, encoder_run=str(Path(recipe.encoder_run).resolve()))
-        _log_step(log, step, n, f"TrCAM-V's ViT: the run {recipe.encoder_run}")
+        log_step(log, step, n, f"TrCAM-V's ViT: the run {recipe.encoder_run}")
     elif recipe.vit is not None:
         vit = out / "runs" / "vit"
-        t0 = _log_step(log, step, n, f"TrCAM-V's ViT (offline stand-in for DINO) {recipe.vit.arch} -> {vit}")
-        if not _finished(vit, recipe.vit.epochs):
+        t0 = log_step(log, step, n, f"TrCAM-V's ViT (offline stand-in for DINO) {recipe.vit.arch} -> {vit}")
+        if not finished_run(vit, recipe.vit.epochs):
             get_method("cam").train(data, vit, recipe.vit, runtime=runtime)
         trcamv = dataclasses.replace(trcamv, encoder=recipe.vit.arch, encoder_run=str(vit.resolve()),
                                      input_size=recipe.vit.input_size)
         done("vit", t0)
     else:
-        _log_step(log, step, n, f"TrCAM-V's ViT: {trcamv.encoder} (pretrained: {trcamv.pretrained})")
+        log_step(log, step, n, f"TrCAM-V's ViT: {trcamv.encoder} (pretrained: {trcamv.pretrained})")
     step += 1
     cams = out / "cache" / f"maps_{recipe.pseudo_labels}"
-    t0 = _log_step(log, step, n, f"{recipe.pseudo_labels} pseudo-label maps of every train frame -> {cams}")
+    t0 = log_step(log, step, n, f"{recipe.pseudo_labels} pseudo-label maps of every train frame -> {cams}")
     _pseudo_label_maps(data, cams, recipe, classifier, runtime)
     done("pseudo_labels", t0)
     step += 1
     run = out / "runs" / "trcamv"
-    t0 = _log_step(log, step, n, f"TrCAM-V -> {run}")
-    if not _finished(run, trcamv.epochs):
+    t0 = log_step(log, step, n, f"TrCAM-V -> {run}")
+    if not finished_run(run, trcamv.epochs):
         get_method("trcamv").train(data, run, trcamv, runtime=runtime, cams=cams)
     done("trcamv", t0)
     step += 1
-    t0 = _log_step(log, step, n, "evaluate TrCAM-V, the CAM family and the centered box on the test frames")
+    t0 = log_step(log, step, n, "evaluate TrCAM-V, the CAM family and the centered box on the test frames")
     results = {"centered_box": _centered_box(data, recipe.classifier.input_size, recipe.protocol),
                "trcamv": _evaluate(run, data, out, recipe, None, "trcamv", runtime)}
     for kind in recipe.baselines:
@@ -203,8 +203,8 @@ def run_video_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Vi
     done("evaluate", t0)
     step += 1
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
-    _log_step(log, step, n, f"report -> {out / 'report.md'}")
-    pictures = _overlays(data, out, {"classifier (CAM)": classifier, "trcamv": run}, recipe.overlays, runtime) \
+    log_step(log, step, n, f"report -> {out / 'report.md'}")
+    pictures = overlay_pictures(data, out, {"classifier (CAM)": classifier, "trcamv": run}, recipe.overlays, runtime) \
         if recipe.overlays else []
     table = corloc_table(results, dataset.class_names)
     baselines = [k for k in recipe.baselines if k in results]
@@ -258,7 +258,7 @@ def video_paper_recipe(dataset: str, overrides: dict | None = None) -> VideoReci
     """The recipe of ``tedloc bench ytov1|ytov2`` from ``<dataset>_bench.yaml``; ``overrides``: ``classifier.<field>``,
     ``trcamv.<field>`` or a recipe key (``pseudo_labels``, ``clip``, ``clip_pretrained``, ``eval_batch_size``,
     ``overlays``, ``protocol``) -> value."""
-    from tedloc.recipes.presets import _coerce, _method_config
+    from tedloc.recipes.presets import coerce_value, method_config
     from tedloc.utils.config_files import read_config_file
 
     if dataset not in VIDEO_DATASETS:
@@ -276,9 +276,9 @@ def video_paper_recipe(dataset: str, overrides: dict | None = None) -> VideoReci
     if unknown:
         raise TedlocError(f"unknown recipe option(s) {', '.join(unknown)}; the keys are {', '.join(keys)}")
     hints = typing.get_type_hints(VideoRecipe)
-    settings = {k: _coerce(hints[k], v, f"--set {k}" if k in overrides else f"{dataset}_bench: {k}")
+    settings = {k: coerce_value(hints[k], v, f"--set {k}" if k in overrides else f"{dataset}_bench: {k}")
                 for k, v in {**bench, **overrides}.items() if k in keys}
-    return VideoRecipe(classifier=_method_config(get_method("cam").config, bench["classifier"], part["classifier"],
+    return VideoRecipe(classifier=method_config(get_method("cam").config, bench["classifier"], part["classifier"],
                                                  "classifier"),
-                       trcamv=_method_config(get_method("trcamv").config, bench["trcamv"], part["trcamv"], "trcamv"),
+                       trcamv=method_config(get_method("trcamv").config, bench["trcamv"], part["trcamv"], "trcamv"),
                        **settings)

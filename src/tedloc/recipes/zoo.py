@@ -119,23 +119,24 @@ def zoo_paper_recipe(dataset: str, methods: tuple[str, ...] = ZOO_METHODS, overr
     """The recipe of ``tedloc bench zoo --dataset cub|ilsvrc``: each method's shipped ``<dataset>_<method>``
     config (ImageNet weights, the thesis' schedule), maps scored at 224 as wsolevaluation."""
     from tedloc.pseudolabels.cam_family import GRADIENT_CAMS
-    from tedloc.recipes.presets import _method_config
+    from tedloc.recipes.presets import method_config
 
     if dataset not in ZOO_DATASETS:
         raise OptionError(f"--dataset must be one of {', '.join(ZOO_DATASETS)}, got {dataset!r}")
     overrides = dict(overrides or {})
     fields = {m: {f.name for f in dataclasses.fields(get_method(m).config)} for m in methods}
     _check_overrides(methods, overrides, fields)
-    configs = {m: _method_config(get_method(m).config, f"{dataset}_{m}", _overrides_of(m, overrides, fields[m]), m)
+    configs = {m: method_config(get_method(m).config, f"{dataset}_{m}", _overrides_of(m, overrides, fields[m]), m)
                for m in methods}
     if "cam" in configs and configs["cam"].selection == "last":  # the thesis selects every method on val loc
         configs["cam"] = dataclasses.replace(configs["cam"], selection="loc")
-    return ZooRecipe(configs, posthoc=tuple(GRADIENT_CAMS), protocol_interval=0.004)  # the standard preset's 1,000 thresholds
+    # the protocol table at WMS's validation interval; the test maps at the standard preset's 1,000 thresholds
+    return ZooRecipe(configs, posthoc=tuple(GRADIENT_CAMS), protocol_interval=0.004)
 
 
 def _with_overrides(recipe: ZooRecipe, overrides: dict) -> ZooRecipe:
     """``--set`` overrides applied to a preset's configs (each checked by its config)."""
-    from tedloc.recipes.presets import _coerce
+    from tedloc.recipes.presets import coerce_value
 
     methods = tuple(recipe.configs)
     fields = {m: {f.name: f for f in dataclasses.fields(c)} for m, c in recipe.configs.items()}
@@ -145,7 +146,8 @@ def _with_overrides(recipe: ZooRecipe, overrides: dict) -> ZooRecipe:
     configs = {}
     for m, config in recipe.configs.items():
         hints = typing.get_type_hints(type(config))
-        changes = {k: _coerce(hints[k], v, f"--set {k}") for k, v in _overrides_of(m, overrides, set(fields[m])).items()}
+        changes = {k: coerce_value(hints[k], v, f"--set {k}")
+                   for k, v in _overrides_of(m, overrides, set(fields[m])).items()}
         configs[m] = dataclasses.replace(config, **changes)
     return dataclasses.replace(recipe, configs=configs)
 
@@ -183,8 +185,8 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
     from tedloc.protocol.box_files import supervision_sets
     from tedloc.protocol.make_boxes import make_pseudo_boxes
     from tedloc.protocol.selection import evaluate_runs, format_methods_table, protocol_table
-    from tedloc.recipes.pipeline import _centered_box, _centered_gaussian, _evaluate, _finished, _strip, \
-        recipe_protocol
+    from tedloc.recipes.pipeline import (centered_box_on_test, centered_gaussian_on_test, evaluate_on_test,
+                                         finished_run, recipe_protocol, without_curves)
     from tedloc.report.glossary import no_look_sentences, verdicts
 
     data, out = Path(data), Path(out)
@@ -198,7 +200,7 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
     for i, (method, config) in enumerate(recipe.configs.items(), 1):
         run = out / "runs" / method
         log(f"[{i}/{n}] {method}: train {getattr(config, 'arch', '')} -> {run}")
-        if not _finished(run, config.epochs):
+        if not finished_run(run, config.epochs):
             t0 = time.perf_counter()
             get_method(method).train(data, run, config, runtime=runtime)
             timings.setdefault(method, {})["train"] = round(time.perf_counter() - t0, 1)
@@ -213,19 +215,19 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
         metrics = evaluate()
         if not path.exists() or path.stat().st_mtime_ns != before or "evaluate" not in timings.get(name, {}):
             timings.setdefault(name, {})["evaluate"] = round(time.perf_counter() - t0, 1)
-        return _strip(metrics)
+        return without_curves(metrics)
 
     if dataset["val"].has_boxes and dataset["test"].has_boxes:  # the no-look baselines, at the input size
         size = next(iter(recipe.configs.values())).input_size
-        results["centered_box"] = timed("centered_box", lambda: _centered_box(data, out, size))
-        results["centered_gaussian"] = timed("centered_gaussian", lambda: _centered_gaussian(
+        results["centered_box"] = timed("centered_box", lambda: centered_box_on_test(data, out, size))
+        results["centered_gaussian"] = timed("centered_gaussian", lambda: centered_gaussian_on_test(
             data, out, size, recipe_protocol(recipe).interval))
     for method, run in runs.items():
-        results[method] = timed(run.name, lambda: _evaluate(run, data, out, recipe, runtime))
+        results[method] = timed(run.name, lambda: evaluate_on_test(run, data, out, recipe, runtime))
         if method == "cam":
             for kind in recipe.posthoc:
                 results[method].setdefault("posthoc", {})[kind] = timed(
-                    f"{run.name}_{kind}", lambda: _evaluate(run, data, out, recipe, runtime, map_kind=kind))
+                    f"{run.name}_{kind}", lambda: evaluate_on_test(run, data, out, recipe, runtime, map_kind=kind))
         log(f"      {method}: MaxBoxAcc {_cell(results[method], 'MaxBoxAcc')}")
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     atomic_write_text(path, json.dumps(timings, indent=1) + "\n")
