@@ -2,6 +2,7 @@
 and a second call reuses everything instead of training again."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -87,3 +88,26 @@ def test_a_recipe_refuses_a_job_of_several_processes(tmp_path, monkeypatch):
     with pytest.raises(TedlocError, match="the recipes run in one process"):
         run_recipe(tmp_path / "data", tmp_path / "out", get_preset("demo"), runtime=runtime)
     assert not (tmp_path / "out").exists()
+
+
+def test_pseudo_labels_from_a_post_hoc_map(synthetic_small, tmp_path):
+    """``pseudo_labels: gradcam``: TeD-Loc learns from the classifier's Grad-CAM, cached apart from its CAM."""
+    from tedloc.errors import TedlocError
+    from tedloc.pseudolabels.map_cache import MapCache
+
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    recipe = Recipe(
+        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
+        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1, fg_pool=1.0,
+                                 bg_pool=0.05),
+        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False, overlays=0, pseudo_labels="gradcam")
+    out = tmp_path / "out"
+    results = run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU)
+    assert list(results) == ["cam", "tedloc"] and not (out / "cache" / "cams_train").exists()
+    assert MapCache(out / "cache" / "gradcam_train").source["method"] == "gradcam"
+    config = json.loads((out / "runs" / "tedloc" / "model.json").read_text())["config"]
+    assert (config["fg_pool"], config["bg_pool"]) == (1.0, 0.05)
+    demo = get_preset("demo")
+    assert demo.pseudo_labels == "gradcam" and (demo.tedloc.fg_pool, demo.tedloc.bg_pool) == (1.0, 0.05)
+    with pytest.raises(TedlocError, match="pseudo_labels must be one of cam, gradcam, .*, clip-es, got 'x'"):
+        run_recipe(synthetic_small, out, dataclasses.replace(recipe, pseudo_labels="x"), runtime=CPU)

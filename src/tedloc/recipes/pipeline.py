@@ -36,6 +36,7 @@ from tedloc.engine.run_folder import RunFolder
 from tedloc.errors import TedlocError
 from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.methods import TrainConfig, get_method
+from tedloc.pseudolabels.cam_family import GRADIENT_CAMS
 from tedloc.report import HEADLINE_METRICS, write_report
 from tedloc.report.glossary import no_look_sentences, recipe_title, table_definitions, verdicts
 from tedloc.utils.device import Runtime
@@ -47,7 +48,8 @@ __all__ = ["Recipe", "Variant", "VARIANTS", "DiPSVariant", "DIPS_VARIANTS", "run
            "recipe_protocol", "finished_run", "evaluate_on_test", "centered_box_on_test", "centered_gaussian_on_test",
            "without_curves", "log_step", "overlay_pictures"]
 
-PSEUDO_LABELS = ("cam", "clip-es")  # the sources of TeD-Loc's pseudo-label maps in a recipe
+# the sources of TeD-Loc's pseudo-label maps in a recipe: the CAM run's maps (its CAM or a post-hoc map), or CLIP-ES's
+PSEUDO_LABELS = ("cam", *GRADIENT_CAMS, "clip-es")
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ class Recipe:
     eval_interval: float | None = None  # its threshold interval, if not the preset's
     map_sizes: dict = field(default_factory=dict)  # run kind -> side of the scored maps (default: the run's map_size)
     gallery: int = 4  # report.html: test images per gallery group (best, worst, random) of each method
-    pseudo_labels: str = "cam"  # TeD-Loc's pseudo-labels: the CAM run's maps, or CLIP-ES's (training-free)
+    pseudo_labels: str = "cam"  # TeD-Loc's pseudo-labels: the CAM run's CAMs or post-hoc maps (gradcam, ...), or
+    # CLIP-ES's (training-free)
     clip: str = "ViT-B-16"  # CLIP-ES's open_clip model and weights (pseudo_labels clip-es)
     clip_pretrained: str = "openai"
     encoder_from_cam: bool = True  # TeD-Loc's E = the CAM run's backbone (offline); False: the tedloc config's own
@@ -366,11 +369,13 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     done("pretrain", t0)
     step += 1
     t0 = log_step(log, step, n, f"{recipe.pseudo_labels} pseudo-label maps of the train split")
-    cams = out / "cache" / "cams_train"
-    if recipe.pseudo_labels == "cam":
-        compute_run_map_cache(cam_run, data, "train", cams, batch_size=recipe.eval_batch_size, runtime=runtime)
-    else:
+    cams = out / "cache" / ("cams_train" if recipe.pseudo_labels in ("cam", "clip-es")
+                            else f"{recipe.pseudo_labels}_train")
+    if recipe.pseudo_labels == "clip-es":
         _clip_es_maps(data, cams, recipe, runtime)
+    else:
+        compute_run_map_cache(cam_run, data, "train", cams, method=recipe.pseudo_labels,
+                              batch_size=recipe.eval_batch_size, runtime=runtime)
     done("cam_cache", t0)
     step += 1
     t0 = log_step(log, step, n, "text anchors of the class names")
