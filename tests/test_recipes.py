@@ -111,3 +111,19 @@ def test_pseudo_labels_from_a_post_hoc_map(synthetic_small, tmp_path):
     assert demo.pseudo_labels == "gradcam" and (demo.tedloc.fg_pool, demo.tedloc.bg_pool) == (1.0, 0.05)
     with pytest.raises(TedlocError, match="pseudo_labels must be one of cam, gradcam, .*, clip-es, got 'x'"):
         run_recipe(synthetic_small, out, dataclasses.replace(recipe, pseudo_labels="x"), runtime=CPU)
+
+
+def test_a_changed_config_is_refused_not_silently_reused(synthetic_small, tmp_path):
+    """A second call whose TeD-Loc config differs from the finished run's names the field (no stale results)."""
+    from tedloc.errors import TedlocError
+
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    recipe = Recipe(
+        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
+        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1),
+        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False, overlays=0)
+    out = tmp_path / "out"
+    run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU)
+    changed = dataclasses.replace(recipe, tedloc=dataclasses.replace(recipe.tedloc, k=5))
+    with pytest.raises(TedlocError, match=r"runs/tedloc holds a run with another configuration \(.*k"):
+        run_recipe(synthetic_small, out, changed, log=lambda _: None, runtime=CPU)

@@ -126,10 +126,16 @@ def log_step(log: Callable[[str], None], i: int, n: int, text: str) -> float:
     return time.perf_counter()
 
 
-def finished_run(run: Path, epochs: int) -> bool:
-    """Whether ``run`` holds a finished run of ``epochs`` epochs (a recipe reuses it)."""
+def finished_run(run: Path, config: TrainConfig) -> bool:
+    """Whether ``run`` holds a finished run of ``config`` (its epochs, and the options its ``config.json``
+    records), which a recipe reuses; a run of other options is not, and training it again is refused, naming
+    the option (never a stale result)."""
     folder = RunFolder(run)
-    return folder.is_finished() and len(folder.metadata().get("history", [])) == epochs
+    if not (folder.is_finished() and len(folder.metadata().get("history", [])) == config.epochs):
+        return False
+    recorded = json.loads(folder.config_path.read_text()).get("config", {}) if folder.config_path.exists() else {}
+    current = json.loads(json.dumps(dataclasses.asdict(config)))
+    return all(recorded.get(key, value) == value for key, value in current.items())
 
 
 def _anchors(data: Path, out: Path, encoder: str | None, runtime: Runtime):
@@ -302,7 +308,7 @@ def _dips_steps(data: Path, out: Path, recipe: Recipe, cam_run: Path, runs: dict
     vit = recipe.vit or get_method("cam").config(arch=recipe.dips.encoder, input_size=recipe.dips.input_size)
     vit_run = out / "runs" / "vit"
     t0 = log_step(log, step, n, f"train DiPS's ViT {vit.arch} (the stand-in for DINO) -> {vit_run}")
-    if not finished_run(vit_run, vit.epochs):
+    if not finished_run(vit_run, vit):
         get_method("cam").train(data, vit_run, vit, runtime=runtime)
     done("vit", t0)
     step += 1
@@ -326,7 +332,7 @@ def _dips_steps(data: Path, out: Path, recipe: Recipe, cam_run: Path, runs: dict
     for name, config in configs.items():
         run = out / "runs" / name
         t0 = log_step(log, step, n, f"{DIPS_VARIANTS.get(name).description} -> {run}")
-        if not finished_run(run, config.epochs):
+        if not finished_run(run, config):
             get_method("dips").train(data, run, config, runtime=runtime,
                                      proposals=out / "cache" / f"proposals_{_proposal_tag(config.heads)}")
         runs[name] = run
@@ -364,7 +370,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
 
     cam_run = out / "runs" / "cam"
     t0 = log_step(log, step, n, f"pretrain the classifier {recipe.pretrain.arch} -> {cam_run}")
-    if not finished_run(cam_run, recipe.pretrain.epochs):
+    if not finished_run(cam_run, recipe.pretrain):
         get_method("cam").train(data, cam_run, recipe.pretrain, runtime=runtime)
     done("pretrain", t0)
     step += 1
@@ -392,8 +398,8 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         variant = VARIANTS.get(name)
         run = out / "runs" / name
         t0 = log_step(log, step, n, f"{variant.description} -> {run}")
-        if not finished_run(run, base.epochs):
-            cfg = dataclasses.replace(base, lambdas=variant.lambdas)
+        cfg = dataclasses.replace(base, lambdas=variant.lambdas)
+        if not finished_run(run, cfg):
             get_method("tedloc").train(data, run, cfg, runtime=runtime, anchors=ortho if variant.orthogonal else raw,
                                        cams=cams)
         runs[name] = run

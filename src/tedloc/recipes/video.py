@@ -163,7 +163,7 @@ def run_video_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Vi
 
     classifier = out / "runs" / "classifier"
     t0 = log_step(log, step, n, f"the CAM-family classifier {recipe.classifier.arch} -> {classifier}")
-    if not finished_run(classifier, recipe.classifier.epochs):
+    if not finished_run(classifier, recipe.classifier):
         get_method("cam").train(data, classifier, recipe.classifier, runtime=runtime)
     done("classifier", t0)
     step += 1
@@ -174,7 +174,7 @@ def run_video_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Vi
     elif recipe.vit is not None:
         vit = out / "runs" / "vit"
         t0 = log_step(log, step, n, f"TrCAM-V's ViT (offline stand-in for DINO) {recipe.vit.arch} -> {vit}")
-        if not finished_run(vit, recipe.vit.epochs):
+        if not finished_run(vit, recipe.vit):
             get_method("cam").train(data, vit, recipe.vit, runtime=runtime)
         trcamv = dataclasses.replace(trcamv, encoder=recipe.vit.arch, encoder_run=str(vit.resolve()),
                                      input_size=recipe.vit.input_size)
@@ -189,7 +189,7 @@ def run_video_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Vi
     step += 1
     run = out / "runs" / "trcamv"
     t0 = log_step(log, step, n, f"TrCAM-V -> {run}")
-    if not finished_run(run, trcamv.epochs):
+    if not finished_run(run, trcamv):
         get_method("trcamv").train(data, run, trcamv, runtime=runtime, cams=cams)
     done("trcamv", t0)
     step += 1

@@ -200,7 +200,7 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
     for i, (method, config) in enumerate(recipe.configs.items(), 1):
         run = out / "runs" / method
         log(f"[{i}/{n}] {method}: train {getattr(config, 'arch', '')} -> {run}")
-        if not finished_run(run, config.epochs):
+        if not finished_run(run, config):
             t0 = time.perf_counter()
             get_method(method).train(data, run, config, runtime=runtime)
             timings.setdefault(method, {})["train"] = round(time.perf_counter() - t0, 1)
