@@ -47,8 +47,10 @@ def _assert_close(a: dict, b: dict, atol: float) -> None:
 def data(tmp_path_factory) -> Path:
     from tedloc.data import SyntheticConfig, make_synthetic
 
+    # the former object placement: the tolerances below were set on it (the largest weight difference of the two
+    # runs is 3.6e-5 there; float rounding grows to 2.5e-4 on the objects placed as CUB's)
     return make_synthetic(tmp_path_factory.mktemp("ddp") / "data",
-                          SyntheticConfig(classes=4, train=40, val=12, test=12, size=48, seed=3))
+                          SyntheticConfig(classes=4, train=40, val=12, test=12, size=48, seed=3, placement="uniform"))
 
 
 PRETRAIN = ("--input-size", "48", "--epochs", "2", "--lr-step", "1", "--workers", "0", "--device", "cpu")

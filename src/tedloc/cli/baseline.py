@@ -34,11 +34,14 @@ def _centered(args: argparse.Namespace) -> int:
 def _gaussian(args: argparse.Namespace) -> int:
     from tedloc.methods.centered_box import centered_gaussian_metrics
 
+    from tedloc.eval import eval_protocol
+
     split = load_dataset(args.data, splits=[args.split])[args.split]
-    metrics = centered_gaussian_metrics(split, args.size, args.sigma, args.interval)
+    protocol = eval_protocol("standard", **({} if args.interval is None else {"interval": args.interval}))
+    metrics = centered_gaussian_metrics(split, args.size, args.sigma, protocol)
     metrics["sigma"] = args.sigma
     return _report(args, f"centered Gaussian, sigma {args.sigma} of the half side, scored on {args.split} (thresholds "
-                         f"every {args.interval}), maps {args.size}x{args.size}", metrics)
+                         f"every {protocol.interval}), maps {args.size}x{args.size}", metrics)
 
 
 @command("baseline", help="the no-look baselines (centered box of the best fixed size, centered Gaussian)")
@@ -61,6 +64,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=224, help="map size (the input size of the compared methods)")
     p.add_argument("--sigma", type=float, default=CENTERED_GAUSSIAN_SIGMA,
                    help=f"standard deviation in units of half the map's side (default {CENTERED_GAUSSIAN_SIGMA})")
-    p.add_argument("--interval", type=float, default=0.01, help="threshold interval (default 0.01)")
+    p.add_argument("--interval", type=float, help="threshold interval (default: the standard protocol's)")
     p.add_argument("--json", help="write the metrics as JSON here")
     p.set_defaults(func=_gaussian)

@@ -12,6 +12,7 @@ import numpy as np
 
 from tedloc.data.dataset import Split
 from tedloc.errors import OptionError
+from tedloc.eval.conventions import EvalProtocol
 from tedloc.eval.evaluator import WSOLEvaluator
 
 __all__ = ["centered_box_map", "centered_box_metrics", "centered_box_baseline", "centered_gaussian_map",
@@ -58,9 +59,10 @@ def centered_gaussian_map(size: int, sigma: float = CENTERED_GAUSSIAN_SIGMA) -> 
 
 
 def centered_gaussian_metrics(split: Split, size: int, sigma: float = CENTERED_GAUSSIAN_SIGMA,
-                              interval: float = 0.01) -> dict:
-    """Metrics of the centered Gaussian (maps of ``size`` x ``size``) on ``split``, thresholds every ``interval``."""
-    evaluator = WSOLEvaluator(split, interval=interval)
+                              protocol: EvalProtocol | str = "standard") -> dict:
+    """Metrics of the centered Gaussian (maps of ``size`` x ``size``) on ``split`` under ``protocol`` (a
+    record or a preset's name; the standard one: 1,000 thresholds)."""
+    evaluator = WSOLEvaluator(split, protocol)
     m = centered_gaussian_map(size, sigma)
     for image_id in split.image_ids:
         evaluator.accumulate(image_id, m)

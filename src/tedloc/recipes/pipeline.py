@@ -203,16 +203,16 @@ def centered_box_on_test(data: Path, out: Path, size: int) -> dict:
     return metrics
 
 
-def centered_gaussian_on_test(data: Path, out: Path, size: int, interval: float) -> dict:
-    """The centered Gaussian scored on test (thresholds every ``interval``, as the methods)."""
+def centered_gaussian_on_test(data: Path, out: Path, size: int, protocol: EvalProtocol) -> dict:
+    """The centered Gaussian scored on test under ``protocol`` (the methods')."""
     from tedloc.data import load_dataset
     from tedloc.methods.centered_box import CENTERED_GAUSSIAN_SIGMA, centered_gaussian_metrics
 
     path = out / "eval" / "centered_gaussian.json"
-    if path.exists() and json.loads(path.read_text()).get("interval") == interval:
+    if path.exists() and json.loads(path.read_text()).get("protocol") == protocol.to_dict():
         return json.loads(path.read_text())
-    metrics = centered_gaussian_metrics(load_dataset(data, splits=["test"])["test"], size, interval=interval)
-    metrics.update(sigma=CENTERED_GAUSSIAN_SIGMA, interval=interval)
+    metrics = centered_gaussian_metrics(load_dataset(data, splits=["test"])["test"], size, protocol=protocol)
+    metrics["sigma"] = CENTERED_GAUSSIAN_SIGMA
     atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return metrics
 
@@ -413,7 +413,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     if recipe.centered_box and boxes:
         results["centered_box"] = without_curves(centered_box_on_test(data, out, recipe.pretrain.input_size))
         results["centered_gaussian"] = without_curves(centered_gaussian_on_test(data, out, recipe.pretrain.input_size,
-                                                                 recipe_protocol(recipe).interval))
+                                                                                recipe_protocol(recipe)))
     for name, run in runs.items():
         results[name] = without_curves(evaluate_on_test(run, data, out, recipe, runtime))
     done("evaluate", t0)

@@ -221,7 +221,7 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
         size = next(iter(recipe.configs.values())).input_size
         results["centered_box"] = timed("centered_box", lambda: centered_box_on_test(data, out, size))
         results["centered_gaussian"] = timed("centered_gaussian", lambda: centered_gaussian_on_test(
-            data, out, size, recipe_protocol(recipe).interval))
+            data, out, size, recipe_protocol(recipe)))
     for method, run in runs.items():
         results[method] = timed(run.name, lambda: evaluate_on_test(run, data, out, recipe, runtime))
         if method == "cam":

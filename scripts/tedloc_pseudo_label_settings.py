@@ -1,0 +1,68 @@
+"""TeD-Loc's pseudo-label settings on the demo's data: the source of the maps (the CNN's CAM or Grad-CAM) and the
+FG / BG pools, each a TeD-Loc run on the demo's CAM run, anchors and feature cache (its finished steps reused).
+
+    python scripts/tedloc_pseudo_label_settings.py --demo runs/demo --out runs/tedloc_settings [--device cpu]
+
+Prints, per setting, the best val MaxBoxAcc of the run (GT boxes of val: what chose the demo's setting) and its
+test metrics; writes OUT/settings.json. The settings are the demo preset's TeD-Loc config with the changes below.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from tedloc.methods import get_method
+from tedloc.methods.run_maps import compute_run_map_cache
+from tedloc.recipes.pipeline import evaluate_on_test, finished_run
+from tedloc.recipes.presets import get_preset
+from tedloc.utils.device import Runtime
+from tedloc.utils.io import atomic_write_text
+
+# name -> (pseudo-label maps, TeD-Loc config changes)
+SETTINGS = {
+    "cam_pools_0.2_0.2": ("cam", {"fg_pool": 0.2, "bg_pool": 0.2}),
+    "cam_pools_0.6_0.1": ("cam", {"fg_pool": 0.6, "bg_pool": 0.1}),
+    "cam_pools_0.6_0.1_k50": ("cam", {"fg_pool": 0.6, "bg_pool": 0.1, "k": 50}),
+    "cam_pools_1.0_0.05": ("cam", {"fg_pool": 1.0, "bg_pool": 0.05}),
+    "gradcam_pools_0.2_0.2": ("gradcam", {"fg_pool": 0.2, "bg_pool": 0.2}),
+    "gradcam_pools_1.0_0.05": ("gradcam", {"fg_pool": 1.0, "bg_pool": 0.05}),
+}
+SHOWN = ("MaxBoxAcc", "MaxBoxAccV2", "PxAP", "CL@1", "Top1Loc@val_thr", "error/LPE", "error/LME", "error/other")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", required=True, help="a finished `tedloc demo --out` folder")
+    parser.add_argument("--out", required=True, help="folder of the runs, their evaluations and settings.json")
+    parser.add_argument("--settings", nargs="*", choices=sorted(SETTINGS), help="default: all")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    demo, out = Path(args.demo), Path(args.out)
+    runtime = Runtime.create(args.device)
+    recipe = get_preset("demo")
+    data, cam_run = demo / "data", demo / "runs" / "cam"
+    base = dataclasses.replace(recipe.tedloc, feature_cache=str((demo / "cache" / "features").resolve()),
+                               encoder=recipe.pretrain.arch, encoder_run=str(cam_run.resolve()),
+                               input_size=recipe.pretrain.input_size)
+    table = {}
+    for name in args.settings or SETTINGS:
+        source, changes = SETTINGS[name]
+        maps = out / "cache" / f"{source}_train"
+        compute_run_map_cache(cam_run, data, "train", maps, method=source, batch_size=recipe.eval_batch_size,
+                              runtime=runtime)
+        config, run = dataclasses.replace(base, **changes), out / "runs" / name
+        if not finished_run(run, config):
+            get_method("tedloc").train(data, run, config, runtime=runtime,
+                                       anchors=demo / "anchors" / "orthogonal.safetensors", cams=maps)
+        history = json.loads((run / "model.json").read_text())["history"]
+        metrics = evaluate_on_test(run, data, out, recipe, runtime)
+        table[name] = {"val_MaxBoxAcc": max(e["val_MaxBoxAcc"] for e in history),
+                       **{k: round(metrics[k], 2) for k in SHOWN if k in metrics}}
+        print(name, json.dumps(table[name]), flush=True)
+    atomic_write_text(out / "settings.json", json.dumps(table, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
