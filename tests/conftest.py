@@ -59,7 +59,10 @@ def synthetic_small(tmp_path_factory) -> Path:
     from tedloc.data import SyntheticConfig, make_synthetic
 
     out = tmp_path_factory.mktemp("synthetic") / "data"
-    return make_synthetic(out, SyntheticConfig(classes=4, train=24, val=8, test=8, size=48, seed=3))
+    # the former object placement, on which the expected values of the tests that share this set were set (on 8
+    # test images, objects placed as CUB's make some of them degenerate: a video of one box, constant maps); the
+    # default placement has its own tests (test_synthetic_placement.py) and the demo's
+    return make_synthetic(out, SyntheticConfig(classes=4, train=24, val=8, test=8, size=48, seed=3, placement="uniform"))
 
 
 @pytest.fixture(scope="module")
