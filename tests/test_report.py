@@ -285,8 +285,8 @@ def test_verdicts_give_each_method_its_margin_or_why_it_loses():
         "the object (LPE: the box mostly inside the GT box) for 50.0% of the test images.",
         "tedloc (MaxBoxAcc 57.50) beats the no-look centered_gaussian by 12.50 points.",
         "dips (MaxBoxAcc 46.00) beats the no-look centered_gaussian by 1.00 points.",
-        "has (MaxBoxAcc 25.00) does not beat the no-look centered_gaussian (45.00): its box misses the object "
-        "(neither inside nor around the GT box) for 60.0% of the test images."]
+        "has (MaxBoxAcc 25.00) does not beat the no-look centered_gaussian (45.00), nor cam (30.00): its box misses "
+        "the object (neither inside nor around the GT box) for 60.0% of the test images."]
     no_baselines = {"cam": {"MaxBoxAcc": 30.0}, "dips": {"MaxBoxAcc": 20.0, "error/LME": 70.0}}
     assert verdicts(no_baselines) == ["dips (MaxBoxAcc 20.00) is below cam (30.00): its box is too large (LME: the GT "
                                       "box mostly inside it) for 70.0% of the test images."]

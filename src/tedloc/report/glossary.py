@@ -118,10 +118,12 @@ def verdicts(results: dict, metric: str = "MaxBoxAcc") -> list[str]:
     best = max(blind, key=blind.get) if blind else None
     out = []
     for name, m in looks.items():
+        below_cam = name != "cam" and metric in results.get("cam", {}) and m[metric] < results["cam"][metric]
         if best is not None and m[metric] <= blind[best]:
+            cam = f", nor cam ({results['cam'][metric]:.2f})" if below_cam else ""
             out.append(f"{name} ({metric} {m[metric]:.2f}) does not beat the no-look {best} ({blind[best]:.2f})"
-                       f"{_why(m)}.")
-        elif name != "cam" and metric in results.get("cam", {}) and m[metric] < results["cam"][metric]:
+                       f"{cam}{_why(m)}.")
+        elif below_cam:
             out.append(f"{name} ({metric} {m[metric]:.2f}) is below cam ({results['cam'][metric]:.2f})"
                        f"{_why(m)}.")
         elif best is not None:
