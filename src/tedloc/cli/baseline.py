@@ -32,9 +32,8 @@ def _centered(args: argparse.Namespace) -> int:
 
 
 def _gaussian(args: argparse.Namespace) -> int:
-    from tedloc.methods.centered_box import centered_gaussian_metrics
-
     from tedloc.eval import eval_protocol
+    from tedloc.methods.centered_box import centered_gaussian_metrics
 
     split = load_dataset(args.data, splits=[args.split])[args.split]
     protocol = eval_protocol("standard", **({} if args.interval is None else {"interval": args.interval}))

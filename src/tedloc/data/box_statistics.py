@@ -24,7 +24,7 @@ def box_geometry(split: Split) -> dict[str, np.ndarray]:
         raise DataError(f"split {split.name!r} has no GT boxes")
     rows = []
     for image_id, (w, h), boxes in zip(split.image_ids, split.sizes, split.boxes):
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        boxes = boxes.astype(np.float64)  # (n, 4), as every Split holds them
         if len(boxes) == 0:
             raise DataError(f"image {image_id!r} of split {split.name!r} has no GT box")
         widths, heights = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
@@ -40,7 +40,7 @@ def box_statistics(split: Split, quantiles: tuple[float, ...] = QUANTILES) -> di
     ``quantiles`` (``{q: value}``)."""
     geometry = box_geometry(split)
     out: dict = {"split": split.name, "images": len(split),
-                 "boxes_per_image": float(np.mean([len(np.asarray(b).reshape(-1, 4)) for b in split.boxes]))}
+                 "boxes_per_image": split.num_boxes / len(split)}
     for name, values in geometry.items():
         out[name] = {"mean": float(values.mean()), "std": float(values.std()),
                      "quantiles": {str(q): float(v) for q, v in zip(quantiles, np.quantile(values, quantiles))}}

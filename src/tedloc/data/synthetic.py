@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from tedloc.data.box_statistics import QUANTILES
 from tedloc.data.dataset import Split, WSOLDataset
 from tedloc.data.wsol_format import save_dataset
 from tedloc.errors import DataError
@@ -72,7 +73,7 @@ PLACEMENTS = {
                0.0307, 0.0434, 0.0585, 0.076, 0.0987, 0.1284, 0.171, 0.236, 0.348),
     },
 }
-PLACEMENT_LEVELS = (0.01, *np.round(np.arange(0.05, 0.951, 0.05), 2), 0.99)
+PLACEMENT_LEVELS = QUANTILES  # the levels of the quantiles above
 PLACEMENT_CHOICES = (*PLACEMENTS, "uniform")
 
 

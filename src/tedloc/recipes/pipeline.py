@@ -38,7 +38,7 @@ from tedloc.eval.conventions import EvalProtocol, eval_protocol
 from tedloc.methods import TrainConfig, get_method
 from tedloc.pseudolabels.cam_family import GRADIENT_CAMS
 from tedloc.report import HEADLINE_METRICS, write_report
-from tedloc.report.glossary import no_look_sentences, recipe_title, table_definitions, verdicts
+from tedloc.report.glossary import no_look_markdown, recipe_title, table_definitions
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 from tedloc.utils.registry import Registry
@@ -165,8 +165,8 @@ def _clip_es_maps(data: Path, out: Path, recipe: Recipe, runtime: Runtime) -> No
                       runtime=runtime, model_record=model.record())
 
 
-def evaluate_on_test(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime, map_kind: str | None = None
-              ) -> dict:
+def evaluate_on_test(run: Path, data: Path, out: Path, recipe: Recipe, runtime: Runtime,
+                     map_kind: str | None = None) -> dict:
     """Test metrics of a run under the recipe's conventions (as ``tedloc evaluate --run``: the oracle threshold
     and the run's val threshold), cached in OUT/eval/<name>.json (<name>_<map_kind>.json for another map than the
     run's own, e.g. a post-hoc CAM) until the run's model or the conventions change. Maps are scored at the
@@ -437,9 +437,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     atomic_write_text(out / "recipe.json", json.dumps({"name": name, "scope": recipe.scope}, indent=1) + "\n")
     text = [f"# {recipe_title(name)}", ""] + ([recipe.scope, ""] if recipe.scope else [])
     text += [f"Test split of `{data}`; {thresholds}; runs in `runs/`, full metrics in `results.json`.", "", table, ""]
-    text += [line for sentence in no_look_sentences(results) for line in (sentence, "")]
-    if verdicts(results):
-        text += ["## What the table shows", ""] + [f"- {line}" for line in verdicts(results)] + [""]
+    text += no_look_markdown(results)
     text += [f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {protocol.map_class} class "
              f"({'GT-known; `@pred`: the predicted class' if protocol.map_class == 'true' else 'no label used'}); "
              f"thresholds every {protocol.interval}; maps scored at {sizes}.", "",

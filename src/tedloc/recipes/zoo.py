@@ -187,7 +187,7 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
     from tedloc.protocol.selection import evaluate_runs, format_methods_table, protocol_table
     from tedloc.recipes.pipeline import (centered_box_on_test, centered_gaussian_on_test, evaluate_on_test,
                                          finished_run, recipe_protocol, without_curves)
-    from tedloc.report.glossary import no_look_sentences, verdicts
+    from tedloc.report.glossary import no_look_markdown
 
     data, out = Path(data), Path(out)
     if runtime.dist.enabled:
@@ -248,9 +248,7 @@ def run_zoo(data: str | os.PathLike, out: str | os.PathLike, recipe: ZooRecipe, 
             f"Test split of `{data}`; each method's run in `runs/`, full metrics in `results.json`. `Top1Loc`: at the "
             f"oracle threshold (test boxes used); `Top1Loc@val_thr`: at the run's threshold chosen on val; the "
             f"CAM's post-hoc maps (`gradcam`, ...) are scored without a val threshold.", "", table, ""]
-    text += [line for sentence in no_look_sentences(results) for line in (sentence, "")]
-    if verdicts(results):
-        text += ["## What the table shows", ""] + [f"- {line}" for line in verdicts(results)] + [""]
+    text += no_look_markdown(results)
     if tables:
         text += ["## The protocol table (one configuration per method)", "",
                  f"Columns: the val supervision (`GT`, `cam`: the CAM run's val pseudo-boxes) and the cell; "

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from tedloc.errors import TedlocError
 
 __all__ = ["metric_definitions", "table_definitions", "centered_box_sentence", "no_look_sentences", "verdicts",
+           "no_look_markdown",
            "recipe_title", "DEFINED_METRICS", "NO_LOOK_ROWS"]
 
 NO_LOOK_ROWS = ("centered_box", "centered_gaussian")  # the results' rows that never look at the image
@@ -130,6 +131,14 @@ def verdicts(results: dict, metric: str = "MaxBoxAcc") -> list[str]:
             out.append(f"{name} ({metric} {m[metric]:.2f}) beats the no-look {best} by {m[metric] - blind[best]:.2f}"
                        " points.")
     return out
+
+
+def no_look_markdown(results: dict) -> list[str]:
+    """``report.md``'s lines under a results table: :func:`no_look_sentences`, then ``## What the table shows``
+    with :func:`verdicts` as a list (when there are any)."""
+    text = [line for sentence in no_look_sentences(results) for line in (sentence, "")]
+    lines = verdicts(results)
+    return text + (["## What the table shows", ""] + [f"- {line}" for line in lines] + [""] if lines else [])
 
 
 def recipe_title(name: str) -> str:

@@ -324,9 +324,10 @@ def _recipe_sections(folder: Path, gallery: int, pool: int, runtime) -> list[str
     body = [f"<p class='note'>{html.escape(scope)}</p>" if scope else "",
             "<h2>Results (test split)</h2>", _table(results, HEADLINE_METRICS)]
     body += [f"<p class='note'>{html.escape(sentence)}</p>" for sentence in no_look_sentences(results)]
-    if verdicts(results):
-        body += ["<h3>What the table shows</h3><ul>"
-                 + "".join(f"<li>{html.escape(line)}</li>" for line in verdicts(results)) + "</ul>"]
+    lines = verdicts(results)
+    if lines:
+        body += ["<h3>What the table shows</h3><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+                 + "</ul>"]
     body += [_conventions(results), "<h3>What the columns mean (percent)</h3><ul class='note'>"
              + "".join(f"<li>{html.escape(line)}</li>" for line in table_definitions(results, HEADLINE_METRICS))
              + "</ul>"]
