@@ -107,3 +107,25 @@ def test_maps_follow_the_crop_and_flip_onto_the_grid():
     assert out[1, :, -3:].min() > 0.9 and out[1, :, :8].max() < 1e-6  # flipped: right
     cropped = View((100, 100), (80, 80), (40, 0, 40, 80), False).to_tensor()  # the right half only
     assert maps_on_grid(m[None], cropped[None], (8, 8)).max() < 1e-6
+
+
+def test_border_prior_takes_the_outer_ring_as_background():
+    maps = _maps(b=6, seed=3)
+    fg, bg, region, ok = candidate_pools(maps, 1.0, 0.5, bg_border=0.125)
+    ring = torch.ones(16, 16, dtype=torch.bool)
+    ring[2:-2, 2:-2] = False  # 0.125 of 16 cells: two rows and columns on each side
+    ring = ring.flatten()
+    assert ok.all() and not (region & ring).any() and torch.equal(fg, region)
+    for i in range(6):
+        flat = maps[i].flatten()
+        lv = (((flat - flat.min()) / (flat.max() - flat.min())).double() * 255).floor()
+        # Otsu's split of the map with the ring below everything else (0; the rest 25..255), as OpenCV finds it
+        shifted = torch.where(ring, torch.zeros_like(lv), (25.5 + 0.9 * lv).floor()).numpy().astype(np.uint8)
+        t, _ = cv2.threshold(shifted[None], 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        assert torch.equal(region[i], torch.from_numpy(shifted > t))
+        assert not (bg[i] & ~ring).any() and bg[i].sum() == int(np.ceil(ring.sum().item() * 0.5))
+        assert lv[bg[i]].max() <= lv[ring & ~bg[i]].min()  # the lowest of the ring
+    with pytest.raises(Exception, match="bg_border"):
+        SamplerConfig(bg_border=0.5)
+    labels = PseudoLabelSampler(SamplerConfig(k=5, bg_border=0.125))(maps, torch.Generator().manual_seed(0))
+    assert labels.valid.all() and ring[labels.bg].all() and not ring[labels.fg].any()

@@ -108,7 +108,8 @@ def test_pseudo_labels_from_a_post_hoc_map(synthetic_small, tmp_path):
     config = json.loads((out / "runs" / "tedloc" / "model.json").read_text())["config"]
     assert (config["fg_pool"], config["bg_pool"]) == (1.0, 0.05)
     demo = get_preset("demo")
-    assert demo.pseudo_labels == "gradcam" and (demo.tedloc.fg_pool, demo.tedloc.bg_pool) == (1.0, 0.05)
+    assert demo.pseudo_labels == "gradcam" and (demo.tedloc.fg_pool, demo.tedloc.bg_pool) == (1.0, 1.0)
+    assert demo.tedloc.bg_border == 0.125 and demo.tedloc_rounds == 3
     with pytest.raises(TedlocError, match="pseudo_labels must be one of cam, gradcam, .*, clip-es, got 'x'"):
         run_recipe(synthetic_small, out, dataclasses.replace(recipe, pseudo_labels="x"), runtime=CPU)
 
@@ -127,3 +128,33 @@ def test_a_changed_config_is_refused_not_silently_reused(synthetic_small, tmp_pa
     changed = dataclasses.replace(recipe, tedloc=dataclasses.replace(recipe.tedloc, k=5))
     with pytest.raises(TedlocError, match=r"runs/tedloc holds a run with another configuration \(.*k"):
         run_recipe(synthetic_small, out, changed, log=lambda _: None, runtime=CPU)
+
+
+def test_self_training_rounds(synthetic_small, tmp_path):
+    """``tedloc_rounds: 2``: round 2 learns from round 1's own maps of the train split; the report lists each
+    round's val MaxBoxAcc; a second call reuses both rounds."""
+    from tedloc.errors import TedlocError
+    from tedloc.pseudolabels.map_cache import MapCache
+
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    recipe = Recipe(
+        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
+        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1, bg_border=0.125),
+        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False, overlays=0, tedloc_rounds=2)
+    out = tmp_path / "out"
+    results = run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU)
+    assert list(results) == ["cam", "tedloc"]
+    first, last = out / "runs" / "tedloc_round1", out / "runs" / "tedloc"
+    own = MapCache(out / "cache" / "tedloc_round1_train")
+    assert own.source["method"] == "map" and own.source["run"] == str(first.resolve())
+    assert json.loads((first / "config.json").read_text())["cams"] == str(out / "cache" / "cams_train")
+    assert json.loads((last / "config.json").read_text())["cams"] == str(own.root)
+    assert json.loads((last / "model.json").read_text())["config"]["bg_border"] == 0.125
+    vals = [json.loads((r / "model.json").read_text())["history"][0]["val_MaxBoxAcc"] for r in (first, last)]
+    note = f"val MaxBoxAcc of each round: tedloc: {vals[0]:.2f} -> {vals[1]:.2f}."
+    assert note in (out / "report.md").read_text() and note in json.loads((out / "recipe.json").read_text())["notes"][0]
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")}
+    assert run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU) == results
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")} == stamps
+    with pytest.raises(TedlocError, match="tedloc_rounds must be >= 1, got 0"):
+        run_recipe(synthetic_small, out, dataclasses.replace(recipe, tedloc_rounds=0), runtime=CPU)

@@ -177,7 +177,7 @@ def test_both_reports_have_the_recipe_name_as_title(recipe_folder):
     page = (recipe_folder / "report.html").read_text()
     assert md.splitlines()[0] == "# tedloc results: tiny"
     assert "<title>tedloc results: tiny</title>" in page and "<h1>tedloc results: tiny</h1>" in page
-    assert json.loads((recipe_folder / "recipe.json").read_text()) == {"name": "tiny", "scope": SCOPE}
+    assert json.loads((recipe_folder / "recipe.json").read_text()) == {"name": "tiny", "scope": SCOPE, "notes": []}
 
 
 def test_both_reports_define_every_column_and_say_what_the_numbers_show(recipe_folder):

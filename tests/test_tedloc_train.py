@@ -342,3 +342,22 @@ def test_map_size_and_val_threshold_of_a_run_decide_its_evaluation(inputs, synth
                  "--save-threshold", "--batch-size", "8"]) == 0  # a threshold of the test split is no val threshold
     m = evaluate(older)
     assert "val_threshold" not in m and any("chosen on split 'test', not on val" in n for n in m["not_computed"])
+
+
+def test_a_run_own_maps_as_pseudo_labels(trained_run, synthetic_small, tmp_path):
+    """``tedloc cams --source map``: a run's own localization map (TeD-Loc's g) as the next round's pseudo-labels."""
+    from tedloc.data import load_dataset
+    from tedloc.data.torch_dataset import WSOLImageDataset
+    from tedloc.pseudolabels.map_cache import MapCache
+
+    compute_run_map_cache(trained_run, synthetic_small, "train", tmp_path / "own", method="map", runtime=CPU)
+    model = load_model(trained_run, runtime=CPU)
+    split = load_dataset(synthetic_small)["train"]
+    dataset = WSOLImageDataset(split, model.preprocessing)
+    images = torch.stack([dataset[i]["image"] for i in range(4)])
+    with torch.no_grad():
+        maps = model.predict(images)[1]
+    maps = (maps - maps.amin((1, 2), keepdim=True)) / (maps.amax((1, 2), keepdim=True) - maps.amin((1, 2), keepdim=True))
+    stored = torch.from_numpy(MapCache(tmp_path / "own").get(range(4)).numpy())
+    assert stored.shape == maps.shape and torch.allclose(stored, maps, atol=2e-3)  # float16, min-max
+    assert json.loads((tmp_path / "own" / "index.json").read_text())["source"]["method"] == "map"

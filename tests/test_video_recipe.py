@@ -96,6 +96,11 @@ def test_recipe_results_report_and_pictures(recipe_out, video_data):
     pictures = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
     assert len(pictures) == 2 and all((out / p).is_file() for p in pictures)
     assert "TrCAM-V vs the best CAM-family baseline" in report
+    # one line per column under the table, saying which thresholds come from test boxes
+    columns = report.split("## What the columns mean (percent)\n\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split(":")[0] for line in columns] == [
+        "- per-class columns, CorLoc", "- CorLoc (realistic)", "- CL", "- MaxBoxAcc", "- PxAP", "- peak on object"]
+    assert "test boxes" in columns[0] and "no test box" in columns[1]
     assert set(json.loads((out / "timings.json").read_text())) == {"classifier", "vit", "pseudo_labels", "trcamv",
                                                                   "evaluate"}
     assert any(line.startswith("[1/6]") for line in log) and any(line.startswith("[6/6]") for line in log)

@@ -11,6 +11,11 @@ as the image: see :meth:`tedloc.data.transforms.View.map`):
    FG weighted by the map's value), without replacement; both sides always get the same
    count, ``min(k, |FG pool|, |BG pool|)``: balanced.
 
+``bg_border`` > 0 adds a boundary prior (not in the papers; tedloc's option): the outer ring of the grid,
+``bg_border`` of its side wide on each side (at least one cell), is taken as background. Otsu's split sees the map
+with the ring below every other location (the map min-max normalised to [0.1, 1] inside, 0 on the ring), so R never
+reaches the ring; BG candidates are the ring's locations only, the BG pool the bottom ``bg_pool`` of them by value.
+
 Maps that carry no ranking give no pseudo-labels, explicitly: a constant map (no Otsu split),
 or a map with NaN/inf. Their rows in the result are all invalid (``valid`` False), so losses
 skip them; :attr:`PseudoLabels.empty` counts them.
@@ -26,7 +31,7 @@ from tedloc.errors import OptionError
 from tedloc.utils.keyed_random import keyed_uniform
 from tedloc.utils.maps import minmax_rows
 
-__all__ = ["SamplerConfig", "PseudoLabels", "PseudoLabelSampler", "otsu_levels", "candidate_pools"]
+__all__ = ["SamplerConfig", "PseudoLabels", "PseudoLabelSampler", "otsu_levels", "candidate_pools", "border_ring"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class SamplerConfig:
     fg_pool: float = 0.2
     bg_pool: float = 0.2
     fg_weighting: str = "uniform"  # or "weighted": probability proportional to the map value
+    bg_border: float = 0.0  # > 0: BG candidates only in the outer ring of this share of the side (boundary prior)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -45,6 +51,8 @@ class SamplerConfig:
             raise OptionError("pool fractions must be in (0, 1]")
         if self.fg_weighting not in ("uniform", "weighted"):
             raise OptionError("fg_weighting must be 'uniform' or 'weighted'")
+        if not 0 <= self.bg_border < 0.5:
+            raise OptionError(f"bg_border must be in [0, 0.5), got {self.bg_border}")
 
 
 @dataclass
@@ -87,20 +95,37 @@ def otsu_levels(levels: torch.Tensor) -> torch.Tensor:
     return between.argmax(dim=1)  # the first maximum: the lowest optimal level
 
 
-def candidate_pools(maps: torch.Tensor, fg_pool: float = 0.2, bg_pool: float = 0.2):
-    """Boolean (B, H*W) pools of FG and BG candidates, the Otsu foreground, and the usable rows."""
+def border_ring(h: int, w: int, share: float, device: torch.device | None = None) -> torch.Tensor:
+    """(H*W,) bool: the outer ring of an ``h`` x ``w`` grid, ``share`` of each side wide (at least one cell);
+    all False for ``share`` 0."""
+    ring = torch.zeros(h, w, dtype=torch.bool, device=device)
+    if share > 0:
+        dy, dx = max(1, round(share * h)), max(1, round(share * w))
+        ring[:dy], ring[-dy:], ring[:, :dx], ring[:, -dx:] = True, True, True, True
+    return ring.flatten()
+
+
+def candidate_pools(maps: torch.Tensor, fg_pool: float = 0.2, bg_pool: float = 0.2, bg_border: float = 0.0):
+    """Boolean (B, H*W) pools of FG and BG candidates, the Otsu foreground, and the usable rows (``bg_border``: the
+    boundary prior of :class:`SamplerConfig`)."""
     levels, ok = _quantize(maps)
     values = levels.double()
-    region = levels > otsu_levels(levels)[:, None]
+    outside = torch.ones_like(levels, dtype=torch.bool)
+    split = levels
+    if bg_border > 0:  # the ring is background: below every other location for Otsu, the only BG candidates
+        outside = border_ring(*maps.shape[-2:], bg_border, device=maps.device).expand_as(levels)
+        split = torch.where(outside, torch.zeros_like(levels), (25.5 + 0.9 * levels).floor().long())
+    region = split > otsu_levels(split)[:, None]
+    outside = outside & ~region
     n_fg = region.sum(dim=1)
-    n_bg = (~region).sum(dim=1)
+    n_bg = outside.sum(dim=1)
     # top fg_pool of the region by value: rank inside the region, highest first (stable for ties)
     fg_key = torch.where(region, values, torch.full_like(values, -1.0))
     fg_rank = torch.argsort(torch.argsort(-fg_key, dim=1, stable=True), dim=1)
     fg = region & (fg_rank < torch.ceil(n_fg * fg_pool)[:, None])
-    bg_key = torch.where(~region, values, torch.full_like(values, 256.0))
+    bg_key = torch.where(outside, values, torch.full_like(values, 256.0))
     bg_rank = torch.argsort(torch.argsort(bg_key, dim=1, stable=True), dim=1)
-    bg = ~region & (bg_rank < torch.ceil(n_bg * bg_pool)[:, None])
+    bg = outside & (bg_rank < torch.ceil(n_bg * bg_pool)[:, None])
     ok = ok & (n_fg > 0) & (n_bg > 0)
     return fg & ok[:, None], bg & ok[:, None], region, ok
 
@@ -117,7 +142,7 @@ class PseudoLabelSampler:
 
     def pools(self, maps: torch.Tensor):
         """(fg pool, bg pool) as boolean (B, H*W) masks."""
-        fg, bg, _, _ = candidate_pools(maps, self.config.fg_pool, self.config.bg_pool)
+        fg, bg, _, _ = candidate_pools(maps, self.config.fg_pool, self.config.bg_pool, self.config.bg_border)
         return fg, bg
 
     def __call__(self, maps: torch.Tensor, generator: torch.Generator | None = None,
@@ -129,7 +154,7 @@ class PseudoLabelSampler:
         keys the draw comes from ``generator`` (advanced by the call), or torch's global one.
         """
         k = self.config.k
-        fg_pool, bg_pool, _, _ = candidate_pools(maps, self.config.fg_pool, self.config.bg_pool)
+        fg_pool, bg_pool, _, _ = candidate_pools(maps, self.config.fg_pool, self.config.bg_pool, self.config.bg_border)
         flat = maps.reshape(maps.shape[0], -1).double()
         if keys is not None:
             u_fg, u_bg = keyed_uniform(keys.to(maps.device), 2 * flat.shape[1]).chunk(2, dim=1)

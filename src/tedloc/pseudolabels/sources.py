@@ -3,7 +3,7 @@
 A source turns a batch of preprocessed images (and their classes, or None for the predicted ones)
 into maps ``(B, h, w)`` with a model of the capability it needs. Every built-in source (the CAM,
 the CAM family's post-hoc maps of :mod:`tedloc.pseudolabels.cam_family` and the training-free CLIP localizers) is
-registered in this module, so importing it is
+registered in this module (and ``map``: any run's own localization map, for rounds of self-training), so importing it is
 enough; ``tedloc cams`` offers whatever is registered.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from tedloc.errors import TedlocError
-from tedloc.models.localizer import ClassConditionalMaps, ClassifierNetwork, TargetLayerMaps
+from tedloc.models.localizer import ClassConditionalMaps, ClassifierNetwork, LocalizationModel, TargetLayerMaps
 from tedloc.pseudolabels.cam_family import GRADIENT_CAMS, gradient_cams
 from tedloc.pseudolabels.clip_localizers import TRAINING_FREE, ClipLocalizer
 from tedloc.utils.registry import Registry
@@ -85,6 +85,9 @@ def _training_free_maps(name: str) -> Callable[[ClipLocalizer, torch.Tensor, tor
 register_map_source(MapSource(
     "cam", "CAM of the classifier (stored at its feature resolution)", ClassConditionalMaps,
     lambda model, images, classes: model.cams(images, classes)))
+register_map_source(MapSource(
+    "map", "the run's own localization map (TeD-Loc's g, DiPS's decoder; no class: the next round's pseudo-labels)",
+    LocalizationModel, lambda model, images, classes: model.predict(images.to(model.device))[1]))
 _POSTHOC_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "smoothgradcam++": "Smooth Grad-CAM++",
                   "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "scorecam": "Score-CAM",
                   "eigencam": "Eigen-CAM (class-free)"}

@@ -109,6 +109,7 @@ class Recipe:
     # CLIP-ES's (training-free)
     clip: str = "ViT-B-16"  # CLIP-ES's open_clip model and weights (pseudo_labels clip-es)
     clip_pretrained: str = "openai"
+    tedloc_rounds: int = 1  # self-training (tedloc's, not the paper's): round r > 1 learns from round r - 1's own maps
     encoder_from_cam: bool = True  # TeD-Loc's E = the CAM run's backbone (offline); False: the tedloc config's own
     name: str = ""  # the reports' title (a preset's or benchmark's name; empty: the output folder's name)
     scope: str = ""  # what the numbers can and cannot show, said at the top of the reports
@@ -233,6 +234,25 @@ def without_curves(metrics: dict) -> dict:
     return out
 
 
+def _selected_val_metric(run: Path, key: str = "val_MaxBoxAcc") -> float | None:
+    """``key`` of the run's selected epoch (its model.json history), None where it has none."""
+    meta = json.loads((run / "model.json").read_text())
+    epoch = meta.get("selected_epoch")
+    row = next((h for h in meta.get("history", []) if h.get("epoch") == epoch), {})
+    return row.get(key)
+
+
+def _rounds_sentence(rounds: dict[str, list[Path]]) -> str:
+    """One line on the self-training rounds: each round's val MaxBoxAcc (GT val boxes, as the run's selection)."""
+    parts = []
+    for name, runs in rounds.items():
+        values = [_selected_val_metric(run) for run in runs]
+        parts.append(f"{name}: " + " -> ".join("-" if v is None else f"{v:.2f}" for v in values))
+    return (f"TeD-Loc trained in {len(next(iter(rounds.values())))} rounds, each from the previous round's own maps "
+            "of the train split (self-training, tedloc's addition to the paper); val MaxBoxAcc of each round: "
+            + "; ".join(parts) + ".")
+
+
 def results_table(results: dict) -> str:
     """A Markdown table of the headline test metrics (the class map of TeD-Loc runs in its own row)."""
     def cell(metrics: dict, key: str) -> str:
@@ -355,12 +375,14 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         VARIANTS.get(name)  # fail early on a typo
     if recipe.pseudo_labels not in PSEUDO_LABELS:
         raise TedlocError(f"pseudo_labels must be one of {', '.join(PSEUDO_LABELS)}, got {recipe.pseudo_labels!r}")
+    if recipe.tedloc_rounds < 1:
+        raise TedlocError(f"tedloc_rounds must be >= 1, got {recipe.tedloc_rounds}")
     dips_variants = recipe.dips_variants if recipe.dips is not None else ()
     for name in dips_variants:
         DIPS_VARIANTS.get(name)
     boxes = _has_boxes(data)  # val and test: the centered box and the overlays need them
     draw = bool(recipe.overlays) and boxes
-    n = 5 + len(recipe.variants) + (1 if draw else 0) + (2 + len(dips_variants) if dips_variants else 0)
+    n = 5 + len(recipe.variants) * recipe.tedloc_rounds + (1 if draw else 0) + (2 + len(dips_variants) if dips_variants else 0)
     step = 1
     timings: dict[str, float] = {}
 
@@ -394,17 +416,27 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         base = dataclasses.replace(base, encoder=recipe.pretrain.arch, encoder_run=str(cam_run.resolve()),
                                    input_size=recipe.pretrain.input_size)
     runs = {"cam": cam_run}
+    rounds: dict[str, list[Path]] = {}
     for name in recipe.variants:
         variant = VARIANTS.get(name)
-        run = out / "runs" / name
-        t0 = log_step(log, step, n, f"{variant.description} -> {run}")
         cfg = dataclasses.replace(base, lambdas=variant.lambdas)
-        if not finished_run(run, cfg):
-            get_method("tedloc").train(data, run, cfg, runtime=runtime, anchors=ortho if variant.orthogonal else raw,
-                                       cams=cams)
+        maps, rounds[name] = cams, []
+        for r in range(1, recipe.tedloc_rounds + 1):
+            last = r == recipe.tedloc_rounds
+            run = out / "runs" / (name if last else f"{name}_round{r}")
+            what = f" (round {r} of {recipe.tedloc_rounds})" if recipe.tedloc_rounds > 1 else ""
+            t0 = log_step(log, step, n, f"{variant.description}{what} -> {run}")
+            if not finished_run(run, cfg):
+                get_method("tedloc").train(data, run, cfg, runtime=runtime,
+                                           anchors=ortho if variant.orthogonal else raw, cams=maps)
+            rounds[name].append(run)
+            if not last:  # the next round's pseudo-labels: this round's own maps of the train split
+                maps = out / "cache" / f"{name}_round{r}_train"
+                compute_run_map_cache(run, data, "train", maps, method="map", batch_size=recipe.eval_batch_size,
+                                      runtime=runtime)
+            done(name if last else f"{name}_round{r}", t0)
+            step += 1
         runs[name] = run
-        done(name, t0)
-        step += 1
     proposal_quality: dict = {}
     if dips_variants:
         step, proposal_quality = _dips_steps(data, out, recipe, cam_run, runs, runtime, log, done, step, n)
@@ -434,10 +466,13 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
                   "test boxes used); `Top1Loc@val_thr`, `Top5Loc@val_thr`: at the run's threshold chosen on val, no "
                   "test box used (`-`: the run has none)")
     name = recipe.name or out.resolve().name
-    atomic_write_text(out / "recipe.json", json.dumps({"name": name, "scope": recipe.scope}, indent=1) + "\n")
+    notes = [_rounds_sentence(rounds)] if recipe.tedloc_rounds > 1 else []
+    atomic_write_text(out / "recipe.json", json.dumps({"name": name, "scope": recipe.scope, "notes": notes},
+                                                      indent=1) + "\n")
     text = [f"# {recipe_title(name)}", ""] + ([recipe.scope, ""] if recipe.scope else [])
     text += [f"Test split of `{data}`; {thresholds}; runs in `runs/`, full metrics in `results.json`.", "", table, ""]
     text += no_look_markdown(results)
+    text += [line for note in notes for line in (note, "")]
     text += [f"Conventions: class-dependent maps (CAM, TeD-Loc's `class`) of the {protocol.map_class} class "
              f"({'GT-known; `@pred`: the predicted class' if protocol.map_class == 'true' else 'no label used'}); "
              f"thresholds every {protocol.interval}; maps scored at {sizes}.", "",

@@ -122,6 +122,19 @@ def _evaluate(run: Path, data: Path, out: Path, recipe: VideoRecipe, kind: str |
     return metrics
 
 
+# one line per column of :func:`corloc_table`, under the table of the report
+VIDEO_COLUMNS = (
+    "per-class columns, CorLoc: the share of a class's test frames whose box (the largest region of the map cut at a "
+    "threshold) has IoU >= 0.5 with a GT box, and the class mean; the papers' CorLoc: each class's threshold is the "
+    "best on the test frames themselves (an oracle: test boxes used)",
+    "CorLoc (realistic): the same with one threshold chosen on the val frames (no test box used)",
+    "CL: test frames whose top class is the video's",
+    "MaxBoxAcc: frames with a box at IoU >= 0.5, at the best single threshold on the test frames (test boxes used)",
+    "PxAP: the area under the maps' pixel precision-recall curve against the object masks",
+    "peak on object: frames whose map peaks inside the object's mask",
+)
+
+
 def corloc_table(results: dict, class_names: list[str]) -> str:
     """A markdown table: per-class CorLoc (the papers' oracle), its mean, the realistic CorLoc, CL, MaxBoxAcc."""
     short = [n[:8] for n in class_names]
@@ -210,12 +223,8 @@ def run_video_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Vi
     baselines = [k for k in recipe.baselines if k in results]
     best = max(baselines, key=lambda k: results[k]["corloc"]["oracle"]["CorLoc"]) if baselines else None
     text = [f"# tedloc video results: {dataset.name}", "",
-            f"Test frames of `{data}`. CorLoc: per class, the share of frames whose box (largest region of the map "
-            "cut at a threshold) has IoU >= 0.5 with a GT box, and its class mean. **CorLoc** is the papers': each "
-            "class's threshold is the best one on the test frames themselves (an oracle). **CorLoc (realistic)** "
-            "uses one threshold chosen on the val frames. CL: frames whose top class is the video's. PxAP scores the "
-            "maps against the object masks; peak on object: frames whose map peaks on the object's mask. The "
-            "centered box never looks at the frame.", "", table, ""]
+            f"Test frames of `{data}`; the centered box never looks at the frame.", "", table, "",
+            "## What the columns mean (percent)", ""] + [f"- {line}" for line in VIDEO_COLUMNS] + [""]
     if best is not None:
         gap = results["trcamv"]["corloc"]["oracle"]["CorLoc"] - results[best]["corloc"]["oracle"]["CorLoc"]
         text += [f"TrCAM-V vs the best CAM-family baseline ({best}): {gap:+.1f} CorLoc points.", ""]

@@ -324,6 +324,7 @@ def _recipe_sections(folder: Path, gallery: int, pool: int, runtime) -> list[str
     body = [f"<p class='note'>{html.escape(scope)}</p>" if scope else "",
             "<h2>Results (test split)</h2>", _table(results, HEADLINE_METRICS)]
     body += [f"<p class='note'>{html.escape(sentence)}</p>" for sentence in no_look_sentences(results)]
+    body += [f"<p class='note'>{html.escape(str(note))}</p>" for note in _recipe_record(folder).get("notes", [])]
     lines = verdicts(results)
     if lines:
         body += ["<h3>What the table shows</h3><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines)
@@ -358,7 +359,7 @@ def _recipe_sections(folder: Path, gallery: int, pool: int, runtime) -> list[str
 
 
 def _recipe_record(folder: Path) -> dict:
-    """The recipe's name and scope that ``run_recipe`` recorded in ``recipe.json`` (empty if none)."""
+    """The recipe's name, scope and notes that ``run_recipe`` recorded in ``recipe.json`` (empty if none)."""
     try:
         record = json.loads((folder / "recipe.json").read_text())
     except (OSError, ValueError):

@@ -63,6 +63,9 @@ class TeDLocTrainConfig(TrainConfig):
     k: int = option(10, "FG and BG pseudo-labels per image per step")
     fg_pool: float = option(0.2, "FG pseudo-labels: drawn from this top share of the CAM region's locations")
     bg_pool: float = option(0.2, "BG pseudo-labels: drawn from this bottom share of the locations outside it")
+    bg_border: float = option(0.0, "boundary prior (tedloc's, not the paper's): the outer ring of this share of the "
+                                   "map's side is background, below everything else for Otsu's split, and the only "
+                                   "source of BG pseudo-labels; 0: none")
     feature_cache: str | None = option(None, "folder for E's features of fixed training views: computed once, then "
                                              "every epoch trains the decoder only (shared by runs of the same encoder)")
     cache_views: int = option(2, "training views per image in the cache")
@@ -95,7 +98,8 @@ class TeDLocTask:
         self.model, self.train_set, self.cache, self.localizer = model, train_set, cache, localizer
         self.val_split, self.config = val_split, config
         self.weights = TeDLocLosses(*config.lambdas)
-        self.sampler = PseudoLabelSampler(SamplerConfig(k=config.k, fg_pool=config.fg_pool, bg_pool=config.bg_pool))
+        self.sampler = PseudoLabelSampler(SamplerConfig(k=config.k, fg_pool=config.fg_pool, bg_pool=config.bg_pool,
+                                                         bg_border=config.bg_border))
 
     def trainable(self) -> torch.nn.Module:
         """The head (decoder D, projection and g); E and the anchors are frozen."""
