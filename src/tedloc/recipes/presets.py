@@ -169,7 +169,7 @@ def paper_recipe(dataset: str, overrides: dict | None = None) -> tuple[str, Reci
             raise TedlocError(f"override {key!r}: the sections are cam. and tedloc.")
         part[section][field_name] = overrides.pop(key)
     recipe_keys = ("text_encoder", "pseudo_labels", "clip", "clip_pretrained", "map_sizes", "eval_batch_size",
-                   "overlays", "eval_interval")
+                   "overlays", "eval_interval", "tedloc_rounds")
     hints = typing.get_type_hints(Recipe)
     settings = {"overlays": 6, **{k: coerce_value(hints[k], v,
                                                   f"--set {k}" if k in overrides else f"{dataset}_bench: {k}")
