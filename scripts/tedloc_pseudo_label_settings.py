@@ -1,10 +1,13 @@
-"""TeD-Loc's pseudo-label settings on the demo's data: the source of the maps (the CNN's CAM or Grad-CAM) and the
-FG / BG pools, each a TeD-Loc run on the demo's CAM run, anchors and feature cache (its finished steps reused).
+"""TeD-Loc's pseudo-label settings on the demo's data: the source of the maps (the CNN's CAM or Grad-CAM), the
+FG / BG pools, the boundary prior and rounds of self-training, each a TeD-Loc run on the demo's CAM run, anchors and
+feature cache (its finished steps reused).
 
     python scripts/tedloc_pseudo_label_settings.py --demo runs/demo --out runs/tedloc_settings [--device cpu]
 
-Prints, per setting, the best val MaxBoxAcc of the run (GT boxes of val: what chose the demo's setting) and its
-test metrics; writes OUT/settings.json. The settings are the demo preset's TeD-Loc config with the changes below.
+Prints, per setting (and per round of a setting with rounds: round r > 1 learns from round r - 1's own maps of the
+train split, as the recipes' ``tedloc_rounds``), the best val MaxBoxAcc of the run (GT boxes of val: what chose the
+demo's setting and its number of rounds) and its test metrics; writes OUT/settings.json. The settings are the demo
+preset's TeD-Loc config with the changes below.
 """
 from __future__ import annotations
 
@@ -20,14 +23,16 @@ from tedloc.recipes.presets import get_preset
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
 
-# name -> (pseudo-label maps, TeD-Loc config changes)
+# name -> (pseudo-label maps, TeD-Loc config changes, rounds)
+_NO_PRIOR = {"bg_border": 0.0}
 SETTINGS = {
-    "cam_pools_0.2_0.2": ("cam", {"fg_pool": 0.2, "bg_pool": 0.2}),
-    "cam_pools_0.6_0.1": ("cam", {"fg_pool": 0.6, "bg_pool": 0.1}),
-    "cam_pools_0.6_0.1_k50": ("cam", {"fg_pool": 0.6, "bg_pool": 0.1, "k": 50}),
-    "cam_pools_1.0_0.05": ("cam", {"fg_pool": 1.0, "bg_pool": 0.05}),
-    "gradcam_pools_0.2_0.2": ("gradcam", {"fg_pool": 0.2, "bg_pool": 0.2}),
-    "gradcam_pools_1.0_0.05": ("gradcam", {"fg_pool": 1.0, "bg_pool": 0.05}),
+    "cam_pools_0.2_0.2": ("cam", {"fg_pool": 0.2, "bg_pool": 0.2, **_NO_PRIOR}, 1),
+    "cam_pools_0.6_0.1": ("cam", {"fg_pool": 0.6, "bg_pool": 0.1, **_NO_PRIOR}, 1),
+    "cam_pools_0.6_0.1_k50": ("cam", {"fg_pool": 0.6, "bg_pool": 0.1, "k": 50, **_NO_PRIOR}, 1),
+    "cam_pools_1.0_0.05": ("cam", {"fg_pool": 1.0, "bg_pool": 0.05, **_NO_PRIOR}, 1),
+    "gradcam_pools_0.2_0.2": ("gradcam", {"fg_pool": 0.2, "bg_pool": 0.2, **_NO_PRIOR}, 1),
+    "gradcam_pools_1.0_0.05": ("gradcam", {"fg_pool": 1.0, "bg_pool": 0.05, **_NO_PRIOR}, 2),
+    "gradcam_border_0.125": ("gradcam", {"fg_pool": 1.0, "bg_pool": 1.0, "bg_border": 0.125}, 5),
 }
 SHOWN = ("MaxBoxAcc", "MaxBoxAccV2", "PxAP", "CL@1", "Top1Loc@val_thr", "error/LPE", "error/LME", "error/other")
 
@@ -48,19 +53,26 @@ def main() -> None:
                                input_size=recipe.pretrain.input_size)
     table = {}
     for name in args.settings or SETTINGS:
-        source, changes = SETTINGS[name]
+        source, changes, rounds = SETTINGS[name]
         maps = out / "cache" / f"{source}_train"
         compute_run_map_cache(cam_run, data, "train", maps, method=source, batch_size=recipe.eval_batch_size,
                               runtime=runtime)
-        config, run = dataclasses.replace(base, **changes), out / "runs" / name
-        if not finished_run(run, config):
-            get_method("tedloc").train(data, run, config, runtime=runtime,
-                                       anchors=demo / "anchors" / "orthogonal.safetensors", cams=maps)
-        history = json.loads((run / "model.json").read_text())["history"]
-        metrics = evaluate_on_test(run, data, out, recipe, runtime)
-        table[name] = {"val_MaxBoxAcc": max(e["val_MaxBoxAcc"] for e in history),
-                       **{k: round(metrics[k], 2) for k in SHOWN if k in metrics}}
-        print(name, json.dumps(table[name]), flush=True)
+        config = dataclasses.replace(base, **changes)
+        for r in range(1, rounds + 1):
+            row = name if rounds == 1 else f"{name}_round{r}"
+            run = out / "runs" / row
+            if not finished_run(run, config):
+                get_method("tedloc").train(data, run, config, runtime=runtime,
+                                           anchors=demo / "anchors" / "orthogonal.safetensors", cams=maps)
+            history = json.loads((run / "model.json").read_text())["history"]
+            metrics = evaluate_on_test(run, data, out, recipe, runtime)
+            table[row] = {"val_MaxBoxAcc": max(e["val_MaxBoxAcc"] for e in history),
+                          **{k: round(metrics[k], 2) for k in SHOWN if k in metrics}}
+            print(row, json.dumps(table[row]), flush=True)
+            if r < rounds:  # the next round's pseudo-labels: this round's own maps of the train split
+                maps = out / "cache" / f"{row}_train"
+                compute_run_map_cache(run, data, "train", maps, method="map", batch_size=recipe.eval_batch_size,
+                                      runtime=runtime)
     atomic_write_text(out / "settings.json", json.dumps(table, indent=1) + "\n")
 
 
