@@ -152,5 +152,5 @@ def test_every_built_in_map_source_exists_without_importing_anything_else():
     code = ("from tedloc.pseudolabels import MAP_SOURCES; "
             "print(' '.join(MAP_SOURCES.names()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["cam", "clip", "clip-es", "clipseg", "eigencam", "gradcam", "gradcam++", "layercam", "naclip",
+    assert out == ["cam", "clip", "clip-es", "clipseg", "eigencam", "gradcam", "gradcam++", "layercam", "map", "naclip",
                    "sclip", "scorecam", "smoothgradcam++", "xgradcam"]
