@@ -33,8 +33,33 @@ SETTINGS = {
     "gradcam_pools_0.2_0.2": ("gradcam", {"fg_pool": 0.2, "bg_pool": 0.2, **_NO_PRIOR}, 1),
     "gradcam_pools_1.0_0.05": ("gradcam", {"fg_pool": 1.0, "bg_pool": 0.05, **_NO_PRIOR}, 2),
     "gradcam_border_0.125": ("gradcam", {"fg_pool": 1.0, "bg_pool": 1.0, "bg_border": 0.125}, 5),
+    # a diagnostic, not a method: the GT masks of the train split as the maps (is the frozen encoder the limit?)
+    "gt_masks": ("gt-masks", {"fg_pool": 1.0, "bg_pool": 1.0, **_NO_PRIOR}, 1),
 }
 SHOWN = ("MaxBoxAcc", "MaxBoxAccV2", "PxAP", "CL@1", "Top1Loc@val_thr", "error/LPE", "error/LME", "error/other")
+
+
+def gt_mask_cache(data: Path, out: Path, size: int) -> None:
+    """The train split's GT masks (their union per image), area-resized to ``size`` x ``size``, as a map cache."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from tedloc.data import load_dataset
+    from tedloc.pseudolabels.map_cache import MapCache
+
+    split = load_dataset(data)["train"]
+    cache = MapCache(out, split.image_ids, (size, size), {"run": "", "method": "gt-masks", "classes": "true"})
+    if len(cache.missing()) == 0:
+        return
+    maps = []
+    for i in range(len(split)):
+        w, h = (int(v) for v in split.sizes[i])
+        mask = np.zeros((h, w), np.float32)
+        for name in split.mask_paths[i]:
+            mask = np.maximum(mask, (np.asarray(Image.open(split.mask_root / name)) > 0).astype(np.float32))
+        maps.append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA))
+    cache.write(np.arange(len(split)), maps)
 
 
 def main() -> None:
@@ -51,12 +76,16 @@ def main() -> None:
     base = dataclasses.replace(recipe.tedloc, feature_cache=str((demo / "cache" / "features").resolve()),
                                encoder=recipe.pretrain.arch, encoder_run=str(cam_run.resolve()),
                                input_size=recipe.pretrain.input_size)
-    table = {}
+    done = out / "settings.json"  # rows of earlier calls (other --settings) are kept
+    table = json.loads(done.read_text()) if done.exists() else {}
     for name in args.settings or SETTINGS:
         source, changes, rounds = SETTINGS[name]
         maps = out / "cache" / f"{source}_train"
-        compute_run_map_cache(cam_run, data, "train", maps, method=source, batch_size=recipe.eval_batch_size,
-                              runtime=runtime)
+        if source == "gt-masks":
+            gt_mask_cache(data, maps, recipe.pretrain.input_size // 4)
+        else:
+            compute_run_map_cache(cam_run, data, "train", maps, method=source, batch_size=recipe.eval_batch_size,
+                                  runtime=runtime)
         config = dataclasses.replace(base, **changes)
         for r in range(1, rounds + 1):
             row = name if rounds == 1 else f"{name}_round{r}"
@@ -73,7 +102,7 @@ def main() -> None:
                 maps = out / "cache" / f"{row}_train"
                 compute_run_map_cache(run, data, "train", maps, method="map", batch_size=recipe.eval_batch_size,
                                       runtime=runtime)
-    atomic_write_text(out / "settings.json", json.dumps(table, indent=1) + "\n")
+    atomic_write_text(done, json.dumps(table, indent=1) + "\n")
 
 
 if __name__ == "__main__":
