@@ -76,8 +76,9 @@ def main() -> None:
     base = dataclasses.replace(recipe.tedloc, feature_cache=str((demo / "cache" / "features").resolve()),
                                encoder=recipe.pretrain.arch, encoder_run=str(cam_run.resolve()),
                                input_size=recipe.pretrain.input_size)
-    done = out / "settings.json"  # rows of earlier calls (other --settings) are kept
-    table = json.loads(done.read_text()) if done.exists() else {}
+    done = out / "settings.json"  # rows of earlier calls (other --settings) are kept, while SETTINGS makes them
+    rows = {name if n == 1 else f"{name}_round{r}" for name, (_, _, n) in SETTINGS.items() for r in range(1, n + 1)}
+    table = {k: v for k, v in json.loads(done.read_text()).items() if k in rows} if done.exists() else {}
     for name in args.settings or SETTINGS:
         source, changes, rounds = SETTINGS[name]
         maps = out / "cache" / f"{source}_train"
@@ -90,7 +91,7 @@ def main() -> None:
         for r in range(1, rounds + 1):
             row = name if rounds == 1 else f"{name}_round{r}"
             run = out / "runs" / row
-            if not finished_run(run, config):
+            if not finished_run(run, config, {"cams": maps}):
                 get_method("tedloc").train(data, run, config, runtime=runtime,
                                            anchors=demo / "anchors" / "orthogonal.safetensors", cams=maps)
             history = json.loads((run / "model.json").read_text())["history"]

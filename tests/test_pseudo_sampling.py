@@ -129,3 +129,13 @@ def test_border_prior_takes_the_outer_ring_as_background():
         SamplerConfig(bg_border=0.5)
     labels = PseudoLabelSampler(SamplerConfig(k=5, bg_border=0.125))(maps, torch.Generator().manual_seed(0))
     assert labels.valid.all() and ring[labels.bg].all() and not ring[labels.fg].any()
+
+
+def test_the_ring_leaves_an_inside_on_any_grid():
+    from tedloc.pseudolabels.sampling import border_ring
+
+    for h, w, share in ((2, 2, 0.125), (4, 4, 0.45), (10, 10, 0.49), (14, 3, 0.49), (3, 3, 0.3), (1, 5, 0.2)):
+        ring = border_ring(h, w, share).view(h, w)
+        assert ring[0].all() or h == 1  # at least one cell wide
+        assert not ring.all() or h < 3 or w < 3, (h, w, share)
+    assert border_ring(16, 16, 0.125).view(16, 16)[2:-2, 2:-2].sum() == 0 and border_ring(16, 16, 0.125).sum() == 112

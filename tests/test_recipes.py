@@ -156,5 +156,31 @@ def test_self_training_rounds(synthetic_small, tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")}
     assert run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU) == results
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")} == stamps
+    assert note.replace("'", "&#x27;").replace(">", "&gt;") in (out / "report.html").read_text()
     with pytest.raises(TedlocError, match="tedloc_rounds must be >= 1, got 0"):
         run_recipe(synthetic_small, out, dataclasses.replace(recipe, tedloc_rounds=0), runtime=CPU)
+    # another number of rounds over the same folder: runs/tedloc learnt from other maps, refused naming them
+    with pytest.raises(TedlocError, match=r"runs/tedloc holds a run with another configuration \(.*cams"):
+        run_recipe(synthetic_small, out, dataclasses.replace(recipe, tedloc_rounds=3), log=lambda _: None,
+                   runtime=CPU)
+
+
+def test_a_run_without_a_newer_option_counts_as_its_default(synthetic_small, tmp_path):
+    """A finished run recorded before an option existed is reused only when the option keeps its default."""
+    from tedloc.recipes.pipeline import finished_run
+
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    recipe = Recipe(
+        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
+        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1),
+        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False, overlays=0)
+    out = tmp_path / "out"
+    run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU)
+    run = out / "runs" / "tedloc"
+    record = json.loads((run / "config.json").read_text())
+    del record["config"]["bg_border"]  # as written before the option existed
+    (run / "config.json").write_text(json.dumps(record))
+    config = json.loads((run / "model.json").read_text())["config"]
+    config = TeDLocTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    assert finished_run(run, config)
+    assert not finished_run(run, dataclasses.replace(config, bg_border=0.125))

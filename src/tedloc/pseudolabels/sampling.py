@@ -12,9 +12,11 @@ as the image: see :meth:`tedloc.data.transforms.View.map`):
    count, ``min(k, |FG pool|, |BG pool|)``: balanced.
 
 ``bg_border`` > 0 adds a boundary prior (not in the papers; tedloc's option): the outer ring of the grid,
-``bg_border`` of its side wide on each side (at least one cell), is taken as background. Otsu's split sees the map
-with the ring below every other location (the map min-max normalised to [0.1, 1] inside, 0 on the ring), so R never
-reaches the ring; BG candidates are the ring's locations only, the BG pool the bottom ``bg_pool`` of them by value.
+``bg_border`` of its side wide on each side (at least one cell; an inside is always left), is taken as background.
+Otsu's split sees the map with the ring below every other location: the map's 256 levels (min-max over the whole
+grid, ring included) mapped to 25..255 inside and 0 on the ring, so R never reaches the ring. (A ring holding the
+map's maximum squeezes the inside's levels together; Otsu then tends to take the whole inside as R.) BG candidates
+are the ring's locations only, the BG pool the bottom ``bg_pool`` of them by value.
 
 Maps that carry no ranking give no pseudo-labels, explicitly: a constant map (no Otsu split),
 or a map with NaN/inf. Their rows in the result are all invalid (``valid`` False), so losses
@@ -96,11 +98,12 @@ def otsu_levels(levels: torch.Tensor) -> torch.Tensor:
 
 
 def border_ring(h: int, w: int, share: float, device: torch.device | None = None) -> torch.Tensor:
-    """(H*W,) bool: the outer ring of an ``h`` x ``w`` grid, ``share`` of each side wide (at least one cell);
-    all False for ``share`` 0."""
+    """(H*W,) bool: the outer ring of an ``h`` x ``w`` grid, ``share`` of each side wide (at least one cell, and
+    never the whole of a side of 3 cells or more: an inside is left); all False for ``share`` 0."""
     ring = torch.zeros(h, w, dtype=torch.bool, device=device)
     if share > 0:
-        dy, dx = max(1, round(share * h)), max(1, round(share * w))
+        dy = max(1, min(round(share * h), (h - 1) // 2))
+        dx = max(1, min(round(share * w), (w - 1) // 2))
         ring[:dy], ring[-dy:], ring[:, :dx], ring[:, -dx:] = True, True, True, True
     return ring.flatten()
 

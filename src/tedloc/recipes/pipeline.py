@@ -127,16 +127,22 @@ def log_step(log: Callable[[str], None], i: int, n: int, text: str) -> float:
     return time.perf_counter()
 
 
-def finished_run(run: Path, config: TrainConfig) -> bool:
+def finished_run(run: Path, config: TrainConfig, inputs: dict[str, str | os.PathLike] | None = None) -> bool:
     """Whether ``run`` holds a finished run of ``config`` (its epochs, and the options its ``config.json``
-    records), which a recipe reuses; a run of other options is not, and training it again is refused, naming
-    the option (never a stale result)."""
+    records; an option it does not record, being older, counts as the option's default) and of ``inputs`` (files it
+    learnt from, recorded resolved: ``{"cams": maps}``), which a recipe reuses; a run of other options or inputs is
+    not, and training it again is refused, naming what differs (never a stale result)."""
     folder = RunFolder(run)
     if not (folder.is_finished() and len(folder.metadata().get("history", [])) == config.epochs):
         return False
-    recorded = json.loads(folder.config_path.read_text()).get("config", {}) if folder.config_path.exists() else {}
+    record = json.loads(folder.config_path.read_text()) if folder.config_path.exists() else {}
+    recorded = record.get("config", {})
     current = json.loads(json.dumps(dataclasses.asdict(config)))
-    return all(recorded.get(key, value) == value for key, value in current.items())
+    defaults = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(config)
+                                      if f.default is not dataclasses.MISSING}))
+    if any(recorded.get(key, defaults.get(key, value)) != value for key, value in current.items()):
+        return False
+    return all(record.get(key) == str(Path(path).resolve()) for key, path in (inputs or {}).items())
 
 
 def _anchors(data: Path, out: Path, encoder: str | None, runtime: Runtime):
@@ -426,7 +432,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
             run = out / "runs" / (name if last else f"{name}_round{r}")
             what = f" (round {r} of {recipe.tedloc_rounds})" if recipe.tedloc_rounds > 1 else ""
             t0 = log_step(log, step, n, f"{variant.description}{what} -> {run}")
-            if not finished_run(run, cfg):
+            if not finished_run(run, cfg, {"cams": maps}):
                 get_method("tedloc").train(data, run, cfg, runtime=runtime,
                                            anchors=ortho if variant.orthogonal else raw, cams=maps)
             rounds[name].append(run)
@@ -466,7 +472,7 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
                   "test boxes used); `Top1Loc@val_thr`, `Top5Loc@val_thr`: at the run's threshold chosen on val, no "
                   "test box used (`-`: the run has none)")
     name = recipe.name or out.resolve().name
-    notes = [_rounds_sentence(rounds)] if recipe.tedloc_rounds > 1 else []
+    notes = [_rounds_sentence(rounds)] if recipe.tedloc_rounds > 1 and rounds else []
     atomic_write_text(out / "recipe.json", json.dumps({"name": name, "scope": recipe.scope, "notes": notes},
                                                       indent=1) + "\n")
     text = [f"# {recipe_title(name)}", ""] + ([recipe.scope, ""] if recipe.scope else [])

@@ -62,7 +62,8 @@ class TeDLocTrainConfig(TrainConfig):
                                                  metavar=("KD", "PCL", "ICL"))
     k: int = option(10, "FG and BG pseudo-labels per image per step")
     fg_pool: float = option(0.2, "FG pseudo-labels: drawn from this top share of the CAM region's locations")
-    bg_pool: float = option(0.2, "BG pseudo-labels: drawn from this bottom share of the locations outside it")
+    bg_pool: float = option(0.2, "BG pseudo-labels: drawn from this bottom share of the locations outside it (of "
+                                 "the ring's, with --bg-border)")
     bg_border: float = option(0.0, "boundary prior (tedloc's, not the paper's): the outer ring of this share of the "
                                    "map's side is background, below everything else for Otsu's split, and the only "
                                    "source of BG pseudo-labels; 0: none")
