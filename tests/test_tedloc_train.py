@@ -64,6 +64,11 @@ def test_refuses_mismatched_inputs(inputs, synthetic_small, tmp_path):
     root, cfg = inputs
     with pytest.raises(TedlocError, match="no map cache"):
         train_tedloc(synthetic_small, tmp_path / "x", root / "anchors.safetensors", root / "cnn", cfg, runtime=CPU)
+    # a sampling option out of range is refused before anything is written
+    with pytest.raises(TedlocError, match="bg_border must be in"):
+        train_tedloc(synthetic_small, tmp_path / "z", root / "anchors.safetensors", root / "cache",
+                     TeDLocTrainConfig(**{**cfg.__dict__, "bg_border": 0.5}), runtime=CPU)
+    assert not (tmp_path / "z" / "config.json").exists()
     compute_run_map_cache(root / "cnn", synthetic_small, "val", tmp_path / "val_cache", runtime=CPU)
     with pytest.raises(TedlocError, match="other images"):
         train_tedloc(synthetic_small, tmp_path / "y", root / "anchors.safetensors", tmp_path / "val_cache", cfg,

@@ -99,8 +99,7 @@ class TeDLocTask:
         self.model, self.train_set, self.cache, self.localizer = model, train_set, cache, localizer
         self.val_split, self.config = val_split, config
         self.weights = TeDLocLosses(*config.lambdas)
-        self.sampler = PseudoLabelSampler(SamplerConfig(k=config.k, fg_pool=config.fg_pool, bg_pool=config.bg_pool,
-                                                         bg_border=config.bg_border))
+        self.sampler = PseudoLabelSampler(sampler_config(config))
 
     def trainable(self) -> torch.nn.Module:
         """The head (decoder D, projection and g); E and the anchors are frozen."""
@@ -152,6 +151,11 @@ class TeDLocTask:
                 "val_threshold": val.get("threshold")}
 
 
+def sampler_config(config: TeDLocTrainConfig) -> SamplerConfig:
+    """The pseudo-label sampling of ``config`` (an OptionError naming the field when one is out of range)."""
+    return SamplerConfig(k=config.k, fg_pool=config.fg_pool, bg_pool=config.bg_pool, bg_border=config.bg_border)
+
+
 def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: str | os.PathLike,
                  cams: str | os.PathLike, config: TeDLocTrainConfig = TeDLocTrainConfig(), resume: bool = True, *,
                  runtime: Runtime) -> list[dict]:
@@ -165,6 +169,7 @@ def train_tedloc(data: str | os.PathLike, out: str | os.PathLike, anchors_path: 
     if dataset.is_video:
         raise TedlocError(f"{data}: TeD-Loc trains on image datasets; for a video dataset use --method trcamv (or cam)")
     config, criterion, val_split = prepare_selection(config, SELECTIONS, dataset["val"])
+    sampler_config(config)  # refused before the run folder is written
     anchors = TextAnchors.load(anchors_path)
     if anchors.class_names != dataset.class_names:
         raise TedlocError(f"{anchors_path}: anchors of other classes than {data}")
