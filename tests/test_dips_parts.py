@@ -446,3 +446,24 @@ def test_proposal_quality_against_gt(tmp_path):
     q = proposal_quality(cache, split)
     assert q["images"] == 2 and q["mIoU best"] == pytest.approx(100.0) and q["mIoU top-1"] == pytest.approx(75.0)
     assert q["best IoU>=50"] == 100 and q["top-1 IoU>=50"] == 100
+
+
+def test_background_from_the_border_ring():
+    """``background="border"`` (tedloc's boundary prior): BG seeds from the lowest of the outer ring only."""
+    from tedloc.pseudolabels.pixel_seeds import DiPSSamplerConfig, sample_pixel_labels
+    from tedloc.pseudolabels.sampling import border_ring
+
+    maps, chosen, union = _scene()
+    ring = border_ring(10, 10, 0.2).view(10, 10)  # two cells wide
+    cfg = DiPSSamplerConfig(fg_count=3, bg_count=6, fg_pool=0.5, bg_pool=0.5, background="border", bg_border=0.2,
+                            dilation=1)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        labels = sample_pixel_labels(maps, chosen, union, torch.rand(1, 100, generator=g),
+                                     torch.rand(1, 100, generator=g), cfg)[0]
+        bg = labels == 0
+        assert bg.sum() == 6 and torch.all(ring[bg])
+        assert maps[0][bg].max() <= maps[0][ring].sort().values[int(0.5 * ring.sum()) - 1]  # the ring's lowest half
+        assert torch.all(chosen[0][labels == 1])
+    with pytest.raises(ValueError, match="bg_border"):
+        DiPSSamplerConfig(background="border", bg_border=0.5)

@@ -110,6 +110,7 @@ def test_pseudo_labels_from_a_post_hoc_map(synthetic_small, tmp_path):
     demo = get_preset("demo")
     assert demo.pseudo_labels == "gradcam" and (demo.tedloc.fg_pool, demo.tedloc.bg_pool) == (1.0, 1.0)
     assert demo.tedloc.bg_border == 0.125 and demo.tedloc_rounds == 3
+    assert (demo.dips.background, demo.dips.bg_pool, demo.dips.bg_border) == ("border", 1.0, 0.125)
     with pytest.raises(TedlocError, match="pseudo_labels must be one of cam, gradcam, .*, clip-es, got 'x'"):
         run_recipe(synthetic_small, out, dataclasses.replace(recipe, pseudo_labels="x"), runtime=CPU)
 

@@ -9,8 +9,9 @@ the training view's grid), the chosen proposal's box and the union of all its pr
   ``weighted`` seeds);
 - background: the pool is the bottom ``bg_pool`` share by ``A`` of the pixels outside every box
   (the thesis; ``background="anywhere"`` takes the bottom share of the whole map, as DiPS's code
-  does; an image whose boxes cover the whole view falls back to the whole map); ``bg_count``
-  pixels are drawn uniformly without replacement;
+  does; ``background="border"``, tedloc's boundary prior, not the papers', the bottom share of the view's outer
+  ring, ``bg_border`` of its side wide, outside the chosen box; an image whose boxes cover the whole view falls
+  back to the whole map); ``bg_count`` pixels are drawn uniformly without replacement;
 - every seed is dilated by a ``dilation`` x ``dilation`` square; pixels both FG and BG are unset.
 
 Labels: 1 foreground, 0 background, :data:`IGNORE` elsewhere. The draws come from keyed uniforms
@@ -25,10 +26,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tedloc.pseudolabels.sampling import border_ring
+
 __all__ = ["IGNORE", "DiPSSamplerConfig", "sample_pixel_labels", "box_masks", "top_in_pool", "seed_labels"]
 
 IGNORE = -255  # DiPS's label of unlabelled pixels (the partial cross-entropy's ignore_index)
-BACKGROUND_MODES = ("outside", "anywhere")
+BACKGROUND_MODES = ("outside", "anywhere", "border")
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,15 @@ class DiPSSamplerConfig:
     bg_pool: float = 0.2
     background: str = "outside"
     dilation: int = 3
+    bg_border: float = 0.125  # the ring's width, a share of the side (background "border")
 
     def __post_init__(self):
         if self.background not in BACKGROUND_MODES:
             raise ValueError(f"background must be one of {BACKGROUND_MODES}, got {self.background!r}")
         if not (0 < self.fg_pool <= 1 and 0 < self.bg_pool <= 1):
             raise ValueError("fg_pool and bg_pool must be in (0, 1]")
+        if not 0 < self.bg_border < 0.5:
+            raise ValueError(f"bg_border must be in (0, 0.5), got {self.bg_border}")
         if self.fg_count < 0 or self.bg_count < 0 or self.dilation < 1 or self.dilation % 2 == 0:
             raise ValueError("counts must be >= 0 and dilation an odd size >= 1")
 
@@ -92,7 +98,12 @@ def sample_pixel_labels(maps: torch.Tensor, chosen: torch.Tensor, any_box: torch
         return torch.full((0, h, w), IGNORE, dtype=torch.long, device=maps.device)
     values = maps.reshape(b, -1).float()
     inside = chosen.reshape(b, -1)
-    outside = ~any_box.reshape(b, -1) if config.background == "outside" else torch.ones_like(inside)
+    if config.background == "outside":
+        outside = ~any_box.reshape(b, -1)
+    elif config.background == "border":
+        outside = border_ring(h, w, config.bg_border, device=maps.device)[None] & ~inside
+    else:
+        outside = torch.ones_like(inside)
     # boxes covering the whole view leave nothing outside: that image's background comes from the whole map
     outside = torch.where(outside.any(dim=1, keepdim=True), outside, torch.ones_like(outside))
     fg_pool = _share_by_value(values, inside, config.fg_pool, highest=True)

@@ -83,8 +83,11 @@ class DiPSTrainConfig(TrainConfig):
     fg_pool: float = option(DiPSSamplerConfig.fg_pool, "FG seeds come from this top share of the chosen box's pixels")
     bg_pool: float = option(DiPSSamplerConfig.bg_pool, "BG seeds come from this bottom share of the pixels outside "
                                                        "every box")
-    background: str = option(DiPSSamplerConfig.background, "BG pool outside every box (the thesis) or the whole map "
-                                                           "(DiPS's code)", choices=("outside", "anywhere"))
+    background: str = option(DiPSSamplerConfig.background, "BG pool outside every box (the thesis), the whole map "
+                                                           "(DiPS's code), or the outer ring of --bg-border (tedloc's "
+                                                           "boundary prior)", choices=("outside", "anywhere", "border"))
+    bg_border: float = option(DiPSSamplerConfig.bg_border, "width of the ring of --background border, a share of the "
+                                                           "side")
     dilation: int = option(DiPSSamplerConfig.dilation, "seeds are dilated by this odd square")
     lambda_seed: float = option(1.0, "weight of the partial cross-entropy")
     lambda_crf: float = option(2e-9, "weight of the dense CRF loss (0 switches it off; the thesis: 2e-9 at 224x224)")
@@ -132,7 +135,7 @@ class DiPSTrainConfig(TrainConfig):
         """The pixel pseudo-labels' settings."""
         try:
             return DiPSSamplerConfig(self.fg_count, self.bg_count, self.fg_pool, self.bg_pool, self.background,
-                                     self.dilation)
+                                     self.dilation, self.bg_border)
         except ValueError as e:
             raise TedlocError(str(e)) from None
 
