@@ -16,9 +16,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from tedloc.methods import get_method
 from tedloc.methods.run_maps import compute_run_map_cache
-from tedloc.recipes.pipeline import evaluate_on_test, finished_run
+from tedloc.recipes.pipeline import evaluate_on_test, round_run, tedloc_round
 from tedloc.recipes.presets import get_preset
 from tedloc.utils.device import Runtime
 from tedloc.utils.io import atomic_write_text
@@ -77,7 +76,7 @@ def main() -> None:
                                encoder=recipe.pretrain.arch, encoder_run=str(cam_run.resolve()),
                                input_size=recipe.pretrain.input_size)
     done = out / "settings.json"  # rows of earlier calls (other --settings) are kept, while SETTINGS makes them
-    rows = {name if n == 1 else f"{name}_round{r}" for name, (_, _, n) in SETTINGS.items() for r in range(1, n + 1)}
+    rows = {round_run(out, name, r, n).name for name, (_, _, n) in SETTINGS.items() for r in range(1, n + 1)}
     table = {k: v for k, v in json.loads(done.read_text()).items() if k in rows} if done.exists() else {}
     for name in args.settings or SETTINGS:
         source, changes, rounds = SETTINGS[name]
@@ -88,21 +87,14 @@ def main() -> None:
             compute_run_map_cache(cam_run, data, "train", maps, method=source, batch_size=recipe.eval_batch_size,
                                   runtime=runtime)
         config = dataclasses.replace(base, **changes)
-        for r in range(1, rounds + 1):
-            row = name if rounds == 1 else f"{name}_round{r}"
-            run = out / "runs" / row
-            if not finished_run(run, config, {"cams": maps}):
-                get_method("tedloc").train(data, run, config, runtime=runtime,
-                                           anchors=demo / "anchors" / "orthogonal.safetensors", cams=maps)
+        for r in range(1, rounds + 1):  # the last round in runs/<name>, as the recipes' (tedloc_round)
+            run, maps = tedloc_round(data, out, name, r, rounds, config, demo / "anchors" / "orthogonal.safetensors",
+                                     maps, runtime, recipe.eval_batch_size)
             history = json.loads((run / "model.json").read_text())["history"]
             metrics = evaluate_on_test(run, data, out, recipe, runtime)
-            table[row] = {"val_MaxBoxAcc": max(e["val_MaxBoxAcc"] for e in history),
-                          **{k: round(metrics[k], 2) for k in SHOWN if k in metrics}}
-            print(row, json.dumps(table[row]), flush=True)
-            if r < rounds:  # the next round's pseudo-labels: this round's own maps of the train split
-                maps = out / "cache" / f"{row}_train"
-                compute_run_map_cache(run, data, "train", maps, method="map", batch_size=recipe.eval_batch_size,
-                                      runtime=runtime)
+            table[run.name] = {"val_MaxBoxAcc": max(e["val_MaxBoxAcc"] for e in history),
+                               **{k: round(metrics[k], 2) for k in SHOWN if k in metrics}}
+            print(run.name, json.dumps(table[run.name]), flush=True)
     atomic_write_text(done, json.dumps(table, indent=1) + "\n")
 
 

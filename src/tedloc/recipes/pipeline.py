@@ -46,7 +46,7 @@ from tedloc.utils.registry import Registry
 __all__ = ["Recipe", "Variant", "VARIANTS", "DiPSVariant", "DIPS_VARIANTS", "run_recipe", "HEADLINE_METRICS",
            # the steps the other recipes (zoo, video) build on
            "recipe_protocol", "finished_run", "evaluate_on_test", "centered_box_on_test", "centered_gaussian_on_test",
-           "without_curves", "log_step", "overlay_pictures"]
+           "without_curves", "log_step", "overlay_pictures", "round_run", "tedloc_round"]
 
 # the sources of TeD-Loc's pseudo-label maps in a recipe: the CAM run's maps (its CAM or a post-hoc map), or CLIP-ES's
 PSEUDO_LABELS = ("cam", *GRADIENT_CAMS, "clip-es")
@@ -240,6 +240,29 @@ def without_curves(metrics: dict) -> dict:
     return out
 
 
+def round_run(out: Path, name: str, r: int, rounds: int) -> Path:
+    """The run folder of round ``r`` of ``rounds`` of the TeD-Loc variant ``name``: ``runs/<name>`` for the last
+    round, ``runs/<name>_round<r>`` before it."""
+    return out / "runs" / (name if r == rounds else f"{name}_round{r}")
+
+
+def tedloc_round(data: Path, out: Path, name: str, r: int, rounds: int, config: TrainConfig, anchors: Path,
+                 maps: Path, runtime: Runtime, batch_size: int) -> tuple[Path, Path]:
+    """Round ``r`` of ``rounds`` of TeD-Loc's self-training: its run (:func:`round_run`), trained from ``maps`` unless
+    finished from them, and the maps the next round learns from (this run's own maps of the train split, in
+    ``cache/<name>_round<r>_train``; ``maps`` again after the last round)."""
+    from tedloc.methods.run_maps import compute_run_map_cache
+
+    run = round_run(out, name, r, rounds)
+    if not finished_run(run, config, {"cams": maps}):
+        get_method("tedloc").train(data, run, config, runtime=runtime, anchors=anchors, cams=maps)
+    if r == rounds:
+        return run, maps
+    own = out / "cache" / f"{name}_round{r}_train"
+    compute_run_map_cache(run, data, "train", own, method="map", batch_size=batch_size, runtime=runtime)
+    return run, own
+
+
 def _selected_val_metric(run: Path, key: str = "val_MaxBoxAcc") -> float | None:
     """``key`` of the run's selected epoch (its model.json history), None where it has none."""
     meta = json.loads((run / "model.json").read_text())
@@ -426,21 +449,14 @@ def run_recipe(data: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     for name in recipe.variants:
         variant = VARIANTS.get(name)
         cfg = dataclasses.replace(base, lambdas=variant.lambdas)
-        maps, rounds[name] = cams, []
-        for r in range(1, recipe.tedloc_rounds + 1):
-            last = r == recipe.tedloc_rounds
-            run = out / "runs" / (name if last else f"{name}_round{r}")
-            what = f" (round {r} of {recipe.tedloc_rounds})" if recipe.tedloc_rounds > 1 else ""
-            t0 = log_step(log, step, n, f"{variant.description}{what} -> {run}")
-            if not finished_run(run, cfg, {"cams": maps}):
-                get_method("tedloc").train(data, run, cfg, runtime=runtime,
-                                           anchors=ortho if variant.orthogonal else raw, cams=maps)
+        maps, rounds[name], total = cams, [], recipe.tedloc_rounds
+        for r in range(1, total + 1):
+            what = f" (round {r} of {total})" if total > 1 else ""
+            t0 = log_step(log, step, n, f"{variant.description}{what} -> {round_run(out, name, r, total)}")
+            run, maps = tedloc_round(data, out, name, r, total, cfg, ortho if variant.orthogonal else raw, maps,
+                                     runtime, recipe.eval_batch_size)
             rounds[name].append(run)
-            if not last:  # the next round's pseudo-labels: this round's own maps of the train split
-                maps = out / "cache" / f"{name}_round{r}_train"
-                compute_run_map_cache(run, data, "train", maps, method="map", batch_size=recipe.eval_batch_size,
-                                      runtime=runtime)
-            done(name if last else f"{name}_round{r}", t0)
+            done(run.name, t0)
             step += 1
         runs[name] = run
     proposal_quality: dict = {}
