@@ -90,17 +90,22 @@ def test_a_recipe_refuses_a_job_of_several_processes(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+def _small_recipe(tmp_path, tedloc: dict | None = None, **changes) -> Recipe:
+    """The small recipe of the tests below (random text embeddings, no centered box, no overlays), with the TeD-Loc
+    options ``tedloc`` and the recipe fields ``changes``."""
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
+    return Recipe(
+        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
+        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1, **(tedloc or {})),
+        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False, overlays=0, **changes)
+
+
 def test_pseudo_labels_from_a_post_hoc_map(synthetic_small, tmp_path):
     """``pseudo_labels: gradcam``: TeD-Loc learns from the classifier's Grad-CAM, cached apart from its CAM."""
     from tedloc.errors import TedlocError
     from tedloc.pseudolabels.map_cache import MapCache
 
-    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
-    recipe = Recipe(
-        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
-        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1, fg_pool=1.0,
-                                 bg_pool=0.05),
-        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False, overlays=0, pseudo_labels="gradcam")
+    recipe = _small_recipe(tmp_path, {"fg_pool": 1.0, "bg_pool": 0.05}, pseudo_labels="gradcam")
     out = tmp_path / "out"
     results = run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU)
     assert list(results) == ["cam", "tedloc"] and not (out / "cache" / "cams_train").exists()
@@ -119,11 +124,7 @@ def test_a_changed_config_is_refused_not_silently_reused(synthetic_small, tmp_pa
     """A second call whose TeD-Loc config differs from the finished run's names the field (no stale results)."""
     from tedloc.errors import TedlocError
 
-    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
-    recipe = Recipe(
-        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
-        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1),
-        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False, overlays=0)
+    recipe = _small_recipe(tmp_path)
     out = tmp_path / "out"
     run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU)
     changed = dataclasses.replace(recipe, tedloc=dataclasses.replace(recipe.tedloc, k=5))
@@ -137,11 +138,7 @@ def test_self_training_rounds(synthetic_small, tmp_path):
     from tedloc.errors import TedlocError
     from tedloc.pseudolabels.map_cache import MapCache
 
-    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
-    recipe = Recipe(
-        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
-        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1, bg_border=0.125),
-        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False, overlays=0, tedloc_rounds=2)
+    recipe = _small_recipe(tmp_path, {"bg_border": 0.125}, tedloc_rounds=2)
     out = tmp_path / "out"
     results = run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU)
     assert list(results) == ["cam", "tedloc"]
@@ -170,11 +167,7 @@ def test_a_run_without_a_newer_option_counts_as_its_default(synthetic_small, tmp
     """A finished run recorded before an option existed is reused only when the option keeps its default."""
     from tedloc.recipes.pipeline import finished_run
 
-    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(4, 16)))
-    recipe = Recipe(
-        pretrain=PretrainConfig(input_size=32, epochs=1, batch_size=8, workers=0),
-        tedloc=TeDLocTrainConfig(decoder_channels=(8,), epochs=1, batch_size=8, k=4, cache_views=1),
-        text_encoder=f"file:{tmp_path / 'emb.npy'}", centered_box=False, overlays=0)
+    recipe = _small_recipe(tmp_path)
     out = tmp_path / "out"
     run_recipe(synthetic_small, out, recipe, log=lambda _: None, runtime=CPU)
     run = out / "runs" / "tedloc"
